@@ -1,0 +1,171 @@
+"""Settings: teambot.toml, overridden by TEAMBOT_<SECTION>__<KEY> environment variables.
+
+Secrets (API keys, tokens, signing secrets) come only from the environment or from a secrets
+file (`TEAMBOT_SECRETS_FILE`, KEY=VALUE lines in the same TEAMBOT_… names), never from the
+TOML file, which is usually committed or shared.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.config import ConversationSettings, LLMSettings, StorageSettings
+from knowledge.config import KnowledgeSettings
+
+ENV_PREFIX = "TEAMBOT_"
+DEFAULT_CONFIG = Path("teambot.toml")
+
+
+class ConfigError(Exception):
+    """A configuration problem the operator can fix; the message says how."""
+
+
+class ServerSettings(BaseModel):
+    """`[server]`: the HTTP server (health, web chat; webhooks and console later)."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 to listen on every interface")
+    port: int = Field(default=8080, ge=1, le=65535)
+    web_chat: bool = Field(default=True, description="serve the built-in web chat page at /")
+    migrate_on_start: bool = Field(default=True, description="apply database migrations at start")
+
+
+class LogSettings(BaseModel):
+    """`[log]`."""
+
+    model_config = {"extra": "forbid"}
+
+    level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class Settings(BaseSettings):
+    """The whole configuration; each component receives only its own section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    llm: LLMSettings = LLMSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_file = os.environ.get(f"{ENV_PREFIX}SECRETS_FILE")
+        if secrets_file:
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=secrets_file))
+        config = _config_path_from_env()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+
+_CONFIG_OVERRIDE: Path | None = None
+
+
+def _config_path_from_env() -> Path | None:
+    if _CONFIG_OVERRIDE is not None:
+        return _CONFIG_OVERRIDE
+    named = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(_secret_paths(annotation, (*prefix, name)))
+        elif "SecretStr" in str(annotation) or annotation is SecretStr:
+            paths.append((*prefix, name))
+    return paths
+
+
+def _check_no_secrets_in_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        data: dict[str, Any] = tomllib.load(handle)
+    for secret in _secret_paths(Settings):
+        node: Any = data
+        for part in secret:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            section, key = ".".join(secret[:-1]), secret[-1]
+            env = ENV_PREFIX + "__".join(s.upper() for s in secret)
+            raise ConfigError(
+                f"{path}: [{section}] {key} is a secret and must not be in the config file. "
+                f"Remove it and set {env} in the environment or in the file named by "
+                f"{ENV_PREFIX}SECRETS_FILE."
+            )
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Read the settings; a wrong value raises ConfigError naming the key, value and what is allowed."""
+    global _CONFIG_OVERRIDE
+    if config is not None and not config.exists():
+        raise ConfigError(f"config file {config} does not exist: create one with `teambot init {config}`")
+    _CONFIG_OVERRIDE = config
+    try:
+        path = _config_path_from_env()
+        if path is not None:
+            if not path.exists():
+                raise ConfigError(
+                    f"{ENV_PREFIX}CONFIG names {path}, which does not exist: "
+                    f"create it with `teambot init {path}`"
+                )
+            try:
+                _check_no_secrets_in_file(path)
+            except tomllib.TOMLDecodeError as error:
+                raise ConfigError(f"{path} is not valid TOML: {error}") from error
+        return Settings()
+    except ValidationError as error:
+        raise ConfigError(_explain(error, path)) from error
+    finally:
+        _CONFIG_OVERRIDE = None
+
+
+def _explain(error: ValidationError, path: Path | None) -> str:
+    lines = ["invalid configuration:"]
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"]]
+        key = ".".join(location)
+        env = ENV_PREFIX + "__".join(part.upper() for part in location)
+        where = f"[{'.'.join(location[:-1])}] {location[-1]}" if len(location) > 1 else key
+        value = problem.get("input")
+        shown = "(missing)" if problem["type"] == "missing" else repr(value)
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check the spelling; `teambot init` lists every key)")
+            continue
+        lines.append(
+            f"  {where} = {shown}: {problem['msg']}"
+            f" (set in {path or 'defaults'} or with {env})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Which language the asker wrote in, and the bot's fixed user-facing phrases in both."""
+
+from __future__ import annotations
+
+import re
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def detect(text: str) -> str:
+    """'zh' when the text is mostly Chinese, else 'en'. Chinese users mix in English terms, so a little Chinese counts double."""
+    cjk = len(_CJK.findall(text))
+    latin_words = len(_LATIN.findall(text)) / 4
+    return "zh" if cjk and cjk * 2 >= latin_words else "en"
+
+
+PHRASES: dict[str, dict[str, str]] = {
+    "empty": {
+        "en": "Please write your question in words and I'll look it up.",
+        "zh": "请用文字写下您的问题，我来帮您查找。",
+    },
+    "too_long": {
+        "en": "Your message is too long ({size} characters; the limit is {limit}). "
+        "Please shorten it or split it into smaller questions.",
+        "zh": "您的消息太长了（{size} 个字符，上限 {limit}）。请精简或拆成几个小问题。",
+    },
+    "text_only": {
+        "en": "I can only read text for now — please type your question.",
+        "zh": "我目前只能读取文字，请直接输入您的问题。",
+    },
+    "no_knowledge": {
+        "en": "I couldn't find anything about this in the knowledge base, so I won't guess. "
+        "Try rephrasing, or ask a colleague who owns this topic.",
+        "zh": "知识库里没有找到与此相关的内容，我就不乱猜了。可以换个说法再问，或请教负责该主题的同事。",
+    },
+    "retrieval_only": {
+        "en": "⚠️ Retrieval-only answer: the language model is unavailable right now, "
+        "so here are the most relevant passages from the knowledge base.",
+        "zh": "⚠️ 仅检索结果：语言模型暂时不可用，以下是知识库中最相关的段落。",
+    },
+    "cut_off": {
+        "en": "⚠️ The answer was cut off: the model server stopped responding. "
+        "Ask again in a moment.",
+        "zh": "⚠️ 回答中断：模型服务没有继续响应，请稍后再问一次。",
+    },
+    "thinking": {"en": "Looking it up…", "zh": "正在查找…"},
+    "human_handling": {
+        "en": "A person is handling this thread, so I'll stay quiet here.",
+        "zh": "此话题已由人工处理，我先不回复了。",
+    },
+}
+
+
+def phrase(key: str, language: str, **values: object) -> str:
+    """The fixed phrase `key` in `language` ('zh' or 'en'), formatted with `values`."""
+    texts = PHRASES[key]
+    return texts.get(language, texts["en"]).format(**values)

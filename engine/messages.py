@@ -1,0 +1,126 @@
+"""Types that cross the adapter/engine boundary (DESIGN.md, "Types that cross a boundary")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ChatType(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+
+
+class Outcome(StrEnum):
+    """How a turn ended. Stored with the turn and shown in metrics."""
+
+    ANSWERED = "answered"
+    NO_KNOWLEDGE = "no_knowledge"
+    RETRIEVAL_ONLY = "retrieval_only"  # model server down or breaker open: passages, no model text
+    FAILED = "failed"
+    HANDED_OFF = "handed_off"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadKey:
+    """The unit of conversation, escalation and human takeover; decided by the adapter."""
+
+    platform: str
+    tenant: str
+    chat_id: str
+    thread_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.tenant}:{self.chat_id}:{self.thread_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    id: str
+    display_name: str = ""
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    kind: str  # image | file | audio | video | other
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One normalized user message."""
+
+    platform: str
+    tenant: str
+    chat_id: str
+    chat_type: ChatType
+    thread_id: str
+    message_id: str
+    sender: Sender
+    text: str
+    mentioned: bool = True
+    attachments: tuple[Attachment, ...] = ()
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    raw: Mapping[str, Any] | None = None
+
+    @property
+    def thread_key(self) -> ThreadKey:
+        return ThreadKey(self.platform, self.tenant, self.chat_id, self.thread_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A numbered source shown under an answer; built from a knowledge Passage (or a web result)."""
+
+    number: int
+    title: str
+    source: str
+    location: str  # URL or path
+    section: str = ""
+    kind: str = "knowledge"  # knowledge | web
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None  # None when the server does not report cache figures
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds from the moment the core took the message."""
+
+    retrieval: float = 0.0
+    first_token: float | None = None
+    first_visible: float | None = None
+    total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    outcome: Outcome
+    language: str = "en"
+    reasoning: str = ""  # kept for audit, never shown by default
+    citations: tuple[Citation, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+    notice: str = ""  # a user-visible note about degraded service, already in `text`
+    turn_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationNotice:
+    """What a human agent needs to pick up a thread."""
+
+    thread: ThreadKey
+    question: str
+    trigger: str
+    summary: str = ""
+    citations: tuple[Citation, ...] = ()
+    link: str = ""
