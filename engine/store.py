@@ -1,0 +1,407 @@
+"""`ConversationStore`: threads, turns, dedupe and feedback in SQLite or PostgreSQL.
+
+Every method is one short transaction and returns frozen dataclasses, never ORM objects.
+Race safety comes from unique constraints (dedupe, thread get-or-create, feedback upsert), so it
+holds across replicas, not only across tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+from engine.messages import Answer, Citation, Inbound, Outcome, ThreadKey, Timings, Usage
+from engine.tables import (
+    Feedback,
+    FeedbackValue,
+    ProcessedEvent,
+    Thread,
+    ThreadState,
+    Turn,
+    utcnow,
+)
+
+__all__ = [
+    "ConversationStore",
+    "ThreadRecord",
+    "TurnRecord",
+    "UnansweredEvent",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    id: int
+    key: ThreadKey
+    state: ThreadState
+    state_changed_at: datetime
+    taken_by: str | None
+    escalation_trigger: str | None
+    created_at: datetime
+    last_message_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    id: int
+    thread_id: int  # threads.id
+    message_id: str
+    asker_id: str
+    asker_name: str
+    question: str
+    answer: str
+    outcome: Outcome
+    language: str
+    created_at: datetime
+    reasoning: str = ""
+    citations: tuple[Citation, ...] = ()
+    usage: Usage = dataclasses.field(default_factory=Usage)
+    timings: Timings = dataclasses.field(default_factory=Timings)
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredEvent:
+    """A message that was claimed but whose turn was never persisted (e.g. a crash mid-answer)."""
+
+    platform: str
+    message_id: str
+    thread_key: ThreadKey
+    received_at: datetime
+
+
+class ConversationStore:
+    """The engine's relational storage; the schema must exist (`bot.db.upgrade`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._dialect = engine.dialect.name
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {self._dialect!r}: use sqlite+aiosqlite:///PATH"
+                " or postgresql+asyncpg://USER@HOST:PORT/DB"
+            )
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, echo: bool = False, connect_args: Mapping[str, Any] | None = None
+    ) -> ConversationStore:
+        """Create the engine for `url` (sqlite+aiosqlite or postgresql+asyncpg)."""
+        return cls(create_engine(url, echo=echo, connect_args=connect_args))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- dedupe ---------------------------------------------------------------------------
+
+    async def claim_event(self, platform: str, message_id: str, thread_key: ThreadKey) -> bool:
+        """Record a platform message; True only for the one caller, across replicas, that got it."""
+        values = {
+            "platform": platform,
+            "message_id": message_id,
+            "thread_key": _encode_key(thread_key),
+            "received_at": utcnow(),
+        }
+        return await self._insert_unique(ProcessedEvent, values, ["platform", "message_id"])
+
+    async def mark_answered(self, platform: str, message_id: str) -> None:
+        """Set answered_at on a claimed event (add_turn does this itself for the turn's message)."""
+        async with self._sessions.begin() as session:
+            await session.execute(_answered(platform, message_id))
+
+    async def unanswered_events(
+        self, older_than: datetime, newer_than: datetime
+    ) -> list[UnansweredEvent]:
+        """Events received in [newer_than, older_than) and never answered, oldest first."""
+        for name, value in (("older_than", older_than), ("newer_than", newer_than)):
+            if value.tzinfo is None:
+                raise ValueError(f"{name} is a naive datetime: pass an aware one (UTC)")
+        stmt = (
+            select(ProcessedEvent)
+            .where(
+                ProcessedEvent.answered_at.is_(None),
+                ProcessedEvent.received_at < older_than,
+                ProcessedEvent.received_at >= newer_than,
+            )
+            .order_by(ProcessedEvent.received_at, ProcessedEvent.id)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(stmt)).all()
+        return [
+            UnansweredEvent(r.platform, r.message_id, _decode_key(r.thread_key), r.received_at)
+            for r in rows
+        ]
+
+    # -- threads --------------------------------------------------------------------------
+
+    async def thread(self, key: ThreadKey) -> ThreadRecord:
+        """The thread for `key`, created in state open if it does not exist yet."""
+        found = await self._find_thread(key)
+        if found is not None:
+            return found
+        now = utcnow()
+        values = {
+            "platform": key.platform,
+            "tenant": key.tenant,
+            "chat_id": key.chat_id,
+            "thread_id": key.thread_id,
+            "state": ThreadState.OPEN.value,
+            "state_changed_at": now,
+            "created_at": now,
+            "last_message_at": now,
+        }
+        # A concurrent creator may win; either way the row exists afterwards.
+        await self._insert_unique(Thread, values, ["platform", "tenant", "chat_id", "thread_id"])
+        found = await self._find_thread(key)
+        if found is None:  # pragma: no cover - only if the row was deleted in between
+            raise LookupError(f"thread {key} vanished right after it was created")
+        return found
+
+    async def set_state(
+        self,
+        thread_id: int,
+        state: ThreadState,
+        *,
+        taken_by: str | None = None,
+        trigger: str | None = None,
+    ) -> ThreadRecord:
+        """Move a thread to `state`; taken_by and escalation_trigger become the given values."""
+        state = ThreadState(state)
+        async with self._sessions.begin() as session:
+            row = await session.get(Thread, thread_id)
+            if row is None:
+                raise LookupError(f"no thread with id {thread_id}")
+            row.state = state.value
+            row.state_changed_at = utcnow()
+            row.taken_by = taken_by
+            row.escalation_trigger = trigger
+            await session.flush()
+            return _thread_record(row)
+
+    # -- turns ----------------------------------------------------------------------------
+
+    async def history(self, thread_id: int, max_turns: int) -> list[TurnRecord]:
+        """The last `max_turns` turns of a thread, oldest first."""
+        if max_turns <= 0:
+            return []
+        stmt = (
+            select(Turn)
+            .where(Turn.thread_id == thread_id)
+            .order_by(Turn.created_at.desc(), Turn.id.desc())
+            .limit(max_turns)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(stmt)).all()
+        return [_turn_record(r) for r in reversed(rows)]
+
+    async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
+        """Persist a question and its answer and mark the inbound event answered; the turn id."""
+        now = utcnow()
+        turn = Turn(
+            thread_id=thread_id,
+            message_id=inbound.message_id,
+            asker_id=inbound.sender.id,
+            asker_name=inbound.sender.display_name,
+            question=inbound.text,
+            answer=answer.text,
+            reasoning=answer.reasoning,
+            citations=[dataclasses.asdict(c) for c in answer.citations],
+            outcome=Outcome(answer.outcome).value,
+            language=answer.language,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+            cached_tokens=answer.usage.cached_tokens,
+            retrieval_s=answer.timings.retrieval,
+            first_token_s=answer.timings.first_token,
+            first_visible_s=answer.timings.first_visible,
+            total_s=answer.timings.total,
+            created_at=now,
+        )
+        async with self._sessions.begin() as session:
+            session.add(turn)
+            await session.flush()
+            await session.execute(
+                update(Thread).where(Thread.id == thread_id).values(last_message_at=now)
+            )
+            await session.execute(_answered(inbound.platform, inbound.message_id, now))
+        return turn.id
+
+    async def turn(self, turn_id: int) -> TurnRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(Turn, turn_id)
+            return None if row is None else _turn_record(row)
+
+    # -- feedback -------------------------------------------------------------------------
+
+    async def add_feedback(
+        self, turn_id: int, user_id: str, value: FeedbackValue | str, comment: str = ""
+    ) -> None:
+        """Record a user's up/down on a turn; a second click by the same user replaces the first."""
+        values = {
+            "turn_id": turn_id,
+            "user_id": user_id,
+            "value": FeedbackValue(value).value,
+            "comment": comment,
+            "created_at": utcnow(),
+        }
+        changes = {k: values[k] for k in ("value", "comment", "created_at")}
+        stmt = self._insert(Feedback).values(values)
+        stmt = stmt.on_conflict_do_update(index_elements=["turn_id", "user_id"], set_=changes)
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(stmt)
+        except IntegrityError as e:
+            if await self.turn(turn_id) is None:
+                raise LookupError(f"no turn with id {turn_id}") from e
+            raise
+
+    async def feedback(self, turn_id: int) -> dict[str, tuple[FeedbackValue, str]]:
+        """user id → (value, comment) for one turn."""
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(select(Feedback).where(Feedback.turn_id == turn_id))
+            ).all()
+        return {r.user_id: (FeedbackValue(r.value), r.comment) for r in rows}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _insert(self, model: Any) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(model)
+        return sqlite.insert(model)
+
+    async def _insert_unique(
+        self, model: type[Thread] | type[ProcessedEvent], values: dict[str, Any], key: list[str]
+    ) -> bool:
+        """Insert unless a row with the same unique `key` exists; True when this call inserted."""
+        stmt = self._insert(model).values(values).on_conflict_do_nothing(index_elements=key)
+        async with self._sessions.begin() as session:
+            inserted = await session.scalar(stmt.returning(model.id))
+        return inserted is not None
+
+    async def _find_thread(self, key: ThreadKey) -> ThreadRecord | None:
+        stmt = select(Thread).where(
+            Thread.platform == key.platform,
+            Thread.tenant == key.tenant,
+            Thread.chat_id == key.chat_id,
+            Thread.thread_id == key.thread_id,
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(stmt)
+            return None if row is None else _thread_record(row)
+
+
+def create_engine(
+    url: str, *, echo: bool = False, connect_args: Mapping[str, Any] | None = None
+) -> AsyncEngine:
+    """An async engine for `url`; for SQLite: parent directory created, WAL, busy timeout, FKs on.
+
+    `connect_args` go to the driver, e.g. `{"server_settings": {"search_path": "teambot"}}`.
+    """
+    parsed = make_url(url)
+    args = dict(connect_args or {})
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=args)
+    database = parsed.database or ""
+    if database in ("", ":memory:"):
+        # one shared connection, or every connection would see its own empty database
+        eng = create_async_engine(url, echo=echo, poolclass=StaticPool, connect_args=args)
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        eng = create_async_engine(url, echo=echo, connect_args=args)
+
+    @event.listens_for(eng.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer; busy_timeout: writers queue instead of failing
+        # with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return eng
+
+
+def _answered(platform: str, message_id: str, when: datetime | None = None) -> Any:
+    return (
+        update(ProcessedEvent)
+        .where(
+            ProcessedEvent.platform == platform,
+            ProcessedEvent.message_id == message_id,
+            ProcessedEvent.answered_at.is_(None),
+        )
+        .values(answered_at=when or utcnow())
+    )
+
+
+def _encode_key(key: ThreadKey) -> str:
+    return json.dumps([key.platform, key.tenant, key.chat_id, key.thread_id], ensure_ascii=False)
+
+
+def _decode_key(text: str) -> ThreadKey:
+    platform, tenant, chat_id, thread_id = json.loads(text)
+    return ThreadKey(platform, tenant, chat_id, thread_id)
+
+
+def _thread_record(row: Thread) -> ThreadRecord:
+    return ThreadRecord(
+        id=row.id,
+        key=ThreadKey(row.platform, row.tenant, row.chat_id, row.thread_id),
+        state=ThreadState(row.state),
+        state_changed_at=row.state_changed_at,
+        taken_by=row.taken_by,
+        escalation_trigger=row.escalation_trigger,
+        created_at=row.created_at,
+        last_message_at=row.last_message_at,
+    )
+
+
+_CITATION_FIELDS = frozenset(f.name for f in dataclasses.fields(Citation))
+
+
+def _citations(raw: Sequence[dict[str, Any]] | None) -> tuple[Citation, ...]:
+    return tuple(
+        Citation(**{k: v for k, v in c.items() if k in _CITATION_FIELDS}) for c in raw or ()
+    )
+
+
+def _turn_record(row: Turn) -> TurnRecord:
+    return TurnRecord(
+        id=row.id,
+        thread_id=row.thread_id,
+        message_id=row.message_id,
+        asker_id=row.asker_id,
+        asker_name=row.asker_name,
+        question=row.question,
+        answer=row.answer,
+        outcome=Outcome(row.outcome),
+        language=row.language,
+        created_at=row.created_at,
+        reasoning=row.reasoning,
+        citations=_citations(row.citations),
+        usage=Usage(row.prompt_tokens, row.completion_tokens, row.cached_tokens),
+        timings=Timings(row.retrieval_s, row.first_token_s, row.first_visible_s, row.total_s),
+    )

@@ -1,0 +1,146 @@
+"""The conversation core's tables: threads, turns, processed events (dedupe) and feedback.
+
+Portable across SQLite and PostgreSQL: plain strings instead of database enums, the generic JSON
+type, and UTC-aware timestamps on both (SQLite keeps no zone, so `UTCDateTime` restores it).
+Schema changes go through Alembic (`bot/migrations`), never `create_all` in production.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so autogenerate, batch mode on SQLite and PostgreSQL agree.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class ThreadState(StrEnum):
+    OPEN = "open"  # the bot answers
+    ESCALATED = "escalated"  # waiting for a human
+    HUMAN = "human"  # a human replied; the bot stays silent
+    RESOLVED = "resolved"
+
+
+class FeedbackValue(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that only accepts aware values and always returns UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value (UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: stored as UTC without a zone
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class EngineBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Thread(EngineBase):
+    __tablename__ = "threads"
+    __table_args__ = (UniqueConstraint("platform", "tenant", "chat_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    tenant: Mapped[str] = mapped_column(String(255))
+    chat_id: Mapped[str] = mapped_column(String(255))
+    thread_id: Mapped[str] = mapped_column(String(255))  # the platform's thread id
+    state: Mapped[str] = mapped_column(String(16), index=True)  # a ThreadState value
+    state_changed_at: Mapped[datetime]
+    taken_by: Mapped[str | None] = mapped_column(String(255))
+    escalation_trigger: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_message_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Turn(EngineBase):
+    __tablename__ = "turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # threads.id (not the platform's thread id)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    asker_id: Mapped[str] = mapped_column(String(255))
+    asker_name: Mapped[str] = mapped_column(String(255))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str] = mapped_column(Text)
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(32))  # an Outcome value
+    language: Mapped[str] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    retrieval_s: Mapped[float] = mapped_column(Float)
+    first_token_s: Mapped[float | None] = mapped_column(Float)
+    first_visible_s: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ProcessedEvent(EngineBase):
+    """One row per platform message taken; the unique key is the cross-replica dedupe."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("platform", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(255))
+    thread_key: Mapped[str] = mapped_column(Text)  # JSON [platform, tenant, chat_id, thread_id]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    answered_at: Mapped[datetime | None]
+
+
+class Feedback(EngineBase):
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("turn_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(8))  # a FeedbackValue value
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
