@@ -1,0 +1,38 @@
+"""A circuit breaker: a dead model server costs one fast failure, not a timeout per message."""
+
+from __future__ import annotations
+
+import time
+
+
+class Breaker:
+    """Opens after `limit` consecutive failures; one trial call after `reset` seconds."""
+
+    def __init__(self, limit: int, reset: float):
+        self.limit, self.reset = limit, reset
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial = False
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None and (
+            time.monotonic() - self.opened_at < self.reset or self.trial
+        )
+
+    def admit(self) -> bool | None:
+        """None: fail fast. Else admitted; True when this call is the half-open trial."""
+        if self.opened_at is None:
+            return False
+        if self.open:
+            return None
+        self.trial = True
+        return True
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.limit:
+            self.opened_at = time.monotonic()

@@ -1,0 +1,453 @@
+"""The SGLang (or any OpenAI-compatible) client: streaming chat with the model's thinking split
+off, timeouts, retries before the first token only, bounded concurrency and a circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionChunk
+from openai.types.completion_usage import CompletionUsage
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from engine.breaker import Breaker
+from engine.config import LLMSettings
+from engine.messages import Usage
+from engine.think import CLOSE, OPEN, ThinkSplitter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Models whose chat template opens <think> itself, so the output carries only </think>.
+_OPENS_THINK = re.compile(r"(?i)(?<![a-z0-9])(r1|qwq)(?![0-9])|reason|think")
+
+
+class LLMError(Exception):
+    """The model server gave no usable answer. `after_output`: some deltas were already yielded."""
+
+    def __init__(self, message: str, *, after_output: bool = False, retryable: bool = False):
+        super().__init__(message)
+        self.after_output = after_output
+        self.retryable = retryable
+
+
+class LLMUnavailable(LLMError):
+    """Cannot connect, 5xx, auth refused, or breaker open; always raised before any output."""
+
+
+class LLMTimeout(LLMError):
+    """No first token within first_token_timeout, a gap over idle_timeout, or total_timeout."""
+
+
+class LLMStreamBroken(LLMError):
+    """The connection ended after output had started (never retried)."""
+
+
+class LLMEmptyAnswer(LLMError):
+    """The model produced no answer text, e.g. max_tokens ran out inside <think>."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reasoning: str = "",
+        usage: Usage | None = None,
+        finish_reason: str | None = None,
+    ):
+        super().__init__(message, after_output=bool(reasoning))
+        self.reasoning, self.usage, self.finish_reason = reasoning, usage, finish_reason
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of a streamed answer. The last one carries usage and finish_reason."""
+
+    content: str = ""
+    reasoning: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What `teambot doctor` shows about the model server."""
+
+    base_url: str
+    reachable: bool
+    models: tuple[str, ...] = ()
+    model: str = ""
+    health_ok: bool | None = None
+    reasoning_parser: str | None = None
+    reasoning_separated: bool | None = None  # None: could not tell (model did not think)
+    latency: float | None = None  # seconds for a tiny chat completion
+    error: str = ""
+
+
+@dataclass
+class _Opened:
+    stream: openai.AsyncStream[ChatCompletionChunk]
+    first: list[ChatCompletionChunk]
+    model: str
+
+
+class LLMClient:
+    """Talks to one OpenAI-compatible server. Share one instance; `await close()` at shutdown."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        open_think: bool | None = None,
+    ):
+        """open_think forces the ThinkSplitter hold rule; None decides by the model's name."""
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self.root_url = self.base_url.removesuffix("/v1")
+        self._own_http = http_client is None
+        timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
+        pool = settings.max_concurrency + 4  # the probe and model lookups beside the chats
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=limits)
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # openai 1.x runs on httpx; 3.x on httpx2 but still accepts an httpx client.
+        client: Any = self._http
+        self._openai = AsyncOpenAI(
+            base_url=self.base_url, api_key=key or "EMPTY", max_retries=0, http_client=client
+        )
+        self._sem = asyncio.Semaphore(settings.max_concurrency)
+        self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset)
+        self._model = settings.model
+        self._open_think = open_think
+
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.open
+
+    async def close(self) -> None:
+        """Close the HTTP client if this client made it (AsyncOpenAI holds nothing else)."""
+        if self._own_http:
+            await self._http.aclose()
+
+    async def stream_chat(self, messages: list[dict[str, str]]) -> AsyncGenerator[Delta, None]:
+        """Stream an answer; the last Delta carries usage and finish_reason.
+
+        Before any Delta: LLMUnavailable (connect error, 5xx, 429 are first retried
+        max_retries times), LLMTimeout (not retried: a slow server gets no extra load), or a
+        plain LLMError for a 4xx request error. After output started: LLMTimeout or
+        LLMStreamBroken, never retried. At the end: LLMEmptyAnswer when there was no answer text.
+        Timeouts count from when a concurrency slot is free. Stop early with `aclosing`.
+        """
+        trial = self._admit()
+        try:
+            async with self._sem, aclosing(self._stream(messages)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        except (LLMUnavailable, LLMTimeout, LLMStreamBroken):
+            self._breaker.failure()
+            raise
+        finally:
+            if trial:
+                self._breaker.trial = False
+
+    async def complete(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+        """One non-streaming answer: (content, reasoning, usage). Same errors and think rule."""
+        trial = self._admit()
+        try:
+            async with self._sem:
+                try:
+                    async with asyncio.timeout(self.settings.total_timeout):
+                        result = await self._retrying(lambda: self._complete_once(messages))
+                except TimeoutError:
+                    raise LLMTimeout(self._timeout_msg("total_timeout")) from None
+        except (LLMUnavailable, LLMTimeout):
+            self._breaker.failure()
+            raise
+        finally:
+            if trial:
+                self._breaker.trial = False
+        self._breaker.success()
+        return result
+
+    async def probe(self) -> ServerReport:
+        """Check the server for `teambot doctor`; never raises, bypasses the breaker."""
+        report = ServerReport(self.base_url, reachable=False)
+        try:
+            models = await self._list_models()
+        except LLMError as exc:
+            return replace(report, error=str(exc))
+        model = self.settings.model or (models[0] if models else "")
+        report = replace(report, reachable=True, models=tuple(models), model=model)
+        try:
+            health = await self._http.get(f"{self.root_url}/health", headers=self._headers)
+            report = replace(report, health_ok=health.status_code == 200)
+            for path in ("/model_info", "/get_model_info"):
+                info = await self._http.get(self.root_url + path, headers=self._headers)
+                if info.status_code == 200:
+                    report = replace(report, reasoning_parser=info.json().get("reasoning_parser"))
+                    break
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass  # not SGLang, or an older one: the OpenAI API is what matters
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.first_token_timeout):
+                result = await self._openai.chat.completions.create(
+                    model=model, max_tokens=64, messages=[{"role": "user", "content": "Say OK."}]
+                )
+        except (TimeoutError, openai.APIError, httpx.HTTPError) as exc:
+            return replace(report, error=f"a test chat request failed: {exc!r}")
+        message = result.choices[0].message if result.choices else None
+        content = (message.content or "") if message else ""
+        separated = True if _reasoning_of(message) else None
+        if OPEN in content or CLOSE in content:
+            separated = False
+        return replace(report, reasoning_separated=separated, latency=time.monotonic() - started)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _admit(self) -> bool:
+        if not self.settings.enabled:
+            raise LLMUnavailable("the model server is disabled ([llm] enabled = false)")
+        trial = self._breaker.admit()
+        if trial is None:
+            raise LLMUnavailable(
+                f"the model server at {self.base_url} failed {self._breaker.failures} times in a "
+                f"row; not calling it for up to {self.settings.breaker_reset:g}s (circuit breaker "
+                f"open). {self._fix()}"
+            )
+        return trial
+
+    def _fix(self) -> str:
+        return (
+            "Check that SGLang is running (python -m sglang.launch_server --model-path <model> "
+            "--reasoning-parser deepseek-r1 --port 30000) or set TEAMBOT_LLM__BASE_URL "
+            f"(now {self.base_url})."
+        )
+
+    def _timeout_msg(self, which: str) -> str:
+        return (
+            f"the model server at {self.base_url} exceeded {which} "
+            f"({getattr(self.settings, which):g}s); it may be overloaded. "
+            f"Raise TEAMBOT_LLM__{which.upper()} or add capacity."
+        )
+
+    def _empty_msg(self, finish: str | None) -> str:
+        if finish == "length":
+            return (
+                f"the model used all max_tokens ({self.settings.max_tokens}) before it "
+                "finished thinking; raise TEAMBOT_LLM__MAX_TOKENS."
+            )
+        return f"the model at {self.base_url} returned an empty answer (finish_reason={finish})."
+
+    def _api_error(self, exc: Exception) -> LLMError:
+        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+        if status is None:
+            return LLMUnavailable(
+                f"cannot reach the model server at {self.base_url} ({exc!r}). {self._fix()}",
+                retryable=True,
+            )
+        detail = f"the model server at {self.base_url} answered HTTP {status}"
+        if status in (401, 403):
+            return LLMUnavailable(
+                f"{detail}: set TEAMBOT_LLM__API_KEY to the key SGLang was started with "
+                "(--api-key)."
+            )
+        if status == 429 or status >= 500:
+            return LLMUnavailable(f"{detail} ({exc}). {self._fix()}", retryable=True)
+        return LLMError(f"{detail}, rejecting the request: {exc}")
+
+    def _hold(self, model: str) -> bool:
+        if self._open_think is not None:
+            return self._open_think
+        return bool(_OPENS_THINK.search(model))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            retry=retry_if_exception(lambda e: isinstance(e, LLMError) and e.retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _list_models(self) -> list[str]:
+        try:
+            return [m.id async for m in self._openai.models.list()]
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise self._api_error(exc) from exc
+
+    async def _model_name(self) -> str:
+        if not self._model:
+            models = await self._list_models()
+            if not models:
+                raise LLMUnavailable(f"{self.base_url}/models lists no models. {self._fix()}")
+            self._model = models[0]
+        return self._model
+
+    def _request(self, messages: list[dict[str, str]], model: str) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "messages": messages,
+            "model": model,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
+
+    async def _open_once(self, messages: list[dict[str, str]], total_deadline: float) -> _Opened:
+        """Send the request and read up to the first chunk that carries text (or finishes)."""
+        which, deadline = "first_token_timeout", _now() + self.settings.first_token_timeout
+        if deadline > total_deadline:
+            which, deadline = "total_timeout", total_deadline
+        try:
+            async with asyncio.timeout_at(deadline):
+                model = await self._model_name()
+                stream = await self._openai.chat.completions.create(
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    **self._request(messages, model),
+                )
+                first: list[ChatCompletionChunk] = []
+                try:
+                    while True:
+                        first.append(chunk := await anext(stream))
+                        if _has_text(chunk) or any(c.finish_reason for c in chunk.choices):
+                            return _Opened(stream, first, model)
+                except StopAsyncIteration:
+                    pass
+                except BaseException:
+                    await stream.close()
+                    raise
+                await stream.close()
+                raise LLMUnavailable(
+                    f"the model server at {self.base_url} ended the stream before the first "
+                    f"token. {self._fix()}",
+                    retryable=True,
+                )
+        except TimeoutError:
+            raise LLMTimeout(self._timeout_msg(which)) from None
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise self._api_error(exc) from exc
+
+    async def _stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[Delta, None]:
+        total_deadline = _now() + self.settings.total_timeout
+        opened = await self._retrying(lambda: self._open_once(messages, total_deadline))
+        self._breaker.success()
+        splitter = ThinkSplitter(hold=self._hold(opened.model))
+        usage: Usage | None = None
+        finish: str | None = None
+        answer, reasoning_all, pending = "", "", list(opened.first)
+        try:
+            while True:
+                if pending:
+                    chunk = pending.pop(0)
+                else:
+                    which, deadline = "idle_timeout", _now() + self.settings.idle_timeout
+                    if deadline > total_deadline:
+                        which, deadline = "total_timeout", total_deadline
+                    started = bool(answer or reasoning_all)
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            chunk = await anext(opened.stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise LLMTimeout(self._timeout_msg(which), after_output=started) from None
+                    except (openai.APIError, httpx.HTTPError) as exc:
+                        raise LLMStreamBroken(
+                            f"the model server at {self.base_url} cut the answer off ({exc!r}).",
+                            after_output=started,
+                        ) from exc
+                usage = _usage(chunk.usage) if chunk.usage else usage
+                content = reasoning = ""
+                for choice in chunk.choices[:1]:
+                    if separate := _reasoning_of(choice.delta):
+                        splitter.separate()
+                        reasoning = separate
+                    content, more = splitter.feed(choice.delta.content or "")
+                    reasoning += more
+                    finish = choice.finish_reason or finish
+                if content or reasoning:
+                    answer, reasoning_all = answer + content, reasoning_all + reasoning
+                    yield Delta(content, reasoning)
+        finally:
+            await opened.stream.close()
+        if finish is None:
+            raise LLMStreamBroken(
+                f"the stream from {self.base_url} ended without a finish reason.",
+                after_output=bool(answer or reasoning_all),
+            )
+        content, reasoning = splitter.finish(truncated=finish == "length")
+        if splitter.orphan_close and self._open_think is None:
+            log.warning(
+                "model %s wrote </think> without <think>: holding its answers back until "
+                "</think> from now on (start SGLang with --reasoning-parser to avoid this)",
+                opened.model,
+            )
+            self._open_think = True
+        if not (answer + content).strip():
+            yield Delta(reasoning=reasoning, usage=usage, finish_reason=finish)
+            raise LLMEmptyAnswer(
+                self._empty_msg(finish),
+                reasoning=reasoning_all + reasoning,
+                usage=usage,
+                finish_reason=finish,
+            )
+        yield Delta(content, reasoning, usage, finish)
+
+    async def _complete_once(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+        try:
+            model = await self._model_name()
+            result = await self._openai.chat.completions.create(
+                stream=False, **self._request(messages, model)
+            )
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise self._api_error(exc) from exc
+        usage = _usage(result.usage) if result.usage else Usage()
+        choice = result.choices[0] if result.choices else None
+        finish = choice.finish_reason if choice else None
+        reasoning = _reasoning_of(choice.message) if choice else None
+        splitter = ThinkSplitter(hold=True)  # no latency to save: always the safe rule
+        if reasoning:
+            splitter.separate()
+        content, more = splitter.feed((choice.message.content or "") if choice else "")
+        rest, unclosed = splitter.finish(truncated=finish == "length" and self._hold(model))
+        content, reasoning = content + rest, (reasoning or "") + more + unclosed
+        if not content.strip():
+            raise LLMEmptyAnswer(
+                self._empty_msg(finish), reasoning=reasoning, usage=usage, finish_reason=finish
+            )
+        return content, reasoning, usage
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _reasoning_of(obj: object) -> str | None:
+    """SGLang's `reasoning_content` (vLLM and others: `reasoning`), an extra field to openai."""
+    value = getattr(obj, "reasoning_content", None) or getattr(obj, "reasoning", None)
+    return value if isinstance(value, str) else None
+
+
+def _has_text(chunk: ChatCompletionChunk) -> bool:
+    return any(c.delta.content or _reasoning_of(c.delta) for c in chunk.choices)
+
+
+def _usage(usage: CompletionUsage) -> Usage:
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details is not None else None
+    return Usage(usage.prompt_tokens, usage.completion_tokens, cached)

@@ -1,0 +1,388 @@
+"""A fake SGLang server speaking the real OpenAI-compatible protocol over real HTTP.
+
+In tests: `with FakeSGLang() as fake:` (or the `fake_sglang` fixture) runs it on 127.0.0.1 with an
+ephemeral port in a background thread with its own event loop; `fake.behave(...)` changes what it
+does, thread-safely. By hand: `python -m tests.fakes.sglang --port 30000 --reasoning inline`.
+
+Reasoning modes (what SGLang + model produce):
+- separate: `--reasoning-parser deepseek-r1`: `reasoning_content` deltas, then `content`. With
+  `separate_reasoning: false` a request gets the raw text: open_ended (R1 templates open <think>).
+- inline: no parser, the model writes `<think>…</think>answer` into content.
+- open_ended: no parser, the template opened <think>: content is `reasoning</think>answer`.
+- none: a model that does not think.
+
+Tokens are whitespace words (the text is streamed one word, or `chunk_chars` characters, per
+chunk). The prompt is `<|role|>` plus the words of each message; `cached_tokens` is the longest
+common token prefix with any earlier prompt (at most prompt_tokens - 1, as SGLang recomputes the
+last token), like RadixAttention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from aiohttp import web
+
+Reasoning = Literal["separate", "inline", "open_ended", "none"]
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+DEFAULT_REASONING = "The user asks a question. Let me look at the passages and answer briefly."
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    reasoning: Reasoning = "separate"
+    model: str = DEFAULT_MODEL
+    latency: float = 0.0  # seconds before the first token
+    token_delay: float = 0.0  # seconds between chunks
+    fail_status: int | None = None  # answer chat requests with this HTTP status …
+    fail_times: int | None = None  # … this many times (None: until changed)
+    hang_before_first: bool = False
+    hang_after_tokens: int | None = None  # stall forever after N content chunks
+    cut_after_tokens: int | None = None  # abort the TCP connection after N content chunks
+    cache_report: bool = True  # --enable-cache-report
+    answer: str | None = None  # None: a deterministic echo of the question
+    reasoning_text: str = DEFAULT_REASONING
+    chunk_chars: int | None = None  # stream N characters per chunk instead of one word
+    healthy: bool = True
+    api_key: str | None = None  # --api-key
+
+
+def default_answer(messages: list[dict[str, Any]]) -> str:
+    """Echo the last line of the last user message; cite [1] when the prompt has passages."""
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    question = users[-1].strip().splitlines()[-1] if users and users[-1].strip() else ""
+    text = f'I saw your question "{question}".'
+    if any("[1]" in str(m.get("content") or "") for m in messages):
+        text += " The knowledge base answers it [1]."
+    return text
+
+
+def _choice(**fields: Any) -> dict[str, Any]:
+    return {"index": 0, **fields, "logprobs": None, "matched_stop": None}
+
+
+def split_tokens(text: str, chunk_chars: int | None) -> list[str]:
+    if chunk_chars:
+        return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+    return re.findall(r"\s*\S+", text) or ([text] if text else [])
+
+
+class FakeSGLang:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **behaviour: Any):
+        self.host, self.port = host, port
+        self._behaviour = Behaviour(**behaviour)
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._hits: list[str] = []
+        self._prompts: list[list[str]] = []
+        self.in_flight = self.max_in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- control, from any thread ------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def behaviour(self) -> Behaviour:
+        with self._lock:
+            return self._behaviour
+
+    def behave(self, **changes: Any) -> None:
+        known = {f.name for f in fields(Behaviour)}
+        if unknown := set(changes) - known:
+            raise TypeError(f"unknown behaviour {sorted(unknown)}; known: {sorted(known)}")
+        with self._lock:
+            self._behaviour = replace(self._behaviour, **changes)
+
+    def reset(self) -> None:
+        """Default behaviour, empty records and cache."""
+        with self._lock:
+            self._behaviour = Behaviour()
+            self._requests.clear()
+            self._hits.clear()
+            self._prompts.clear()
+            self.in_flight = self.max_in_flight = 0
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Bodies of the chat completion requests received, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def hits(self) -> list[str]:
+        """Every request as "METHOD /path"."""
+        with self._lock:
+            return list(self._hits)
+
+    def start(self) -> FakeSGLang:
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), daemon=True, name=f"fake-sglang-{self.port}"
+        )
+        self._thread.start()
+        if not ready.wait(10) or self._error is not None:
+            raise RuntimeError(f"fake SGLang did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> FakeSGLang:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- server, on its own thread and loop ----------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready))
+        except BaseException as exc:
+            self._error = exc
+            ready.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/model_info", self._model_info)
+        app.router.add_get("/get_model_info", self._model_info)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        with self._lock:
+            self._hits.append(f"{request.method} {request.path}")
+        key = self.behaviour.api_key
+        if (
+            key
+            and request.path != "/health"
+            and request.headers.get("Authorization") != f"Bearer {key}"
+        ):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200 if self.behaviour.healthy else 503)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        model = self.behaviour.model
+        card = dict(id=model, object="model", created=int(time.time()), owned_by="sglang")
+        card.update(root=model, max_model_len=131072)
+        return web.json_response({"object": "list", "data": [card]})
+
+    async def _model_info(self, request: web.Request) -> web.Response:
+        b = self.behaviour
+        parser = "deepseek-r1" if b.reasoning == "separate" else None
+        info = dict(model_path=b.model, tokenizer_path=b.model, is_generation=True)
+        info.update(preferred_sampling_params=None, weight_version="default")
+        return web.json_response({**info, "reasoning_parser": parser, "tool_call_parser": None})
+
+    def _account(self, body: dict[str, Any]) -> tuple[int, int]:
+        """Record the request; (prompt_tokens, cached_tokens) from the simulated radix cache."""
+        tokens = [
+            w
+            for m in body.get("messages", [])
+            for w in [f"<|{m.get('role')}|>", *str(m.get("content") or "").split()]
+        ]
+        cached = 0
+        with self._lock:
+            self._requests.append(body)
+            for earlier in self._prompts:
+                n = 0
+                for a, b in zip(earlier, tokens, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                cached = max(cached, n)
+            self._prompts.append(tokens)
+        return len(tokens), min(cached, max(len(tokens) - 1, 0))
+
+    def _fail_now(self) -> int | None:
+        with self._lock:
+            b = self._behaviour
+            if b.fail_status is None:
+                return None
+            if b.fail_times is not None:
+                left = b.fail_times - 1
+                self._behaviour = replace(
+                    b, fail_times=left or None, fail_status=b.fail_status if left else None
+                )
+            return b.fail_status
+
+    async def _hang(self, request: web.Request) -> None:
+        """Stall until the server stops, then drop the connection."""
+        assert self._stop is not None
+        await self._stop.wait()
+        self._abort(request)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body: dict[str, Any] = await request.json()
+        prompt_tokens, cached = self._account(body)
+        b = self.behaviour
+        if (status := self._fail_now()) is not None:
+            error: dict[str, Any] = dict(
+                object="error", message=f"simulated HTTP {status}", param=None
+            )
+            error.update(type="InternalServerError", code=status)
+            return web.json_response(error, status=status)
+        answer = b.answer if b.answer is not None else default_answer(body.get("messages", []))
+        mode = b.reasoning
+        if mode == "separate" and body.get("separate_reasoning") is False:
+            mode = "open_ended"
+        raw = {
+            "separate": f"\n\n{answer}",
+            "inline": f"<think>\n{b.reasoning_text}\n</think>\n\n{answer}",
+            "open_ended": f"{b.reasoning_text}\n</think>\n\n{answer}",
+        }.get(mode, answer)
+        thinking = split_tokens(b.reasoning_text, b.chunk_chars) if mode == "separate" else []
+        pieces = [("reasoning_content", t) for t in thinking]  # (delta field, text)
+        pieces += [("content", t) for t in split_tokens(raw, b.chunk_chars)]
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "stop"
+        if max_tokens is not None and len(pieces) > int(max_tokens):
+            pieces, finish = pieces[: int(max_tokens)], "length"
+        details = {"cached_tokens": cached} if b.cache_report else None
+        usage: dict[str, Any] = dict(prompt_tokens=prompt_tokens, completion_tokens=len(pieces))
+        usage.update(total_tokens=prompt_tokens + len(pieces), prompt_tokens_details=details)
+        head = dict(id=uuid.uuid4().hex, created=int(time.time()), model=b.model)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if body.get("stream"):
+                return await self._stream(request, body, b, pieces, finish, usage, head)
+            await asyncio.sleep(b.latency + b.token_delay * len(pieces))
+            if b.hang_before_first:
+                await self._hang(request)
+                return web.Response(status=503)
+            reasoning = "".join(t for f, t in pieces if f == "reasoning_content")
+            content = "".join(t for f, t in pieces if f == "content")
+            message = dict(role="assistant", content=content or None, tool_calls=None)
+            message["reasoning_content"] = reasoning or None
+            choice = _choice(message=message, finish_reason=finish)
+            completion = {**head, "object": "chat.completion", "choices": [choice]}
+            return web.json_response({**completion, "usage": usage})
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        b: Behaviour,
+        pieces: list[tuple[str, str]],
+        finish: str,
+        usage: dict[str, Any],
+        head: dict[str, Any],
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(delta: dict[str, Any] | None, finish_reason: str | None = None) -> None:
+            choices = [] if delta is None else [_choice(delta=delta, finish_reason=finish_reason)]
+            chunk = {**head, "object": "chat.completion.chunk", "choices": choices}
+            chunk["usage"] = usage if delta is None else None
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        try:
+            await self._emit(request, b, pieces, send)
+            if request.transport is None or request.transport.is_closing():
+                return resp
+            await send({}, finish)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send(None)
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client went away (a timeout on its side)
+        return resp
+
+    async def _emit(
+        self, request: web.Request, b: Behaviour, pieces: list[tuple[str, str]], send: Any
+    ) -> None:
+        await asyncio.sleep(b.latency)
+        if b.hang_before_first:
+            return await self._hang(request)
+        await send({"role": "assistant", "content": ""})
+        sent = 0
+        for field, text in pieces:
+            if field == "content":
+                if b.hang_after_tokens is not None and sent >= b.hang_after_tokens:
+                    return await self._hang(request)
+                if b.cut_after_tokens is not None and sent >= b.cut_after_tokens:
+                    await asyncio.sleep(0.05)  # let the client read what was sent
+                    return self._abort(request)
+                sent += 1
+            await send({field: text})
+            if b.token_delay:
+                await asyncio.sleep(b.token_delay)
+        return None
+
+    @staticmethod
+    def _abort(request: web.Request) -> None:
+        if request.transport is not None:
+            request.transport.abort()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake SGLang server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=30000)
+    modes = ["separate", "inline", "open-ended", "open_ended", "none"]
+    parser.add_argument("--reasoning", default="separate", choices=modes)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    args = parser.parse_args(argv)
+    knobs = dict(model=args.model, api_key=args.api_key, latency=args.latency)
+    knobs.update(reasoning=args.reasoning.replace("-", "_"), token_delay=args.token_delay)
+    with FakeSGLang(args.host, args.port, **knobs) as fake:
+        print(f"fake SGLang serving {fake.behaviour.model} at {fake.base_url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
