@@ -131,7 +131,9 @@ def load_settings(config: Path | None = None) -> Settings:
     """Read the settings; a wrong value raises ConfigError naming the key, value and what is allowed."""
     global _CONFIG_OVERRIDE
     if config is not None and not config.exists():
-        raise ConfigError(f"config file {config} does not exist: create one with `teambot init {config}`")
+        raise ConfigError(
+            f"config file {config} does not exist: create one with `teambot init {config}`"
+        )
     _CONFIG_OVERRIDE = config
     try:
         path = _config_path_from_env()
@@ -162,10 +164,11 @@ def _explain(error: ValidationError, path: Path | None) -> str:
         value = problem.get("input")
         shown = "(missing)" if problem["type"] == "missing" else repr(value)
         if problem["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key (check the spelling; `teambot init` lists every key)")
+            lines.append(
+                f"  {where}: unknown key (check the spelling; `teambot init` lists every key)"
+            )
             continue
         lines.append(
-            f"  {where} = {shown}: {problem['msg']}"
-            f" (set in {path or 'defaults'} or with {env})"
+            f"  {where} = {shown}: {problem['msg']} (set in {path or 'defaults'} or with {env})"
         )
     return "\n".join(lines)

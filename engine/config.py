@@ -12,18 +12,30 @@ class LLMSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    enabled: bool = Field(default=True, description="false = retrieval-only answers, never call a model")
+    enabled: bool = Field(
+        default=True, description="false = retrieval-only answers, never call a model"
+    )
     base_url: str = Field(default="http://127.0.0.1:30000/v1", pattern=r"^https?://")
-    model: str = Field(default="", description="empty = the first model the server lists at /v1/models")
+    model: str = Field(
+        default="", description="empty = the first model the server lists at /v1/models"
+    )
     api_key: SecretStr | None = Field(default=None, description="secret: TEAMBOT_LLM__API_KEY only")
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     first_token_timeout: float = Field(default=60.0, gt=0, le=600)
-    idle_timeout: float = Field(default=30.0, gt=0, le=600, description="longest gap between streamed chunks")
+    idle_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="longest gap between streamed chunks"
+    )
     total_timeout: float = Field(default=300.0, gt=0, le=3600)
-    max_retries: int = Field(default=2, ge=0, le=10, description="retries before the first token only")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="retries before the first token only"
+    )
     max_concurrency: int = Field(default=8, ge=1, le=1024)
-    breaker_failures: int = Field(default=3, ge=1, le=100, description="consecutive failures that open the breaker")
-    breaker_reset: float = Field(default=30.0, gt=0, le=3600, description="seconds before a trial request")
+    breaker_failures: int = Field(
+        default=3, ge=1, le=100, description="consecutive failures that open the breaker"
+    )
+    breaker_reset: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds before a trial request"
+    )
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=2048, ge=16, le=131072)
@@ -40,9 +52,13 @@ class ConversationSettings(BaseModel):
 
     history_turns: int = Field(default=6, ge=0, le=100)
     history_tokens: int = Field(default=1500, ge=0, le=100_000)
-    update_interval: float = Field(default=1.0, ge=0.05, le=60, description="seconds between streamed edits")
+    update_interval: float = Field(
+        default=1.0, ge=0.05, le=60, description="seconds between streamed edits"
+    )
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
-    passage_chars: int = Field(default=1200, ge=100, le=20_000, description="per passage in the prompt")
+    passage_chars: int = Field(
+        default=1200, ge=100, le=20_000, description="per passage in the prompt"
+    )
 
 
 class StorageSettings(BaseModel):

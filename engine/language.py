@@ -9,7 +9,10 @@ _LATIN = re.compile(r"[A-Za-z]")
 
 
 def detect(text: str) -> str:
-    """'zh' when the text is mostly Chinese, else 'en'. Chinese users mix in English terms, so a little Chinese counts double."""
+    """'zh' when the text is mostly Chinese, else 'en'.
+
+    Chinese users mix in English terms, so a little Chinese counts double.
+    """
     cjk = len(_CJK.findall(text))
     latin_words = len(_LATIN.findall(text)) / 4
     return "zh" if cjk and cjk * 2 >= latin_words else "en"

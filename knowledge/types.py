@@ -47,6 +47,7 @@ class IngestReport:
     files_seen: int = 0
     files_indexed: int = 0
     files_unchanged: int = 0
+    files_removed: int = 0  # documents gone from the source, deleted from the index
     chunks: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # uri -> error
     seconds: float = 0.0

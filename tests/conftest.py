@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from knowledge import Embedder, KnowledgeBase
 from tests.fakes.sglang import FakeSGLang
+from tests.helpers import kb_settings
 
 
 @pytest.fixture
@@ -14,3 +18,29 @@ def fake_sglang() -> Iterator[FakeSGLang]:
     """A fresh fake SGLang (reasoning="separate") in a background thread; `.behave(...)` to vary."""
     with FakeSGLang() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[Embedder]:
+    """The real bundled all-MiniLM-L6-v2, loaded once per session (a few seconds)."""
+    model = Embedder()
+    model.count_tokens("warm up")  # loads the model here, outside any test's timing
+    yield model
+    asyncio.run(model.close())
+
+
+@pytest.fixture(scope="session")
+def sample_index(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chroma folder holding the bundled sample handbook, indexed once; treat as read-only."""
+    persist_dir = tmp_path_factory.mktemp("sample-chroma")
+
+    async def build() -> None:
+        kb = await KnowledgeBase.open(kb_settings(persist_dir), embedder=embedder)
+        try:
+            report = await kb.ensure_sample()
+            assert report is not None and not report.failed
+        finally:
+            await kb.close()
+
+    asyncio.run(build())
+    return persist_dir

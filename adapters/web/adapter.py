@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
+from adapters.base import Core
 from adapters.web.convert import ChatRequest, answer_to_json, to_inbound
-from engine.messages import Answer, EscalationNotice, Inbound
-from engine.ports import ChannelLimits, ReplyChannel
+from engine.messages import Answer, EscalationNotice
+from engine.ports import ChannelLimits
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Inbound, ReplyChannel], Awaitable[Answer | None]]
+
+class FeedbackRequest(BaseModel):
+    turn_id: int
+    chat_id: str = Field(min_length=1, max_length=100)
+    value: str = Field(pattern=r"^(up|down)$")
 
 
 class WebReplyChannel:
@@ -54,8 +60,10 @@ class WebReplyChannel:
 class WebAdapter:
     """POST /api/chat answers one message as a stream of server-sent events."""
 
-    def __init__(self, handle: Handler) -> None:
-        self._handle = handle
+    name = "web"
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
         self._tasks: set[asyncio.Task[Answer | None]] = set()
 
     def router(self) -> APIRouter:
@@ -65,13 +73,24 @@ class WebAdapter:
         async def chat(request: ChatRequest) -> StreamingResponse:
             return StreamingResponse(self._stream(request), media_type="text/event-stream")
 
+        @router.post("/api/feedback")
+        async def feedback(request: FeedbackRequest) -> dict[str, str]:
+            await self._core.feedback(request.turn_id, request.chat_id, request.value)
+            return {"status": "recorded"}
+
         return router
+
+    async def start(self) -> None:
+        """Nothing to connect: the web chat rides on teambot's own HTTP server."""
+
+    async def stop(self) -> None:
+        await self.drain()
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
         channel = WebReplyChannel()
         # The answer runs as its own task: a browser that goes away does not cancel it,
         # so the turn is still answered and stored.
-        task = asyncio.create_task(self._handle(to_inbound(request), channel))
+        task = asyncio.create_task(self._core.handle(to_inbound(request), channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         while True:

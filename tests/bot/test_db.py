@@ -23,7 +23,7 @@ from bot.db import (
     upgrade,
     upgrade_async,
 )
-from tests.engine.conftest import pg_schema, sqlite_url
+from tests.helpers import pg_schema, sqlite_url
 
 TABLES = {"threads", "turns", "processed_events", "feedback", "alembic_version"}
 

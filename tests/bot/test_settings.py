@@ -59,7 +59,9 @@ def test_wrong_value_names_key_value_and_allowed(tmp_path: Path) -> None:
 
 def test_wrong_env_value_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAMBOT_SERVER__PORT", "99999")
-    with pytest.raises(ConfigError, match=r"\[server\] port = '99999'.*less than or equal to 65535"):
+    with pytest.raises(
+        ConfigError, match=r"\[server\] port = '99999'.*less than or equal to 65535"
+    ):
         load_settings()
 
 

@@ -5,8 +5,15 @@ from knowledge import Passage
 
 
 def passage(title: str, text: str, section: str = "") -> Passage:
-    return Passage(text=text, title=title, source="s", location=f"{title}.md", section=section,
-                   score=0.8, chunk_id=title)
+    return Passage(
+        text=text,
+        title=title,
+        source="s",
+        location=f"{title}.md",
+        section=section,
+        score=0.8,
+        chunk_id=title,
+    )
 
 
 def test_instructions_lead_the_first_user_turn_and_history_keeps_order() -> None:

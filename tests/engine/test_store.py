@@ -23,7 +23,7 @@ from engine.messages import (
 )
 from engine.store import ConversationStore, ThreadRecord
 from engine.tables import FeedbackValue, Thread, ThreadState
-from tests.engine.conftest import sqlite_url
+from tests.helpers import sqlite_url
 
 KEY = ThreadKey("slack", "T01", "C01", "1700000000.000100")
 

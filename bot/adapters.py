@@ -1,0 +1,15 @@
+"""Which platform adapters run, built from their own settings sections (imported only when on)."""
+
+from __future__ import annotations
+
+from adapters.base import Adapter, Core
+from adapters.web.adapter import WebAdapter
+from bot.settings import Settings
+
+
+def build_adapters(settings: Settings, core: Core) -> list[Adapter]:
+    """The web chat (when on) plus every enabled platform adapter."""
+    adapters: list[Adapter] = []
+    if settings.server.web_chat:
+        adapters.append(WebAdapter(core))
+    return adapters

@@ -1,0 +1,53 @@
+"""Wiring: build the running parts from settings, and take them down again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.db import upgrade_async
+from bot.settings import Settings
+from engine.conversation import Conversation
+from engine.llm import LLMClient
+from engine.store import ConversationStore
+from knowledge import IngestReport, KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Everything a command or the server needs, each part built from its own section."""
+
+    settings: Settings
+    store: ConversationStore
+    knowledge: KnowledgeBase
+    llm: LLMClient | None
+    conversation: Conversation
+    seeded: IngestReport | None = None
+
+    async def close(self) -> None:
+        if self.llm is not None:
+            await self.llm.close()
+        await self.knowledge.close()
+        await self.store.close()
+
+
+async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:
+    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
+    if migrate:
+        await upgrade_async(settings.storage.url)
+    store = ConversationStore.from_url(settings.storage.url, echo=settings.storage.echo)
+    knowledge = await KnowledgeBase.open(settings.knowledge)
+    seeded = await knowledge.ensure_sample() if seed else None
+    if seeded is not None:
+        log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
+    llm = LLMClient(settings.llm) if settings.llm.enabled else None
+    conversation = Conversation(
+        settings.conversation,
+        store=store,
+        retriever=knowledge.retriever,
+        llm=llm,
+        instructions_as=settings.llm.instructions_as,
+    )
+    return App(settings, store, knowledge, llm, conversation, seeded)

@@ -1,0 +1,332 @@
+"""The `teambot` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.app import App, build_app
+from bot.console import ConsoleReplyChannel
+from bot.settings import ConfigError, Settings, load_settings
+from engine.messages import ChatType, Inbound, Sender
+
+cli = typer.Typer(
+    help="teambot: a knowledge-grounded assistant for team chats.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+class _State:
+    config: Path | None = None
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="teambot.toml to read (default: $TEAMBOT_CONFIG or ./teambot.toml)"
+    ),
+]
+
+
+@cli.callback()
+def _root(config: ConfigOption = None) -> None:
+    _State.config = config
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(_State.config)
+    except ConfigError as error:
+        errors.print(f"[red]configuration error[/red]\n{error}", highlight=False)
+        raise typer.Exit(2) from error
+
+
+def _logging(settings: Settings, quiet: bool) -> None:
+    level = logging.WARNING if quiet else getattr(logging, settings.log.level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    async def wrapper() -> T:
+        return await coro()
+
+    return asyncio.run(wrapper())
+
+
+async def _open(settings: Settings) -> App:
+    with console.status("Opening the knowledge base and the database…"):
+        return await build_app(settings)
+
+
+@cli.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the sample config")] = Path(
+        "teambot.toml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented sample teambot.toml (every key, with its default)."""
+    if path.exists() and not force:
+        errors.print(f"{path} exists; use --force to overwrite it")
+        raise typer.Exit(1)
+    path.write_text(files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8"))
+    console.print(f"wrote {path}: edit it, then run `teambot doctor`")
+
+
+def _inbound(text: str, chat_id: str, thread_id: str) -> Inbound:
+    return Inbound(
+        platform="cli",
+        tenant="local",
+        chat_id=chat_id,
+        chat_type=ChatType.DIRECT,
+        thread_id=thread_id,
+        message_id=uuid.uuid4().hex,
+        sender=Sender(id="cli", display_name="terminal"),
+        text=text,
+    )
+
+
+@cli.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question, in any language")],
+    thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
+) -> None:
+    """Ask one question; the answer streams in, with its sources."""
+    settings = _settings()
+    _logging(settings, quiet=True)
+
+    async def main() -> None:
+        app = await _open(settings)
+        try:
+            started = time.monotonic()
+            reply = ConsoleReplyChannel(console, started=started)
+            await app.conversation.handle(
+                _inbound(question, "cli", thread or uuid.uuid4().hex), reply
+            )
+        finally:
+            await app.close()
+
+    _run(main)
+
+
+@cli.command()
+def chat() -> None:
+    """Talk in one thread until you type /quit (or press Ctrl-D)."""
+    settings = _settings()
+    _logging(settings, quiet=True)
+    thread = uuid.uuid4().hex
+
+    async def main() -> None:
+        app = await _open(settings)
+        console.print(
+            "[dim]One thread; earlier turns are remembered. /quit to leave, /new for a new thread.[/dim]"
+        )
+        try:
+            while True:
+                try:
+                    line = await asyncio.to_thread(console.input, "[bold]you>[/bold] ")
+                except (EOFError, KeyboardInterrupt):
+                    break
+                if line.strip() in {"/quit", "/exit"}:
+                    break
+                if line.strip() == "/new":
+                    nonlocal thread
+                    thread = uuid.uuid4().hex
+                    continue
+                if line.strip():
+                    await app.conversation.handle(
+                        _inbound(line, "cli", thread), ConsoleReplyChannel(console)
+                    )
+        finally:
+            await app.close()
+
+    _run(main)
+
+
+@cli.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(exists=True, help="a folder (or file) of Markdown/text")],
+    source: Annotated[
+        str | None, typer.Option(help="source name (default: the folder name)")
+    ] = None,
+) -> None:
+    """Index a folder of documents into the knowledge base (only changed files are re-embedded)."""
+    settings = _settings()
+    _logging(settings, quiet=True)
+
+    async def main() -> None:
+        app = await build_app(settings, seed=False)
+        try:
+            with Progress(
+                TextColumn("{task.description:<11}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                tasks: dict[str, int] = {}
+
+                def report(phase: str, done: int, total: int) -> None:
+                    if phase not in tasks:
+                        tasks[phase] = progress.add_task(phase, total=total)
+                    progress.update(tasks[phase], completed=done, total=total)
+
+                result = await app.knowledge.ingestor.ingest_path(
+                    path, source=source or path.resolve().name, progress=report
+                )
+        finally:
+            await app.close()
+        console.print(
+            f"{result.files_seen} files: {result.files_indexed} indexed, "
+            f"{result.files_unchanged} unchanged, {len(result.failed)} failed; "
+            f"{result.chunks} chunks in {result.seconds:.1f} s"
+        )
+        for uri, error in result.failed.items():
+            errors.print(f"[yellow]skipped[/yellow] {uri}: {error}", highlight=False)
+
+    _run(main)
+
+
+@cli.command()
+def doctor() -> None:
+    """Check the configuration, database, knowledge base and model server."""
+    settings = _settings()
+    _logging(settings, quiet=True)
+
+    async def main() -> int:
+        table = Table("check", "status", "detail", show_lines=False)
+        failed = 0
+        app = await _open(settings)
+        try:
+            table.add_row(
+                "config", "[green]ok[/green]", str(_State.config or "defaults + environment")
+            )
+            table.add_row("database", "[green]ok[/green]", _redact_url(settings.storage.url))
+            chunks = await app.knowledge.store.count()
+            status = "[green]ok[/green]" if chunks else "[yellow]empty[/yellow]"
+            table.add_row(
+                "knowledge",
+                status,
+                f"{chunks} chunks in collection {settings.knowledge.collection!r}",
+            )
+            if app.llm is None:
+                table.add_row(
+                    "model server",
+                    "[yellow]disabled[/yellow]",
+                    "retrieval-only answers ([llm] enabled = false)",
+                )
+            else:
+                report = await app.llm.probe()
+                if report.reachable:
+                    separated = {
+                        True: "reasoning separated (reasoning_content)",
+                        False: "reasoning inline: <think> is stripped by teambot",
+                        None: "reasoning separation unknown",
+                    }[report.reasoning_separated]
+                    table.add_row(
+                        "model server",
+                        "[green]ok[/green]" if report.health_ok else "[yellow]degraded[/yellow]",
+                        f"{report.base_url} · model {report.model} · {separated}"
+                        + (
+                            f" · {report.latency:.2f} s"
+                            if report.latency is not None
+                            else f" · {report.error}"
+                        ),
+                    )
+                else:
+                    table.add_row(
+                        "model server",
+                        "[yellow]unreachable[/yellow]",
+                        f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
+                    )
+        finally:
+            await app.close()
+        console.print(table)
+        return failed
+
+    raise typer.Exit(_run(main))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="override [server] host")] = None,
+    port: Annotated[int | None, typer.Option(help="override [server] port")] = None,
+) -> None:
+    """Run the HTTP server: web chat at /, /healthz, /readyz (platform adapters plug in later)."""
+    import uvicorn
+
+    from bot.server import create_server
+
+    settings = _settings()
+    _logging(settings, quiet=False)
+    if host:
+        settings.server.host = host
+    if port:
+        settings.server.port = port
+    console.print(
+        f"teambot on http://{settings.server.host}:{settings.server.port}/ "
+        f"(model server {settings.llm.base_url if settings.llm.enabled else 'disabled'})"
+    )
+    uvicorn.run(
+        create_server(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.log.level.lower(),
+        timeout_graceful_shutdown=30,
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from bot.db import current, upgrade
+
+    settings = _settings()
+    upgrade(settings.storage.url, revision)
+    console.print(f"database at revision {current(settings.storage.url)}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the database's current revision."""
+    from bot.db import current
+
+    console.print(current(_settings().storage.url) or "(empty database)")
+
+
+def _redact_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except ConfigError as error:  # raised lazily inside a command
+        errors.print(f"[red]configuration error[/red]\n{error}", highlight=False)
+        sys.exit(2)

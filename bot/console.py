@@ -1,0 +1,71 @@
+"""The terminal as a ReplyChannel: `teambot ask` and `teambot chat` stream answers here."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.text import Text
+
+from engine.messages import Answer, EscalationNotice, Outcome
+from engine.ports import ChannelLimits
+
+_STYLE = {
+    Outcome.ANSWERED: "green",
+    Outcome.RETRIEVAL_ONLY: "yellow",
+    Outcome.NO_KNOWLEDGE: "bright_black",
+    Outcome.FAILED: "red",
+    Outcome.HANDED_OFF: "cyan",
+}
+
+
+class ConsoleReplyChannel:
+    """Shows the answer growing in place, then the final text with numbered sources."""
+
+    def __init__(self, console: Console, *, started: float | None = None) -> None:
+        self._console = console
+        self._live: Live | None = None
+        self._started = started if started is not None else time.monotonic()
+        self.first_visible: float | None = None
+
+    @property
+    def limits(self) -> ChannelLimits:
+        return ChannelLimits(max_chars=100_000, can_edit=True)
+
+    async def open(self) -> None:
+        self._live = Live(Text("…", style="dim"), console=self._console, refresh_per_second=12)
+        self._live.start()
+
+    async def update(self, text: str) -> None:
+        if self.first_visible is None:
+            self.first_visible = time.monotonic() - self._started
+        if self._live is not None:
+            self._live.update(Text(text))
+
+    async def finish(self, answer: Answer) -> None:
+        if self._live is not None:
+            self._live.update(Text(""))
+            self._live.stop()
+            self._live = None
+        if self.first_visible is None:
+            self.first_visible = time.monotonic() - self._started
+        self._console.print(Markdown(answer.text))
+        if answer.citations:
+            title = "来源" if answer.language == "zh" else "Sources"
+            self._console.print(f"\n[bold]{title}[/bold]")
+            for citation in answer.citations:
+                section = f" — {citation.section}" if citation.section else ""
+                label = escape(f"  [{citation.number}] {citation.title}{section}")
+                self._console.print(
+                    f"{label}  [dim]{escape(citation.location)}[/dim]", highlight=False
+                )
+        style = _STYLE.get(answer.outcome, "white")
+        self._console.print(
+            f"[{style}]{answer.outcome.value}[/{style}] [dim]· {answer.timings.total:.1f} s[/dim]"
+        )
+
+    async def post_escalation(self, notice: EscalationNotice) -> None:
+        self._console.print(f"[cyan]escalated to a person: {notice.trigger}[/cyan]")

@@ -1,0 +1,97 @@
+"""The HTTP server: health, readiness, the built-in web chat (webhooks and console come later)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import text
+
+from adapters.base import Adapter
+from bot.adapters import build_adapters
+from bot.app import App, build_app
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_server(settings: Settings) -> FastAPI:
+    """A FastAPI app whose lifespan builds the core from `settings` and closes it at shutdown."""
+    state: dict[str, App] = {}
+
+    class _LateCore:
+        """Adapters exist before the lifespan builds the core; they reach it through this."""
+
+        async def handle(self, inbound, reply):  # type: ignore[no-untyped-def]
+            return await state["app"].conversation.handle(inbound, reply)
+
+        async def feedback(self, turn_id, user_id, value, comment=""):  # type: ignore[no-untyped-def]
+            await state["app"].conversation.feedback(turn_id, user_id, value, comment)
+
+    adapters: list[Adapter] = build_adapters(settings, _LateCore())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        app = await build_app(settings, migrate=settings.server.migrate_on_start)
+        state["app"] = app
+        started: list[Adapter] = []
+        try:
+            for adapter in adapters:
+                await adapter.start()
+                started.append(adapter)
+                log.info("adapter %s started", adapter.name)
+            yield
+        finally:
+            for adapter in reversed(started):
+                try:
+                    await adapter.stop()
+                except Exception:  # one adapter failing to stop must not keep the rest open
+                    log.exception("adapter %s did not stop cleanly", adapter.name)
+            await app.close()
+
+    server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    for adapter in adapters:
+        router = adapter.router()
+        if router is not None:
+            server.include_router(router)
+    if settings.server.web_chat:
+        page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
+
+        @server.get("/", response_class=HTMLResponse)
+        async def chat_page() -> str:
+            return page
+
+    @server.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @server.get("/readyz")
+    async def readyz() -> JSONResponse:
+        app = state.get("app")
+        if app is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        checks: dict[str, Any] = {}
+        ready = True
+        try:
+            async with app.store.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:  # readiness reports any failure, it never raises
+            checks["database"] = f"error: {error}"
+            ready = False
+        checks["knowledge_chunks"] = await app.knowledge.store.count()
+        if app.llm is None:
+            checks["llm"] = "disabled (retrieval-only answers)"
+        elif app.llm.breaker_open:
+            checks["llm"] = "unavailable (retrieval-only answers until it recovers)"
+        else:
+            checks["llm"] = "ok"
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return server

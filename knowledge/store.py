@@ -1,0 +1,197 @@
+"""The vector store: one chromadb collection of chunks with our own embeddings.
+
+chromadb's client is blocking, so every call goes through `asyncio.to_thread`. We always pass
+embeddings in, and the collection is created without an embedding function, so chromadb never
+loads (or downloads) its default ONNX model. Telemetry is off: there is no network to send it to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from knowledge.types import Passage
+
+MetadataValue = str | int | float | bool
+Metadata = Mapping[str, MetadataValue]
+
+_PAGE = 5000  # rows per `get` when scanning metadata
+
+
+class VectorStore:
+    """Chunks in a chromadb collection (cosine space): embedded folder or a Chroma server.
+
+    Every method is async and runs the blocking chromadb call in a worker thread.
+    """
+
+    def __init__(self, client: Any, collection: Any) -> None:
+        self._client = client
+        self._collection = collection
+        self._max_batch = int(client.get_max_batch_size())
+
+    @classmethod
+    async def open(
+        cls, collection: str, *, persist_dir: Path | None = None, chroma_url: str = ""
+    ) -> VectorStore:
+        """Open (creating when missing) a collection: on a Chroma server when `chroma_url` is
+        set, else embedded under `persist_dir`."""
+        return await asyncio.to_thread(cls._open_sync, collection, persist_dir, chroma_url)
+
+    @classmethod
+    def _open_sync(cls, name: str, persist_dir: Path | None, chroma_url: str) -> VectorStore:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        client: Any
+        if chroma_url:
+            url = urlsplit(chroma_url)
+            if not url.hostname or url.scheme not in ("http", "https"):
+                raise ValueError(
+                    f"knowledge.chroma_url {chroma_url!r} is not an http(s) URL: use e.g. "
+                    "http://chroma:8000, or leave it empty for the embedded store"
+                )
+            ssl = url.scheme == "https"
+            client = chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if ssl else 8000),
+                ssl=ssl,
+                settings=settings,
+            )
+        else:
+            if persist_dir is None:
+                raise ValueError("persist_dir is required for the embedded store")
+            persist_dir.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(persist_dir), settings=settings)
+        collection = client.get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        return cls(client, collection)
+
+    async def upsert(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        documents: Sequence[str],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        """Insert or replace chunks (all four sequences aligned)."""
+        if not (len(ids) == len(embeddings) == len(documents) == len(metadatas)):
+            raise ValueError("ids, embeddings, documents and metadatas differ in length")
+        await asyncio.to_thread(self._upsert_sync, ids, embeddings, documents, metadatas)
+
+    def _upsert_sync(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        documents: Sequence[str],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            end = start + self._max_batch
+            self._collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=[list(e) for e in embeddings[start:end]],
+                documents=list(documents[start:end]),
+                metadatas=[dict(m) for m in metadatas[start:end]],
+            )
+
+    async def delete_document(self, source: str, uri: str) -> None:
+        """Remove every chunk of one document."""
+        where = {"$and": [{"source": source}, {"uri": uri}]}
+        await asyncio.to_thread(self._collection.delete, where=where)
+
+    async def delete_source(self, source: str) -> None:
+        """Remove every chunk of one knowledge source."""
+        await asyncio.to_thread(self._collection.delete, where={"source": source})
+
+    async def query(self, embedding: Sequence[float], k: int) -> list[Passage]:
+        """The `k` nearest chunks, best first; score = 1 - cosine distance."""
+        return await asyncio.to_thread(self._query_sync, list(embedding), k)
+
+    def _query_sync(self, embedding: list[float], k: int) -> list[Passage]:
+        if k < 1:
+            return []
+        result = self._collection.query(
+            query_embeddings=[embedding],
+            n_results=k,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = result["ids"][0]
+        documents = (result.get("documents") or [[]])[0]
+        metadatas = (result.get("metadatas") or [[]])[0]
+        distances = (result.get("distances") or [[]])[0]
+        passages = [
+            _passage(chunk_id, text or "", meta or {}, distance)
+            for chunk_id, text, meta, distance in zip(
+                ids, documents, metadatas, distances, strict=True
+            )
+        ]
+        passages.sort(key=lambda p: p.score, reverse=True)
+        return passages
+
+    async def document_chunks(self, source: str, uri: str) -> list[Passage]:
+        """One document's chunks in order (not a search: every score is 1.0)."""
+        return await asyncio.to_thread(self._document_chunks_sync, source, uri)
+
+    def _document_chunks_sync(self, source: str, uri: str) -> list[Passage]:
+        page = self._collection.get(
+            where={"$and": [{"source": source}, {"uri": uri}]},
+            include=["documents", "metadatas"],
+        )
+        rows = zip(
+            page["ids"], page.get("documents") or [], page.get("metadatas") or [], strict=True
+        )
+        passages = [
+            (int((meta or {}).get("chunk", 0)), _passage(i, text or "", meta or {}, 0.0))
+            for i, text, meta in rows
+        ]
+        return [p for _, p in sorted(passages, key=lambda item: item[0])]
+
+    async def count(self) -> int:
+        """Chunks in the collection."""
+        return int(await asyncio.to_thread(self._collection.count))
+
+    async def fingerprints(self, source: str) -> dict[str, str]:
+        """uri -> content hash of every document of `source` in the store."""
+        return await asyncio.to_thread(self._fingerprints_sync, source)
+
+    def _fingerprints_sync(self, source: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self._collection.get(
+                where={"source": source}, include=["metadatas"], limit=_PAGE, offset=offset
+            )
+            metadatas = page.get("metadatas") or []
+            for meta in metadatas:
+                if meta and isinstance(meta.get("uri"), str):
+                    uri, digest = str(meta["uri"]), str(meta.get("content_hash", ""))
+                    # Two hashes for one document = an interrupted re-index: force another.
+                    found[uri] = digest if found.get(uri, digest) == digest else ""
+            if len(metadatas) < _PAGE:
+                return found
+            offset += _PAGE
+
+    async def close(self) -> None:
+        """Release the client (for the embedded store: its SQLite files)."""
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+def _passage(chunk_id: str, text: str, meta: Mapping[str, Any], distance: float) -> Passage:
+    return Passage(
+        text=text,
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        location=str(meta.get("uri", "")),
+        section=str(meta.get("section", "")),
+        score=min(1.0, max(0.0, 1.0 - float(distance))),
+        chunk_id=chunk_id,
+    )

@@ -1,0 +1,323 @@
+"""The conversation core end to end: real store (SQLite), real retrieval on the sample handbook,
+the real SGLang client against the fake SGLang over HTTP, and the web adapter's reply channel."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.web.adapter import WebReplyChannel
+from bot.db import upgrade_async
+from engine.config import ConversationSettings, LLMSettings
+from engine.conversation import Conversation
+from engine.llm import LLMClient
+from engine.messages import Answer, Attachment, ChatType, Inbound, Outcome, Sender
+from engine.store import ConversationStore
+from engine.tables import ThreadState
+from knowledge import Embedder, KnowledgeBase
+from tests.fakes.sglang import FakeSGLang
+from tests.helpers import kb_settings
+
+VPN_QUESTION = "How do I reset my VPN connection?"
+
+
+@dataclass
+class Core:
+    conversation: Conversation
+    store: ConversationStore
+    llm: LLMClient
+    fake: FakeSGLang
+
+    async def ask(
+        self,
+        text: str,
+        *,
+        thread: str = "t1",
+        message_id: str | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> tuple[Answer | None, WebReplyChannel]:
+        reply = WebReplyChannel()
+        answer = await self.conversation.handle(
+            inbound(text, thread, message_id, attachments), reply
+        )
+        return answer, reply
+
+
+def inbound(
+    text: str,
+    thread: str = "t1",
+    message_id: str | None = None,
+    attachments: tuple[Attachment, ...] = (),
+) -> Inbound:
+    return Inbound(
+        platform="web",
+        tenant="local",
+        chat_id="c1",
+        chat_type=ChatType.DIRECT,
+        thread_id=thread,
+        message_id=message_id or uuid.uuid4().hex,
+        sender=Sender("u1", "Ada"),
+        text=text,
+        attachments=attachments,
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def make_core(
+    tmp_path: Path,
+    embedder: Embedder,
+    sample_index: Path,
+    fake: FakeSGLang,
+    *,
+    llm: dict[str, object] | None = None,
+    conversation: dict[str, object] | None = None,
+) -> tuple[Core, KnowledgeBase]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"
+    await upgrade_async(url)
+    store = ConversationStore.from_url(url)
+    kb = await KnowledgeBase.open(kb_settings(sample_index), embedder=embedder)
+    llm_settings = LLMSettings(
+        **{"base_url": fake.base_url, "first_token_timeout": 5, "idle_timeout": 2, **(llm or {})}
+    )
+    client = LLMClient(llm_settings)
+    core = Conversation(
+        ConversationSettings(**{"update_interval": 0.05, **(conversation or {})}),
+        store=store,
+        retriever=kb.retriever,
+        llm=client,
+    )
+    return Core(core, store, client, fake), kb
+
+
+@pytest.fixture
+async def core(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> AsyncIterator[Core]:
+    built, kb = await make_core(tmp_path, embedder, sample_index, fake_sglang)
+    yield built
+    await built.llm.close()
+    await kb.close()
+    await built.store.close()
+
+
+async def test_answer_streams_with_citations_and_without_reasoning(core: Core) -> None:
+    core.fake.behave(reasoning_text="SECRET-THOUGHT about the passages", token_delay=0.02)
+    answer, reply = await core.ask(VPN_QUESTION)
+    assert answer is not None
+    assert answer.outcome is Outcome.ANSWERED
+    assert "[1]" in answer.text
+    assert answer.citations and answer.citations[0].location.endswith("vpn.md")
+    assert len(reply.updates) >= 2, "the answer should grow visibly while it streams"
+    assert all(answer.text.startswith(update.rstrip("…")) for update in reply.updates)
+    shown = [answer.text, *reply.updates]
+    assert not any("SECRET-THOUGHT" in text for text in shown)
+    assert "SECRET-THOUGHT" in answer.reasoning
+    stored = await core.store.turn(answer.turn_id or 0)
+    assert stored is not None and "SECRET-THOUGHT" in stored.reasoning
+    assert stored.outcome is Outcome.ANSWERED
+
+
+@pytest.mark.parametrize("mode", ["inline", "open_ended"])
+async def test_inline_thinking_never_reaches_the_reply(core: Core, mode: str) -> None:
+    core.fake.behave(reasoning=mode, reasoning_text="SECRET-THOUGHT inline")
+    answer, reply = await core.ask(VPN_QUESTION)
+    assert answer is not None and answer.outcome is Outcome.ANSWERED
+    assert "think>" not in answer.text
+    assert not any("SECRET-THOUGHT" in text for text in [answer.text, *reply.updates])
+    assert "SECRET-THOUGHT" in answer.reasoning
+
+
+async def test_redelivered_message_is_answered_once(core: Core) -> None:
+    first, _ = await core.ask(VPN_QUESTION, message_id="m-1")
+    again, reply = await core.ask(VPN_QUESTION, message_id="m-1")
+    assert first is not None and again is None
+    assert reply.final is None and reply.updates == []
+    assert len(core.fake.requests) == 1
+
+
+async def test_concurrent_redeliveries_are_answered_once(core: Core) -> None:
+    results = await asyncio.gather(*(core.ask(VPN_QUESTION, message_id="m-2") for _ in range(5)))
+    answers = [answer for answer, _ in results if answer is not None]
+    assert len(answers) == 1
+    assert sum(1 for _, reply in results if reply.final is not None) == 1
+    assert len(core.fake.requests) == 1
+
+
+async def test_unreachable_model_gives_retrieval_only_answer_fast(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> None:
+    built, kb = await make_core(
+        tmp_path, embedder, sample_index, fake_sglang,
+        llm={"base_url": f"http://127.0.0.1:{closed_port()}/v1"},
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        answer, reply = await built.ask(VPN_QUESTION)
+        elapsed = time.monotonic() - started
+        assert answer is not None
+        assert elapsed < 2.0, f"retrieval-only answer took {elapsed:.2f} s"
+        assert answer.outcome is Outcome.RETRIEVAL_ONLY
+        assert answer.text.startswith("⚠️ Retrieval-only answer")
+        assert answer.citations[0].location.endswith("vpn.md")
+        assert reply.final == answer
+        # once the breaker is open, later questions skip the model entirely
+        for _ in range(3):
+            await built.ask(VPN_QUESTION)
+        started = time.monotonic()
+        answer, _ = await built.ask(VPN_QUESTION)
+        assert answer is not None and answer.outcome is Outcome.RETRIEVAL_ONLY
+        assert built.llm.breaker_open
+    finally:
+        await built.llm.close()
+        await kb.close()
+        await built.store.close()
+
+
+async def test_server_error_falls_back_to_retrieval_only(core: Core) -> None:
+    core.fake.behave(fail_status=500)
+    answer, _ = await core.ask(VPN_QUESTION)
+    assert answer is not None and answer.outcome is Outcome.RETRIEVAL_ONLY
+    assert answer.citations[0].location.endswith("vpn.md")
+
+
+async def test_hang_before_first_token_falls_back(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> None:
+    built, kb = await make_core(
+        tmp_path, embedder, sample_index, fake_sglang, llm={"first_token_timeout": 0.5}
+    )
+    try:
+        fake_sglang.behave(hang_before_first=True)
+        answer, _ = await built.ask(VPN_QUESTION)
+        assert answer is not None and answer.outcome is Outcome.RETRIEVAL_ONLY
+    finally:
+        await built.llm.close()
+        await kb.close()
+        await built.store.close()
+
+
+async def test_hang_mid_stream_keeps_what_was_streamed_plus_a_notice(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> None:
+    built, kb = await make_core(
+        tmp_path, embedder, sample_index, fake_sglang, llm={"idle_timeout": 0.5}
+    )
+    try:
+        fake_sglang.behave(answer="Open the VPN client and press Reset [1]. Then sign in again.")
+        fake_sglang.behave(hang_after_tokens=4)
+        answer, reply = await built.ask(VPN_QUESTION)
+        assert answer is not None and answer.outcome is Outcome.FAILED
+        assert answer.text.startswith("Open the VPN client")
+        assert "Then sign in again" not in answer.text
+        assert "⚠️ The answer was cut off" in answer.text
+        assert reply.final == answer
+        stored = await built.store.turn(answer.turn_id or 0)
+        assert stored is not None and stored.outcome is Outcome.FAILED
+    finally:
+        await built.llm.close()
+        await kb.close()
+        await built.store.close()
+
+
+async def test_connection_cut_mid_stream_keeps_partial(core: Core) -> None:
+    core.fake.behave(answer="First step [1]. Second step. Third step.", cut_after_tokens=3)
+    answer, _ = await core.ask(VPN_QUESTION)
+    assert answer is not None and answer.outcome is Outcome.FAILED
+    assert answer.text.startswith("First step")
+    assert "cut off" in answer.text
+
+
+async def test_thread_keeps_its_history_across_turns(core: Core) -> None:
+    first, _ = await core.ask(VPN_QUESTION, thread="h")
+    second, _ = await core.ask("And how do I reset my password?", thread="h")
+    assert first is not None and second is not None
+    last = core.fake.requests[-1]["messages"]
+    assert VPN_QUESTION in last[0]["content"]
+    assert last[1] == {"role": "assistant", "content": first.text}
+    assert "And how do I reset my password?" in last[-1]["content"]
+    # the second prompt starts with the whole first conversation: the prefix cache hits it
+    assert second.usage.cached_tokens is not None and second.usage.cached_tokens > 0
+    # another thread does not see it
+    await core.ask("How many days of annual leave do I get?", thread="other")
+    other = core.fake.requests[-1]["messages"]
+    assert len(other) == 1 and VPN_QUESTION not in other[0]["content"]
+
+
+async def test_nothing_relevant_says_so_without_asking_the_model(core: Core) -> None:
+    answer, reply = await core.ask("What is the best pizza topping for a volcano picnic?")
+    assert answer is not None and answer.outcome is Outcome.NO_KNOWLEDGE
+    assert "couldn't find" in answer.text and answer.citations == ()
+    assert core.fake.requests == []
+    assert reply.final == answer
+
+
+async def test_chinese_question_gets_chinese_phrases(core: Core) -> None:
+    answer, _ = await core.ask("火山野餐最适合什么披萨配料？")
+    assert answer is not None and answer.language == "zh"
+    if answer.outcome is Outcome.NO_KNOWLEDGE:
+        assert "知识库里没有找到" in answer.text
+    else:
+        assert "Chinese" in core.fake.requests[-1]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("text", "attachments", "expected"),
+    [
+        ("   ", (), "Please write your question"),
+        ("x" * 5000, (), "too long (5000 characters; the limit is 4000)"),
+        ("", (Attachment("image", "screen.png"),), "I can only read text"),
+    ],
+)
+async def test_unusable_messages_get_a_clear_reply_and_are_recorded(
+    core: Core, text: str, attachments: tuple[Attachment, ...], expected: str
+) -> None:
+    answer, reply = await core.ask(text, attachments=attachments)
+    assert answer is not None and answer.outcome is Outcome.FAILED
+    assert expected in answer.text
+    assert reply.final == answer
+    assert core.fake.requests == []
+    assert await core.store.turn(answer.turn_id or 0) is not None
+
+
+async def test_updates_are_throttled_and_the_final_answer_is_whole(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> None:
+    built, kb = await make_core(
+        tmp_path, embedder, sample_index, fake_sglang, conversation={"update_interval": 0.25}
+    )
+    try:
+        words = " ".join(f"w{i}" for i in range(40))
+        fake_sglang.behave(answer=f"{words} [1].", token_delay=0.02)
+        started = time.monotonic()
+        answer, reply = await built.ask(VPN_QUESTION)
+        streamed = time.monotonic() - started
+        assert answer is not None and answer.text == f"{words} [1]."
+        assert 1 <= len(reply.updates) <= streamed / 0.25 + 1
+        assert reply.final == answer
+    finally:
+        await built.llm.close()
+        await kb.close()
+        await built.store.close()
+
+
+async def test_thread_taken_by_a_human_stays_quiet(core: Core) -> None:
+    first, _ = await core.ask(VPN_QUESTION, thread="taken")
+    assert first is not None
+    thread = await core.store.thread(inbound("", "taken").thread_key)
+    await core.store.set_state(thread.id, ThreadState.HUMAN, taken_by="agent-7")
+    answer, reply = await core.ask("Still broken", thread="taken")
+    assert answer is not None and answer.outcome is Outcome.HANDED_OFF
+    assert reply.final is None and reply.updates == []
+    assert len(core.fake.requests) == 1

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+
+from knowledge import KnowledgeBase
+
+
+@pytest.mark.parametrize(
+    ("question", "location"),
+    [
+        ("How do I reset my VPN?", "sample/vpn.md"),
+        ("VPN error GC-412", "sample/vpn.md"),
+        ("How many days of annual leave do I get?", "sample/leave-policy.md"),
+        ("I forgot my password and lost my phone", "sample/password-reset.md"),
+        ("How do I print a document?", "sample/laptop-and-printing.md"),
+        ("How do I submit an expense claim on expense.example.com?", "sample/报销流程.md"),
+        ("新员工入职第一天要做什么", "sample/入职指南.md"),
+    ],
+)
+async def test_question_finds_its_document(
+    sample_kb: KnowledgeBase, question: str, location: str
+) -> None:
+    passages = await sample_kb.retriever.retrieve(question)
+
+    assert passages[0].location == location
+    assert passages[0].score >= sample_kb.retriever.min_score
+
+
+async def test_vpn_reset_section_is_retrieved(sample_kb: KnowledgeBase) -> None:
+    passages = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=3)
+
+    assert {p.location for p in passages} == {"sample/vpn.md"}
+    assert "Connecting to the VPN > Resetting the VPN" in {p.section for p in passages}
+    reset = next(p for p in passages if p.section.endswith("Resetting the VPN"))
+    assert "GlobalConnect" in reset.text
+    assert reset.title == "Connecting to the VPN"
+    assert reset.source == "sample"
+    assert reset.chunk_id.startswith("sample:")
+    wider = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=5)
+    assert any("Reset VPN profile" in p.text for p in wider)
+
+
+@pytest.mark.xfail(
+    reason="all-MiniLM-L6-v2 is English-only (most CJK characters are [UNK] in its vocabulary); "
+    "Chinese teams need a multilingual model such as paraphrase-multilingual-MiniLM-L12-v2",
+    strict=False,
+)
+async def test_chinese_question_finds_reimbursement(sample_kb: KnowledgeBase) -> None:
+    passages = await sample_kb.retriever.retrieve("报销需要多少天内提交")
+    assert passages[0].location == "sample/报销流程.md"
+
+
+async def test_chinese_question_with_shared_terms_finds_reimbursement(
+    sample_kb: KnowledgeBase,
+) -> None:
+    # What the bundled model can do for Chinese: match on the ASCII and known characters.
+    passages = await sample_kb.retriever.retrieve("报销 expense.example.com")
+    assert passages[0].location == "sample/报销流程.md"
+
+
+async def test_results_are_sorted_scored_and_sized(sample_kb: KnowledgeBase) -> None:
+    retriever = sample_kb.retriever
+    passages = await retriever.retrieve("VPN certificate expired")
+
+    assert len(passages) == retriever.top_k == 4
+    scores = [p.score for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len(await retriever.retrieve("VPN", k=1)) == 1
+    assert len(await retriever.retrieve("VPN", k=100)) == await sample_kb.store.count()
+
+
+async def test_off_topic_question_is_not_grounded(sample_kb: KnowledgeBase) -> None:
+    passages = await sample_kb.retriever.retrieve("What is a good recipe for lasagna?")
+    assert passages[0].score < sample_kb.retriever.min_score == 0.35
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n\t"])
+async def test_empty_query_returns_nothing(sample_kb: KnowledgeBase, query: str) -> None:
+    assert await sample_kb.retriever.retrieve(query) == []
+
+
+async def test_zero_k_returns_nothing(sample_kb: KnowledgeBase) -> None:
+    assert await sample_kb.retriever.retrieve("VPN", k=0) == []
+
+
+async def test_empty_collection_returns_nothing(kb: KnowledgeBase) -> None:
+    assert await kb.retriever.retrieve("How do I reset my VPN?") == []
