@@ -40,6 +40,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     store = ConversationStore.from_url(settings.storage.url, echo=settings.storage.echo)
     knowledge = await KnowledgeBase.open(settings.knowledge)
     seeded = await knowledge.ensure_sample() if seed else None
+    await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None

@@ -14,13 +14,15 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import App, build_app
 from bot.console import ConsoleReplyChannel
 from bot.settings import ConfigError, Settings, load_settings
 from engine.messages import ChatType, Inbound, Sender
+from knowledge import EmbeddingModelError
 
 cli = typer.Typer(
     help="teambot: a knowledge-grounded assistant for team chats.",
@@ -57,7 +59,7 @@ def _settings() -> Settings:
     try:
         return load_settings(_State.config)
     except ConfigError as error:
-        errors.print(f"[red]configuration error[/red]\n{error}", highlight=False)
+        errors.print(f"[red]configuration error[/red]\n{escape(str(error))}", highlight=False)
         raise typer.Exit(2) from error
 
 
@@ -73,9 +75,19 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(wrapper())
 
 
-async def _open(settings: Settings) -> App:
-    with console.status("Opening the knowledge base and the database…"):
-        return await build_app(settings)
+async def _open(settings: Settings, *, seed: bool = True) -> App:
+    """Build the app, turning start-up failures into one clear line and exit code 1."""
+    try:
+        with console.status("Opening the database and the knowledge base…"):
+            return await build_app(settings, seed=seed)
+    except (OSError, SQLAlchemyError, EmbeddingModelError) as error:
+        errors.print(f"[red]cannot start[/red]: {escape(str(error))}", highlight=False)
+        errors.print(
+            f"database: {escape(_redact_url(settings.storage.url))} · "
+            f"knowledge: {escape(str(settings.knowledge.persist_dir))}",
+            highlight=False,
+        )
+        raise typer.Exit(1) from error
 
 
 @cli.command()
@@ -175,7 +187,7 @@ def ingest(
     _logging(settings, quiet=True)
 
     async def main() -> None:
-        app = await build_app(settings, seed=False)
+        app = await _open(settings, seed=False)
         try:
             with Progress(
                 TextColumn("{task.description:<11}"),
@@ -202,7 +214,9 @@ def ingest(
             f"{result.chunks} chunks in {result.seconds:.1f} s"
         )
         for uri, error in result.failed.items():
-            errors.print(f"[yellow]skipped[/yellow] {uri}: {error}", highlight=False)
+            errors.print(
+                f"[yellow]skipped[/yellow] {escape(uri)}: {escape(error)}", highlight=False
+            )
 
     _run(main)
 
@@ -212,59 +226,53 @@ def doctor() -> None:
     """Check the configuration, database, knowledge base and model server."""
     settings = _settings()
     _logging(settings, quiet=True)
+    rows: list[tuple[str, str, str]] = []  # (check, status, detail)
 
-    async def main() -> int:
-        table = Table("check", "status", "detail", show_lines=False)
-        failed = 0
+    def row(check: str, status: str, detail: str) -> None:
+        rows.append((check, status, detail))
+
+    async def main() -> None:
+        row("config", "ok", str(_State.config or "defaults + environment"))
         app = await _open(settings)
         try:
-            table.add_row(
-                "config", "[green]ok[/green]", str(_State.config or "defaults + environment")
-            )
-            table.add_row("database", "[green]ok[/green]", _redact_url(settings.storage.url))
+            row("database", "ok", _redact_url(settings.storage.url))
             chunks = await app.knowledge.store.count()
-            status = "[green]ok[/green]" if chunks else "[yellow]empty[/yellow]"
-            table.add_row(
-                "knowledge",
-                status,
-                f"{chunks} chunks in collection {settings.knowledge.collection!r}",
-            )
+            detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
+            row("knowledge", "ok" if chunks else "empty", detail)
             if app.llm is None:
-                table.add_row(
+                row("model server", "disabled", "retrieval-only answers ([llm] enabled = false)")
+                return
+            report = await app.llm.probe()
+            if not report.reachable:
+                row(
                     "model server",
-                    "[yellow]disabled[/yellow]",
-                    "retrieval-only answers ([llm] enabled = false)",
+                    "unreachable",
+                    f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
                 )
-            else:
-                report = await app.llm.probe()
-                if report.reachable:
-                    separated = {
-                        True: "reasoning separated (reasoning_content)",
-                        False: "reasoning inline: <think> is stripped by teambot",
-                        None: "reasoning separation unknown",
-                    }[report.reasoning_separated]
-                    table.add_row(
-                        "model server",
-                        "[green]ok[/green]" if report.health_ok else "[yellow]degraded[/yellow]",
-                        f"{report.base_url} · model {report.model} · {separated}"
-                        + (
-                            f" · {report.latency:.2f} s"
-                            if report.latency is not None
-                            else f" · {report.error}"
-                        ),
-                    )
-                else:
-                    table.add_row(
-                        "model server",
-                        "[yellow]unreachable[/yellow]",
-                        f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
-                    )
+                return
+            separated = {
+                True: "reasoning separated (reasoning_content)",
+                False: "reasoning inline: <think> is stripped by teambot",
+                None: "reasoning separation unknown",
+            }[report.reasoning_separated]
+            timing = f"{report.latency:.2f} s" if report.latency is not None else report.error
+            row(
+                "model server",
+                "ok" if report.health_ok else "degraded",
+                f"{report.base_url} · model {report.model} · {separated} · {timing}",
+            )
         finally:
             await app.close()
-        console.print(table)
-        return failed
 
-    raise typer.Exit(_run(main))
+    _run(main)
+    colour = {"ok": "green", "empty": "yellow", "disabled": "yellow"}
+    for check, status, detail in rows:
+        style = colour.get(status, "red" if status == "error" else "yellow")
+        console.print(
+            f"[{style}]{status:<11}[/{style}] {check:<13} {escape(detail)}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @cli.command()
@@ -328,5 +336,5 @@ def main() -> None:
     try:
         cli()
     except ConfigError as error:  # raised lazily inside a command
-        errors.print(f"[red]configuration error[/red]\n{error}", highlight=False)
+        errors.print(f"[red]configuration error[/red]\n{escape(str(error))}", highlight=False)
         sys.exit(2)

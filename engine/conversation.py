@@ -13,7 +13,7 @@ from engine.language import detect, phrase
 from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
 from engine.messages import Answer, Citation, Inbound, Outcome, Timings, Usage
 from engine.ports import ReplyChannel
-from engine.prompt import HistoryTurn, build_messages, trim_history
+from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
 from engine.store import ConversationStore
 from engine.tables import ThreadState
 from engine.text import clip
@@ -211,9 +211,8 @@ class Conversation:
         notice = phrase("retrieval_only", language)
         excerpts = []
         for number, passage in enumerate(passages, start=1):
-            heading = passage.title + (f" — {passage.section}" if passage.section else "")
-            excerpt = clip(" ".join(passage.text.split()), 400)
-            excerpts.append(f"[{number}] {heading}\n{excerpt}")
+            excerpt = clip(re.sub(r"\n\s*\n+", "\n", passage.text.strip()), 500)
+            excerpts.append(f"[{number}] {heading(passage)}\n{excerpt}")
         return Answer(
             text=notice + "\n\n" + "\n\n".join(excerpts),
             outcome=Outcome.RETRIEVAL_ONLY,
@@ -244,7 +243,7 @@ def _citation(number: int, passage: Passage) -> Citation:
         title=passage.title,
         source=passage.source,
         location=passage.location,
-        section=passage.section,
+        section=section(passage),
     )
 
 

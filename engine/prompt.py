@@ -48,13 +48,26 @@ def trim_history(turns: Sequence[HistoryTurn], max_tokens: int) -> list[HistoryT
     return kept
 
 
+def section(passage: Passage) -> str:
+    """The passage's heading path without the document title it usually starts with."""
+    prefix = passage.title + " > "
+    if passage.section.startswith(prefix):
+        return passage.section[len(prefix) :]
+    return "" if passage.section == passage.title else passage.section
+
+
+def heading(passage: Passage) -> str:
+    """'Title — Section' for a passage, or just the title."""
+    part = section(passage)
+    return f"{passage.title} — {part}" if part else passage.title
+
+
 def render_passages(passages: Sequence[Passage], max_chars: int) -> str:
     """Passages numbered from 1, each with its title and section."""
     blocks = []
     for number, passage in enumerate(passages, start=1):
-        heading = passage.title + (f" — {passage.section}" if passage.section else "")
         text = passage.text if len(passage.text) <= max_chars else passage.text[:max_chars] + "…"
-        blocks.append(f"[{number}] {heading}\n{text}")
+        blocks.append(f"[{number}] {heading(passage)}\n{text}")
     return "\n\n".join(blocks)
 
 

@@ -56,9 +56,13 @@ class Behaviour:
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
-    """Echo the last line of the last user message; cite [1] when the prompt has passages."""
+    """Echo the question (a `Question:` line, else the last line); cite [1] when given passages."""
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
-    question = users[-1].strip().splitlines()[-1] if users and users[-1].strip() else ""
+    lines = users[-1].strip().splitlines() if users and users[-1].strip() else [""]
+    asked = [
+        line.removeprefix("Question:").strip() for line in lines if line.startswith("Question:")
+    ]
+    question = asked[-1] if asked else lines[-1]
     text = f'I saw your question "{question}".'
     if any("[1]" in str(m.get("content") or "") for m in messages):
         text += " The knowledge base answers it [1]."
