@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import APIRouter
 
-from engine.messages import Answer, Inbound
+from engine.messages import Answer, Inbound, ThreadKey
 from engine.ports import ReplyChannel
 
 
 class Core(Protocol):
     """The part of engine.Conversation an adapter calls."""
 
-    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None: ...
+    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        """Answer one message (None: already handled, a redelivery)."""
 
-    async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None: ...
+    async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None:
+        """A "Helpful" (value "up") or "not helpful" ("down") click on an answer."""
+
+    async def escalate(
+        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+    ) -> None:
+        """A "Talk to a person" click: the thread goes to the escalation channel."""
+
+    async def human_replied(self, key: ThreadKey, agent_id: str) -> bool:
+        """An agent wrote in the thread; True when this took an escalated thread over."""
 
 
 class Adapter(Protocol):
@@ -31,3 +42,26 @@ class Adapter(Protocol):
 
     async def stop(self) -> None:
         """Stop intake, let answers in flight finish, close connections."""
+
+    def status(self) -> AdapterStatus:
+        """Connection state for /readyz and `teambot doctor`."""
+
+    async def check(self) -> list[Check]:
+        """Live checks for `teambot doctor` (credentials, scopes/permissions, bot identity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterStatus:
+    connected: bool | None  # None: nothing to connect (webhook-only or the web chat)
+    mode: str = ""  # e.g. "socket", "http", "long connection", "stream"
+    last_event_age: float | None = None  # seconds since the last frame or event
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of `teambot doctor`: status is ok | warning | error."""
+
+    name: str
+    status: str
+    detail: str

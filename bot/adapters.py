@@ -12,4 +12,16 @@ def build_adapters(settings: Settings, core: Core) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.server.web_chat:
         adapters.append(WebAdapter(core))
+    if settings.slack.enabled:
+        from adapters.slack.adapter import SlackAdapter
+
+        adapters.append(SlackAdapter(settings.slack, core))
+    if settings.feishu.enabled:
+        from adapters.feishu.adapter import FeishuAdapter
+
+        adapters.append(FeishuAdapter(settings.feishu, core))
+    if settings.dingtalk.enabled:
+        from adapters.dingtalk.adapter import DingTalkAdapter
+
+        adapters.append(DingTalkAdapter(settings.dingtalk, core))
     return adapters

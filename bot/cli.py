@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.adapters import build_adapters
 from bot.app import App, build_app
 from bot.console import ConsoleReplyChannel
 from bot.settings import ConfigError, Settings, load_settings
@@ -239,6 +240,9 @@ def doctor() -> None:
             chunks = await app.knowledge.store.count()
             detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
             row("knowledge", "ok" if chunks else "empty", detail)
+            for adapter in build_adapters(settings, app.conversation):
+                for check in await adapter.check():
+                    row(f"{adapter.name}: {check.name}", check.status, check.detail)
             if app.llm is None:
                 row("model server", "disabled", "retrieval-only answers ([llm] enabled = false)")
                 return
@@ -265,7 +269,7 @@ def doctor() -> None:
             await app.close()
 
     _run(main)
-    colour = {"ok": "green", "empty": "yellow", "disabled": "yellow"}
+    colour = {"ok": "green", "empty": "yellow", "disabled": "yellow", "warning": "yellow"}
     for check, status, detail in rows:
         style = colour.get(status, "red" if status == "error" else "yellow")
         console.print(
@@ -273,6 +277,8 @@ def doctor() -> None:
             soft_wrap=True,
             highlight=False,
         )
+    if any(status == "error" for _, status, _ in rows):
+        raise typer.Exit(1)
 
 
 @cli.command()

@@ -33,6 +33,14 @@ def create_server(settings: Settings) -> FastAPI:
         async def feedback(self, turn_id, user_id, value, comment=""):  # type: ignore[no-untyped-def]
             await state["app"].conversation.feedback(turn_id, user_id, value, comment)
 
+        async def escalate(self, key, reply, *, trigger, requested_by=""):  # type: ignore[no-untyped-def]
+            await state["app"].conversation.escalate(
+                key, reply, trigger=trigger, requested_by=requested_by
+            )
+
+        async def human_replied(self, key, agent_id):  # type: ignore[no-untyped-def]
+            return await state["app"].conversation.human_replied(key, agent_id)
+
     adapters: list[Adapter] = build_adapters(settings, _LateCore())
 
     @asynccontextmanager
@@ -91,6 +99,16 @@ def create_server(settings: Settings) -> FastAPI:
             checks["llm"] = "unavailable (retrieval-only answers until it recovers)"
         else:
             checks["llm"] = "ok"
+        for adapter in adapters:
+            status = adapter.status()
+            checks[f"adapter.{adapter.name}"] = {
+                "connected": status.connected,
+                "mode": status.mode,
+                "last_event_age": status.last_event_age,
+                "detail": status.detail,
+            }
+            if status.connected is False:
+                ready = False
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 

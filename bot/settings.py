@@ -21,6 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from adapters.dingtalk.config import DingTalkSettings
+from adapters.feishu.config import FeishuSettings
+from adapters.slack.config import SlackSettings
 from engine.config import ConversationSettings, LLMSettings, StorageSettings
 from knowledge.config import KnowledgeSettings
 
@@ -66,6 +69,9 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    slack: SlackSettings = SlackSettings()
+    feishu: FeishuSettings = FeishuSettings()
+    dingtalk: DingTalkSettings = DingTalkSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

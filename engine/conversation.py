@@ -9,9 +9,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from engine.config import ConversationSettings
+from engine.escalation import asks_for_human
 from engine.language import detect, phrase
 from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
-from engine.messages import Answer, Citation, Inbound, Outcome, Timings, Usage
+from engine.messages import (
+    Answer,
+    Citation,
+    EscalationNotice,
+    Inbound,
+    Outcome,
+    ThreadKey,
+    Timings,
+    Usage,
+)
 from engine.ports import ReplyChannel
 from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
 from engine.store import ConversationStore
@@ -60,6 +70,17 @@ class Conversation:
         if thread.state == ThreadState.RESOLVED:
             await self._store.set_state(thread.id, ThreadState.OPEN)
 
+        if asks_for_human(inbound.text):
+            answer = await self._escalate(
+                thread.id,
+                inbound.thread_key,
+                reply,
+                "asked_for_human",
+                language=language,
+                asked=inbound.text,
+            )
+            return await self._finish(thread.id, inbound, answer, reply)
+
         rejection = self._reject(inbound, language)
         if rejection is not None:
             answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
@@ -90,6 +111,57 @@ class Conversation:
                 question, passages, history, language, reply, timings, started
             )
         return await self._finish(thread.id, inbound, answer, reply)
+
+    async def escalate(
+        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+    ) -> None:
+        """Hand the thread to a person (a "Talk to a person" button, an agent, a policy)."""
+        thread = await self._store.thread(key)
+        history = await self._store.history(thread.id, 1)
+        language = history[-1].language if history else "en"
+        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            return
+        answer = await self._escalate(thread.id, key, reply, trigger, language=language)
+        await reply.finish(answer)
+        log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
+
+    async def human_replied(self, key: ThreadKey, agent_id: str) -> bool:
+        """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet."""
+        thread = await self._store.thread(key)
+        if thread.state != ThreadState.ESCALATED:
+            return False
+        await self._store.set_state(
+            thread.id, ThreadState.HUMAN, taken_by=agent_id, trigger=thread.escalation_trigger
+        )
+        return True
+
+    async def _escalate(
+        self,
+        thread_id: int,
+        key: ThreadKey,
+        reply: ReplyChannel,
+        trigger: str,
+        *,
+        language: str,
+        asked: str = "",
+    ) -> Answer:
+        records = await self._store.history(thread_id, self._settings.history_turns)
+        question = next((r.question for r in reversed(records) if r.question.strip()), asked)
+        summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
+        citations = records[-1].citations if records else ()
+        await self._store.set_state(thread_id, ThreadState.ESCALATED, trigger=trigger)
+        await reply.post_escalation(
+            EscalationNotice(
+                thread=key,
+                question=question or asked,
+                trigger=trigger,
+                summary=summary,
+                citations=citations,
+            )
+        )
+        return Answer(
+            text=phrase("escalated", language), outcome=Outcome.HANDED_OFF, language=language
+        )
 
     async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None:
         """Record a helpful / not helpful click on an answer (a user's later click replaces it)."""

@@ -47,6 +47,14 @@ PHRASES: dict[str, dict[str, str]] = {
         "Ask again in a moment.",
         "zh": "⚠️ 回答中断：模型服务没有继续响应，请稍后再问一次。",
     },
+    "escalated": {
+        "en": "I've asked a colleague to help with this; a person will reply in this thread.",
+        "zh": "已为您转接人工，同事会在此话题中回复您。",
+    },
+    "already_escalated": {
+        "en": "A colleague has already been asked to help here.",
+        "zh": "已经通知同事处理此话题。",
+    },
     "thinking": {"en": "Looking it up…", "zh": "正在查找…"},
     "human_handling": {
         "en": "A person is handling this thread, so I'll stay quiet here.",

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from adapters.base import Core
+from adapters.base import AdapterStatus, Check, Core
 from adapters.web.convert import ChatRequest, answer_to_json, to_inbound
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
@@ -85,6 +85,12 @@ class WebAdapter:
 
     async def stop(self) -> None:
         await self.drain()
+
+    def status(self) -> AdapterStatus:
+        return AdapterStatus(connected=None, mode="http", detail="built-in web chat")
+
+    async def check(self) -> list[Check]:
+        return []
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
         channel = WebReplyChannel()

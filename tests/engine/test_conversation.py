@@ -321,3 +321,46 @@ async def test_thread_taken_by_a_human_stays_quiet(core: Core) -> None:
     assert answer is not None and answer.outcome is Outcome.HANDED_OFF
     assert reply.final is None and reply.updates == []
     assert len(core.fake.requests) == 1
+
+
+@pytest.mark.parametrize("text", ["转人工", "human please", "Talk to a person", "人工客服！"])
+async def test_asking_for_a_person_escalates_and_the_bot_goes_quiet(core: Core, text: str) -> None:
+    first, _ = await core.ask(VPN_QUESTION, thread="esc")
+    assert first is not None
+    answer, reply = await core.ask(text, thread="esc")
+    assert answer is not None and answer.outcome is Outcome.HANDED_OFF
+    assert ("colleague" in answer.text) or ("转接人工" in answer.text)
+    assert len(reply.escalations) == 1
+    notice = reply.escalations[0]
+    assert notice.question == VPN_QUESTION and notice.trigger == "asked_for_human"
+    assert notice.citations and notice.citations[0].location.endswith("vpn.md")
+    thread = await core.store.thread(inbound("", "esc").thread_key)
+    assert thread.state is ThreadState.ESCALATED
+    later, later_reply = await core.ask("hello?", thread="esc")
+    assert later is not None and later.outcome is Outcome.HANDED_OFF
+    assert later_reply.final is None
+    assert len(core.fake.requests) == 1
+
+
+async def test_questions_mentioning_humans_are_still_answered(core: Core) -> None:
+    answer, reply = await core.ask("How do I add a human user to the VPN?")
+    assert answer is not None and answer.outcome is not Outcome.HANDED_OFF
+    assert reply.escalations == []
+
+
+async def test_button_escalation_then_agent_takes_over(core: Core) -> None:
+    await core.ask(VPN_QUESTION, thread="btn")
+    key = inbound("", "btn").thread_key
+    reply = WebReplyChannel()
+    await core.conversation.escalate(key, reply, trigger="button", requested_by="u1")
+    assert reply.escalations[0].trigger == "button"
+    assert reply.final is not None and reply.final.outcome is Outcome.HANDED_OFF
+    assert await core.conversation.human_replied(key, "agent-9")
+    thread = await core.store.thread(key)
+    assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "agent-9")
+    # a second click does not notify twice; an agent in an open thread takes nothing
+    again = WebReplyChannel()
+    await core.conversation.escalate(key, again, trigger="button")
+    assert again.escalations == []
+    other = inbound("", "open-thread").thread_key
+    assert not await core.conversation.human_replied(other, "agent-9")
