@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from knowledge import Embedder, KnowledgeBase
 from tests.fakes.sglang import FakeSGLang
-from tests.helpers import kb_settings
+from tests.helpers import Core, kb_settings, make_core
 
 
 @pytest.fixture
@@ -44,3 +44,15 @@ def sample_index(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -
 
     asyncio.run(build())
     return persist_dir
+
+
+@pytest.fixture
+async def core(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> AsyncIterator[Core]:
+    """A real Conversation: SQLite store, the sample handbook, the client at the fake SGLang."""
+    built, kb = await make_core(tmp_path, embedder, sample_index, fake_sglang)
+    yield built
+    await built.llm.close()
+    await kb.close()
+    await built.store.close()

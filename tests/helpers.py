@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from knowledge import KnowledgeSettings
+from adapters.web.adapter import WebReplyChannel
+from bot.db import upgrade_async
+from engine.config import ConversationSettings, LLMSettings
+from engine.conversation import Conversation
+from engine.llm import LLMClient
+from engine.messages import Answer, Attachment, ChatType, Inbound, Sender
+from engine.store import ConversationStore
+from knowledge import Embedder, KnowledgeBase, KnowledgeSettings
+from tests.fakes.sglang import FakeSGLang
 
 PG_URL = os.environ.get("TEAMBOT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
@@ -57,3 +68,78 @@ def sqlite_url(tmp_path: Path) -> str:
 def kb_settings(persist_dir: Path) -> KnowledgeSettings:
     """Knowledge settings for tests: a given chroma folder, a test collection."""
     return KnowledgeSettings(persist_dir=persist_dir, collection="test-kb")
+
+
+@dataclass
+class Core:
+    """A real Conversation (SQLite store, sample handbook, client at the fake SGLang) for tests."""
+
+    conversation: Conversation
+    store: ConversationStore
+    llm: LLMClient
+    fake: FakeSGLang
+
+    async def ask(
+        self,
+        text: str,
+        *,
+        thread: str = "t1",
+        message_id: str | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> tuple[Answer | None, WebReplyChannel]:
+        reply = WebReplyChannel()
+        answer = await self.conversation.handle(
+            inbound(text, thread, message_id, attachments), reply
+        )
+        return answer, reply
+
+
+def inbound(
+    text: str,
+    thread: str = "t1",
+    message_id: str | None = None,
+    attachments: tuple[Attachment, ...] = (),
+) -> Inbound:
+    return Inbound(
+        platform="web",
+        tenant="local",
+        chat_id="c1",
+        chat_type=ChatType.DIRECT,
+        thread_id=thread,
+        message_id=message_id or uuid.uuid4().hex,
+        sender=Sender("u1", "Ada"),
+        text=text,
+        attachments=attachments,
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def make_core(
+    tmp_path: Path,
+    embedder: Embedder,
+    sample_index: Path,
+    fake: FakeSGLang,
+    *,
+    llm: dict[str, object] | None = None,
+    conversation: dict[str, object] | None = None,
+) -> tuple[Core, KnowledgeBase]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"
+    await upgrade_async(url)
+    store = ConversationStore.from_url(url)
+    kb = await KnowledgeBase.open(kb_settings(sample_index), embedder=embedder)
+    llm_settings = LLMSettings(
+        **{"base_url": fake.base_url, "first_token_timeout": 5, "idle_timeout": 2, **(llm or {})}
+    )
+    client = LLMClient(llm_settings)
+    core = Conversation(
+        ConversationSettings(**{"update_interval": 0.05, **(conversation or {})}),
+        store=store,
+        retriever=kb.retriever,
+        llm=client,
+    )
+    return Core(core, store, client, fake), kb

@@ -4,112 +4,19 @@ the real SGLang client against the fake SGLang over HTTP, and the web adapter's 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from adapters.web.adapter import WebReplyChannel
-from bot.db import upgrade_async
-from engine.config import ConversationSettings, LLMSettings
-from engine.conversation import Conversation
-from engine.llm import LLMClient
-from engine.messages import Answer, Attachment, ChatType, Inbound, Outcome, Sender
-from engine.store import ConversationStore
+from engine.messages import Attachment, Outcome
 from engine.tables import ThreadState
-from knowledge import Embedder, KnowledgeBase
+from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
-from tests.helpers import kb_settings
+from tests.helpers import Core, closed_port, inbound, make_core
 
 VPN_QUESTION = "How do I reset my VPN connection?"
-
-
-@dataclass
-class Core:
-    conversation: Conversation
-    store: ConversationStore
-    llm: LLMClient
-    fake: FakeSGLang
-
-    async def ask(
-        self,
-        text: str,
-        *,
-        thread: str = "t1",
-        message_id: str | None = None,
-        attachments: tuple[Attachment, ...] = (),
-    ) -> tuple[Answer | None, WebReplyChannel]:
-        reply = WebReplyChannel()
-        answer = await self.conversation.handle(
-            inbound(text, thread, message_id, attachments), reply
-        )
-        return answer, reply
-
-
-def inbound(
-    text: str,
-    thread: str = "t1",
-    message_id: str | None = None,
-    attachments: tuple[Attachment, ...] = (),
-) -> Inbound:
-    return Inbound(
-        platform="web",
-        tenant="local",
-        chat_id="c1",
-        chat_type=ChatType.DIRECT,
-        thread_id=thread,
-        message_id=message_id or uuid.uuid4().hex,
-        sender=Sender("u1", "Ada"),
-        text=text,
-        attachments=attachments,
-    )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def make_core(
-    tmp_path: Path,
-    embedder: Embedder,
-    sample_index: Path,
-    fake: FakeSGLang,
-    *,
-    llm: dict[str, object] | None = None,
-    conversation: dict[str, object] | None = None,
-) -> tuple[Core, KnowledgeBase]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"
-    await upgrade_async(url)
-    store = ConversationStore.from_url(url)
-    kb = await KnowledgeBase.open(kb_settings(sample_index), embedder=embedder)
-    llm_settings = LLMSettings(
-        **{"base_url": fake.base_url, "first_token_timeout": 5, "idle_timeout": 2, **(llm or {})}
-    )
-    client = LLMClient(llm_settings)
-    core = Conversation(
-        ConversationSettings(**{"update_interval": 0.05, **(conversation or {})}),
-        store=store,
-        retriever=kb.retriever,
-        llm=client,
-    )
-    return Core(core, store, client, fake), kb
-
-
-@pytest.fixture
-async def core(
-    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
-) -> AsyncIterator[Core]:
-    built, kb = await make_core(tmp_path, embedder, sample_index, fake_sglang)
-    yield built
-    await built.llm.close()
-    await kb.close()
-    await built.store.close()
 
 
 async def test_answer_streams_with_citations_and_without_reasoning(core: Core) -> None:
