@@ -9,6 +9,7 @@ from bot.db import upgrade_async
 from bot.settings import Settings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
+from engine.policy import Policy
 from engine.store import ConversationStore
 from knowledge import IngestReport, KnowledgeBase
 
@@ -25,8 +26,11 @@ class App:
     llm: LLMClient | None
     conversation: Conversation
     seeded: IngestReport | None = None
+    policy: Policy | None = None
 
     async def close(self) -> None:
+        if self.policy is not None:
+            await self.policy.close()
         if self.llm is not None:
             await self.llm.close()
         await self.knowledge.close()
@@ -44,11 +48,13 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     if seeded is not None:
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None
+    policy = Policy(settings.policy)
     conversation = Conversation(
         settings.conversation,
         store=store,
         retriever=knowledge.retriever,
         llm=llm,
         instructions_as=settings.llm.instructions_as,
+        policy=policy,
     )
-    return App(settings, store, knowledge, llm, conversation, seeded)
+    return App(settings, store, knowledge, llm, conversation, seeded, policy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import time
 import uuid
@@ -21,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.adapters import build_adapters
 from bot.app import App, build_app
 from bot.console import ConsoleReplyChannel
-from bot.settings import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+from bot.settings import ConfigError, Settings, load_settings, secret_values
 from engine.messages import ChatType, Inbound, Sender
 from knowledge import EmbeddingModelError
 
@@ -65,8 +65,12 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
-    level = logging.WARNING if quiet else getattr(logging, settings.log.level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(
+        "WARNING" if quiet else settings.log.level,
+        json_lines=settings.log.format == "json",
+        redact=settings.log.redact,
+        secrets=secret_values(settings),
+    )
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
@@ -306,6 +310,7 @@ def serve(
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.log.level.lower(),
+        log_config=None,  # keep teambot's handler: JSON lines and redaction apply to uvicorn too
         timeout_graceful_shutdown=30,
     )
 

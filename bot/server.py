@@ -9,12 +9,16 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.app import App, build_app
+from bot.limits import BodyLimit
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,15 @@ def create_server(settings: Settings) -> FastAPI:
             await app.close()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    server.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    adapter_registry = CollectorRegistry()
+    adapter_registry.register(AdapterCollector(adapters))
+
+    @server.get("/metrics")
+    async def metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(adapter_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     for adapter in adapters:
         router = adapter.router()
         if router is not None:
@@ -113,3 +126,30 @@ def create_server(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return server
+
+
+class AdapterCollector(Collector):
+    """Adapter connection state and last-event age, read from each adapter at scrape time."""
+
+    def __init__(self, adapters: list[Adapter]) -> None:
+        self._adapters = adapters
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        connected = GaugeMetricFamily(
+            "teambot_adapter_connected",
+            "1 connected, 0 disconnected, -1 nothing to connect (webhook or web chat)",
+            labels=["adapter", "mode"],
+        )
+        age = GaugeMetricFamily(
+            "teambot_adapter_last_event_age_seconds",
+            "Seconds since the adapter's last event or frame",
+            labels=["adapter"],
+        )
+        for adapter in self._adapters:
+            status = adapter.status()
+            value = -1 if status.connected is None else int(status.connected)
+            connected.add_metric([adapter.name, status.mode], value)
+            if status.last_event_age is not None:
+                age.add_metric([adapter.name], status.last_event_age)
+        yield connected
+        yield age

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -24,7 +24,7 @@ from pydantic_settings import (
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.feishu.config import FeishuSettings
 from adapters.slack.config import SlackSettings
-from engine.config import ConversationSettings, LLMSettings, StorageSettings
+from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
 from knowledge.config import KnowledgeSettings
 
 ENV_PREFIX = "TEAMBOT_"
@@ -42,6 +42,9 @@ class ServerSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="0.0.0.0 to listen on every interface")
     port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=104_857_600, description="larger requests get 413"
+    )
     web_chat: bool = Field(default=True, description="serve the built-in web chat page at /")
     migrate_on_start: bool = Field(default=True, description="apply database migrations at start")
 
@@ -52,6 +55,10 @@ class LogSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    format: Literal["text", "json"] = Field(default="text", description="json: one object a line")
+    redact: bool = Field(
+        default=True, description="mask phone numbers, ID numbers, emails, tokens and secrets"
+    )
 
 
 class Settings(BaseSettings):
@@ -68,6 +75,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
+    policy: PolicySettings = PolicySettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     slack: SlackSettings = SlackSettings()
     feishu: FeishuSettings = FeishuSettings()
@@ -178,3 +186,15 @@ def _explain(error: ValidationError, path: Path | None) -> str:
             f"  {where} = {shown}: {problem['msg']} (set in {path or 'defaults'} or with {env})"
         )
     return "\n".join(lines)
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every secret value in the settings, so logs can mask them wherever they appear."""
+    values: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            values.extend(secret_values(value))
+    return values

@@ -72,3 +72,24 @@ class StorageSettings(BaseModel):
         description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB",
     )
     echo: bool = False
+
+
+class PolicySettings(BaseModel):
+    """`[policy]`: who the bot answers and how often."""
+
+    model_config = {"extra": "forbid"}
+
+    user_per_minute: float = Field(default=10, gt=0, le=10_000, description="questions per user")
+    user_burst: int = Field(default=5, ge=1, le=1000)
+    chat_per_minute: float = Field(default=60, gt=0, le=100_000, description="questions per chat")
+    chat_burst: int = Field(default=20, ge=1, le=10_000)
+    redis_url: str = Field(
+        default="",
+        description="redis://host:6379/0 to share limits between replicas; empty = in-process",
+    )
+    allowed_tenants: list[str] = Field(
+        default_factory=list, description="workspaces/tenants to answer in; empty = everywhere"
+    )
+    allowed_chats: list[str] = Field(
+        default_factory=list, description='"platform:chat_id" entries; empty = every chat'
+    )

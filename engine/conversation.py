@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from engine.config import ConversationSettings
+from engine import metrics
+from engine.config import ConversationSettings, PolicySettings
 from engine.escalation import asks_for_human
 from engine.language import detect, phrase
 from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
@@ -22,11 +23,13 @@ from engine.messages import (
     Timings,
     Usage,
 )
+from engine.policy import Policy
 from engine.ports import ReplyChannel
 from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
 from engine.store import ConversationStore
 from engine.tables import ThreadState
 from engine.text import clip
+from engine.trace import new_request_id
 from knowledge import Passage, Retriever
 
 log = logging.getLogger(__name__)
@@ -45,20 +48,33 @@ class Conversation:
         retriever: Retriever,
         llm: LLMClient | None,
         instructions_as: str = "user",
+        policy: Policy | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._retriever = retriever
         self._llm = llm
         self._instructions_as = "system" if instructions_as == "system" else "user"
+        self._policy = policy or Policy(PolicySettings())
+        self._repeats = metrics.RepeatWatch()
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
-        """Answer `inbound` through `reply`; None when the message was already handled."""
+        """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
+        is not for this bot (a chat or workspace outside the allowlists)."""
         started = time.monotonic()
+        new_request_id(inbound.platform, inbound.message_id)
+        metrics.RECEIVED.labels(inbound.platform).inc()
+        if not self._policy.allowed(inbound):
+            metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
+            log.info(
+                "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
+            )
+            return None
         claimed = await self._store.claim_event(
             inbound.platform, inbound.message_id, inbound.thread_key
         )
         if not claimed:
+            metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
             return None
         language = detect(inbound.text)
@@ -82,6 +98,9 @@ class Conversation:
             return await self._finish(thread.id, inbound, answer, reply)
 
         rejection = self._reject(inbound, language)
+        if rejection is None and not await self._policy.within_limits(inbound):
+            metrics.IGNORED.labels(inbound.platform, "rate_limited").inc()
+            rejection = phrase("rate_limited", language)
         if rejection is not None:
             answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
             return await self._finish(thread.id, inbound, answer, reply)
@@ -150,6 +169,7 @@ class Conversation:
         summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
         citations = records[-1].citations if records else ()
         await self._store.set_state(thread_id, ThreadState.ESCALATED, trigger=trigger)
+        metrics.ESCALATIONS.labels(key.platform, trigger).inc()
         await reply.post_escalation(
             EscalationNotice(
                 thread=key,
@@ -182,10 +202,13 @@ class Conversation:
     async def _retrieve(self, question: str, history: Sequence[HistoryTurn]) -> list[Passage]:
         """Grounding passages for the question; a follow-up also tries with the last question."""
         floor = self._retriever.min_score
-        passages = [p for p in await self._retriever.retrieve(question) if p.score >= floor]
-        if not passages and history:
-            combined = f"{history[-1].question}\n{question}"
-            passages = [p for p in await self._retriever.retrieve(combined) if p.score >= floor]
+        with metrics.RETRIEVAL_TIME.time():
+            passages = [p for p in await self._retriever.retrieve(question) if p.score >= floor]
+            if not passages and history:
+                combined = f"{history[-1].question}\n{question}"
+                passages = [p for p in await self._retriever.retrieve(combined) if p.score >= floor]
+        if not passages:
+            metrics.NO_GROUNDING.inc()
         return passages
 
     async def _generate(
@@ -232,6 +255,7 @@ class Conversation:
                     if first_visible is None:
                         first_visible = last_update - started
         except (LLMTimeout, LLMStreamBroken) as error:
+            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
             text = "".join(content).strip()
             if not text:
                 log.warning("model failed before any answer text: %s", error)
@@ -254,6 +278,7 @@ class Conversation:
                 notice=notice,
             )
         except (LLMEmptyAnswer, LLMError) as error:
+            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
             log.warning("model unavailable, answering from retrieval only: %s", error)
             return self._retrieval_only(passages, language, timings, started, usage)
         text = "".join(content).strip()
@@ -301,6 +326,9 @@ class Conversation:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
         stored = await self._persist(thread_id, inbound, answer)
         await reply.finish(stored)
+        metrics.record_answer(inbound.platform, stored)
+        if stored.outcome is Outcome.ANSWERED:
+            self._repeats.observe(inbound.text, stored.text)
         return stored
 
     async def _persist(self, thread_id: int, inbound: Inbound, answer: Answer) -> Answer:

@@ -55,6 +55,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "en": "A colleague has already been asked to help here.",
         "zh": "已经通知同事处理此话题。",
     },
+    "rate_limited": {
+        "en": "You're asking faster than I can keep up with — please wait a minute and ask again.",
+        "zh": "您提问太快了，请稍等一分钟再问。",
+    },
     "thinking": {"en": "Looking it up…", "zh": "正在查找…"},
     "human_handling": {
         "en": "A person is handling this thread, so I'll stay quiet here.",

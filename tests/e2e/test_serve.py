@@ -155,3 +155,29 @@ def test_malformed_request_gets_a_clear_error(served: Served) -> None:
         f"{served.url}/api/chat", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
+
+
+def test_metrics_expose_the_conversation_series(served: Served) -> None:
+    served.chat("How do I reset my VPN connection?")
+    text = httpx.get(f"{served.url}/metrics").text
+    for series in (
+        'teambot_messages_received_total{platform="web"}',
+        'teambot_answers_total{outcome="answered",platform="web"}',
+        "teambot_first_visible_seconds_bucket",
+        "teambot_answer_seconds_bucket",
+        "teambot_retrieval_seconds_bucket",
+        "teambot_model_prefix_cache_hit_ratio_bucket",
+        "teambot_model_prompt_tokens_total",
+        'teambot_adapter_connected{adapter="web",mode="http"} -1.0',
+    ):
+        assert series in text, series
+
+
+def test_oversized_request_is_refused(served: Served) -> None:
+    response = httpx.post(
+        f"{served.url}/api/chat",
+        content=b"x" * 2_000_000,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert "max_body_bytes" in response.text

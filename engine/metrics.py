@@ -1,0 +1,108 @@
+"""Prometheus series of the conversation core (the HTTP server exposes them at /metrics)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+
+from prometheus_client import Counter, Histogram
+
+from engine.messages import Answer, Outcome
+
+_LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
+
+RECEIVED = Counter("teambot_messages_received", "Messages that reached the core", ["platform"])
+DEDUPLICATED = Counter(
+    "teambot_messages_deduplicated", "Redelivered messages dropped by the dedupe key", ["platform"]
+)
+IGNORED = Counter(
+    "teambot_messages_ignored", "Messages not answered by policy", ["platform", "reason"]
+)
+ANSWERS = Counter("teambot_answers", "Answers given, by outcome", ["platform", "outcome"])
+ESCALATIONS = Counter("teambot_escalations", "Threads handed to a human", ["platform", "trigger"])
+FIRST_VISIBLE = Histogram(
+    "teambot_first_visible_seconds",
+    "Message received to first visible answer text",
+    ["platform"],
+    buckets=_LATENCY,
+)
+ANSWER_TIME = Histogram(
+    "teambot_answer_seconds", "Message received to final answer", ["platform"], buckets=_LATENCY
+)
+RETRIEVAL_TIME = Histogram(
+    "teambot_retrieval_seconds",
+    "Knowledge retrieval latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+NO_GROUNDING = Counter(
+    "teambot_no_grounding", "Questions with nothing relevant in the knowledge base"
+)
+MODEL_FIRST_TOKEN = Histogram(
+    "teambot_model_first_token_seconds", "Model request to first token", buckets=_LATENCY
+)
+MODEL_TOKENS_PER_SECOND = Histogram(
+    "teambot_model_tokens_per_second",
+    "Completion tokens per second of streaming",
+    buckets=(1, 5, 10, 20, 30, 50, 75, 100, 150, 250, 500),
+)
+PROMPT_TOKENS = Counter("teambot_model_prompt_tokens", "Prompt tokens sent to the model")
+CACHED_TOKENS = Counter(
+    "teambot_model_cached_tokens", "Prompt tokens the server reported as prefix-cache hits"
+)
+CACHE_HIT_RATIO = Histogram(
+    "teambot_model_prefix_cache_hit_ratio",
+    "cached_tokens / prompt_tokens per request (servers started with --enable-cache-report)",
+    buckets=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0),
+)
+MODEL_ERRORS = Counter("teambot_model_errors", "Model server failures", ["kind"])
+REPEATED_ANSWERS = Counter(
+    "teambot_repeated_answers",
+    "The same answer text given to a different question within the repeat window",
+)
+
+
+class RepeatWatch:
+    """Counts answers repeated verbatim for different questions (a stuck model or prompt)."""
+
+    def __init__(self, window: float = 3600.0, size: int = 5000) -> None:
+        self._window, self._size = window, size
+        self._seen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def observe(self, question: str, answer: str) -> bool:
+        """Record one answer; True when it repeats an answer given to another question."""
+        now = time.monotonic()
+        key = hashlib.sha1(" ".join(answer.split()).encode()).hexdigest()
+        asked = hashlib.sha1(" ".join(question.lower().split()).encode()).hexdigest()
+        while self._seen and (
+            len(self._seen) > self._size or next(iter(self._seen.values()))[1] < now - self._window
+        ):
+            self._seen.popitem(last=False)
+        previous = self._seen.pop(key, None)
+        self._seen[key] = (asked, now)
+        repeated = previous is not None and previous[0] != asked
+        if repeated:
+            REPEATED_ANSWERS.inc()
+        return repeated
+
+
+def record_answer(platform: str, answer: Answer) -> None:
+    """Series that every finished answer feeds."""
+    ANSWERS.labels(platform, answer.outcome.value).inc()
+    timings = answer.timings
+    ANSWER_TIME.labels(platform).observe(timings.total)
+    if timings.first_visible is not None:
+        FIRST_VISIBLE.labels(platform).observe(timings.first_visible)
+    elif answer.outcome is not Outcome.HANDED_OFF:
+        FIRST_VISIBLE.labels(platform).observe(timings.total)
+    usage = answer.usage
+    if usage.prompt_tokens:
+        PROMPT_TOKENS.inc(usage.prompt_tokens)
+        if usage.cached_tokens is not None:
+            CACHED_TOKENS.inc(usage.cached_tokens)
+            CACHE_HIT_RATIO.observe(usage.cached_tokens / usage.prompt_tokens)
+    if timings.first_token is not None:
+        MODEL_FIRST_TOKEN.observe(max(timings.first_token - timings.retrieval, 0.0))
+        streaming = timings.total - timings.first_token
+        if usage.completion_tokens and streaming > 0:
+            MODEL_TOKENS_PER_SECOND.observe(usage.completion_tokens / streaming)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bot.logs import Redactor, setup_logging
+from engine.trace import new_request_id
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "mask"),
+    [
+        ("call me on 13812345678 please", "13812345678", "[phone]"),
+        ("手机 +86 138-1234-5678", "1234-5678", "[phone]"),
+        ("office +49 30 1234 5678", "1234 5678", "[phone]"),
+        ("身份证 11010519491231002X 已提交", "11010519491231002X", "[id-number]"),
+        ("mail ada.lovelace@example.com now", "ada.lovelace@example.com", "[email]"),
+        ("token xoxb-1234-5678-abcdef in use", "xoxb-1234-5678-abcdef", "[token]"),
+        ("Authorization: Bearer eyJhbGciOi.abc.def", "eyJhbGciOi", "[token]"),
+        ("app_secret=abcdef123456 leaked", "abcdef123456", "[secret]"),
+        ('{"password": "hunter22"}', "hunter22", "[secret]"),
+    ],
+)
+def test_personal_data_and_tokens_are_masked(text: str, hidden: str, mask: str) -> None:
+    redacted = Redactor()(text)
+    assert hidden not in redacted and mask in redacted
+
+
+def test_configured_secret_values_are_masked_wherever_they_appear() -> None:
+    redact = Redactor(["s3cr3t-value-123"])
+    assert redact("url=http://x/?k=s3cr3t-value-123&z=1") == "url=http://x/?k=[secret]&z=1"
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "VPN error GC-412 on 2026-11-23 at 10:30, ticket 4711, version 1.7.5"
+    assert Redactor()(text) == text
+
+
+def test_json_lines_carry_the_request_id_and_are_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("INFO", json_lines=True, redact=True, secrets=["topsecretvalue"])
+    rid = new_request_id("slack", "m1")
+    logging.getLogger("teambot.test").info("asker 13812345678 used topsecretvalue")
+    entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert entry["request_id"] == rid and entry["level"] == "INFO"
+    assert entry["message"] == "asker [phone] used [secret]"
+    logging.getLogger().handlers.clear()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from engine.config import PolicySettings
+from engine.messages import Outcome
+from engine.policy import MemoryBuckets, Policy, RedisBuckets
+from tests.helpers import Core, inbound
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+async def test_memory_bucket_allows_a_burst_then_refills() -> None:
+    buckets = MemoryBuckets()
+    assert [await buckets.take("k", 3, 1000.0) for _ in range(3)] == [True] * 3
+    assert [await buckets.take("slow", 2, 0.001) for _ in range(3)] == [True, True, False]
+
+
+async def test_redis_buckets_are_shared_between_instances() -> None:
+    one, two = RedisBuckets(REDIS_URL), RedisBuckets(REDIS_URL)
+    key = f"test-{uuid.uuid4().hex}"
+    try:
+        try:
+            await one._redis.ping()
+        except Exception as error:
+            pytest.skip(f"Redis at {REDIS_URL} is unreachable: {error}")
+        assert await one.take(key, 2, 0.001)
+        assert await two.take(key, 2, 0.001)
+        assert not await one.take(key, 2, 0.001)  # the second replica used the last token
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_redis_down_lets_messages_through() -> None:
+    buckets = RedisBuckets("redis://127.0.0.1:1/0")
+    try:
+        assert await buckets.take("k", 1, 0.001)
+    finally:
+        await buckets.close()
+
+
+def test_allowlists() -> None:
+    message = inbound("hi")  # platform web, tenant local, chat c1
+    assert Policy(PolicySettings()).allowed(message)
+    assert Policy(PolicySettings(allowed_chats=["web:c1"])).allowed(message)
+    assert not Policy(PolicySettings(allowed_chats=["web:other"])).allowed(message)
+    assert not Policy(PolicySettings(allowed_tenants=["T999"])).allowed(message)
+
+
+async def test_rate_limited_asker_gets_a_polite_reply(core: Core) -> None:
+    core.conversation._policy = Policy(PolicySettings(user_burst=2, user_per_minute=0.01))
+    outcomes = []
+    for i in range(3):
+        answer, _ = await core.ask("How do I reset my VPN connection?", thread=f"r{i}")
+        assert answer is not None
+        outcomes.append(answer)
+    assert [a.outcome for a in outcomes[:2]] == [Outcome.ANSWERED] * 2
+    assert outcomes[2].outcome is Outcome.FAILED
+    assert "wait a minute" in outcomes[2].text
+    assert len(core.fake.requests) == 2
+    zh, _ = await core.ask("VPN 怎么重置？", thread="r-zh")
+    assert zh is not None and "请稍等" in zh.text
+
+
+async def test_chat_outside_the_allowlist_is_ignored_silently(core: Core) -> None:
+    core.conversation._policy = Policy(PolicySettings(allowed_chats=["slack:C1"]))
+    answer, reply = await core.ask("How do I reset my VPN connection?")
+    assert answer is None and reply.final is None and reply.updates == []
+    assert core.fake.requests == []
