@@ -17,8 +17,16 @@ class Core(Protocol):
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer one message (None: already handled, a redelivery)."""
 
-    async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None:
-        """A "Helpful" (value "up") or "not helpful" ("down") click on an answer."""
+    async def feedback(
+        self,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        comment: str = "",
+        reply: ReplyChannel | None = None,
+    ) -> None:
+        """A "Helpful" ("up") or "not helpful" ("down") click on an answer; give `reply` (a
+        channel into that thread) so a "down" can escalate where the channel says so."""
 
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""

@@ -11,6 +11,7 @@ from engine.conversation import Conversation
 from engine.llm import LLMClient
 from engine.policy import Policy
 from engine.store import ConversationStore
+from engine.web import WebLookup, build_lookup
 from knowledge import IngestReport, KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,15 @@ class App:
     conversation: Conversation
     seeded: IngestReport | None = None
     policy: Policy | None = None
+    web: WebLookup | None = None
 
     async def close(self) -> None:
         if self.policy is not None:
             await self.policy.close()
         if self.llm is not None:
             await self.llm.close()
+        if self.web is not None:
+            await self.web.close()
         await self.knowledge.close()
         await self.store.close()
 
@@ -49,6 +53,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None
     policy = Policy(settings.policy)
+    web = build_lookup(settings.web, llm=settings.llm if llm is not None else None)
     conversation = Conversation(
         settings.conversation,
         store=store,
@@ -56,5 +61,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         llm=llm,
         instructions_as=settings.llm.instructions_as,
         policy=policy,
+        escalation=settings.escalation,
+        web=web,
     )
-    return App(settings, store, knowledge, llm, conversation, seeded, policy)
+    return App(settings, store, knowledge, llm, conversation, seeded, policy, web)

@@ -34,8 +34,8 @@ def create_server(settings: Settings) -> FastAPI:
         async def handle(self, inbound, reply):  # type: ignore[no-untyped-def]
             return await state["app"].conversation.handle(inbound, reply)
 
-        async def feedback(self, turn_id, user_id, value, comment=""):  # type: ignore[no-untyped-def]
-            await state["app"].conversation.feedback(turn_id, user_id, value, comment)
+        async def feedback(self, turn_id, user_id, value, comment="", reply=None):  # type: ignore[no-untyped-def]
+            await state["app"].conversation.feedback(turn_id, user_id, value, comment, reply)
 
         async def escalate(self, key, reply, *, trigger, requested_by=""):  # type: ignore[no-untyped-def]
             await state["app"].conversation.escalate(

@@ -25,6 +25,8 @@ from adapters.dingtalk.config import DingTalkSettings
 from adapters.feishu.config import FeishuSettings
 from adapters.slack.config import SlackSettings
 from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
+from engine.escalation import EscalationSettings
+from engine.web import WebSettings
 from knowledge.config import KnowledgeSettings
 
 ENV_PREFIX = "TEAMBOT_"
@@ -76,6 +78,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
     policy: PolicySettings = PolicySettings()
+    escalation: EscalationSettings = EscalationSettings()
+    web: WebSettings = WebSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     slack: SlackSettings = SlackSettings()
     feishu: FeishuSettings = FeishuSettings()

@@ -7,10 +7,22 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from engine import metrics
 from engine.config import ConversationSettings, PolicySettings
-from engine.escalation import asks_for_human
+from engine.escalation import (
+    ASKED_FOR_HUMAN,
+    MODEL_FAILURE,
+    NEGATIVE_FEEDBACK,
+    NO_GROUNDING,
+    UNRESOLVED_TURNS,
+    EscalationSettings,
+    asks_for_human,
+    follow_up,
+    resolves,
+)
 from engine.language import detect, phrase
 from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
 from engine.messages import (
@@ -26,10 +38,11 @@ from engine.messages import (
 from engine.policy import Policy
 from engine.ports import ReplyChannel
 from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
-from engine.store import ConversationStore
+from engine.store import ConversationStore, ThreadRecord
 from engine.tables import ThreadState
 from engine.text import clip
 from engine.trace import new_request_id
+from engine.web import WebLookup, WebReport, WebSource
 from knowledge import Passage, Retriever
 
 log = logging.getLogger(__name__)
@@ -49,14 +62,18 @@ class Conversation:
         llm: LLMClient | None,
         instructions_as: str = "user",
         policy: Policy | None = None,
+        escalation: EscalationSettings | None = None,
+        web: WebLookup | None = None,
     ) -> None:
         self._settings = settings
+        self._web = web
         self._store = store
         self._retriever = retriever
         self._llm = llm
         self._instructions_as = "system" if instructions_as == "system" else "user"
         self._policy = policy or Policy(PolicySettings())
         self._repeats = metrics.RepeatWatch()
+        self._escalation = escalation or EscalationSettings()
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
@@ -79,22 +96,23 @@ class Conversation:
             return None
         language = detect(inbound.text)
         thread = await self._store.thread(inbound.thread_key)
+        escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
+        if resolves(inbound.text):
+            await self._store.set_state(thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by)
+            answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             # A person owns this thread: record the message, say nothing.
             answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
             return await self._persist(thread.id, inbound, answer)
         if thread.state == ThreadState.RESOLVED:
-            await self._store.set_state(thread.id, ThreadState.OPEN)
+            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
 
-        if asks_for_human(inbound.text):
-            answer = await self._escalate(
-                thread.id,
-                inbound.thread_key,
-                reply,
-                "asked_for_human",
-                language=language,
-                asked=inbound.text,
+        if escalation.on_request and asks_for_human(inbound.text):
+            text = await self._escalate(
+                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
             )
+            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
             return await self._finish(thread.id, inbound, answer, reply)
 
         rejection = self._reject(inbound, language)
@@ -115,8 +133,10 @@ class Conversation:
         passages = await self._retrieve(question, history)
         retrieval_s = time.monotonic() - started
         timings = Timings(retrieval=retrieval_s)
+        web = await self._look_up(inbound, question, passages, language)
+        sources = web.sources if web is not None else ()
 
-        if not passages:
+        if not passages and not sources:
             answer = Answer(
                 text=phrase("no_knowledge", language),
                 outcome=Outcome.NO_KNOWLEDGE,
@@ -124,24 +144,63 @@ class Conversation:
                 timings=replace(timings, total=time.monotonic() - started),
             )
         elif self._llm is None or self._llm.breaker_open:
-            answer = self._retrieval_only(passages, language, timings, started)
+            answer = self._retrieval_only(passages, language, timings, started, web=sources)
         else:
             answer = await self._generate(
-                question, passages, history, language, reply, timings, started
+                question, passages, history, language, reply, timings, started, web=sources
             )
+        answer = _with_web_notice(answer, web)
+        trigger = await self._policy_trigger(thread, answer, escalation)
+        if trigger is not None:
+            follow = await self._escalate(
+                thread.id,
+                inbound.thread_key,
+                reply,
+                trigger,
+                escalation,
+                language,
+                question=question,
+                citations=answer.citations,
+            )
+            answer = replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
         return await self._finish(thread.id, inbound, answer, reply)
+
+    async def _policy_trigger(
+        self, thread: ThreadRecord, answer: Answer, escalation: EscalationSettings
+    ) -> str | None:
+        """Which escalation trigger (if any) this answer sets off in this channel."""
+        if answer.outcome is Outcome.NO_KNOWLEDGE and escalation.on_no_grounding:
+            return NO_GROUNDING
+        failed = (
+            answer.outcome in (Outcome.RETRIEVAL_ONLY, Outcome.FAILED) and self._llm is not None
+        )
+        if failed and escalation.on_model_failure:
+            return MODEL_FAILURE
+        if escalation.max_unresolved_turns:
+            recent = await self._store.history(thread.id, escalation.max_unresolved_turns)
+            since_open = [
+                r
+                for r in recent
+                if r.created_at >= thread.state_changed_at and r.outcome is not Outcome.COMMAND
+            ]
+            if len(since_open) + 1 >= escalation.max_unresolved_turns:
+                return UNRESOLVED_TURNS
+        return None
 
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
-        """Hand the thread to a person (a "Talk to a person" button, an agent, a policy)."""
+        """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
         thread = await self._store.thread(key)
         history = await self._store.history(thread.id, 1)
         language = history[-1].language if history else "en"
+        escalation = self._escalation.for_chat(key.platform, key.chat_id)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             return
-        answer = await self._escalate(thread.id, key, reply, trigger, language=language)
-        await reply.finish(answer)
+        if not escalation.enabled(trigger):
+            return
+        text = await self._escalate(thread.id, key, reply, trigger, escalation, language)
+        await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
 
     async def human_replied(self, key: ThreadKey, agent_id: str) -> bool:
@@ -160,32 +219,48 @@ class Conversation:
         key: ThreadKey,
         reply: ReplyChannel,
         trigger: str,
-        *,
+        escalation: EscalationSettings,
         language: str,
-        asked: str = "",
-    ) -> Answer:
+        *,
+        question: str = "",
+        citations: tuple[Citation, ...] = (),
+    ) -> str:
+        """Mark the thread escalated, notify the human channel; returns what to tell the asker."""
         records = await self._store.history(thread_id, self._settings.history_turns)
-        question = next((r.question for r in reversed(records) if r.question.strip()), asked)
+        asked = [
+            r.question for r in records if r.question.strip() and r.outcome is not Outcome.COMMAND
+        ]
         summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
-        citations = records[-1].citations if records else ()
         await self._store.set_state(thread_id, ThreadState.ESCALATED, trigger=trigger)
         metrics.ESCALATIONS.labels(key.platform, trigger).inc()
         await reply.post_escalation(
             EscalationNotice(
                 thread=key,
-                question=question or asked,
+                question=question or (asked[-1] if asked else ""),
                 trigger=trigger,
                 summary=summary,
-                citations=citations,
+                citations=citations or (records[-1].citations if records else ()),
             )
         )
-        return Answer(
-            text=phrase("escalated", language), outcome=Outcome.HANDED_OFF, language=language
-        )
+        return follow_up(datetime.now(UTC), escalation, language)
 
-    async def feedback(self, turn_id: int, user_id: str, value: str, comment: str = "") -> None:
-        """Record a helpful / not helpful click on an answer (a user's later click replaces it)."""
+    async def feedback(
+        self,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        comment: str = "",
+        reply: ReplyChannel | None = None,
+    ) -> None:
+        """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
+        it); "down" escalates where the channel says so and the adapter gave a reply channel."""
         await self._store.add_feedback(turn_id, user_id, value, comment)
+        if value != "down" or reply is None:
+            return
+        turn = await self._store.turn(turn_id)
+        thread = await self._store.thread_by_id(turn.thread_id) if turn else None
+        if thread is not None:
+            await self.escalate(thread.key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
 
     def _reject(self, inbound: Inbound, language: str) -> str | None:
         text = inbound.text.strip()
@@ -211,6 +286,28 @@ class Conversation:
             metrics.NO_GROUNDING.inc()
         return passages
 
+    async def _look_up(
+        self, inbound: Inbound, question: str, passages: Sequence[Passage], language: str
+    ) -> WebReport | None:
+        """The web lookup for this message when the chat's mode and the message call for one."""
+        if self._web is None:
+            return None
+        report = await self._web.consider(
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            question=question,
+            grounded=bool(passages),
+            language=language,
+        )
+        if report is not None and not report.off:
+            log.info(
+                "web lookup (%s) for %r: %d sources, %d refused, %.2fs%s%s",
+                report.reason, report.query, len(report.sources), len(report.refused),
+                report.seconds, " (cached)" if report.cached else "",
+                " — unavailable: " + report.error if report.unavailable else "",
+            )  # fmt: skip
+        return report
+
     async def _generate(
         self,
         question: str,
@@ -220,6 +317,8 @@ class Conversation:
         reply: ReplyChannel,
         timings: Timings,
         started: float,
+        *,
+        web: Sequence[WebSource] = (),
     ) -> Answer:
         assert self._llm is not None
         messages = build_messages(
@@ -229,6 +328,7 @@ class Conversation:
             language=language,
             instructions_as=self._instructions_as,  # type: ignore[arg-type]
             passage_chars=self._settings.passage_chars,
+            web=web,
         )
         content: list[str] = []
         reasoning: list[str] = []
@@ -259,7 +359,7 @@ class Conversation:
             text = "".join(content).strip()
             if not text:
                 log.warning("model failed before any answer text: %s", error)
-                return self._retrieval_only(passages, language, timings, started, usage)
+                return self._retrieval_only(passages, language, timings, started, usage, web=web)
             log.warning("model stream ended early: %s", error)
             notice = phrase("cut_off", language)
             return Answer(
@@ -267,7 +367,7 @@ class Conversation:
                 outcome=Outcome.FAILED,
                 language=language,
                 reasoning="".join(reasoning),
-                citations=_citations(text, passages),
+                citations=_citations(text, passages, web),
                 usage=usage,
                 timings=replace(
                     timings,
@@ -280,14 +380,14 @@ class Conversation:
         except (LLMEmptyAnswer, LLMError) as error:
             metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
             log.warning("model unavailable, answering from retrieval only: %s", error)
-            return self._retrieval_only(passages, language, timings, started, usage)
+            return self._retrieval_only(passages, language, timings, started, usage, web=web)
         text = "".join(content).strip()
         return Answer(
             text=text,
             outcome=Outcome.ANSWERED,
             language=language,
             reasoning="".join(reasoning).strip(),
-            citations=_citations(text, passages),
+            citations=_citations(text, passages, web),
             usage=usage,
             timings=replace(
                 timings,
@@ -304,17 +404,22 @@ class Conversation:
         timings: Timings,
         started: float,
         usage: Usage | None = None,
+        *,
+        web: Sequence[WebSource] = (),
     ) -> Answer:
         notice = phrase("retrieval_only", language)
         excerpts = []
         for number, passage in enumerate(passages, start=1):
             excerpt = clip(re.sub(r"\n\s*\n+", "\n", passage.text.strip()), 500)
             excerpts.append(f"[{number}] {heading(passage)}\n{excerpt}")
+        for number, source in enumerate(web, start=len(passages) + 1):
+            excerpt = clip(re.sub(r"\n\s*\n+", "\n", source.text.strip()), 500)
+            excerpts.append(f"[{number}] {source.title} — {source.url} (web)\n{excerpt}")
         return Answer(
             text=notice + "\n\n" + "\n\n".join(excerpts),
             outcome=Outcome.RETRIEVAL_ONLY,
             language=language,
-            citations=tuple(_citation(n, p) for n, p in enumerate(passages, start=1)),
+            citations=_citations("", passages, web),
             usage=usage or Usage(),
             timings=replace(timings, total=time.monotonic() - started),
             notice=notice,
@@ -347,8 +452,48 @@ def _citation(number: int, passage: Passage) -> Citation:
     )
 
 
-def _citations(text: str, passages: Sequence[Passage]) -> tuple[Citation, ...]:
-    """The passages the answer cites by number; all of them when it cites none."""
-    cited = sorted({int(n) for n in _CITE.findall(text) if 1 <= int(n) <= len(passages)})
-    numbers = cited or list(range(1, len(passages) + 1))
-    return tuple(_citation(n, passages[n - 1]) for n in numbers)
+def _web_citation(number: int, source: WebSource) -> Citation:
+    return Citation(
+        number=number,
+        title=source.title,
+        source=urlsplit(source.url).hostname or source.url,
+        location=source.url,
+        kind="web",
+        fetched_at=source.fetched_at,
+    )
+
+
+def _citations(
+    text: str, passages: Sequence[Passage], web: Sequence[WebSource] = ()
+) -> tuple[Citation, ...]:
+    """The sources the answer cites by number; all of them when it cites none. Web results are
+    numbered after the knowledge passages."""
+    total = len(passages) + len(web)
+    cited = sorted({int(n) for n in _CITE.findall(text) if 1 <= int(n) <= total})
+    numbers = cited or list(range(1, total + 1))
+    return tuple(
+        _citation(n, passages[n - 1])
+        if n <= len(passages)
+        else _web_citation(n, web[n - len(passages) - 1])
+        for n in numbers
+    )
+
+
+def _with_web_notice(answer: Answer, web: WebReport | None) -> Answer:
+    """Say in the answer when the web was asked for but could not be used."""
+    if web is None:
+        return answer
+    if web.off:
+        key = "web_off"
+    elif web.unavailable:
+        key = "web_unavailable"
+    elif web.refused and not web.sources:
+        key = "web_refused"
+    else:
+        return answer
+    notice = phrase(key, answer.language)
+    return replace(
+        answer,
+        text=f"{answer.text}\n\n{notice}",
+        notice=f"{answer.notice}\n{notice}".strip(),
+    )

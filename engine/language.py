@@ -51,6 +51,20 @@ PHRASES: dict[str, dict[str, str]] = {
         "en": "I've asked a colleague to help with this; a person will reply in this thread.",
         "zh": "已为您转接人工，同事会在此话题中回复您。",
     },
+    "escalated_now": {
+        "en": "I've asked a colleague to help with this; a person will reply in this thread, "
+        "usually within {minutes} minutes.",
+        "zh": "已为您转接人工，同事通常会在 {minutes} 分钟内在此话题中回复您。",
+    },
+    "escalated_later": {
+        "en": "I've asked a colleague to help with this. It's outside business hours, so a person "
+        "will reply in this thread from {when} ({zone}).",
+        "zh": "已为您转接人工。现在是非工作时间，同事会在 {when}（{zone}）起在此话题中回复您。",
+    },
+    "resolved": {
+        "en": "Marked as resolved. Ask again here any time and I'll pick it up.",
+        "zh": "已标记为已解决。如有新问题，随时在此提问。",
+    },
     "already_escalated": {
         "en": "A colleague has already been asked to help here.",
         "zh": "已经通知同事处理此话题。",
@@ -58,6 +72,19 @@ PHRASES: dict[str, dict[str, str]] = {
     "rate_limited": {
         "en": "You're asking faster than I can keep up with — please wait a minute and ask again.",
         "zh": "您提问太快了，请稍等一分钟再问。",
+    },
+    "web_unavailable": {
+        "en": "⚠️ The web search was unavailable, so this answer uses the knowledge base only.",
+        "zh": "⚠️ 联网搜索暂时不可用，本回答仅基于知识库。",
+    },
+    "web_refused": {
+        "en": "⚠️ The web results pointed to addresses I'm not allowed to open, "
+        "so this answer uses the knowledge base only.",
+        "zh": "⚠️ 搜索结果指向不允许访问的地址，本回答仅基于知识库。",
+    },
+    "web_off": {
+        "en": "Web lookup is turned off in this chat, so this answer uses the knowledge base only.",
+        "zh": "此群聊未开启联网搜索，本回答仅基于知识库。",
     },
     "thinking": {"en": "Looking it up…", "zh": "正在查找…"},
     "human_handling": {

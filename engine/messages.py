@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     RETRIEVAL_ONLY = "retrieval_only"  # model server down or breaker open: passages, no model text
     FAILED = "failed"
     HANDED_OFF = "handed_off"
+    COMMAND = "command"  # a thread command such as "/resolve"; nothing was asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Citation:
     location: str  # URL or path
     section: str = ""
     kind: str = "knowledge"  # knowledge | web
+    fetched_at: str = ""  # web results: when the page was fetched (ISO 8601, UTC)
 
 
 @dataclass(frozen=True, slots=True)

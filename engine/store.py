@@ -179,6 +179,12 @@ class ConversationStore:
             raise LookupError(f"thread {key} vanished right after it was created")
         return found
 
+    async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
+        """The thread with this row id, if any."""
+        async with self._sessions() as session:
+            row = await session.get(Thread, thread_id)
+            return None if row is None else _thread_record(row)
+
     async def set_state(
         self,
         thread_id: int,

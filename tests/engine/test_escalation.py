@@ -1,0 +1,153 @@
+"""Escalation policy: triggers per channel, business-hours promises, resolve and reopen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.web.adapter import WebReplyChannel
+from engine.escalation import (
+    ChannelEscalation,
+    EscalationSettings,
+    asks_for_human,
+    follow_up,
+    next_business_start,
+    resolves,
+)
+from engine.messages import Outcome
+from engine.tables import ThreadState
+from tests.helpers import Core, inbound
+
+VPN = "How do I reset my VPN connection?"
+OFF_TOPIC = "What is the best pizza topping for a volcano picnic?"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["转人工", "人工客服", "找人", "human", "Agent!", "talk to a person", "a real person please"],
+)
+def test_requests_for_a_person(text: str) -> None:
+    assert asks_for_human(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["How do I add a human user?", "agent install fails", "人工智能是什么", "the person in HR"],
+)
+def test_questions_are_not_requests_for_a_person(text: str) -> None:
+    assert not asks_for_human(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["/resolve", "已解决", "Resolved.", "problem solved", "问题已解决！"]
+)
+def test_resolve_commands(text: str) -> None:
+    assert resolves(text)
+    assert not resolves("is this resolved in the new version?")
+
+
+def test_channel_overrides_platform_then_chat() -> None:
+    settings = EscalationSettings(
+        channels={
+            "slack:*": ChannelEscalation(sla_minutes=30),
+            "slack:C1": ChannelEscalation(on_no_grounding=True, max_unresolved_turns=3),
+        }
+    )
+    chat = settings.for_chat("slack", "C1")
+    assert (chat.on_no_grounding, chat.max_unresolved_turns, chat.sla_minutes) == (True, 3, 30)
+    other = settings.for_chat("slack", "C2")
+    assert (other.on_no_grounding, other.sla_minutes) == (False, 30)
+    assert settings.for_chat("feishu", "C1").sla_minutes == 15
+
+
+def test_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        EscalationSettings(timezone="Mars/Olympus")
+
+
+def test_business_hours_promise() -> None:
+    settings = EscalationSettings(timezone="Asia/Shanghai", sla_minutes=15)
+    tuesday_10 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+    assert next_business_start(tuesday_10, settings) is None
+    assert "within 15 minutes" in follow_up(tuesday_10, settings, "en")
+    assert "15 分钟内" in follow_up(tuesday_10, settings, "zh")
+    tuesday_20 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # 20:00 in Shanghai
+    assert "from 2026-11-25 09:00 (Asia/Shanghai)" in follow_up(tuesday_20, settings, "en")
+    early = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 08:00 the same day
+    assert "from 09:00" in follow_up(early, settings, "en")
+    saturday = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+    assert "2026-11-30 09:00" in follow_up(saturday, settings, "zh")
+
+
+def use(core: Core, **settings: object) -> None:
+    core.conversation._escalation = EscalationSettings(**settings)  # type: ignore[arg-type]
+
+
+async def test_no_grounding_escalates_only_where_the_channel_says_so(core: Core) -> None:
+    answer, reply = await core.ask(OFF_TOPIC, thread="plain")
+    assert answer is not None and answer.outcome is Outcome.NO_KNOWLEDGE
+    assert reply.escalations == []
+    use(core, channels={"web:c1": ChannelEscalation(on_no_grounding=True)})
+    answer, reply = await core.ask(OFF_TOPIC, thread="cs")
+    assert answer is not None and answer.outcome is Outcome.NO_KNOWLEDGE
+    assert "couldn't find" in answer.text and "colleague" in answer.text
+    assert [n.trigger for n in reply.escalations] == ["no_grounding"]
+    assert reply.escalations[0].question == OFF_TOPIC
+    thread = await core.store.thread(inbound("", "cs").thread_key)
+    assert thread.state is ThreadState.ESCALATED
+
+
+async def test_model_failure_trigger(core: Core) -> None:
+    use(core, on_model_failure=True)
+    core.fake.behave(fail_status=500)
+    answer, reply = await core.ask(VPN, thread="mf")
+    assert answer is not None and answer.outcome is Outcome.RETRIEVAL_ONLY
+    assert [n.trigger for n in reply.escalations] == ["model_failure"]
+
+
+async def test_unresolved_turns_trigger(core: Core) -> None:
+    use(core, max_unresolved_turns=2)
+    first, reply = await core.ask(VPN, thread="n")
+    assert first is not None and reply.escalations == []
+    second, reply = await core.ask("How do I reset my password?", thread="n")
+    assert second is not None and second.outcome is Outcome.ANSWERED
+    assert [n.trigger for n in reply.escalations] == ["unresolved_turns"]
+
+
+async def test_request_trigger_can_be_switched_off(core: Core) -> None:
+    use(core, on_request=False)
+    answer, reply = await core.ask("转人工", thread="off")
+    assert answer is not None and answer.outcome is not Outcome.HANDED_OFF
+    assert reply.escalations == []
+
+
+async def test_resolve_then_a_new_question_reopens(core: Core) -> None:
+    await core.ask(VPN, thread="r")
+    await core.ask("human", thread="r")
+    quiet, _ = await core.ask("anyone?", thread="r")
+    assert quiet is not None and quiet.outcome is Outcome.HANDED_OFF
+    done, reply = await core.ask("已解决", thread="r")
+    assert done is not None and done.outcome is Outcome.COMMAND
+    assert "已标记为已解决" in done.text and reply.final == done
+    thread = await core.store.thread(inbound("", "r").thread_key)
+    assert thread.state is ThreadState.RESOLVED
+    again, _ = await core.ask("How do I reset my password?", thread="r")
+    assert again is not None and again.outcome is Outcome.ANSWERED
+    thread = await core.store.thread(inbound("", "r").thread_key)
+    assert thread.state is ThreadState.OPEN
+
+
+async def test_negative_feedback_escalates_with_a_reply_channel(core: Core) -> None:
+    answer, _ = await core.ask(VPN, thread="fb")
+    assert answer is not None and answer.turn_id is not None
+    await core.conversation.feedback(answer.turn_id, "u1", "down")  # no channel: recorded only
+    thread = await core.store.thread(inbound("", "fb").thread_key)
+    assert thread.state is ThreadState.OPEN
+    reply = WebReplyChannel()
+    await core.conversation.feedback(answer.turn_id, "u1", "down", reply=reply)
+    assert [n.trigger for n in reply.escalations] == ["negative_feedback"]
+    assert reply.escalations[0].question == VPN
+    thread = await core.store.thread(inbound("", "fb").thread_key)
+    assert thread.state is ThreadState.ESCALATED
+    assert (await core.store.feedback(answer.turn_id))["u1"][0].value == "down"
