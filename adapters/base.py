@@ -51,6 +51,10 @@ class Adapter(Protocol):
     async def stop(self) -> None:
         """Stop intake, let answers in flight finish, close connections."""
 
+    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+        """A channel that posts into an existing thread unprompted (console replies, apologies
+        after a crash, reminders); None where the platform cannot do that."""
+
     def status(self) -> AdapterStatus:
         """Connection state for /readyz and `teambot doctor`."""
 

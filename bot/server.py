@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -19,6 +20,7 @@ from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.app import App, build_app
 from bot.limits import BodyLimit
+from bot.recovery import apologise_for_unanswered
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,12 @@ def create_server(settings: Settings) -> FastAPI:
                 await adapter.start()
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
+            await apologise_for_unanswered(
+                app.store,
+                adapters,
+                window=timedelta(minutes=settings.server.recovery_window_minutes),
+                grace=timedelta(seconds=settings.llm.total_timeout + 60),
+            )
             yield
         finally:
             for adapter in reversed(started):

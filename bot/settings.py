@@ -49,6 +49,12 @@ class ServerSettings(BaseModel):
     )
     web_chat: bool = Field(default=True, description="serve the built-in web chat page at /")
     migrate_on_start: bool = Field(default=True, description="apply database migrations at start")
+    recovery_window_minutes: float = Field(
+        default=60,
+        ge=0,
+        le=10_080,
+        description="apologise at start for questions this recent that a crash left unanswered",
+    )
 
 
 class LogSettings(BaseModel):

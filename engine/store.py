@@ -126,10 +126,13 @@ class ConversationStore:
         }
         return await self._insert_unique(ProcessedEvent, values, ["platform", "message_id"])
 
-    async def mark_answered(self, platform: str, message_id: str) -> None:
-        """Set answered_at on a claimed event (add_turn does this itself for the turn's message)."""
+    async def mark_answered(self, platform: str, message_id: str) -> bool:
+        """Set answered_at on a claimed event (add_turn does this itself for the turn's message).
+
+        True when this call set it: of several replicas recovering the same event, one wins."""
         async with self._sessions.begin() as session:
-            await session.execute(_answered(platform, message_id))
+            result = await session.execute(_answered(platform, message_id))
+        return bool(getattr(result, "rowcount", 0))
 
     async def unanswered_events(
         self, older_than: datetime, newer_than: datetime

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from adapters.base import AdapterStatus, Check, Core
 from adapters.web.convert import ChatRequest, answer_to_json, to_inbound
-from engine.messages import Answer, EscalationNotice
-from engine.ports import ChannelLimits
+from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ class WebAdapter:
 
     async def stop(self) -> None:
         await self.drain()
+
+    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+        return None  # the browser that asked is gone; the web chat cannot push
 
     def status(self) -> AdapterStatus:
         return AdapterStatus(connected=None, mode="http", detail="built-in web chat")
