@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, _secret_paths, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -107,13 +107,42 @@ def test_sample_config_lists_every_key_with_its_default(tmp_path: Path) -> None:
     text = files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8")
     sample = tomllib.loads(text)
     defaults = Settings().model_dump(mode="json")
+    secrets = {path for path in _secret_paths(Settings)}
     for section, values in defaults.items():
         for key, value in values.items():
-            if key == "api_key":
-                assert f"# {key}" in text
+            if (section, key) in secrets:
+                assert f"# {key}" in text, f"[{section}] {key}: say how to set the secret"
                 continue
             assert key in sample[section], f"[{section}] {key} missing from sample_config.toml"
             written = sample[section][key]
             if key.endswith("_dir"):
                 written, value = str(Path(written)), str(Path(value))
             assert written == value, (section, key)
+
+
+def test_sample_config_source_examples_are_valid_and_complete() -> None:
+    """The commented [[knowledge.sources]] examples parse, and the first lists every key."""
+    from knowledge.config import SourceSettings
+
+    text = files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8")
+    blocks = text.split("# [[knowledge.sources]]\n")[1:]
+    assert len(blocks) >= 2
+    examples = []
+    for block in blocks:
+        lines = []
+        for line in block.splitlines():
+            if not line.startswith("# ") or line.startswith("# [["):
+                break
+            lines.append(line[2:])
+        examples.append(tomllib.loads("\n".join(lines)))
+    for example in examples:
+        SourceSettings(**example)
+    first = SourceSettings(**examples[0]).model_dump(mode="json")
+    assert set(examples[0]) == set(SourceSettings.model_fields)
+    defaults = {k: f.default for k, f in SourceSettings.model_fields.items() if not f.is_required()}
+    for key, value in defaults.items():
+        if key in ("name", "location"):
+            continue
+        if callable(getattr(SourceSettings.model_fields[key], "default_factory", None)):
+            value = SourceSettings.model_fields[key].default_factory()  # type: ignore[misc,call-arg]
+        assert first[key] == value, key

@@ -1,0 +1,353 @@
+"""Pure conversions for Slack: raw events -> Inbound, Answer -> Block Kit, Markdown -> mrkdwn."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.messages import (
+    Answer,
+    Attachment,
+    ChatType,
+    Citation,
+    EscalationNotice,
+    Inbound,
+    Sender,
+    ThreadKey,
+)
+from engine.text import clip
+
+PLATFORM = "slack"
+SECTION_CHARS = 3000  # a section block's text limit
+MESSAGE_CHARS = 3900  # what one streamed edit shows (Slack truncates `text` past ~4000)
+STREAM_CHARS = 12_000  # chat.startStream/appendStream markdown limit
+HELPFUL = "teambot_helpful"
+ESCALATE = "teambot_escalate"
+DM_THREAD = "dm"  # thread id of a direct-message conversation's top level
+
+# Subtypes that are still a person writing; every other subtype (edits, deletions, joins,
+# bot posts, channel topic changes …) is ignored.
+_PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
+_FILE_KINDS = {"image": "image", "video": "video", "audio": "audio"}
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a reply goes: the channel, the thread it belongs to, and the thread_ts to post with."""
+
+    tenant: str
+    channel: str
+    thread_id: str
+    reply_ts: str | None  # None: top level of a DM
+
+    @property
+    def key(self) -> ThreadKey:
+        return ThreadKey(PLATFORM, self.tenant, self.channel, self.thread_id)
+
+
+def message_id(event: Mapping[str, Any]) -> str:
+    """The dedupe key: the same for a message's `message` and `app_mention` events and retries."""
+    client_msg_id = event.get("client_msg_id")
+    if client_msg_id:
+        return str(client_msg_id)
+    return f"{event.get('channel', '')}:{event.get('ts', '')}"
+
+
+def is_from_person(event: Mapping[str, Any], bot_user_id: str) -> bool:
+    """False for the bot's own and other bots' messages, edits, deletions, joins, other subtypes."""
+    if event.get("subtype") not in _PERSON_SUBTYPES or event.get("hidden"):
+        return False
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot_user_id
+
+
+def mentions(text: str, user_id: str) -> bool:
+    return bool(user_id) and f"<@{user_id}" in text
+
+
+def where(event: Mapping[str, Any], tenant: str) -> Where:
+    """Channels: the event's thread (thread_ts, else its ts). DMs: top level unless in a thread."""
+    channel = str(event.get("channel", ""))
+    thread_ts = event.get("thread_ts")
+    if thread_ts:
+        return Where(tenant, channel, str(thread_ts), str(thread_ts))
+    if event.get("channel_type") == "im" or channel.startswith("D"):
+        return Where(tenant, channel, DM_THREAD, None)
+    ts = str(event.get("ts", ""))
+    return Where(tenant, channel, ts, ts)
+
+
+def is_late_in_thread(event: Mapping[str, Any]) -> bool:
+    """A reply inside an existing thread (not the message that starts it)."""
+    thread_ts = event.get("thread_ts")
+    return bool(thread_ts) and thread_ts != event.get("ts")
+
+
+_SLACK_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def plain_text(text: str, bot_user_id: str) -> str:
+    """Slack's message text as a person reads it, without the bot's own mention."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text)
+
+    def link(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith("@"):
+            return f"@{label or target[1:]}"
+        if target.startswith("#"):
+            return f"#{label or target[1:]}"
+        if target.startswith("!subteam^"):
+            return f"@{label or 'group'}"
+        if target.startswith("!"):
+            return f"@{label or target[1:]}"
+        return f"{label} ({target})" if label and label != target else target
+
+    text = _SLACK_LINK.sub(link, text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def attachments(event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    files = event.get("files") or []
+    found = []
+    for file in files:
+        mimetype = str(file.get("mimetype") or "")
+        kind = _FILE_KINDS.get(mimetype.split("/", 1)[0], "file")
+        found.append(Attachment(kind=kind, name=str(file.get("name") or "")))
+    return tuple(found)
+
+
+def to_inbound(
+    event: Mapping[str, Any],
+    *,
+    tenant: str,
+    bot_user_id: str,
+    mentioned: bool,
+    context: str = "",
+) -> Inbound:
+    """One Slack message as the core's Inbound; `context` (earlier thread messages) leads it."""
+    place = where(event, tenant)
+    question = plain_text(str(event.get("text") or ""), bot_user_id)
+    text = f"{context}\n\nQuestion: {question}" if context and question else question
+    profile = event.get("user_profile") or {}
+    name = profile.get("display_name") or profile.get("real_name") or ""
+    try:
+        sent_at = datetime.fromtimestamp(float(event.get("ts") or 0), tz=UTC)
+    except ValueError:
+        sent_at = datetime.now(UTC)
+    is_dm = event.get("channel_type") == "im" or place.channel.startswith("D")
+    return Inbound(
+        platform=PLATFORM,
+        tenant=tenant,
+        chat_id=place.channel,
+        chat_type=ChatType.DIRECT if is_dm else ChatType.GROUP,
+        thread_id=place.thread_id,
+        message_id=message_id(event),
+        sender=Sender(id=str(event.get("user", "")), display_name=str(name)),
+        text=text,
+        mentioned=mentioned,
+        attachments=attachments(event),
+        sent_at=sent_at,
+        raw=dict(event),
+    )
+
+
+def thread_context(
+    messages: Iterable[Mapping[str, Any]],
+    *,
+    current_ts: str,
+    bot_user_id: str,
+    limit: int,
+    max_chars: int,
+) -> str:
+    """Earlier messages of a thread, oldest first, as a short block that fits in `max_chars`."""
+    lines: list[str] = []
+    for message in messages:
+        if message.get("ts") == current_ts or not is_from_person(message, bot_user_id):
+            continue
+        text = plain_text(str(message.get("text") or ""), bot_user_id)
+        if not text:
+            continue
+        profile = message.get("user_profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or message.get("user")
+        lines.append(f"- {name}: {clip(' '.join(text.split()), 300)}")
+    lines = lines[-limit:] if limit > 0 else []
+    header = "Earlier in this thread:"
+    while lines and len(header) + sum(len(line) + 1 for line in lines) > max_chars:
+        lines.pop(0)  # the oldest go first
+    return "\n".join([header, *lines]) if lines else ""
+
+
+# -- Markdown -> Slack mrkdwn -------------------------------------------------------------------
+
+_CODE = re.compile(r"(```[\s\S]*?(?:```|$)|`[^`\n]+`)")
+_BOLD = "\x00"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _inline(text: str) -> str:
+    text = _escape(text)
+    text = re.sub(
+        r"^#{1,6}\s+(.+?)\s*#*\s*$", lambda m: f"{_BOLD}{m.group(1)}{_BOLD}", text, flags=re.M
+    )
+    text = re.sub(r"^(\s*)[-*+]\s+(?=\S)", r"\1• ", text, flags=re.M)
+    text = re.sub(r"!?\[([^\]\n]+)\]\((https?://[^)\s]+)\)", r"<\2|\1>", text)
+    text = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", rf"{_BOLD}\1{_BOLD}", text)
+    text = re.sub(r"__(?=\S)(.+?)(?<=\S)__", rf"{_BOLD}\1{_BOLD}", text)
+    text = re.sub(r"~~(?=\S)(.+?)(?<=\S)~~", r"~\1~", text)
+    text = re.sub(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![*\w])", r"_\1_", text)
+    text = text.replace(_BOLD * 2, "")
+    return text.replace(_BOLD, "*")
+
+
+def markdown_to_mrkdwn(text: str) -> str:
+    """The model's Markdown as Slack mrkdwn: bold, italics, lists, headings, links, code kept."""
+    parts = _CODE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out.append(_inline(part))
+        elif part.startswith("```"):
+            body = part[3:].removesuffix("```")
+            body = re.sub(
+                r"^[\w+-]*\n", "", body, count=1
+            )  # the language tag has no meaning in Slack
+            out.append(f"```{_escape(body)}```")
+        else:
+            out.append(_escape(part))
+    return "".join(out)
+
+
+# -- Answer -> Block Kit ------------------------------------------------------------------------
+
+
+def source_line(citation: Citation) -> str:
+    title = _escape(citation.title or citation.source or citation.location)
+    if citation.section:
+        title = f"{title} › {_escape(citation.section)}"
+    location = citation.location
+    if location.startswith(("http://", "https://")):
+        return f"[{citation.number}] <{location}|{title}>"
+    return f"[{citation.number}] {title}" + (f" ({_escape(location)})" if location else "")
+
+
+def button_value(turn_id: int, place: Where) -> str:
+    return json.dumps(
+        {
+            "turn": turn_id,
+            "tenant": place.tenant,
+            "thread": place.thread_id,
+            "reply": place.reply_ts,
+        },
+        separators=(",", ":"),
+    )
+
+
+def parse_button_value(value: str, channel: str) -> tuple[int, Where]:
+    data = json.loads(value)
+    place = Where(str(data["tenant"]), channel, str(data["thread"]), data.get("reply"))
+    return int(data["turn"]), place
+
+
+def answer_pieces(answer: Answer) -> list[str]:
+    """The answer in mrkdwn, split to fit a section block each."""
+    from engine.text import split_text
+
+    return split_text(markdown_to_mrkdwn(answer.text) or " ", SECTION_CHARS)
+
+
+def final_blocks(
+    piece: str, answer: Answer, place: Where, *, last: bool, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One message of the final answer; the last one carries the sources and the buttons."""
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": piece}}]
+    if not last:
+        return blocks
+    if answer.citations:
+        elements = [
+            {"type": "mrkdwn", "text": clip(source_line(c), 3000)} for c in answer.citations[:10]
+        ]
+        blocks.append({"type": "context", "elements": elements})
+    if answer.turn_id is not None and answer.text.strip():
+        value = button_value(answer.turn_id, place)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"teambot_feedback_{answer.turn_id}",
+                "elements": [
+                    _button(labels["helpful"], HELPFUL, value, style="primary"),
+                    _button(labels["person"], ESCALATE, value),
+                ],
+            }
+        )
+    return blocks
+
+
+def _button(text: str, action_id: str, value: str, style: str = "") -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+BUTTON_LABELS = {
+    "en": {
+        "helpful": "👍 Helpful",
+        "person": "Talk to a person",
+        "thanks": "Thanks for the feedback!",
+    },
+    "zh": {"helpful": "👍 有帮助", "person": "转人工", "thanks": "感谢反馈！"},
+}
+
+
+def labels(language: str) -> Mapping[str, str]:
+    return BUTTON_LABELS.get(language, BUTTON_LABELS["en"])
+
+
+def mention_text(targets: Sequence[str]) -> str:
+    """`<!subteam^S…>` for user groups, `<@U…>` for users, `<!here>` / `<!channel>`."""
+    out = []
+    for target in targets:
+        target = target.strip()
+        if not target:
+            continue
+        if target in {"here", "channel", "everyone"}:
+            out.append(f"<!{target}>")
+        elif target.startswith("S"):
+            out.append(f"<!subteam^{target}>")
+        else:
+            out.append(f"<@{target}>")
+    return " ".join(out)
+
+
+def escalation_message(
+    notice: EscalationNotice, *, permalink: str, mention: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """The notice for the human channel: who to ping, the question, a link to the thread."""
+    head = f"{mention} a thread needs a person".strip()
+    question = clip(_escape(notice.question), 1500) or "(no question text)"
+    link = f"<{permalink}|Open the thread>" if permalink else str(notice.thread)
+    lines = [f"*{head}* ({_escape(notice.trigger)})", f">{question}".replace("\n", "\n>"), link]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+    ]
+    if notice.summary:
+        summary = clip(_escape(notice.summary), 2800)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": summary}]})
+    text = f"{head}: {clip(notice.question, 200)} {permalink}".strip()
+    return text, blocks
