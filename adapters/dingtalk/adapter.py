@@ -1,0 +1,341 @@
+"""DingTalk over Stream mode: receive bot messages and card clicks, ack at once, answer later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from dingtalk_stream import (
+    AckMessage,
+    CallbackHandler,
+    CallbackMessage,
+    CardCallbackMessage,
+    ChatbotHandler,
+    ChatbotMessage,
+    Credential,
+)
+from dingtalk_stream.card_callback import Card_Callback_Router_Topic
+from fastapi import APIRouter
+
+from adapters.base import AdapterStatus, Check, Core
+from adapters.dingtalk.client import DingTalkApiError, OpenApi
+from adapters.dingtalk.config import DingTalkSettings
+from adapters.dingtalk.convert import (
+    ReplyTarget,
+    ThreadWindows,
+    escalation_markdown,
+    mention,
+    parse,
+    reply_target,
+    title_of,
+    to_inbound,
+    wants_answer,
+)
+from adapters.dingtalk.reply import DingTalkReplyChannel
+from adapters.dingtalk.stream import StreamConnection
+from engine.language import detect
+from engine.messages import EscalationNotice, ThreadKey
+from engine.text import split_text
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 10.0  # seconds stop() waits for answers in flight
+START_WAIT = 5.0  # seconds start() waits for the first connection before returning anyway
+_HELPFUL, _UNHELPFUL, _HUMAN = {"helpful", "up"}, {"unhelpful", "down"}, {"human", "escalate"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Card:
+    turn_id: int | None
+    key: ThreadKey
+    target: ReplyTarget
+
+
+class _BotMessages(ChatbotHandler):
+    """The SDK handler for the bot message topic; its ack goes out when `process` returns."""
+
+    def __init__(self, adapter: DingTalkAdapter) -> None:
+        super().__init__()
+        self._adapter = adapter
+
+    async def process(self, callback: CallbackMessage) -> tuple[int, str]:
+        return self._adapter.receive(callback.data)
+
+
+class _CardActions(CallbackHandler):
+    """The SDK handler for AI card button callbacks (有帮助 / 转人工)."""
+
+    def __init__(self, adapter: DingTalkAdapter) -> None:
+        super().__init__()
+        self._adapter = adapter
+
+    async def process(self, callback: CallbackMessage) -> tuple[int, Any]:
+        return self._adapter.card_action(callback.data)
+
+
+class DingTalkAdapter:
+    """Group @mentions and one-to-one messages over Stream mode, answered through the core."""
+
+    name = "dingtalk"
+
+    def __init__(self, settings: DingTalkSettings, core: Core) -> None:
+        self._settings = settings
+        self._core = core
+        secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
+        self._secret = secret
+        self.api = OpenApi(settings.openapi_endpoint, settings.client_id, secret, settings.robot)
+        self._messages = _BotMessages(self)
+        self.connection = StreamConnection(
+            Credential(settings.client_id, secret),
+            endpoint=settings.openapi_endpoint,
+            watchdog_idle=settings.watchdog_idle,
+            backoff_initial=settings.reconnect_initial,
+            backoff_max=settings.reconnect_max,
+        )
+        self.connection.register_callback_handler(ChatbotMessage.TOPIC, self._messages)
+        if settings.card_template_id:
+            self.connection.register_callback_handler(
+                Card_Callback_Router_Topic, _CardActions(self)
+            )
+        self._windows = ThreadWindows(settings.thread_idle_minutes * 60)
+        self._escalated: OrderedDict[str, dict[str, ThreadKey]] = OrderedDict()
+        self._cards: OrderedDict[str, _Card] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._run: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    def router(self) -> APIRouter | None:
+        return None  # Stream mode: DingTalk is reached over the connection, no webhook
+
+    async def start(self) -> None:
+        missing = self._missing_credentials()
+        if missing:
+            raise RuntimeError(missing)
+        self._accepting = True
+        self._run = asyncio.create_task(self.connection.run())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connection.ready.wait(), START_WAIT)
+
+    async def stop(self) -> None:
+        self._accepting = False  # a message arriving now is refused, so DingTalk redelivers it
+        await self.connection.stop()
+        if self._run is not None:
+            _, pending = await asyncio.wait({self._run}, timeout=3)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)
+            for task in late:
+                log.warning("DingTalk answer still running at shutdown: cancelled")
+                task.cancel()
+        await self.api.close()
+
+    async def drain(self) -> None:
+        """Wait for the answers and clicks in flight (used at shutdown and by tests)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def status(self) -> AdapterStatus:
+        conn = self.connection
+        detail = f"{conn.connects} connection(s) opened"
+        if conn.last_error:
+            detail += f"; last problem: {conn.last_error}"
+        return AdapterStatus(
+            connected=conn.connected,
+            mode="stream",
+            last_event_age=conn.last_frame_age,
+            detail=detail,
+        )
+
+    async def check(self) -> list[Check]:
+        missing = self._missing_credentials()
+        if missing:
+            return [Check("credentials", "error", missing)]
+        checks = []
+        api = OpenApi(
+            self._settings.openapi_endpoint, self._settings.client_id, self._secret, "doctor"
+        )
+        try:
+            await api.access_token()
+            checks.append(Check("credentials", "ok", "access token fetched"))
+        except DingTalkApiError as error:
+            detail = (
+                f"DingTalk refused the app credentials ({error.status}: {error.body[:200]}): "
+                "copy Client ID and Client Secret from 开发者后台 → 应用 → 凭证与基础信息 into "
+                "[dingtalk] client_id and TEAMBOT_DINGTALK__CLIENT_SECRET"
+            )
+            return [Check("credentials", "error", detail)]
+        except httpx.HTTPError as error:
+            endpoint = self._settings.openapi_endpoint
+            return [Check("credentials", "error", f"cannot reach {endpoint}: {error}")]
+        finally:
+            await api.close()
+        opened = await asyncio.to_thread(self.connection.open_connection)
+        if opened and "endpoint" in opened:
+            checks.append(Check("stream", "ok", "the Stream gateway accepts this app"))
+        else:
+            checks.append(
+                Check(
+                    "stream",
+                    "error",
+                    "the Stream gateway refused a connection: set 消息接收模式 to Stream 模式 "
+                    "on the robot (机器人) page and publish the app",
+                )
+            )
+        if self._run is not None:
+            state = self.status()
+            age = "never" if state.last_event_age is None else f"{state.last_event_age:.0f} s ago"
+            checks.append(
+                Check(
+                    "connection",
+                    "ok" if state.connected else "warning",
+                    f"{'connected' if state.connected else 'not connected'}; last frame {age}",
+                )
+            )
+        if not self._settings.escalation_conversation_id:
+            checks.append(
+                Check(
+                    "escalation",
+                    "warning",
+                    "escalations are only logged: set [dingtalk] escalation_conversation_id",
+                )
+            )
+        return checks
+
+    # -- intake (called by the SDK handlers on the service loop; must return at once) --
+
+    def receive(self, data: Mapping[str, Any]) -> tuple[int, str]:
+        if not self._accepting:
+            return AckMessage.STATUS_SYSTEM_EXCEPTION, "shutting down"
+        try:
+            message = parse(data)
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("DingTalk bot message not understood, dropped: %s", error)
+            return AckMessage.STATUS_OK, "OK"  # a redelivery would not parse any better
+        if wants_answer(message):
+            self._spawn(self._answer(message, data))
+        return AckMessage.STATUS_OK, "OK"
+
+    def card_action(self, data: Mapping[str, Any]) -> tuple[int, Any]:
+        callback = CardCallbackMessage.from_dict(dict(data))
+        private = callback.content.get("cardPrivateData") or {}
+        params = private.get("params") or {}
+        actions = {str(a) for a in private.get("actionIds") or []} | {str(params.get("action", ""))}
+        card = self._cards.get(callback.card_instance_id)
+        turn = params.get("turn_id") or (card.turn_id if card else None)
+        user = callback.user_id
+        if actions & (_HELPFUL | _UNHELPFUL) and turn is not None:
+            value = "up" if actions & _HELPFUL else "down"
+            self._spawn(self._core.feedback(int(turn), user, value))
+        elif actions & _HUMAN and card is not None:
+            reply = DingTalkReplyChannel(self._settings, self, card.target, card.key, "en")
+            self._spawn(self._core.escalate(card.key, reply, trigger="button", requested_by=user))
+        else:
+            log.info(
+                "DingTalk card action %s on unknown card %s", actions, callback.card_instance_id
+            )
+        return AckMessage.STATUS_OK, {}
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("DingTalk message failed", exc_info=task.exception())
+
+    async def _answer(self, message: ChatbotMessage, raw: Mapping[str, Any]) -> None:
+        target = reply_target(message)
+        log.info(
+            "DingTalk message %s in conversation %s (%s) from %s",
+            message.message_id,
+            target.conversation_id,
+            message.conversation_title or "one to one",
+            target.staff_id,
+        )
+        if target.staff_id in self._settings.agents and await self._take_over(message, target):
+            return
+        thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
+        inbound = to_inbound(message, thread, raw)
+        reply = DingTalkReplyChannel(
+            self._settings, self, target, inbound.thread_key, detect(inbound.text)
+        )
+        await self._core.handle(inbound, reply)
+
+    async def _take_over(self, message: ChatbotMessage, agent: ReplyTarget) -> bool:
+        """An agent wrote where escalated askers wait: those threads become theirs."""
+        waiting = self._escalated.get(agent.conversation_id)
+        if not waiting:
+            return False
+        mentioned = {u.staff_id for u in message.at_users or [] if u.staff_id}
+        chosen = {s: k for s, k in waiting.items() if s in mentioned} or dict(waiting)
+        took = False
+        for asker, key in chosen.items():
+            took = await self._core.human_replied(key, agent.staff_id) or took
+            waiting.pop(asker, None)  # taken now, or no longer escalated
+        if not waiting:
+            self._escalated.pop(agent.conversation_id, None)
+        return took
+
+    # -- outbound (the Outbox the reply channels use) --
+
+    async def send_markdown(self, target: ReplyTarget, text: str) -> None:
+        """Through the session webhook while it is valid, else through the robot OpenAPI."""
+        title = title_of(text)
+        if target.message is not None and target.webhook_valid(int(time.time() * 1000)):
+            body = mention(text, target, webhook=True)
+            result = await asyncio.to_thread(
+                self._messages.reply_markdown, title, body, target.message
+            )
+            if isinstance(result, dict) and result.get("errcode", 0) == 0:
+                return
+            log.warning("DingTalk session webhook failed (%s); using the OpenAPI", result)
+        to = target.conversation_id if target.group else target.staff_id
+        body = mention(text, target, webhook=False)
+        await self.api.send_markdown(group=target.group, to=to, title=title, text=body)
+
+    async def post_escalation(self, notice: EscalationNotice, target: ReplyTarget) -> None:
+        waiting = self._escalated.setdefault(target.conversation_id, {})
+        waiting[target.staff_id] = notice.thread
+        self._escalated.move_to_end(target.conversation_id)
+        while len(self._escalated) > 1000:
+            self._escalated.popitem(last=False)
+        group = self._settings.escalation_conversation_id
+        if not group:
+            log.warning("DingTalk escalation of %s not posted: no escalation group", notice.thread)
+            return
+        text = escalation_markdown(notice, self._settings.agents, target)
+        for piece in split_text(text, self._settings.max_chars):
+            await self.api.send_markdown(group=True, to=group, title="需要人工", text=piece)
+
+    def remember_card(
+        self, out_track_id: str, turn_id: int | None, key: ThreadKey, target: ReplyTarget
+    ) -> None:
+        self._cards[out_track_id] = _Card(turn_id, key, target)
+        while len(self._cards) > 2000:
+            self._cards.popitem(last=False)
+
+    def _missing_credentials(self) -> str:
+        if not self._settings.client_id:
+            return (
+                "[dingtalk] client_id is not set: create an app in the DingTalk developer console "
+                "(开发者后台 → 应用开发 → 企业内部应用), add a robot in Stream mode, and copy its "
+                "Client ID, or disable the adapter with [dingtalk] enabled = false"
+            )
+        if not self._secret:
+            return (
+                "TEAMBOT_DINGTALK__CLIENT_SECRET is not set: copy the app's Client Secret from "
+                "凭证与基础信息, or disable the adapter with [dingtalk] enabled = false"
+            )
+        return ""

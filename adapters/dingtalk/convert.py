@@ -1,0 +1,208 @@
+"""Pure conversions: a DingTalk bot message -> Inbound, an Answer -> DingTalk markdown."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dingtalk_stream import ChatbotMessage
+
+from engine.messages import Answer, Attachment, ChatType, EscalationNotice, Inbound, Outcome, Sender
+from engine.text import clip
+
+PLATFORM = "dingtalk"
+_ATTACHMENT_KINDS = {"picture": "image", "file": "file", "audio": "audio", "video": "video"}
+_LEADING_MENTION = re.compile(r"^(\s*@\S+\s+)+")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where the answer to one message goes: the session webhook while valid, else the OpenAPI."""
+
+    conversation_id: str
+    group: bool
+    staff_id: str
+    nick: str
+    session_webhook: str = ""
+    webhook_expires_ms: int = 0
+    message: ChatbotMessage | None = None  # the SDK's own type, for its session-webhook reply
+
+    def webhook_valid(self, now_ms: int, margin_ms: int = 10_000) -> bool:
+        return bool(self.session_webhook) and now_ms + margin_ms < self.webhook_expires_ms
+
+
+def parse(data: Mapping[str, Any]) -> ChatbotMessage:
+    """The SDK's ChatbotMessage for a callback's data (raises on a malformed payload)."""
+    message = ChatbotMessage.from_dict(dict(data))
+    if not message.message_id or not message.conversation_id:
+        raise ValueError("bot message without msgId or conversationId")
+    return message
+
+
+def staff_id(message: ChatbotMessage) -> str:
+    return str(message.sender_staff_id or message.sender_id or "")
+
+
+def is_group(message: ChatbotMessage) -> bool:
+    return str(message.conversation_type) == "2"
+
+
+def wants_answer(message: ChatbotMessage) -> bool:
+    """One-to-one messages and group messages that @mention the bot."""
+    return not is_group(message) or bool(message.is_in_at_list)
+
+
+def plain_text(message: ChatbotMessage) -> str:
+    """Text and rich text reduced to plain text, the leading @mentions removed."""
+    if message.message_type == "text" and message.text is not None:
+        text = message.text.content or ""
+    elif message.message_type == "richText" and message.rich_text_content is not None:
+        text = "".join(
+            str(item["text"])
+            for item in message.rich_text_content.rich_text_list or []
+            if isinstance(item, dict) and "text" in item
+        )
+    else:
+        text = ""
+    return _LEADING_MENTION.sub("", text).strip()
+
+
+def attachments(message: ChatbotMessage) -> tuple[Attachment, ...]:
+    kind = message.message_type or "other"
+    if kind == "richText" and message.rich_text_content is not None:
+        return tuple(
+            Attachment("image")
+            for item in message.rich_text_content.rich_text_list or []
+            if isinstance(item, dict) and "downloadCode" in item
+        )
+    if kind in ("text", "richText"):
+        return ()
+    name = str(message.extensions.get("content", {}).get("fileName", "")) if kind == "file" else ""
+    return (Attachment(_ATTACHMENT_KINDS.get(kind, "other"), name),)
+
+
+def to_inbound(message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any]) -> Inbound:
+    created = message.create_at
+    sent_at = datetime.fromtimestamp(int(created) / 1000, UTC) if created else datetime.now(UTC)
+    return Inbound(
+        platform=PLATFORM,
+        tenant=str(message.chatbot_corp_id or message.sender_corp_id or ""),
+        chat_id=str(message.conversation_id),
+        chat_type=ChatType.GROUP if is_group(message) else ChatType.DIRECT,
+        thread_id=thread_id,
+        message_id=str(message.message_id),
+        sender=Sender(id=staff_id(message), display_name=str(message.sender_nick or "")),
+        text=plain_text(message),
+        mentioned=wants_answer(message),
+        attachments=attachments(message),
+        sent_at=sent_at,
+        raw=dict(raw),
+    )
+
+
+def reply_target(message: ChatbotMessage) -> ReplyTarget:
+    return ReplyTarget(
+        conversation_id=str(message.conversation_id),
+        group=is_group(message),
+        staff_id=staff_id(message),
+        nick=str(message.sender_nick or ""),
+        session_webhook=str(message.session_webhook or ""),
+        webhook_expires_ms=int(message.session_webhook_expired_time or 0),
+        message=message,
+    )
+
+
+class ThreadWindows:
+    """DingTalk has no threads: (conversation, asker) plus an idle window makes one.
+
+    The thread id embeds the window's start time, so nothing new is stored in the database;
+    only the last-seen time of recent askers is kept here, at most `capacity` of them.
+    """
+
+    def __init__(self, idle_seconds: float, capacity: int = 10_000) -> None:
+        self._idle = idle_seconds
+        self._capacity = capacity
+        self._windows: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+
+    def thread_id(self, conversation_id: str, asker: str, now: float) -> str:
+        """The asker's current thread in the conversation; `now` in epoch seconds."""
+        key = (conversation_id, asker)
+        start, last = self._windows.pop(key, (now, now))
+        if now - last > self._idle:
+            start = now
+        self._windows[key] = (start, now)
+        while len(self._windows) > self._capacity:
+            self._windows.popitem(last=False)
+        return f"{asker}@{int(start)}"
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
+def _source_line(number: int, title: str, location: str, section: str) -> str:
+    shown = title or location or f"source {number}"
+    line = f"[{shown}]({location})" if location.startswith(("http://", "https://")) else shown
+    if section:
+        line += f" · {section}"
+    if location and not location.startswith(("http://", "https://")):
+        line += f" — `{location}`"
+    return f"{number}. {line}"
+
+
+def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
+    """The final answer as DingTalk markdown: text, numbered sources, an escalation hint."""
+    zh = answer.language == "zh"
+    parts = [answer.text.strip()]
+    if answer.citations:
+        heading = "**来源**" if zh else "**Sources**"
+        lines = [_source_line(c.number, c.title, c.location, c.section) for c in answer.citations]
+        parts.append(heading + "\n\n" + "\n".join(lines))
+    if hint_human and answer.outcome is not Outcome.HANDED_OFF:
+        parts.append(
+            "_回复“转人工”可联系同事_" if zh else '_Reply "human" to reach a person (转人工)_'
+        )
+    return "\n\n".join(p for p in parts if p)
+
+
+def title_of(text: str) -> str:
+    """The notification title DingTalk shows for a markdown message."""
+    first = next((line for line in text.splitlines() if line.strip()), "teambot")
+    return clip(re.sub(r"[*_`#>\[\]]", "", first).strip() or "teambot", 30)
+
+
+def mention(text: str, target: ReplyTarget, *, webhook: bool) -> str:
+    """In groups, @mention the asker: through the session webhook `@<staffId>` plus atUserIds
+    is a real mention; the robot OpenAPI has no mentions, so it gets the name as text."""
+    if not target.group or not target.staff_id:
+        return text
+    return f"@{target.staff_id if webhook else target.nick or target.staff_id}\n\n{text}"
+
+
+def escalation_markdown(
+    notice: EscalationNotice, agents: list[str], asker: ReplyTarget | None
+) -> str:
+    lines = ["### 需要人工 / A person is needed"]
+    if agents:
+        lines.append(" ".join(f"@{agent}" for agent in agents))
+    who = f"{asker.nick} ({asker.staff_id})" if asker else notice.thread.thread_id
+    lines += [
+        f"**问题 / Question:** {clip(notice.question, 500) or '—'}",
+        f"**提问人 / Asked by:** {who}",
+        f"**会话 / Conversation:** `{notice.thread.chat_id}`",
+        f"**原因 / Trigger:** {notice.trigger}",
+    ]
+    if notice.summary:
+        lines.append("**最近对话 / Recent turns:**\n\n" + clip(notice.summary, 1500))
+    if notice.citations:
+        lines.append(
+            "\n".join(
+                _source_line(c.number, c.title, c.location, c.section) for c in notice.citations
+            )
+        )
+    if notice.link:
+        lines.append(notice.link)
+    return "\n\n".join(lines)
