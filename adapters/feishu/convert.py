@@ -1,0 +1,342 @@
+"""Pure conversions: a Feishu event -> Inbound, an Answer -> card JSON / plain text.
+
+No I/O here; tests feed recorded payloads straight in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+from lark_oapi.core.json import JSON
+
+from engine.messages import (
+    Answer,
+    Attachment,
+    ChatType,
+    Citation,
+    EscalationNotice,
+    Inbound,
+    Outcome,
+    Sender,
+    ThreadKey,
+)
+
+PLATFORM = "feishu"
+ANSWER_ELEMENT = "answer"
+CARD_MAX_CHARS = 6000  # a card is at most 30 KB of JSON; CJK text is 3 bytes a character
+TEXT_MAX_CHARS = 8000
+HELPFUL = "有帮助 / Helpful"
+HUMAN = "转人工 / Talk to a person"
+_PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
+_ATTACHMENT_KINDS = {
+    "image": "image",
+    "file": "file",
+    "audio": "audio",
+    "media": "video",
+    "sticker": "image",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a reply goes: the message to reply to, and whether in its thread."""
+
+    key: ThreadKey
+    message_id: str
+    in_thread: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One `im.message.receive_v1`, decided: what to hand the core and where to reply."""
+
+    inbound: Inbound
+    target: ReplyTarget
+    event_id: str
+    from_app: bool
+
+
+def received(event: P2ImMessageReceiveV1, bot_open_id: str) -> Received | None:
+    """The event as an Inbound (mention placeholders removed), or None when it has no message."""
+    data = event.event
+    message = data.message if data is not None else None
+    if message is None or not message.message_id or not message.chat_id:
+        return None
+    sender = data.sender if data is not None else None
+    sender_id = (sender.sender_id.open_id if sender and sender.sender_id else None) or ""
+    header = event.header
+    tenant = (header.tenant_key if header else None) or (sender.tenant_key if sender else "") or ""
+    names: dict[str, str] = {}
+    mentioned = False
+    for mention in message.mentions or []:
+        open_id = mention.id.open_id if mention.id else None
+        if mention.key:
+            names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
+        mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
+    text, attachments = message_text(message.message_type or "", message.content or "", names)
+    chat_type = ChatType.DIRECT if message.chat_type == "p2p" else ChatType.GROUP
+    thread_id = message.thread_id or message.root_id or message.message_id
+    inbound = Inbound(
+        platform=PLATFORM,
+        tenant=tenant,
+        chat_id=message.chat_id,
+        chat_type=chat_type,
+        thread_id=thread_id,
+        message_id=message.message_id,
+        sender=Sender(id=sender_id, is_bot=bool(sender and sender.sender_type == "app")),
+        text=text,
+        mentioned=mentioned or chat_type == ChatType.DIRECT,
+        attachments=attachments,
+        sent_at=_sent_at(message.create_time),
+        raw=json.loads(JSON.marshal(event)),
+    )
+    in_thread = bool(message.thread_id) or message.chat_type == "topic"
+    return Received(
+        inbound=inbound,
+        target=ReplyTarget(inbound.thread_key, message.message_id, in_thread),
+        event_id=(header.event_id if header else None) or "",
+        from_app=inbound.sender.is_bot,
+    )
+
+
+def message_text(
+    message_type: str, content: str, names: Mapping[str, str]
+) -> tuple[str, tuple[Attachment, ...]]:
+    """Plain text of a `text` or `post` message; other types become attachments."""
+    try:
+        body = json.loads(content) if content else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if message_type == "text":
+        return _clean(str(body.get("text", "")), names), ()
+    if message_type == "post":
+        return _post_text(body, names)
+    kind = _ATTACHMENT_KINDS.get(message_type, "other")
+    name = str(body.get("file_name", "")) if isinstance(body.get("file_name"), str) else ""
+    return "", (Attachment(kind=kind, name=name),)
+
+
+def _post_text(
+    body: dict[str, Any], names: Mapping[str, str]
+) -> tuple[str, tuple[Attachment, ...]]:
+    if "content" not in body:  # the locale-wrapped form: {"zh_cn": {"title", "content"}}
+        body = next((v for v in body.values() if isinstance(v, dict)), {})
+    lines: list[str] = []
+    attachments: list[Attachment] = []
+    title = str(body.get("title") or "").strip()
+    if title:
+        lines.append(title)
+    for paragraph in body.get("content") or []:
+        parts: list[str] = []
+        for node in paragraph if isinstance(paragraph, list) else []:
+            tag = node.get("tag") if isinstance(node, dict) else None
+            if tag in ("text", "md", "code_block"):
+                parts.append(str(node.get("text", "")))
+            elif tag == "a":
+                label, href = str(node.get("text", "")), str(node.get("href", ""))
+                parts.append(f"{label} ({href})" if href and href != label else label or href)
+            elif tag == "at":
+                placeholder = str(node.get("user_id", ""))
+                parts.append(names.get(placeholder, f"@{node.get('user_name', '')}"))
+            elif tag == "emotion":
+                parts.append(f":{node.get('emoji_type', '')}:")
+            elif tag in ("img", "media"):
+                attachments.append(Attachment(kind="image" if tag == "img" else "video"))
+        lines.append("".join(parts))
+    return _clean("\n".join(lines), names), tuple(attachments)
+
+
+def _clean(text: str, names: Mapping[str, str]) -> str:
+    replaced = _PLACEHOLDER.sub(lambda m: names.get(m.group(0), ""), text)
+    lines = [re.sub(r"[ \t]{2,}", " ", line).strip() for line in replaced.splitlines()]
+    return "\n".join(lines).strip()
+
+
+def _sent_at(create_time: int | str | None) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(create_time or 0) / 1000, UTC) if create_time else _now()
+    except (TypeError, ValueError):
+        return _now()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_uuid(kind: str, *parts: object) -> str:
+    """An idempotency key (Feishu keeps them an hour; at most 50 characters)."""
+    digest = hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"tb{kind[:6]}-{digest}"
+
+
+# -- cards ------------------------------------------------------------------------------------
+
+
+def streaming_card(placeholder: str, *, streaming: bool) -> dict[str, Any]:
+    """The first card: one markdown element the answer streams into."""
+    config: dict[str, Any] = {"update_multi": True, "summary": {"content": placeholder}}
+    if streaming:
+        config["streaming_mode"] = True
+        config["streaming_config"] = {
+            "print_frequency_ms": {"default": 30},
+            "print_step": {"default": 2},
+        }
+    return {
+        "schema": "2.0",
+        "config": config,
+        "body": {"elements": [_markdown(placeholder, ANSWER_ELEMENT)]},
+    }
+
+
+def partial_card(text: str) -> dict[str, Any]:
+    """The card while the answer grows (message patch mode)."""
+    return streaming_card(text, streaming=False)
+
+
+def final_card(answer: Answer, text: str, target: ReplyTarget | None) -> dict[str, Any]:
+    """The finished card: the answer, numbered sources, and the feedback buttons."""
+    elements: list[dict[str, Any]] = [_markdown(text or "…", ANSWER_ELEMENT)]
+    if answer.citations:
+        elements.append({"tag": "hr"})
+        elements.append(_markdown(sources_markdown(answer.citations), "sources"))
+    if target is not None and answer.turn_id is not None and _wants_buttons(answer):
+        value = button_value(target, answer.turn_id)
+        elements.append(
+            {
+                "tag": "column_set",
+                "columns": [
+                    _button_column(HELPFUL, "primary", {**value, "tb": "up"}),
+                    _button_column(HUMAN, "default", {**value, "tb": "human"}),
+                ],
+            }
+        )
+    return {
+        "schema": "2.0",
+        "config": {
+            "update_multi": True,
+            "streaming_mode": False,
+            "summary": {"content": _summary(text)},
+        },
+        "body": {"elements": elements},
+    }
+
+
+def _wants_buttons(answer: Answer) -> bool:
+    return answer.outcome in (Outcome.ANSWERED, Outcome.NO_KNOWLEDGE, Outcome.RETRIEVAL_ONLY)
+
+
+def sources_markdown(citations: tuple[Citation, ...]) -> str:
+    lines = ["**来源 / Sources**"]
+    for c in citations:
+        title = (c.title or c.source or c.location).replace("[", "(").replace("]", ")")
+        where = f" · {c.section}" if c.section else ""
+        if c.location.startswith(("http://", "https://")):
+            lines.append(f"{c.number}. [{title}]({c.location}){where}")
+        else:
+            shown = f" ({c.location})" if c.location and c.location != title else ""
+            lines.append(f"{c.number}. {title}{shown}{where}")
+    return "\n".join(lines)
+
+
+def plain_text(answer: Answer, text: str) -> dict[str, str]:
+    """The one plain message sent when the card cannot be updated."""
+    if not answer.citations:
+        return {"text": text}
+    sources = "\n".join(
+        f"[{c.number}] {c.title or c.source} {c.location}".rstrip() for c in answer.citations
+    )
+    return {"text": f"{text}\n\n来源 / Sources:\n{sources}"}
+
+
+def button_value(target: ReplyTarget, turn_id: int) -> dict[str, Any]:
+    """What a button carries back: enough to find the turn and the thread without a lookup."""
+    key = target.key
+    return {
+        "turn": turn_id,
+        "tenant": key.tenant,
+        "chat": key.chat_id,
+        "thread": key.thread_id,
+        "mid": target.message_id,
+        "rit": target.in_thread,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A click on one of our buttons."""
+
+    action: str  # "up" | "human"
+    turn_id: int
+    target: ReplyTarget
+
+
+def click(value: Mapping[str, Any] | None) -> Click | None:
+    """The button value back as a Click; None when it is not one of ours."""
+    if not value or value.get("tb") not in ("up", "human"):
+        return None
+    try:
+        key = ThreadKey(PLATFORM, str(value["tenant"]), str(value["chat"]), str(value["thread"]))
+        target = ReplyTarget(key, str(value["mid"]), bool(value.get("rit")))
+        return Click(str(value["tb"]), int(value["turn"]), target)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> dict[str, Any]:
+    """The card posted in the escalation chat."""
+    lines = [
+        f"**问题 / Question**\n{notice.question or '—'}",
+        f"**触发 / Trigger**: {notice.trigger}",
+    ]
+    if notice.summary:
+        lines.append(f"**对话摘要 / Summary**\n{notice.summary}")
+    if link:
+        lines.append(f"[打开原会话 / Open the conversation]({link})")
+    if agents:
+        lines.append(" ".join(f"<at id={agent}></at>" for agent in agents))
+    elements = [_markdown("\n\n".join(lines), "notice")]
+    if notice.citations:
+        elements.append(_markdown(sources_markdown(notice.citations), "sources"))
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True, "summary": {"content": _summary(notice.question)}},
+        "header": {
+            "title": {"tag": "plain_text", "content": "需要人工 / A person is needed"},
+            "template": "orange",
+        },
+        "body": {"elements": elements},
+    }
+
+
+def chat_link(domain: str, chat_id: str) -> str:
+    """An applink that opens the chat in the Feishu / Lark client."""
+    host = "applink.larksuite.com" if "larksuite" in domain else "applink.feishu.cn"
+    return f"https://{host}/client/chat/open?openChatId={chat_id}"
+
+
+def _markdown(content: str, element_id: str) -> dict[str, Any]:
+    return {"tag": "markdown", "element_id": element_id, "content": content}
+
+
+def _button_column(label: str, kind: str, value: dict[str, Any]) -> dict[str, Any]:
+    button = {
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": kind,
+        "behaviors": [{"type": "callback", "value": value}],
+    }
+    return {"tag": "column", "width": "auto", "elements": [button]}
+
+
+def _summary(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 60 else flat[:59] + "…"
