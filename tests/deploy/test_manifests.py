@@ -594,3 +594,27 @@ def test_teambot_values_in_deploy_files_are_valid(compose: dict[str, Any]) -> No
         check_setting_value(var, value)
         checked += 1
     assert checked >= 5
+
+
+def test_grafana_dashboard_uses_only_series_teambot_exports() -> None:
+    """Every teambot_* series a panel queries is one the service really exposes."""
+    import json
+    import re
+
+    from prometheus_client import REGISTRY
+
+    import engine.metrics  # noqa: F401  (registers the series)
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "teambot.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {
+        re.sub(r"_(bucket|total|count|sum)$", "", n)
+        for e in exprs
+        for n in re.findall(r"teambot_[a-z_]+", e)
+    }
+    exported = {metric.name for metric in REGISTRY.collect() if metric.name.startswith("teambot_")}
+    exported |= {
+        "teambot_adapter_connected",
+        "teambot_adapter_last_event_age_seconds",
+    }  # bot.server
+    assert used and used <= exported, used - exported
