@@ -85,6 +85,9 @@ class FakeSGLang:
         self._behaviour = Behaviour(**behaviour)
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
+        # monotonic times per request, for benchmarks: (received, last token sent or None)
+        self.timings: list[list[float | None]] = []
+        self._index_of: dict[int, int] = {}
         self._hits: list[str] = []
         self._prompts: list[list[str]] = []
         self.in_flight = self.max_in_flight = 0
@@ -120,6 +123,7 @@ class FakeSGLang:
         with self._lock:
             self._behaviour = Behaviour()
             self._requests.clear()
+            self.timings.clear()
             self._hits.clear()
             self._prompts.clear()
             self.in_flight = self.max_in_flight = 0
@@ -229,6 +233,8 @@ class FakeSGLang:
         cached = 0
         with self._lock:
             self._requests.append(body)
+            self.timings.append([time.monotonic(), None])
+            self._index_of[id(body)] = len(self._requests) - 1
             for earlier in self._prompts:
                 n = 0
                 for a, b in zip(earlier, tokens, strict=False):
@@ -331,6 +337,8 @@ class FakeSGLang:
             await self._emit(request, b, pieces, send)
             if request.transport is None or request.transport.is_closing():
                 return resp
+            with self._lock:
+                self.timings[self._index_of[id(body)]][1] = time.monotonic()
             await send({}, finish)
             if (body.get("stream_options") or {}).get("include_usage"):
                 await send(None)

@@ -1,0 +1,151 @@
+"""Load benchmark: signed Slack events (HTTP mode) for many threads at once to `teambot serve` on
+PostgreSQL, with the fake SGLang streaming at a fixed rate.
+
+Run on demand: `.venv/bin/python -m pytest tests/perf/test_load.py -s -p no:cacheprovider`
+(TEAMBOT_LOAD_RATE and TEAMBOT_LOAD_SECONDS change the offered load). Prints: sustained messages
+per second, the service's own overhead (event sent → model request received; last token sent →
+final Slack update) at p50/p99, lost and duplicated answers, and the server's peak memory.
+Asserts only that nothing was lost or answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.test_replicas import database, start_replica, wait_ready  # noqa: F401
+from tests.fakes.sglang import FakeSGLang
+from tests.fakes.slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    event_body,
+    signed_headers,
+    user_message,
+)
+
+RATE = float(os.environ.get("TEAMBOT_LOAD_RATE", "50"))  # events offered per second
+SECONDS = float(os.environ.get("TEAMBOT_LOAD_SECONDS", "10"))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return (
+        ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+    )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # peak resident set size
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def test_sustained_slack_load(
+    tmp_path: Path,
+    sample_index: Path,
+    fake_sglang: FakeSGLang,
+    database: str,  # noqa: F811
+) -> None:
+    fake_sglang.behave(token_delay=0.02, answer="Full-time staff get 25 days a year [1].")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(name, None)
+    env.update(
+        TEAMBOT_STORAGE__URL=database,
+        TEAMBOT_LLM__BASE_URL=fake_sglang.base_url,
+        TEAMBOT_LLM__MAX_CONCURRENCY="512",
+        TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
+        TEAMBOT_SLACK__ENABLED="true",
+        TEAMBOT_SLACK__MODE="http",
+        TEAMBOT_SLACK__BOT_TOKEN=BOT_TOKEN,
+        TEAMBOT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
+        TEAMBOT_POLICY__USER_BURST="1000",
+        TEAMBOT_POLICY__USER_PER_MINUTE="10000",
+        TEAMBOT_POLICY__CHAT_BURST="10000",
+        TEAMBOT_POLICY__CHAT_PER_MINUTE="100000",
+        TEAMBOT_LOG__LEVEL="WARNING",
+    )
+    async with FakeSlack() as slack:
+        env["TEAMBOT_SLACK__API_URL"] = slack.api_url
+        process, url = await start_replica(tmp_path / "serve", sample_index, env)
+        try:
+            await wait_ready(url, process, tmp_path / "serve" / "serve.log")
+            total = int(RATE * SECONDS)
+            events = [
+                user_message(
+                    f"<@U0BOT> How many days of annual leave do I get? #{i}", user=f"U{i:05d}"
+                )
+                for i in range(total)
+            ]
+            sent_at: dict[str, float] = {}
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+                async def deliver(event: dict[str, object]) -> None:
+                    body = json.dumps(event_body(event))
+                    sent_at[str(event["ts"])] = time.monotonic()
+                    response = await client.post(
+                        f"{url}/slack/events", content=body, headers=signed_headers(body)
+                    )
+                    assert response.status_code == 200
+
+                started = time.monotonic()
+                tasks = []
+                for i, event in enumerate(events):
+                    await asyncio.sleep(max(0.0, started + i / RATE - time.monotonic()))
+                    tasks.append(asyncio.create_task(deliver(event)))
+                await asyncio.gather(*tasks)
+
+            def finals() -> list[dict[str, object]]:
+                return [c for c in slack.calls_to("chat.update") if c.get("blocks")]
+
+            deadline = time.monotonic() + 120
+            while len({c["ts"] for c in finals()}) < total and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            finished = time.monotonic()
+            await asyncio.sleep(2)
+            peak = rss_mb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    placeholders = slack.calls_to("chat.postMessage")
+    by_thread: dict[str, int] = {}
+    for call in placeholders:
+        by_thread[str(call.get("thread_ts"))] = by_thread.get(str(call.get("thread_ts")), 0) + 1
+    answered = {t for t in by_thread if t in sent_at}
+    lost = total - len(answered)
+    duplicated = sum(n - 1 for n in by_thread.values() if n > 1)
+
+    # event sent → model request received (matched by the question's number)
+    to_model: list[float] = []
+    for body, (received, _) in zip(fake_sglang.requests, fake_sglang.timings, strict=False):
+        text = body["messages"][-1]["content"]
+        number = text.split("#", 1)[1].split("\n", 1)[0].strip() if "#" in text else None
+        if number is not None and number.isdigit():
+            to_model.append(received - sent_at[str(events[int(number)]["ts"])])
+    # last token → final Slack update: per thread, the final update's time minus the last token
+    last_tokens = sorted(t[1] for t in fake_sglang.timings if t[1] is not None)
+    final_times = sorted(
+        c.at for c in slack.calls if c.method == "chat.update" and c.args.get("blocks")
+    )
+    tail = [f - t for f, t in zip(final_times, last_tokens, strict=False)]
+    span = finished - started
+    print(
+        f"\noffered {RATE:.0f}/s for {SECONDS:.0f} s ({total} events) → answered {len(answered)} "
+        f"in {span:.1f} s = {len(answered) / span:.1f} msg/s sustained"
+        f"\nlost {lost}, duplicated {duplicated}, server peak RSS {peak:.0f} MB"
+        f"\noverhead event → model request: p50 {statistics.median(to_model) * 1000:.1f} ms, "
+        f"p99 {pct(to_model, 0.99) * 1000:.1f} ms"
+        f"\noverhead last token → final update (sorted pairing): p50 {statistics.median(tail) * 1000:.1f} ms, "
+        f"p99 {pct(tail, 0.99) * 1000:.1f} ms"
+    )
+    assert lost == 0 and duplicated == 0  # speed is printed; the machine decides it
