@@ -33,8 +33,8 @@ class Core(Protocol):
     ) -> None:
         """A "Talk to a person" click: the thread goes to the escalation channel."""
 
-    async def human_replied(self, key: ThreadKey, agent_id: str) -> bool:
-        """An agent wrote in the thread; True when this took an escalated thread over."""
+    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
+        """An agent wrote `text` in the thread; True when this took an escalated thread over."""
 
 
 class Adapter(Protocol):

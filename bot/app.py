@@ -46,7 +46,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     if migrate:
         await upgrade_async(settings.storage.url)
     store = ConversationStore.from_url(settings.storage.url, echo=settings.storage.echo)
-    knowledge = await KnowledgeBase.open(settings.knowledge)
+    knowledge = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
     seeded = await knowledge.ensure_sample() if seed else None
     await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:

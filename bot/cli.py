@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, tzinfo
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -19,9 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.adapters import build_adapters
 from bot.app import App, build_app
-from bot.console import ConsoleReplyChannel
 from bot.logs import setup_logging
 from bot.settings import ConfigError, Settings, load_settings, secret_values
+from bot.terminal import ConsoleReplyChannel
 from engine.messages import ChatType, Inbound, Sender
 from knowledge import EmbeddingModelError
 
@@ -224,6 +225,107 @@ def ingest(
             )
 
     _run(main)
+
+
+@cli.command()
+def sources() -> None:
+    """List the knowledge sources: documents, chunks, last run, its result, next run."""
+    from rich.table import Table
+
+    from jobs.scheduler import next_run, zone
+
+    settings = _settings()
+    _logging(settings, quiet=True)
+
+    async def main() -> list[tuple[str, ...]]:
+        app = await _open(settings, seed=False)
+        try:
+            tz = zone(settings.knowledge.timezone)
+            configured = {s.name: s for s in app.knowledge.sources}
+            rows = []
+            for status in await app.knowledge.statuses():
+                source = configured.get(status.name)
+                upcoming = next_run(source, tz) if source else None
+                rows.append(
+                    (
+                        status.name,
+                        status.kind,
+                        status.collection,
+                        str(status.documents),
+                        str(status.chunks),
+                        _when(status.last_run, tz),
+                        status.result + (f" ({status.failed} failed)" if status.failed else ""),
+                        _when(upcoming, tz) if source else "not configured",
+                    )
+                )
+            return rows
+        finally:
+            await app.close()
+
+    table = Table(
+        "source", "kind", "collection", "documents", "chunks", "last run", "result", "next run"
+    )
+    for row in _run(main):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+
+
+@cli.command()
+def refresh(
+    source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
+) -> None:
+    """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
+    from knowledge import UnknownSourceError
+
+    settings = _settings()
+    _logging(settings, quiet=True)
+
+    async def main() -> bool:
+        app = await _open(settings, seed=False)
+        ok = True
+        try:
+            names = [source] if source else [s.name for s in app.knowledge.sources]
+            if not names:
+                errors.print("no knowledge sources configured: add [[knowledge.sources]]")
+                return False
+            for name in names:
+                with Progress(
+                    TextColumn(f"{escape(name)} {{task.description:<10}}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                ) as progress:
+                    tasks: dict[str, int] = {}
+
+                    def report(
+                        phase: str, done: int, total: int, tasks: dict[str, int] = tasks
+                    ) -> None:
+                        if phase not in tasks:
+                            tasks[phase] = progress.add_task(phase, total=total)
+                        progress.update(tasks[phase], completed=done, total=total)
+
+                    try:
+                        result = await app.knowledge.refresh(name, report)
+                    except UnknownSourceError as error:
+                        errors.print(f"[red]{escape(str(error.args[0]))}[/red]", highlight=False)
+                        return False
+                console.print(f"{result.result}: {escape(result.summary())}", highlight=False)
+                for uri, error in result.failed.items():
+                    errors.print(
+                        f"[yellow]skipped[/yellow] {escape(uri)}: {escape(error)}", highlight=False
+                    )
+                ok = ok and result.result in ("ok", "partial")
+        finally:
+            await app.close()
+        return ok
+
+    if not _run(main):
+        raise typer.Exit(1)
+
+
+def _when(moment: datetime | None, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if moment else "never"
 
 
 @cli.command()

@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from engine.tables import EngineBase
+from knowledge.catalog import CatalogBase
 
 # Every package that owns tables adds its metadata here (one line); migrations/env.py and the
 # schema drift test both read this list.
 TARGET_METADATA: list[MetaData] = [
     EngineBase.metadata,
+    CatalogBase.metadata,
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

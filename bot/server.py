@@ -1,4 +1,4 @@
-"""The HTTP server: health, readiness, the built-in web chat (webhooks and console come later)."""
+"""The HTTP server: health, readiness, metrics, webhooks, the web chat and the agents' console."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ from sqlalchemy import text
 from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.app import App, build_app
+from bot.console.routes import console_router
 from bot.limits import BodyLimit
 from bot.recovery import apologise_for_unanswered
 from bot.settings import Settings
+from jobs.faq import ManagedFaq
+from jobs.handoff import HandoffJobs
+from jobs.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,8 @@ def create_server(settings: Settings) -> FastAPI:
                 key, reply, trigger=trigger, requested_by=requested_by
             )
 
-        async def human_replied(self, key, agent_id):  # type: ignore[no-untyped-def]
-            return await state["app"].conversation.human_replied(key, agent_id)
+        async def human_replied(self, key, agent_id, text=""):  # type: ignore[no-untyped-def]
+            return await state["app"].conversation.human_replied(key, agent_id, text)
 
     adapters: list[Adapter] = build_adapters(settings, _LateCore())
 
@@ -54,6 +58,15 @@ def create_server(settings: Settings) -> FastAPI:
         app = await build_app(settings, migrate=settings.server.migrate_on_start)
         state["app"] = app
         started: list[Adapter] = []
+        scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
+        HandoffJobs(
+            app.store,
+            app.conversation,
+            settings.escalation,
+            adapters,
+            app.knowledge,
+            ManagedFaq(settings.console.faq_dir, settings.console.faq_collection),
+        ).schedule(scheduler)  # SLA reminders, idle close, figures, the managed FAQ
         try:
             for adapter in adapters:
                 await adapter.start()
@@ -67,6 +80,7 @@ def create_server(settings: Settings) -> FastAPI:
             )
             yield
         finally:
+            scheduler.shutdown(wait=False)
             for adapter in reversed(started):
                 try:
                     await adapter.stop()
@@ -88,6 +102,15 @@ def create_server(settings: Settings) -> FastAPI:
         router = adapter.router()
         if router is not None:
             server.include_router(router)
+    if settings.console.enabled:
+        server.include_router(
+            console_router(
+                settings.console,
+                lambda: state.get("app"),
+                adapters,
+                web_chat=settings.server.web_chat,
+            )
+        )
     if settings.server.web_chat:
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 

@@ -24,6 +24,7 @@ from pydantic_settings import (
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.feishu.config import FeishuSettings
 from adapters.slack.config import SlackSettings
+from bot.console.config import ConsoleSettings
 from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
 from engine.escalation import EscalationSettings
 from engine.web import WebSettings
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = ConversationSettings()
     policy: PolicySettings = PolicySettings()
     escalation: EscalationSettings = EscalationSettings()
+    console: ConsoleSettings = ConsoleSettings()
     web: WebSettings = WebSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     slack: SlackSettings = SlackSettings()

@@ -98,7 +98,10 @@ class Conversation:
         thread = await self._store.thread(inbound.thread_key)
         escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
         if resolves(inbound.text):
-            await self._store.set_state(thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by)
+            await self._store.set_state(
+                thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
+            )
+            await self._observe_resolution(thread.id)
             answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
             return await self._finish(thread.id, inbound, answer, reply)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
@@ -130,7 +133,7 @@ class Conversation:
             self._settings.history_tokens,
         )
         question = inbound.text.strip()
-        passages = await self._retrieve(question, history)
+        passages = await self._retrieve(question, history, inbound)
         retrieval_s = time.monotonic() - started
         timings = Timings(retrieval=retrieval_s)
         web = await self._look_up(inbound, question, passages, language)
@@ -203,15 +206,60 @@ class Conversation:
         await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
 
-    async def human_replied(self, key: ThreadKey, agent_id: str) -> bool:
-        """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet."""
+    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
+        """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet.
+
+        `text` (what the agent wrote) is kept for the learning loop and starts the first-response
+        clock; True only when this message took an escalated thread over."""
         thread = await self._store.thread(key)
-        if thread.state != ThreadState.ESCALATED:
+        if thread.state not in (ThreadState.ESCALATED, ThreadState.HUMAN):
             return False
-        await self._store.set_state(
-            thread.id, ThreadState.HUMAN, taken_by=agent_id, trigger=thread.escalation_trigger
+        took = thread.state == ThreadState.ESCALATED
+        if took:
+            await self.take(thread.id, agent_id)
+        if text.strip() and not resolves(text) and not asks_for_human(text):
+            now = datetime.now(UTC)
+            handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
+            if handoff is not None and handoff.responded_at == now:
+                metrics.HANDOFF_FIRST_RESPONSE.labels(key.platform).observe(
+                    (now - handoff.escalated_at).total_seconds()
+                )
+        return took
+
+    async def take(self, thread_id: int, agent: str) -> ThreadRecord:
+        """A person takes the thread (console "take", or their message in it): the bot goes quiet."""
+        thread = await self._store.thread_by_id(thread_id)
+        if thread is None:
+            raise LookupError(f"no thread with id {thread_id}")
+        return await self._store.set_state(
+            thread.id, ThreadState.HUMAN, taken_by=agent, trigger=thread.escalation_trigger
         )
-        return True
+
+    async def resolve(
+        self, thread_id: int, *, by: str, now: datetime | None = None
+    ) -> ThreadRecord | None:
+        """Mark the thread resolved (console, idle timeout); None when it already was."""
+        thread = await self._store.thread_by_id(thread_id)
+        if thread is None:
+            raise LookupError(f"no thread with id {thread_id}")
+        if thread.state == ThreadState.RESOLVED:
+            return None
+        resolved = await self._store.set_state(
+            thread.id,
+            ThreadState.RESOLVED,
+            taken_by=thread.taken_by,
+            trigger=thread.escalation_trigger,
+            by=by,
+            now=now,
+        )
+        await self._observe_resolution(thread.id)
+        return resolved
+
+    async def _observe_resolution(self, thread_id: int) -> None:
+        handoff = await self._store.handoff(thread_id)
+        if handoff is not None and handoff.resolved_at is not None:
+            seconds = (handoff.resolved_at - handoff.escalated_at).total_seconds()
+            metrics.HANDOFF_RESOLUTION.labels(handoff.key.platform).observe(max(seconds, 0.0))
 
     async def _escalate(
         self,
@@ -231,12 +279,15 @@ class Conversation:
             r.question for r in records if r.question.strip() and r.outcome is not Outcome.COMMAND
         ]
         summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
-        await self._store.set_state(thread_id, ThreadState.ESCALATED, trigger=trigger)
+        asked_now = question or (asked[-1] if asked else "")
+        await self._store.set_state(
+            thread_id, ThreadState.ESCALATED, trigger=trigger, question=asked_now
+        )
         metrics.ESCALATIONS.labels(key.platform, trigger).inc()
         await reply.post_escalation(
             EscalationNotice(
                 thread=key,
-                question=question or (asked[-1] if asked else ""),
+                question=asked_now,
                 trigger=trigger,
                 summary=summary,
                 citations=citations or (records[-1].citations if records else ()),
@@ -274,14 +325,26 @@ class Conversation:
             )
         return None
 
-    async def _retrieve(self, question: str, history: Sequence[HistoryTurn]) -> list[Passage]:
+    async def _retrieve(
+        self, question: str, history: Sequence[HistoryTurn], inbound: Inbound
+    ) -> list[Passage]:
         """Grounding passages for the question; a follow-up also tries with the last question."""
         floor = self._retriever.min_score
+        # Only the knowledge collections this chat is mapped to (knowledge.chat_collections).
+        scope = self._retriever.collections_for(inbound.platform, inbound.chat_id)
         with metrics.RETRIEVAL_TIME.time():
-            passages = [p for p in await self._retriever.retrieve(question) if p.score >= floor]
+            passages = [
+                p
+                for p in await self._retriever.retrieve(question, collections=scope)
+                if p.score >= floor
+            ]
             if not passages and history:
                 combined = f"{history[-1].question}\n{question}"
-                passages = [p for p in await self._retriever.retrieve(combined) if p.score >= floor]
+                passages = [
+                    p
+                    for p in await self._retriever.retrieve(combined, collections=scope)
+                    if p.score >= floor
+                ]
         if not passages:
             metrics.NO_GROUNDING.inc()
         return passages

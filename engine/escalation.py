@@ -77,6 +77,9 @@ class EscalationSettings(BaseModel):
     sla_minutes: float = Field(
         default=15, gt=0, le=10_080, description="promised first human response"
     )
+    idle_resolve_hours: float = Field(
+        default=24, ge=0, le=8_760, description="close threads idle this long; 0 = never"
+    )
     timezone: str = Field(default="Asia/Shanghai")
     business_hours: str = Field(default="09:00-18:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
     business_days: list[int] = Field(default=[1, 2, 3, 4, 5], description="1 = Monday … 7 = Sunday")

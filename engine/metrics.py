@@ -6,8 +6,9 @@ import hashlib
 import time
 from collections import OrderedDict
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from engine.handoffs import Figures
 from engine.messages import Answer, Outcome
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
@@ -60,6 +61,56 @@ REPEATED_ANSWERS = Counter(
     "teambot_repeated_answers",
     "The same answer text given to a different question within the repeat window",
 )
+
+
+_HANDOFF = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+HANDOFF_FIRST_RESPONSE = Histogram(
+    "teambot_handoff_first_response_seconds",
+    "Escalation to the first message a person wrote in the thread",
+    ["platform"],
+    buckets=_HANDOFF,
+)
+HANDOFF_RESOLUTION = Histogram(
+    "teambot_handoff_resolution_seconds",
+    "Escalation to resolution of a handed-off thread",
+    ["platform"],
+    buckets=_HANDOFF,
+)
+HANDOFF_REMINDERS = Counter(
+    "teambot_handoff_reminders", "Escalations re-notified after the SLA passed", ["level"]
+)
+IDLE_RESOLVED = Counter("teambot_threads_idle_resolved", "Threads closed by the idle timeout")
+FAQ_CANDIDATES = Counter(
+    "teambot_faq_candidates_decided", "FAQ candidates approved or rejected", ["decision"]
+)
+# Figures over the last FIGURES_WINDOW, recomputed from the database by the figures job (each
+# replica computes the same numbers, so take max() or any one replica's series).
+ESCALATION_RATE = Gauge(
+    "teambot_escalation_rate", "Share of active threads handed to a person (last 7 days)"
+)
+FIRST_RESPONSE_MEDIAN = Gauge(
+    "teambot_handoff_first_response_median_seconds",
+    "Median escalation to first human response (last 7 days)",
+)
+RESOLUTION_MEDIAN = Gauge(
+    "teambot_handoff_resolution_median_seconds",
+    "Median escalation to resolution (last 7 days)",
+)
+RESOLVED_SHARE = Gauge(
+    "teambot_resolved_share", "Share of resolved threads by who resolved them (last 7 days)", ["by"]
+)
+
+
+def record_figures(figures: Figures) -> None:
+    """Set the figure gauges (NaN where there is nothing to measure yet)."""
+    nan = float("nan")
+    rate, bot, human = figures.escalation_rate, figures.bot_share, figures.human_share
+    ESCALATION_RATE.set(nan if rate is None else rate)
+    first, resolution = figures.first_response_median, figures.resolution_median
+    FIRST_RESPONSE_MEDIAN.set(nan if first is None else first)
+    RESOLUTION_MEDIAN.set(nan if resolution is None else resolution)
+    RESOLVED_SHARE.labels("bot").set(nan if bot is None else bot)
+    RESOLVED_SHARE.labels("human").set(nan if human is None else human)
 
 
 class RepeatWatch:

@@ -1,4 +1,5 @@
-"""The conversation core's tables: threads, turns, processed events (dedupe) and feedback.
+"""The conversation core's tables: threads, turns, processed events (dedupe), feedback,
+handoffs (one per escalation) and FAQ candidates (the learning loop).
 
 Portable across SQLite and PostgreSQL: plain strings instead of database enums, the generic JSON
 type, and UTC-aware timestamps on both (SQLite keeps no zone, so `UTCDateTime` restores it).
@@ -144,3 +145,47 @@ class Feedback(EngineBase):
     value: Mapped[str] = mapped_column(String(8))  # a FeedbackValue value
     comment: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class Handoff(EngineBase):
+    """One escalation of a thread, from the notice to its resolution: the SLA and figures rows."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)
+    escalated_at: Mapped[datetime] = mapped_column(index=True)
+    taken_at: Mapped[datetime | None]
+    taken_by: Mapped[str | None] = mapped_column(String(255))
+    responded_at: Mapped[datetime | None]  # the first message a person wrote in the thread
+    answer: Mapped[str] = mapped_column(Text)  # what the agents wrote, for the learning loop
+    renotified: Mapped[int] = mapped_column(Integer)  # reminder levels sent (0, 1, 2)
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))  # asker | console:NAME | idle
+
+
+class CandidateStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class FaqCandidate(EngineBase):
+    """A question a person answered, proposed for the managed FAQ (approved in the console)."""
+
+    __tablename__ = "faq_candidates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    handoff_id: Mapped[int] = mapped_column(
+        ForeignKey("handoffs.id", ondelete="CASCADE"), unique=True
+    )
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    answered_by: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # a CandidateStatus value
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(255))

@@ -1,20 +1,36 @@
-"""The knowledge base: loaders, chunking, embeddings, the vector store, retrieval and ingest.
+"""The knowledge base: sources and loaders, chunking, embeddings, the vector store, the document
+catalog, incremental refresh and hybrid retrieval.
 
-Start with `KnowledgeBase.open(settings)`; the engine only needs `kb.retriever` and `Passage`.
+Start with `KnowledgeBase.open(settings, database_url=...)`; the engine only needs
+`kb.retriever` and `Passage`; jobs call `kb.refresh(name)`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
-from knowledge.config import KnowledgeSettings
+from knowledge.catalog import Catalog, CatalogBase
+from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
 from knowledge.ingest import Ingestor, Progress
+from knowledge.lexical import warmup as lexical_warmup
+from knowledge.live import LiveChunk, LiveIndex
+from knowledge.rerank import Reranker
 from knowledge.retriever import Retriever
 from knowledge.store import VectorStore
-from knowledge.types import Chunk, Document, IngestReport, Passage
+from knowledge.types import (
+    Chunk,
+    Document,
+    IngestReport,
+    Passage,
+    RefreshReport,
+    SourceStatus,
+)
 
 __all__ = [
+    "CatalogBase",
     "Chunk",
     "Document",
     "Embedder",
@@ -25,18 +41,26 @@ __all__ = [
     "KnowledgeSettings",
     "Passage",
     "Progress",
+    "RefreshReport",
     "Retriever",
+    "SourceSettings",
+    "SourceStatus",
     "VectorStore",
 ]
 
 SAMPLE_SOURCE = "sample"
+log = logging.getLogger(__name__)
+
+
+class UnknownSourceError(KeyError):
+    """A source name that is not configured."""
 
 
 class KnowledgeBase:
-    """The embedder, store, retriever and ingestor of one collection, opened together.
+    """The embedder, store, catalog, live index, retriever and ingestor, opened together.
 
     Nothing here blocks the event loop: the model loads on the embedding thread (on first use,
-    or at `warmup()`), chromadb runs in worker threads.
+    or at `warmup()`), chromadb and parsing run in worker threads.
     """
 
     def __init__(
@@ -44,6 +68,8 @@ class KnowledgeBase:
         settings: KnowledgeSettings,
         embedder: Embedder,
         store: VectorStore,
+        catalog: Catalog,
+        live: LiveIndex,
         *,
         owns_embedder: bool = True,
     ) -> None:
@@ -51,44 +77,133 @@ class KnowledgeBase:
         self._owns_embedder = owns_embedder
         self.embedder = embedder
         self.store = store
-        self.retriever = Retriever(embedder, store, settings)
-        self.ingestor = Ingestor(embedder, store, settings)
+        self.catalog = catalog
+        self.live = live
+        self.reranker = (
+            Reranker(settings.rerank_model, device=settings.embedding_device)
+            if settings.rerank_model
+            else None
+        )
+        self.retriever = Retriever(embedder, store, settings, live, self.reranker)
+        self.ingestor = Ingestor(embedder, store, settings, catalog, live)
+        self._generation = -1
 
     @classmethod
     async def open(
-        cls, settings: KnowledgeSettings, *, embedder: Embedder | None = None
+        cls,
+        settings: KnowledgeSettings,
+        *,
+        embedder: Embedder | None = None,
+        database_url: str | None = None,
     ) -> KnowledgeBase:
-        """Open the vector store (creating the collection when missing); the model loads lazily.
+        """Open the vector store and the catalog, and load the live index; the model loads lazily.
 
-        Pass `embedder` to share one loaded model between knowledge bases (and tests).
+        `database_url` is teambot's database (migrated by Alembic); without it the catalog is a
+        SQLite file beside the embedded store, created on first use (tests, scripts). Pass
+        `embedder` to share one loaded model between knowledge bases.
         """
         store = await VectorStore.open(
             settings.collection, persist_dir=settings.persist_dir, chroma_url=settings.chroma_url
         )
-        if embedder is not None:
-            return cls(settings, embedder, store, owns_embedder=False)
-        own = Embedder(settings.embedding_model, device=settings.embedding_device)
-        return cls(settings, own, store)
+        if database_url:
+            catalog = await Catalog.open(database_url)
+        else:
+            folder = await asyncio.to_thread(
+                lambda: Path(settings.persist_dir).expanduser().resolve()
+            )
+            path = folder / "catalog.db"
+            catalog = await Catalog.open(f"sqlite+aiosqlite:///{path}", create=True)
+        owns = embedder is None
+        model = embedder or Embedder(
+            settings.embedding_model,
+            device=settings.embedding_device,
+            backend=settings.embedding_backend,
+        )
+        kb = cls(settings, model, store, catalog, LiveIndex(), owns_embedder=owns)
+        await kb.reload()
+        return kb
 
     @staticmethod
     def sample_path() -> Path:
-        """The bundled sample helpdesk handbook (Markdown, English and Chinese)."""
+        """The bundled sample helpdesk handbook (Markdown, HTML, an FAQ sheet; English and Chinese)."""
         return Path(__file__).resolve().parent / "sample"
 
-    async def warmup(self) -> None:
-        """Load the embedding model now (a few seconds) instead of on the first question."""
-        await self.embedder.warmup()
+    @property
+    def sources(self) -> list[SourceSettings]:
+        """The configured sources; with none, the bundled sample (when seed_sample is on)."""
+        if self.settings.sources or not self.settings.seed_sample:
+            return list(self.settings.sources)
+        return [
+            SourceSettings(
+                name=SAMPLE_SOURCE,
+                kind="directory",
+                location=str(self.sample_path()),
+                collection=self.settings.default_collection,
+            )
+        ]
 
-    async def ensure_sample(self, progress: Progress | None = None) -> IngestReport | None:
-        """Index the sample handbook as source "sample" when enabled and the collection is empty."""
-        if not self.settings.seed_sample or await self.store.count() > 0:
-            return None
-        return await self.ingestor.ingest_path(
-            self.sample_path(), source=SAMPLE_SOURCE, progress=progress
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        names = ", ".join(s.name for s in self.sources) or "none"
+        raise UnknownSourceError(
+            f"no knowledge source named {name!r} (configured: {names}); add a "
+            "[[knowledge.sources]] entry to teambot.toml"
         )
 
+    async def refresh(self, name: str, progress: Progress | None = None) -> RefreshReport:
+        """Refresh one configured source now (see `knowledge.ingest`)."""
+        return await self.ingestor.refresh(self.source(name), progress=progress)
+
+    async def statuses(self) -> list[SourceStatus]:
+        """Configured sources first (never-run ones too), then sources only the catalog knows."""
+        known = await self.catalog.statuses()
+        rows = []
+        for source in self.sources:
+            found = known.pop(source.name, None)
+            rows.append(
+                found
+                or SourceStatus(source.name, source.kind, source.collection, 0, 0, 0, None, "never")
+            )
+        from dataclasses import replace
+
+        rows.extend(replace(s, configured=False) for s in known.values())
+        return rows
+
+    async def warmup(self) -> None:
+        """Load the embedding model and jieba's dictionary now, not in the first question."""
+        await asyncio.gather(self.embedder.warmup(), asyncio.to_thread(lexical_warmup))
+
+    async def reload(self) -> bool:
+        """Rebuild the live index from the catalog when another process changed it."""
+        generation = await self.catalog.generation()
+        if generation == self._generation:
+            return False
+        documents = await self.catalog.live()
+        chunks = [
+            LiveChunk(chunk_id, doc.collection, tokens.split())
+            for doc in documents
+            for chunk_id, tokens in zip(doc.chunk_ids, doc.tokens, strict=False)
+        ]
+        fresh = LiveIndex()
+        await asyncio.to_thread(fresh.swap, chunks, ())
+        self.live.adopt(fresh)
+        self._generation = generation
+        return True
+
+    async def ensure_sample(self, progress: Progress | None = None) -> RefreshReport | None:
+        """Index the sample handbook as source "sample" when it is the source and nothing is
+        indexed yet."""
+        if self.settings.sources or not self.settings.seed_sample or len(self.live) > 0:
+            return None
+        return await self.refresh(SAMPLE_SOURCE, progress)
+
     async def close(self) -> None:
-        """Release the store; an embedder passed to `open` stays usable, ours is shut down."""
+        """Release the store and catalog; an embedder passed to `open` stays usable."""
         await self.store.close()
+        await self.catalog.close()
+        if self.reranker is not None:
+            await self.reranker.close()
         if self._owns_embedder:
             await self.embedder.close()

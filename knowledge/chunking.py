@@ -311,3 +311,51 @@ def _atoms(text: str, count_tokens: TokenCounter, max_tokens: int) -> Iterator[s
             piece += char
         if piece:
             yield piece
+
+
+def chunk_pdf(
+    text: str, *, count_tokens: TokenCounter, chunk_tokens: int = 200, chunk_overlap: int = 40
+) -> list[Chunk]:
+    """Chunk PDF text page by page (pages separated by form feeds); the section is "Page N"."""
+    chunks: list[Chunk] = []
+    for number, page in enumerate(text.split("\f"), start=1):
+        units = _units(page, count_tokens, chunk_tokens)
+        for body in _pack(units, count_tokens, chunk_tokens, chunk_overlap):
+            chunks.append(Chunk(body, f"Page {number}", len(chunks), count_tokens(body)))
+    return chunks
+
+
+def chunk_faq(text: str, *, count_tokens: TokenCounter, chunk_tokens: int = 200) -> list[Chunk]:
+    """One chunk per question-answer pair (`## question` sections); the section is the question.
+
+    An answer too long for the model is split, each piece keeping its question.
+    """
+    chunks: list[Chunk] = []
+    for section in markdown_sections(text):
+        question = section.path
+        whole = f"{question}\n{section.text}"
+        pieces = (
+            [whole]
+            if count_tokens(whole) <= chunk_tokens
+            else [
+                f"{question}\n{piece}"
+                for piece in hard_split(
+                    section.text, count_tokens, max(16, chunk_tokens - count_tokens(question) - 2)
+                )
+            ]
+        )
+        for piece in pieces:
+            chunks.append(Chunk(piece, question, len(chunks), count_tokens(piece)))
+    return chunks
+
+
+def chunk_document(
+    kind: str, text: str, *, count_tokens: TokenCounter, chunk_tokens: int, chunk_overlap: int
+) -> list[Chunk]:
+    """Chunk a loaded document by its kind (markdown, text, pdf or faq)."""
+    if kind == "faq":
+        return chunk_faq(text, count_tokens=count_tokens, chunk_tokens=chunk_tokens)
+    split = {"markdown": chunk_markdown, "pdf": chunk_pdf}.get(kind, chunk_text)
+    return split(
+        text, count_tokens=count_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+    )

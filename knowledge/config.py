@@ -3,8 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00 in knowledge.timezone
+
+
+class SourceSettings(BaseModel):
+    """One `[[knowledge.sources]]` entry: where documents come from and when to re-read them."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique; shown in citations and reports")
+    kind: Literal["directory", "url", "sitemap"]
+    location: str = Field(min_length=1, description="a folder, a page URL or a sitemap URL")
+    include: list[str] = Field(
+        default_factory=list,
+        description="globs (relative paths, or URLs for url/sitemap) to take; [] = everything",
+    )
+    exclude: list[str] = Field(default_factory=list, description="globs to skip; win over include")
+    schedule: str = Field(default=DEFAULT_SCHEDULE, description="cron: minute hour day month dow")
+    collection: str = Field(default="default", pattern=NAME_PATTERN)
+    max_pages: int = Field(default=500, ge=1, le=100_000, description="sitemap page cap")
+    concurrency: int = Field(default=4, ge=1, le=32, description="pages fetched at once")
+    timeout: float = Field(default=20.0, gt=0, le=300, description="seconds per HTTP request")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(
+                f"schedule {value!r} is not a 5-field cron expression "
+                "(minute hour day month day-of-week), e.g. '0 3 * * *' for daily at 03:00"
+            )
+        return value
 
 
 class KnowledgeSettings(BaseModel):
@@ -17,17 +51,45 @@ class KnowledgeSettings(BaseModel):
         description="sentence-transformers model name or path; empty = bundled all-MiniLM-L6-v2",
     )
     embedding_device: str = Field(default="cpu", description="cpu | cuda | mps")
+    embedding_backend: Literal["torch", "onnx"] = Field(
+        default="torch", description="sentence-transformers backend (onnx needs optimum)"
+    )
     persist_dir: Path = Field(default=Path("./data/chroma"), description="embedded chromadb folder")
     chroma_url: str = Field(default="", description="a Chroma server URL; empty = embedded")
     collection: str = Field(
-        default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$"
+        default="default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$",
+        description="the chromadb collection that holds every knowledge collection",
     )
     chunk_tokens: int = Field(default=200, ge=32, le=2048)
     chunk_overlap: int = Field(default=40, ge=0, le=512)
     top_k: int = Field(default=4, ge=1, le=50)
+    retrieval: Literal["hybrid", "dense", "lexical"] = Field(
+        default="hybrid", description="dense (embeddings), lexical (BM25) or both fused (RRF)"
+    )
+    candidates: int = Field(default=20, ge=1, le=200, description="per retriever, before fusion")
     min_score: float = Field(
-        default=0.35, ge=0.0, le=1.0, description="below this a passage is not grounding"
+        default=0.30, ge=0.0, le=1.0, description="below this a passage is not grounding"
+    )
+    rerank_model: str = Field(
+        default="", description="a sentence-transformers CrossEncoder name or path; empty = off"
     )
     seed_sample: bool = Field(
-        default=True, description="index the bundled sample handbook when the collection is empty"
+        default=True,
+        description="with no sources configured, the bundled sample handbook is source 'sample'",
     )
+    timezone: str = Field(default="", description="zone of the cron schedules; empty = local")
+    default_collection: str = Field(default="default", pattern=NAME_PATTERN)
+    chat_collections: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="'platform:chat_id' (or 'chat_id') -> collections that chat may see",
+    )
+    sources: list[SourceSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> KnowledgeSettings:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"knowledge source names must be unique: {', '.join(duplicates)}")
+        return self

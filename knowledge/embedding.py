@@ -54,9 +54,12 @@ class Embedder:
     loads the model on first use: call it on the worker (through `run`), not on the loop.
     """
 
-    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str = "", *, device: str = "cpu", batch_size: int = 64, backend: str = "torch"
+    ) -> None:
         self._model_name = model
         self._device = device
+        self._backend = backend
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
@@ -96,6 +99,19 @@ class Embedder:
         tokenizer = self._load().tokenizer
         return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
+    def readable(self, text: str) -> float:
+        """Share of `text`'s wordpieces the model knows (not [UNK]); blocking, like count_tokens.
+
+        all-MiniLM-L6-v2 reads most Chinese characters as [UNK]: its similarity for such a
+        question says little, and retrieval trusts it that much less.
+        """
+        tokenizer = self._load().tokenizer
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        unknown = tokenizer.unk_token_id
+        if not ids or unknown is None:
+            return 1.0
+        return sum(1 for i in ids if i != unknown) / len(ids)
+
     async def close(self) -> None:
         """Stop the worker thread after the calls already queued."""
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -130,7 +146,10 @@ class Embedder:
         hf_logging.disable_progress_bar()
         source = str(bundled_model_path()) if not self._model_name else self._model_name
         try:
-            model = SentenceTransformer(source, device=self._device)
+            if self._backend == "onnx":
+                model = _onnx_model(SentenceTransformer, source, self._device)
+            else:
+                model = SentenceTransformer(source, device=self._device)
         except Exception as exc:
             raise EmbeddingModelError(
                 f"cannot load embedding model {source!r} offline ({type(exc).__name__}: {exc}): "
@@ -140,3 +159,15 @@ class Embedder:
             ) from exc
         self.load_seconds = time.perf_counter() - started
         return model
+
+
+def _onnx_model(factory: Any, source: str, device: str) -> Any:
+    """sentence-transformers' ONNX backend: needs `optimum[onnxruntime]` for the export."""
+    try:
+        import optimum  # noqa: F401
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            "knowledge.embedding_backend = 'onnx' needs optimum and onnxruntime: "
+            "`pip install 'optimum[onnxruntime]'`, or set embedding_backend = 'torch'"
+        ) from exc
+    return factory(source, device=device, backend="onnx")

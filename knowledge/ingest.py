@@ -1,49 +1,102 @@
-"""Incremental ingest: load, chunk, embed and store the documents of one knowledge source."""
+"""Incremental refresh: read a source, re-embed only what changed, swap versions atomically.
+
+For each document the catalog remembers a content hash and its chunk ids. A refresh:
+
+1. reads every document of the source (a document that cannot be read is recorded as failed
+   and keeps its last good version);
+2. skips documents whose hash is unchanged;
+3. chunks and embeds the changed ones, reusing the stored vector of every chunk whose text is
+   unchanged, and writes the new chunks under new ids (invisible to queries);
+4. commits the catalog and swaps the new chunks live in one step, then deletes the old chunks
+   once no query still uses them;
+5. removes the documents that disappeared (unless the source itself could not be read);
+6. writes a report (added, changed, removed, unchanged, failed, duration) to the catalog.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
-from knowledge.chunking import chunk_markdown, chunk_text, embed_text
-from knowledge.config import KnowledgeSettings
+from knowledge.catalog import Catalog, Indexed, Known
+from knowledge.chunking import chunk_document, embed_text
+from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder
-from knowledge.loaders import LoadError, document_uri, list_files, load_file
+from knowledge.lexical import tokenize
+from knowledge.live import LiveChunk, LiveIndex, drained
+from knowledge.sources import SourceError, read_source
 from knowledge.store import Metadata, VectorStore
-from knowledge.types import Chunk, Document, IngestReport
+from knowledge.types import Chunk, Document, RefreshReport
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-"""Called as (phase, done, total); phases are "files", "chunks", "embeddings"."""
+"""Called as (phase, done, total); phases are "documents" and "embeddings"."""
 
 # Bump when chunking changes so that every document is re-indexed once.
-CHUNKER_VERSION = 1
-_FLUSH_CHUNKS = 256  # embed and write in groups of about this many chunks
+CHUNKER_VERSION = 2
+_FLUSH_CHUNKS = 256  # embed, write and swap in groups of about this many chunks
 
 
-def chunk_id(source: str, uri: str, index: int) -> str:
-    """Stable id of one chunk: the same document and position always get the same id."""
-    return f"{source}:{hashlib.sha1(uri.encode()).hexdigest()[:12]}:{index}"
+def chunk_id(source: str, uri: str, index: int, version: str = "") -> str:
+    """Id of one chunk of one version of a document (a new version gets new ids)."""
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:12]
+    return f"{source}:{digest}:{version[:8]}:{index}" if version else f"{source}:{digest}:{index}"
 
 
 class Ingestor:
-    """Indexes documents into the vector store, skipping those whose content is unchanged.
+    """Indexes sources into the vector store, the catalog and the live index.
 
-    All methods are async; file reading, tokenizing and embedding run in worker threads.
+    All methods are async; reading, parsing, tokenizing and embedding run in worker threads.
     """
 
-    def __init__(self, embedder: Embedder, store: VectorStore, settings: KnowledgeSettings) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        settings: KnowledgeSettings,
+        catalog: Catalog,
+        live: LiveIndex,
+    ) -> None:
         self._embedder = embedder
         self._store = store
         self._settings = settings
+        self._catalog = catalog
+        self._live = live
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def content_hash(self, document: Document) -> str:
-        """Hash of a document's text and of the settings that shape its chunks."""
+        """Hash of a document's text and of everything that shapes its chunks and vectors."""
         s = self._settings
-        header = f"v{CHUNKER_VERSION}|{s.chunk_tokens}|{s.chunk_overlap}|{document.title}\n"
+        header = (
+            f"v{CHUNKER_VERSION}|{s.chunk_tokens}|{s.chunk_overlap}|{self._embedder.model_name}|"
+            f"{document.kind}|{document.title}|{document.url}\n"
+        )
         return hashlib.sha256((header + document.text).encode()).hexdigest()
+
+    async def refresh(
+        self, source: SourceSettings, *, progress: Progress | None = None
+    ) -> RefreshReport:
+        """One run over a configured source; see the module docstring."""
+        total = [0]
+
+        def on_total(n: int) -> None:
+            total[0] = n
+            _notify(progress, "documents", 0, n)
+
+        return await self._run(
+            source.name,
+            source.kind,
+            source.collection,
+            read_source(source, on_total),
+            progress,
+            total,
+            prune=True,
+        )
 
     async def ingest_path(
         self,
@@ -52,131 +105,255 @@ class Ingestor:
         source: str,
         progress: Progress | None = None,
         prune: bool = True,
-    ) -> IngestReport:
-        """Index a folder (recursively) or one file of Markdown and text files.
+        collection: str | None = None,
+    ) -> RefreshReport:
+        """Index a folder (recursively) or one file, as source `source`.
 
-        With `prune`, documents of `source` under this folder that no longer exist are removed.
-        Unreadable files are listed in `IngestReport.failed` and keep their previous chunks.
+        With `prune` (folders only), documents of `source` no longer there are removed.
         """
-        started = time.perf_counter()
-        root, is_dir = await asyncio.to_thread(_resolve, Path(path), source)
-        report = IngestReport()
-        files = await asyncio.to_thread(list_files, root)
-        known = await self._store.fingerprints(source)
-        report.files_seen = len(files)
-        _notify(progress, "files", 0, len(files))
-        changed: list[tuple[Document, str]] = []
-        seen: set[str] = set()
-        for done, file in enumerate(files, start=1):
-            uri = document_uri(file, root)
-            seen.add(uri)
-            try:
-                document = await asyncio.to_thread(load_file, file, root)
-            except LoadError as exc:
-                report.failed[uri] = str(exc)
-            else:
-                digest = self.content_hash(document)
-                if known.get(uri) == digest:
-                    report.files_unchanged += 1
-                else:
-                    changed.append((document, digest))
-            _notify(progress, "files", done, len(files))
-        await self._index(changed, source, report, progress)
-        if prune and is_dir:
-            prefix = f"{root.name}/"
-            for uri in sorted(known.keys() - seen):
-                if uri.startswith(prefix):
-                    await self._store.delete_document(source, uri)
-                    report.files_removed += 1
-        report.seconds = time.perf_counter() - started
-        return report
+        root, exists, is_dir = await asyncio.to_thread(_inspect, Path(path))
+        if not exists:
+            raise FileNotFoundError(f"knowledge source {source!r}: {root} does not exist")
+        settings = SourceSettings(
+            name=source,
+            kind="directory",
+            location=str(root),
+            collection=collection or self._settings.default_collection,
+        )
+        total = [0]
+
+        def on_total(n: int) -> None:
+            total[0] = n
+            _notify(progress, "documents", 0, n)
+
+        return await self._run(
+            source,
+            "directory",
+            settings.collection,
+            read_source(settings, on_total),
+            progress,
+            total,
+            prune=prune and is_dir,
+        )
 
     async def ingest_documents(
-        self, documents: Sequence[Document], *, source: str, progress: Progress | None = None
-    ) -> IngestReport:
-        """Index already-loaded documents (for sources that are not folders)."""
-        started = time.perf_counter()
-        report = IngestReport(files_seen=len(documents))
-        known = await self._store.fingerprints(source)
-        changed: list[tuple[Document, str]] = []
-        for document in documents:
-            digest = self.content_hash(document)
-            if known.get(document.uri) == digest:
-                report.files_unchanged += 1
-            else:
-                changed.append((document, digest))
-        await self._index(changed, source, report, progress)
-        report.seconds = time.perf_counter() - started
-        return report
+        self,
+        documents: Sequence[Document],
+        *,
+        source: str,
+        collection: str | None = None,
+        progress: Progress | None = None,
+    ) -> RefreshReport:
+        """Index already-loaded documents (nothing is removed)."""
+
+        async def items() -> AsyncIterator[tuple[str, Document | str]]:
+            for document in documents:
+                yield document.uri, document
+
+        return await self._run(
+            source,
+            "documents",
+            collection or self._settings.default_collection,
+            items(),
+            progress,
+            [len(documents)],
+            prune=False,
+        )
 
     async def delete_document(self, uri: str, *, source: str) -> None:
-        """Remove one document's chunks from the index."""
-        await self._store.delete_document(source, uri)
+        """Remove one document from the catalog, the live index and the store."""
+        known = await self._catalog.known(source)
+        if uri in known:
+            await self._remove(source, [known[uri]])
 
     async def delete_source(self, source: str) -> None:
-        """Remove a whole knowledge source from the index."""
+        """Remove a whole knowledge source."""
+        ids = await self._catalog.forget(source)
+        await self._retire(ids)
         await self._store.delete_source(source)
 
-    async def _index(
+    async def _run(
         self,
-        changed: list[tuple[Document, str]],
         source: str,
-        report: IngestReport,
+        kind: str,
+        collection: str,
+        items: AsyncIterator[tuple[str, Document | str]],
         progress: Progress | None,
+        total: list[int],
+        *,
+        prune: bool,
+    ) -> RefreshReport:
+        clock = time.perf_counter()
+        report = RefreshReport(source=source)
+        lock = self._locks.setdefault(source, asyncio.Lock())
+        if lock.locked():
+            report.skipped, report.error = True, "a refresh of this source is already running"
+            return report
+        async with lock:
+            started = await self._catalog.acquire(source, kind, collection)
+            if started is None:
+                report.skipped = True
+                report.error = "another process is refreshing this source"
+                return report
+            try:
+                await self._scan(source, collection, items, progress, total, report, prune=prune)
+            except Exception as exc:  # a bug or a store failure: record it, never kill the job
+                log.exception("refresh of %s failed", source)
+                report.error = report.error or f"{type(exc).__name__}: {exc}"
+            finally:
+                report.seconds = time.perf_counter() - clock
+                await self._catalog.release(source, started, report)
+        log.info("knowledge refresh %s", report.summary())
+        return report
+
+    async def _scan(
+        self,
+        source: str,
+        collection: str,
+        items: AsyncIterator[tuple[str, Document | str]],
+        progress: Progress | None,
+        total: list[int],
+        report: RefreshReport,
+        *,
+        prune: bool,
     ) -> None:
-        chunked: list[tuple[Document, str, list[Chunk]]] = []
-        _notify(progress, "chunks", 0, len(changed))
-        for done, (document, digest) in enumerate(changed, start=1):
-            # Tokenizing uses the model's tokenizer, which lives on the embedding thread.
-            chunks = await self._embedder.run(self._chunk, document)
-            chunked.append((document, digest, chunks))
-            _notify(progress, "chunks", done, len(changed))
-
-        total = sum(len(chunks) for _, _, chunks in chunked)
-        embedded = 0
-        _notify(progress, "embeddings", 0, total)
+        known = await self._catalog.known(source)
+        seen: set[str] = set()
+        unchanged: list[str] = []
         group: list[tuple[Document, str, list[Chunk]]] = []
-        for item in chunked:
-            group.append(item)
-            if sum(len(c) for _, _, c in group) >= _FLUSH_CHUNKS or item is chunked[-1]:
-                embedded = await self._write(group, source, embedded, total, progress)
-                report.files_indexed += len(group)
-                group = []
-        report.chunks += total
+        embedded = [0, 0]  # done, total
+        try:
+            async for uri, item in items:
+                seen.add(uri)
+                if isinstance(item, str):
+                    report.failed[uri] = item
+                else:
+                    digest = self.content_hash(item)
+                    old = known.get(uri)
+                    if old is not None and old.content_hash == digest and old.chunk_ids:
+                        unchanged.append(uri)
+                    else:
+                        chunks = await self._embedder.run(self._chunk, item)
+                        group.append((item, digest, chunks))
+                        embedded[1] += len(chunks)
+                        if sum(len(c) for _, _, c in group) >= _FLUSH_CHUNKS:
+                            await self._flush(
+                                source, collection, group, known, report, progress, embedded
+                            )
+                            group = []
+                _notify(progress, "documents", len(seen), max(total[0], len(seen)))
+        except SourceError as exc:
+            report.error = str(exc)
+        if group:
+            await self._flush(source, collection, group, known, report, progress, embedded)
+        report.unchanged = len(unchanged)
+        await self._catalog.seen(source, unchanged)
+        if report.failed:
+            await self._catalog.failed(source, collection, report.failed)
+        if prune and not report.error:
+            gone = [known[uri] for uri in sorted(known.keys() - seen)]
+            await self._remove(source, gone)
+            report.removed = len(gone)
+        if not report.error:
+            await self._sweep(source)
 
-    async def _write(
+    async def _flush(
         self,
-        group: list[tuple[Document, str, list[Chunk]]],
         source: str,
-        embedded: int,
-        total: int,
+        collection: str,
+        group: list[tuple[Document, str, list[Chunk]]],
+        known: dict[str, Known],
+        report: RefreshReport,
         progress: Progress | None,
-    ) -> int:
+        embedded: list[int],
+    ) -> None:
         texts = [embed_text(doc.title, chunk) for doc, _, chunks in group for chunk in chunks]
-        vectors: list[list[float]] = []
-        step = 64
-        for start in range(0, len(texts), step):
-            vectors.extend(await self._embedder.embed(texts[start : start + step]))
-            embedded += len(texts[start : start + step])
-            _notify(progress, "embeddings", embedded, total)
+        hashes = [self._chunk_hash(text) for text in texts]
+        cached = await self._store.vectors(hashes)  # any chunk with the same text, any document
+        missing = sorted(
+            {t for t, h in zip(texts, hashes, strict=True) if h not in cached}, key=len
+        )
+        fresh = dict(zip(missing, await self._embedder.embed(missing), strict=True))
+        vectors = [cached.get(h) or fresh[t] for t, h in zip(texts, hashes, strict=True)]
+        tokens = await asyncio.to_thread(lambda: [" ".join(tokenize(t)) for t in texts])
+        report.embedded += len(missing)
+        embedded[0] += len(texts)
+        _notify(progress, "embeddings", embedded[0], embedded[1])
+
+        ids: list[str] = []
+        metadatas: list[Metadata] = []
+        indexed: list[Indexed] = []
         offset = 0
         for document, digest, chunks in group:
-            own = vectors[offset : offset + len(chunks)]
-            offset += len(chunks)
-            # Not atomic yet: a query between these two calls misses this document.
-            await self._store.delete_document(source, document.uri)
-            if chunks:
-                await self._store.upsert(
-                    [chunk_id(source, document.uri, c.index) for c in chunks],
-                    own,
-                    [c.text for c in chunks],
-                    [_metadata(source, document, digest, c) for c in chunks],
+            own = [chunk_id(source, document.uri, c.index, digest) for c in chunks]
+            ids.extend(own)
+            metadatas.extend(
+                _metadata(source, collection, document, digest, c, hashes[offset + n])
+                for n, c in enumerate(chunks)
+            )
+            indexed.append(
+                Indexed(
+                    document.uri,
+                    collection,
+                    document.title,
+                    digest,
+                    tuple(own),
+                    tuple(tokens[offset : offset + len(chunks)]),
+                    document.modified_at,
                 )
-        return embedded
+            )
+            offset += len(chunks)
+            if document.uri in known and known[document.uri].chunk_ids:
+                report.changed += 1
+            else:
+                report.added += 1
+        await self._store.upsert(
+            ids, vectors, [c.text for _, _, cs in group for c in cs], metadatas
+        )
+        await self._catalog.commit(source, indexed)
+        new = set(ids)
+        retired = [i for doc, _, _ in group if doc.uri in known for i in known[doc.uri].chunk_ids]
+        old = await asyncio.to_thread(
+            self._live.swap,
+            (
+                LiveChunk(i, collection, t.split())
+                for doc in indexed
+                for i, t in zip(doc.chunk_ids, doc.tokens, strict=True)
+            ),
+            retired,
+        )
+        for document, _, _ in group:
+            known.pop(document.uri, None)  # now current: not "previous" for a later group
+        report.chunks += len(ids)
+        await drained(old)
+        await self._store.delete([i for i in retired if i not in new])
+
+    async def _remove(self, source: str, documents: Sequence[Known]) -> None:
+        if not documents:
+            return
+        await self._catalog.commit(source, [], removed=[d.uri for d in documents])
+        await self._retire([i for d in documents for i in d.chunk_ids])
+
+    async def _retire(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        old = await asyncio.to_thread(self._live.swap, (), ids)
+        await drained(old)
+        await self._store.delete(ids)
+
+    async def _sweep(self, source: str) -> None:
+        """Delete chunks the catalog does not reference (a crashed run's, the first cut's)."""
+        wanted = {i for doc in (await self._catalog.known(source)).values() for i in doc.chunk_ids}
+        orphans = sorted((await self._store.ids(source)) - wanted)
+        if orphans:
+            log.info("knowledge source %s: deleting %d unreferenced chunks", source, len(orphans))
+            await self._store.delete(orphans)
+
+    def _chunk_hash(self, text: str) -> str:
+        return hashlib.sha1(f"{self._embedder.model_name}\n{text}".encode()).hexdigest()[:20]
 
     def _chunk(self, document: Document) -> list[Chunk]:
-        split = chunk_markdown if document.kind == "markdown" else chunk_text
-        return split(
+        return chunk_document(
+            document.kind,
             document.text,
             count_tokens=self._embedder.count_tokens,
             chunk_tokens=self._settings.chunk_tokens,
@@ -184,25 +361,28 @@ class Ingestor:
         )
 
 
-def _metadata(source: str, document: Document, digest: str, chunk: Chunk) -> Metadata:
+def _metadata(
+    source: str, collection: str, document: Document, digest: str, chunk: Chunk, chunk_hash: str
+) -> Metadata:
     return {
         "source": source,
+        "collection": collection,
         "uri": document.uri,
+        "url": document.url,
         "title": document.title,
         "section": chunk.section,
         "kind": document.kind,
         "modified_at": document.modified_at.isoformat() if document.modified_at else "",
         "content_hash": digest,
+        "chunk_hash": chunk_hash,
         "chunk": chunk.index,
         "tokens": chunk.tokens,
     }
 
 
-def _resolve(path: Path, source: str) -> tuple[Path, bool]:
+def _inspect(path: Path) -> tuple[Path, bool, bool]:
     root = path.expanduser().resolve()
-    if not root.exists():
-        raise FileNotFoundError(f"knowledge source {source!r}: {root} does not exist")
-    return root, root.is_dir()
+    return root, root.exists(), root.is_dir()
 
 
 def _notify(progress: Progress | None, phase: str, done: int, total: int) -> None:

@@ -1,25 +1,42 @@
-"""Load Markdown and plain-text files into `Document`s.
+"""Load files into `Document`s: Markdown, text, HTML, PDF, Word .docx and FAQ sheets (CSV/XLSX).
 
-Everything here is blocking file IO: call it from a worker thread (`asyncio.to_thread`), never
-on the event loop.
+Everything here is blocking IO and parsing: call it from a worker thread (`asyncio.to_thread`),
+never on the event loop. HTML and .docx become Markdown (their headings become section paths);
+PDF keeps one page per form feed; an FAQ sheet becomes one `## question` section per row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from pathlib import Path
 
 from knowledge.chunking import markdown_title
 from knowledge.types import Document
 
-KINDS = {".md": "markdown", ".markdown": "markdown", ".txt": "text"}
+KINDS = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".csv": "faq",
+    ".xlsx": "faq",
+}
 # utf-8-sig only strips a BOM; gb18030 covers GBK/GB2312 files saved by Chinese Windows tools.
 ENCODINGS = ("utf-8", "utf-8-sig", "gb18030")
+QUESTION_HEADERS = {"question", "q", "问题", "问", "提问", "常见问题"}
+ANSWER_HEADERS = {"answer", "a", "答案", "答", "回答", "解答"}
 
 
 class LoadError(Exception):
-    """A file that could not be read or decoded; the message says why."""
+    """A file that could not be read or parsed; the message says why."""
 
 
 def document_uri(path: Path, root: Path) -> str:
@@ -29,7 +46,14 @@ def document_uri(path: Path, root: Path) -> str:
     return f"{root.name}/{path.relative_to(root).as_posix()}"
 
 
-def list_files(root: Path) -> list[Path]:
+def selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether a relative path (or URL) passes the include/exclude globs."""
+    if any(fnmatch(relative, pattern) for pattern in exclude):
+        return False
+    return not include or any(fnmatch(relative, pattern) for pattern in include)
+
+
+def list_files(root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
     """Supported files under `root` (or `root` itself), sorted, skipping hidden files and dirs."""
     if root.is_file():
         return [root] if root.suffix.lower() in KINDS else []
@@ -37,8 +61,15 @@ def list_files(root: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in KINDS:
-                found.append(Path(dirpath) / name)
+            if (
+                name.startswith(".")
+                or name.startswith("~$")
+                or Path(name).suffix.lower() not in KINDS
+            ):
+                continue
+            path = Path(dirpath) / name
+            if selected(path.relative_to(root).as_posix(), include, exclude):
+                found.append(path)
     return sorted(found)
 
 
@@ -51,27 +82,166 @@ def decode(data: bytes) -> str:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        return text.removeprefix("\ufeff")
+        return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     raise LoadError(f"cannot decode as {', '.join(ENCODINGS)}")
 
 
 def load_file(path: Path, root: Path) -> Document:
-    """Read one file into a `Document`; raise `LoadError` when it cannot be read or decoded."""
+    """Read one file into a `Document`; raise `LoadError` when it cannot be read or parsed."""
     try:
         data = path.read_bytes()
         mtime = path.stat().st_mtime
     except OSError as exc:
         raise LoadError(exc.strerror or str(exc)) from exc
-    text = decode(data).replace("\r\n", "\n").replace("\r", "\n")
-    kind = KINDS[path.suffix.lower()]
-    title = (markdown_title(text) if kind == "markdown" else None) or path.stem
-    return Document(
+    return parse(
+        data,
+        KINDS[path.suffix.lower()],
         uri=document_uri(path, root),
-        title=title,
-        text=text,
-        kind=kind,
+        name=path.stem,
+        suffix=path.suffix.lower(),
         modified_at=datetime.fromtimestamp(mtime, tz=UTC),
     )
+
+
+def parse(
+    data: bytes,
+    kind: str,
+    *,
+    uri: str,
+    name: str,
+    suffix: str = "",
+    modified_at: datetime | None = None,
+    url: str = "",
+) -> Document:
+    """Parse bytes of a known kind; `name` is the fallback title. Raises `LoadError`."""
+    try:
+        if kind in ("markdown", "text"):
+            text = decode(data)
+            title = (markdown_title(text) if kind == "markdown" else None) or name
+        elif kind == "html":
+            text, found = html_to_markdown(decode(data))
+            title, kind = found or markdown_title(text) or name, "markdown"
+        elif kind == "pdf":
+            text, found = _pdf(data)
+            title = found or name
+        elif kind == "docx":
+            text, found = _docx(data)
+            title, kind = found or markdown_title(text) or name, "markdown"
+        elif kind == "faq":
+            rows = _xlsx_rows(data) if suffix == ".xlsx" else _csv_rows(decode(data))
+            text, title = faq_markdown(rows), name
+        else:
+            raise LoadError(f"unsupported kind {kind!r}")
+    except LoadError:
+        raise
+    except Exception as exc:  # a parser's own error (corrupt PDF, bad zip): report, don't stop
+        raise LoadError(f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
+    if not text.strip():
+        raise LoadError(f"no text found in this {kind} file")
+    return Document(uri=uri, title=title, text=text, kind=kind, modified_at=modified_at, url=url)
+
+
+def html_to_markdown(html: str) -> tuple[str, str | None]:
+    """The main text of a page as Markdown (navigation, footers dropped), and its title."""
+    import trafilatura
+
+    text = trafilatura.extract(
+        html,
+        output_format="markdown",
+        include_formatting=True,
+        include_tables=True,
+        include_links=False,
+        include_comments=False,
+        favor_recall=True,
+    )
+    metadata = trafilatura.extract_metadata(html)
+    title = metadata.title if metadata is not None and metadata.title else None
+    return (text or "").strip() + "\n", title
+
+
+def _pdf(data: bytes) -> tuple[str, str | None]:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    title = reader.metadata.title if reader.metadata and reader.metadata.title else None
+    return "\f".join(pages), title
+
+
+def _docx(data: bytes) -> tuple[str, str | None]:
+    import docx
+
+    document = docx.Document(io.BytesIO(data))
+    lines: list[str] = []
+    for paragraph in document.paragraphs:
+        text = paragraph.text.strip()
+        if not text:
+            continue
+        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        if style == "Title":
+            lines.append(f"# {text}")
+        elif style.startswith("Heading") and style[7:].strip().isdigit():
+            level = min(int(style[7:].strip()), 6)
+            lines.append(f"{'#' * level} {text}")
+        elif style.startswith("List"):
+            lines.append(f"- {text}")
+        else:
+            lines.append(text)
+        lines.append("")
+    for table in document.tables:
+        for row in table.rows:
+            lines.append("| " + " | ".join(cell.text.strip() for cell in row.cells) + " |")
+        lines.append("")
+    title = document.core_properties.title or None
+    return "\n".join(lines), title
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], ",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    return [row for row in csv.reader(io.StringIO(text), dialect)]
+
+
+def _xlsx_rows(data: bytes) -> list[list[str]]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        rows: list[list[str]] = []
+        for sheet in book.worksheets:
+            for values in sheet.iter_rows(values_only=True):
+                rows.append(["" if v is None else str(v) for v in values])
+        return rows
+    finally:
+        book.close()
+
+
+def faq_pairs(rows: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """Question-answer pairs: columns named question/answer (or 问题/答案), else the first two."""
+    rows = [[cell.strip() for cell in row] for row in rows if any(c.strip() for c in row)]
+    if not rows:
+        return []
+    header = [cell.lower() for cell in rows[0]]
+    q = next((i for i, h in enumerate(header) if h in QUESTION_HEADERS), None)
+    a = next((i for i, h in enumerate(header) if h in ANSWER_HEADERS), None)
+    if q is not None and a is not None:
+        rows = rows[1:]
+    else:
+        q, a = 0, 1
+    pairs = []
+    for row in rows:
+        if len(row) > max(q, a) and row[q] and row[a]:
+            pairs.append((" ".join(row[q].split()), row[a]))
+    if not pairs:
+        raise LoadError("no question/answer rows found (want two columns: question, answer)")
+    return pairs
+
+
+def faq_markdown(rows: Sequence[Sequence[str]]) -> str:
+    """One `## question` section per pair (the chunker makes each pair one chunk)."""
+    return "".join(f"## {q}\n\n{a}\n\n" for q, a in faq_pairs(rows))
 
 
 def load_folder(root: Path) -> tuple[list[Document], dict[str, str]]:

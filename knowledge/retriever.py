@@ -1,21 +1,56 @@
-"""Dense retrieval: embed the question, return the nearest chunks."""
+"""Hybrid retrieval: dense (embeddings in chromadb) and lexical (BM25), fused by reciprocal rank.
+
+Each retriever proposes `candidates` chunks of the chat's collections; reciprocal rank fusion
+(k = 60) orders their union; near-duplicate passages collapse into the better-ranked one; an
+optional cross-encoder reorders the head; the first `k` are returned.
+
+Scores are calibrated relevance in [0, 1]: the larger of the cosine similarity (scaled down
+by how much of the question the embedding model can read at all: all-MiniLM-L6-v2 sees most
+Chinese characters as [UNK]) and the BM25 query coverage (`knowledge.lexical`). They never
+increase down the list, so "the best passage is below `min_score`" means "no grounding".
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder
+from knowledge.lexical import tokenize
+from knowledge.live import LiveIndex, Snapshot
+from knowledge.rerank import Reranker
 from knowledge.store import VectorStore
 from knowledge.types import Passage
+
+RRF_K = 60
+DUPLICATE_JACCARD = 0.85
+_SHINGLE = re.compile(r"\w+", re.UNICODE)
 
 
 class Retriever:
     """Finds the passages closest to a question. `retrieve` is async and never blocks the loop."""
 
-    def __init__(self, embedder: Embedder, store: VectorStore, settings: KnowledgeSettings) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        settings: KnowledgeSettings,
+        live: LiveIndex | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
         self._embedder = embedder
         self._store = store
+        self._live = live if live is not None else LiveIndex()
+        self._settings = settings
         self._top_k = settings.top_k
         self._min_score = settings.min_score
+        self._mode = settings.retrieval
+        self._reranker = reranker
+        self._chats = {key: tuple(value) for key, value in settings.chat_collections.items()}
 
     @property
     def min_score(self) -> float:
@@ -27,10 +62,119 @@ class Retriever:
         """How many passages `retrieve` returns by default."""
         return self._top_k
 
-    async def retrieve(self, query: str, *, k: int | None = None) -> list[Passage]:
-        """Up to `k` (default `top_k`) passages, best first; [] for an empty query."""
+    def collections_for(self, platform: str, chat_id: str) -> tuple[str, ...]:
+        """The collections a chat may see: its `chat_collections` entry ("platform:chat_id",
+        else "chat_id"), else the default collection."""
+        return (
+            self._chats.get(f"{platform}:{chat_id}")
+            or self._chats.get(chat_id)
+            or (self._settings.default_collection,)
+        )
+
+    async def retrieve(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        collections: Sequence[str] | None = None,
+        mode: str | None = None,
+    ) -> list[Passage]:
+        """Up to `k` (default `top_k`) passages of `collections` (default: the default
+        collection), best first; [] for an empty query."""
         query = query.strip()
-        if not query or (k is not None and k < 1):
+        k = self._top_k if k is None else k
+        if not query or k < 1:
             return []
-        [vector] = await self._embedder.embed([query])
-        return await self._store.query(vector, self._top_k if k is None else k)
+        allowed = tuple(collections) if collections else (self._settings.default_collection,)
+        mode = mode or self._mode
+        async with self._live.reading() as snapshot:
+            if not snapshot.chunks:
+                return []
+            wanted = max(self._settings.candidates, k)
+            (dense, readable), lexical = await asyncio.gather(
+                self._dense(query, wanted, allowed, snapshot) if mode != "lexical" else _nothing(),
+                self._lexical(query, wanted, allowed) if mode != "dense" else _none(),
+            )
+            dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
+            lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
+            passages = await self._fuse(dense, lexical, readable)
+        passages = _collapse(passages)
+        if self._reranker is not None and len(passages) > 1:
+            passages = await self._reranker.rerank(query, passages)
+        return _monotone(passages[:k])
+
+    async def _dense(
+        self, query: str, wanted: int, allowed: Sequence[str], snapshot: Snapshot
+    ) -> tuple[list[Passage], float]:
+        [vector], readable = await asyncio.gather(
+            self._embedder.embed([query]), self._embedder.run(self._embedder.readable, query)
+        )
+        # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
+        scope = None if snapshot.collections <= set(allowed) else list(allowed)
+        found = await self._store.query(vector, wanted + 8, collections=scope)
+        return [replace(p, score=p.score * readable) for p in found], readable
+
+    async def _lexical(
+        self, query: str, wanted: int, allowed: Sequence[str]
+    ) -> list[tuple[str, float, float]]:
+        def search() -> list[tuple[str, float, float]]:
+            return self._live.lexical(tokenize(query), wanted, allowed)
+
+        return await asyncio.to_thread(search)
+
+    async def _fuse(
+        self, dense: list[Passage], lexical: list[tuple[str, float, float]], readable: float
+    ) -> list[Passage]:
+        """Reciprocal rank fusion; the dense ranking weighs as much as the model could read the
+        question (a question of [UNK]s ranks chunks by noise)."""
+        fused: dict[str, float] = {}
+        relevance: dict[str, float] = {}
+        weight = readable if lexical else 1.0
+        for rank, passage in enumerate(dense):
+            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+            relevance[passage.chunk_id] = passage.score
+        for rank, (chunk_id, _, coverage) in enumerate(lexical):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1 / (RRF_K + rank + 1)
+            relevance[chunk_id] = max(relevance.get(chunk_id, 0.0), coverage)
+        by_id = {p.chunk_id: p for p in dense}
+        missing = [i for i in fused if i not in by_id]
+        by_id.update(await self._store.get(missing))
+        order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
+        return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
+
+
+async def _none() -> list[Any]:
+    return []
+
+
+async def _nothing() -> tuple[list[Passage], float]:
+    return [], 1.0
+
+
+def _shingles(text: str) -> frozenset[str]:
+    return frozenset(_SHINGLE.findall(text.lower()))
+
+
+def _collapse(passages: list[Passage]) -> list[Passage]:
+    """Drop passages nearly identical to a better-ranked one (same page in two sources, …)."""
+    kept: list[tuple[Passage, frozenset[str]]] = []
+    for passage in passages:
+        words = _shingles(passage.text)
+        duplicate = any(
+            words == other
+            or (words and other and len(words & other) / len(words | other) >= DUPLICATE_JACCARD)
+            for _, other in kept
+        )
+        if not duplicate:
+            kept.append((passage, words))
+    return [p for p, _ in kept]
+
+
+def _monotone(passages: list[Passage]) -> list[Passage]:
+    """Scores never rise down the list: a lower-ranked passage cannot claim more relevance."""
+    out: list[Passage] = []
+    ceiling = 1.0
+    for passage in passages:
+        ceiling = min(ceiling, passage.score)
+        out.append(passage if passage.score == ceiling else replace(passage, score=ceiling))
+    return out

@@ -110,16 +110,27 @@ class VectorStore:
         """Remove every chunk of one knowledge source."""
         await asyncio.to_thread(self._collection.delete, where={"source": source})
 
-    async def query(self, embedding: Sequence[float], k: int) -> list[Passage]:
-        """The `k` nearest chunks, best first; score = 1 - cosine distance."""
-        return await asyncio.to_thread(self._query_sync, list(embedding), k)
+    async def query(
+        self, embedding: Sequence[float], k: int, *, collections: Sequence[str] | None = None
+    ) -> list[Passage]:
+        """The `k` nearest chunks, best first; score = 1 - cosine distance.
 
-    def _query_sync(self, embedding: list[float], k: int) -> list[Passage]:
+        With `collections`, only chunks of those knowledge collections are searched.
+        """
+        return await asyncio.to_thread(self._query_sync, list(embedding), k, collections)
+
+    def _query_sync(
+        self, embedding: list[float], k: int, collections: Sequence[str] | None
+    ) -> list[Passage]:
         if k < 1:
             return []
+        where: dict[str, Any] | None = None
+        if collections is not None:
+            where = {"collection": {"$in": list(collections)}}
         result = self._collection.query(
             query_embeddings=[embedding],
             n_results=k,
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         ids = result["ids"][0]
@@ -134,6 +145,66 @@ class VectorStore:
         ]
         passages.sort(key=lambda p: p.score, reverse=True)
         return passages
+
+    async def get(self, ids: Sequence[str]) -> dict[str, Passage]:
+        """Chunks by id (score 0.0); ids not in the store are left out."""
+        if not ids:
+            return {}
+        return await asyncio.to_thread(self._get_sync, list(ids))
+
+    def _get_sync(self, ids: list[str]) -> dict[str, Passage]:
+        page = self._collection.get(ids=ids, include=["documents", "metadatas"])
+        rows = zip(
+            page["ids"], page.get("documents") or [], page.get("metadatas") or [], strict=True
+        )
+        return {i: _passage(i, text or "", meta or {}, 1.0) for i, text, meta in rows}
+
+    async def vectors(self, chunk_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """chunk hash -> a stored embedding of a chunk with that hash (to reuse, not re-embed)."""
+        if not chunk_hashes:
+            return {}
+        return await asyncio.to_thread(self._vectors_sync, sorted(set(chunk_hashes)))
+
+    def _vectors_sync(self, hashes: list[str]) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(hashes), 500):
+            page = self._collection.get(
+                where={"chunk_hash": {"$in": hashes[start : start + 500]}},
+                include=["embeddings", "metadatas"],
+            )
+            embeddings = page.get("embeddings")
+            if embeddings is None:
+                continue
+            for meta, vector in zip(page.get("metadatas") or [], embeddings, strict=True):
+                digest = str((meta or {}).get("chunk_hash", ""))
+                if digest:
+                    found[digest] = [float(x) for x in vector]
+        return found
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id."""
+        if ids:
+            await asyncio.to_thread(self._delete_sync, list(ids))
+
+    def _delete_sync(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            self._collection.delete(ids=ids[start : start + self._max_batch])
+
+    async def ids(self, source: str) -> set[str]:
+        """Every chunk id of a source in the store (live or not)."""
+        return await asyncio.to_thread(self._ids_sync, source)
+
+    def _ids_sync(self, source: str) -> set[str]:
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self._collection.get(
+                where={"source": source}, include=[], limit=_PAGE, offset=offset
+            )
+            found.update(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return found
+            offset += _PAGE
 
     async def document_chunks(self, source: str, uri: str) -> list[Passage]:
         """One document's chunks in order (not a search: every score is 1.0)."""
@@ -190,8 +261,9 @@ def _passage(chunk_id: str, text: str, meta: Mapping[str, Any], distance: float)
         text=text,
         title=str(meta.get("title", "")),
         source=str(meta.get("source", "")),
-        location=str(meta.get("uri", "")),
+        location=str(meta.get("url") or meta.get("uri", "")),
         section=str(meta.get("section", "")),
         score=min(1.0, max(0.0, 1.0 - float(distance))),
         chunk_id=chunk_id,
+        collection=str(meta.get("collection", "")),
     )

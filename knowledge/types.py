@@ -15,8 +15,9 @@ class Passage:
     source: str  # the knowledge source's name
     location: str  # URL or file path
     section: str  # heading path, " > "-joined; "" when none
-    score: float  # cosine similarity in [0, 1]; higher is closer
+    score: float  # calibrated relevance in [0, 1]; higher is closer; compare with min_score
     chunk_id: str
+    collection: str = ""  # the knowledge collection the passage belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +27,9 @@ class Document:
     uri: str  # path or URL, unique within a source
     title: str
     text: str
-    kind: str  # markdown | text
+    kind: str  # markdown | text | pdf | faq
     modified_at: datetime | None = None
+    url: str = ""  # where a reader opens it (web pages); "" for files
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,70 @@ class Chunk:
 
 
 @dataclass(slots=True)
-class IngestReport:
-    """What one ingest run did."""
+class RefreshReport:
+    """What one refresh (or ingest) run of a source did."""
 
-    files_seen: int = 0
-    files_indexed: int = 0
-    files_unchanged: int = 0
-    files_removed: int = 0  # documents gone from the source, deleted from the index
-    chunks: int = 0
+    source: str = ""
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # uri -> error
+    chunks: int = 0  # chunks written for added and changed documents
+    embedded: int = 0  # of those, embedded now (the rest reused by content hash)
     seconds: float = 0.0
+    error: str = ""  # the whole run failed (source unreachable): nothing was removed
+    skipped: bool = False  # another refresh of the source was running; this one did nothing
+
+    @property
+    def result(self) -> str:
+        """ok | partial (some documents failed) | failed (the run itself failed) | skipped."""
+        if self.skipped:
+            return "skipped"
+        if self.error:
+            return "failed"
+        return "partial" if self.failed else "ok"
+
+    # The first cut's names, still used by `teambot ingest`.
+    @property
+    def files_seen(self) -> int:
+        return self.added + self.changed + self.unchanged + len(self.failed)
+
+    @property
+    def files_indexed(self) -> int:
+        return self.added + self.changed
+
+    @property
+    def files_unchanged(self) -> int:
+        return self.unchanged
+
+    @property
+    def files_removed(self) -> int:
+        return self.removed
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        text = (
+            f"{self.source}: {self.added} added, {self.changed} changed, {self.removed} removed, "
+            f"{self.unchanged} unchanged, {len(self.failed)} failed; {self.chunks} chunks "
+            f"({self.embedded} embedded) in {self.seconds:.1f} s"
+        )
+        return f"{text}; run failed: {self.error}" if self.error else text
+
+
+IngestReport = RefreshReport
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """A source as `teambot sources` shows it."""
+
+    name: str
+    kind: str
+    collection: str
+    documents: int
+    chunks: int
+    failed: int
+    last_run: datetime | None
+    result: str  # ok | partial | failed | running | never
+    configured: bool = True

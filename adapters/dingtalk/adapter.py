@@ -33,6 +33,7 @@ from adapters.dingtalk.convert import (
     escalation_markdown,
     mention,
     parse,
+    plain_text,
     reply_target,
     title_of,
     to_inbound,
@@ -107,6 +108,7 @@ class DingTalkAdapter:
         self._windows = ThreadWindows(settings.thread_idle_minutes * 60)
         self._escalated: OrderedDict[str, dict[str, ThreadKey]] = OrderedDict()
         self._cards: OrderedDict[str, _Card] = OrderedDict()
+        self._direct: dict[str, str] = {}  # one-to-one conversation ids seen (for reply_channel)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._run: asyncio.Task[None] | None = None
         self._accepting = False
@@ -143,6 +145,21 @@ class DingTalkAdapter:
         """Wait for the answers and clicks in flight (used at shutdown and by tests)."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+
+    def reply_channel(self, key: ThreadKey) -> DingTalkReplyChannel | None:
+        """Through the robot OpenAPI: the group (the asker @mentioned), or the asker one to one.
+
+        A conversation not seen since the start is taken for a group."""
+        if key.platform != self.name or self._missing_credentials():
+            return None
+        asker = key.thread_id.rsplit("@", 1)[0]
+        target = ReplyTarget(
+            conversation_id=key.chat_id,
+            group=key.chat_id not in self._direct,
+            staff_id=asker,
+            nick="",
+        )
+        return DingTalkReplyChannel(self._settings, self, target, key, "zh")
 
     def status(self) -> AdapterStatus:
         conn = self.connection
@@ -266,6 +283,8 @@ class DingTalkAdapter:
         )
         if target.staff_id in self._settings.agents and await self._take_over(message, target):
             return
+        if not target.group:
+            self._direct[target.conversation_id] = target.staff_id
         thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
         inbound = to_inbound(message, thread, raw)
         reply = DingTalkReplyChannel(
@@ -282,7 +301,8 @@ class DingTalkAdapter:
         chosen = {s: k for s, k in waiting.items() if s in mentioned} or dict(waiting)
         took = False
         for asker, key in chosen.items():
-            took = await self._core.human_replied(key, agent.staff_id) or took
+            said = plain_text(message)
+            took = await self._core.human_replied(key, agent.staff_id, said) or took
             waiting.pop(asker, None)  # taken now, or no longer escalated
         if not waiting:
             self._escalated.pop(agent.conversation_id, None)

@@ -37,6 +37,7 @@ from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from engine.language import detect
+from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,14 @@ class FeishuAdapter:
             log.warning("feishu: %d answers cancelled at shutdown", len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def reply_channel(self, key: ThreadKey) -> FeishuReplyChannel | None:
+        """Replies to the thread's root message; None for topic threads (omt_…), which the reply
+        API cannot address without a message id."""
+        if key.platform != self.name or not key.thread_id.startswith("om_"):
+            return None
+        target = ReplyTarget(key, key.thread_id, in_thread=False)
+        return self._channel(target, "zh", scope=f"{key.thread_id}:console:{time.time_ns()}")
+
     def status(self) -> AdapterStatus:
         age = None if self._last_event is None else time.monotonic() - self._last_event
         if self._connection is None:
@@ -235,7 +244,7 @@ class FeishuAdapter:
             inbound.chat_id,
         )
         if inbound.sender.id in self._settings.agents:
-            self._spawn(self._agent_message(message.target, inbound.sender.id))
+            self._spawn(self._agent_message(message.target, inbound.sender.id, inbound.text))
             if not inbound.mentioned:
                 return
         elif not inbound.mentioned:
@@ -243,8 +252,8 @@ class FeishuAdapter:
         channel = self._channel(message.target, detect(inbound.text))
         self._spawn(self._core.handle(inbound, channel))
 
-    async def _agent_message(self, target: ReplyTarget, agent: str) -> None:
-        if await self._core.human_replied(target.key, agent):
+    async def _agent_message(self, target: ReplyTarget, agent: str, text: str = "") -> None:
+        if await self._core.human_replied(target.key, agent, text):
             log.info("feishu: %s taken over by agent %s", target.key, agent)
 
     def _accept_click(self, clicked: Click, user: str) -> None:

@@ -174,6 +174,14 @@ class SlackAdapter:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    def reply_channel(self, key: ThreadKey) -> SlackReplyChannel | None:
+        """Posts into the thread (a DM's top level for DM threads) with chat.postMessage."""
+        if key.platform != self.name or not key.chat_id or self._problem:
+            return None
+        reply_ts = None if key.thread_id == convert.DM_THREAD else key.thread_id
+        place = convert.Where(key.tenant, key.chat_id, key.thread_id, reply_ts)
+        return SlackReplyChannel(self._client, place, self._settings)
+
     def status(self) -> AdapterStatus:
         age = None if self._last_event is None else time.monotonic() - self._last_event
         who = f"bot {self._bot_user_id} in team {self._team_id}" if self._bot_user_id else ""
@@ -224,7 +232,8 @@ class SlackAdapter:
         """A message in a thread without a mention: an agent taking over, or a follow-up."""
         key = convert.where(event, tenant).key
         user = str(event.get("user") or "")
-        if user in self._settings.agents and await self._core.human_replied(key, user):
+        said = convert.plain_text(str(event.get("text") or ""), self._bot_user_id)
+        if user in self._settings.agents and await self._core.human_replied(key, user, said):
             log.info("slack: agent %s took over thread %s", user, key)
             return
         channel = str(event.get("channel") or "")

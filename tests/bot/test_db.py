@@ -25,7 +25,18 @@ from bot.db import (
 )
 from tests.helpers import pg_schema, sqlite_url
 
-TABLES = {"threads", "turns", "processed_events", "feedback", "alembic_version"}
+TABLES = {
+    "threads",
+    "turns",
+    "processed_events",
+    "feedback",
+    "knowledge_sources",
+    "knowledge_documents",
+    "knowledge_runs",
+    "handoffs",
+    "faq_candidates",
+    "alembic_version",
+}
 
 
 def _schema(conn: Connection) -> dict[str, Any]:
@@ -50,7 +61,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0001"
+    assert head() == "0003"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:

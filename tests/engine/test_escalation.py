@@ -151,3 +151,20 @@ async def test_negative_feedback_escalates_with_a_reply_channel(core: Core) -> N
     thread = await core.store.thread(inbound("", "fb").thread_key)
     assert thread.state is ThreadState.ESCALATED
     assert (await core.store.feedback(answer.turn_id))["u1"][0].value == "down"
+
+
+async def test_resolving_a_human_answered_thread_makes_an_faq_candidate(core: Core) -> None:
+    await core.ask("How do I order a second monitor?", thread="mon")
+    await core.ask("转人工", thread="mon")
+    key = inbound("x", "mon").thread_key
+    assert await core.conversation.human_replied(key, "agent-7", "Use the IT shop, form HW-2.")
+    assert not await core.conversation.human_replied(key, "agent-7", "It ships in 3 days.")
+    answer, _ = await core.ask("已解决", thread="mon")
+    assert answer is not None and answer.outcome is Outcome.COMMAND
+    [candidate] = await core.store.candidates()
+    assert candidate.question == "How do I order a second monitor?"
+    assert candidate.answer == "Use the IT shop, form HW-2.\n\nIt ships in 3 days."
+    assert candidate.answered_by == "agent-7"
+    handoff = await core.store.handoff(candidate.thread_id)
+    assert handoff is not None and handoff.resolved_by == "asker"
+    assert handoff.responded_at is not None

@@ -8,7 +8,7 @@ from knowledge import Embedder, KnowledgeBase, KnowledgeSettings
 from knowledge.ingest import chunk_id
 from tests.knowledge.conftest import HANDBOOK_FILES
 
-SAMPLE_FILES = 6
+SAMPLE_FILES = 8
 FILES = len(HANDBOOK_FILES)
 
 
@@ -20,7 +20,11 @@ async def test_sample_is_package_data_and_seeds_an_empty_collection(kb: Knowledg
     report = await kb.ensure_sample()
 
     assert report is not None
-    assert (report.files_seen, report.files_indexed, report.failed) == (SAMPLE_FILES, 6, {})
+    assert (report.files_seen, report.files_indexed, report.failed) == (
+        SAMPLE_FILES,
+        SAMPLE_FILES,
+        {},
+    )
     assert report.chunks == await kb.store.count() > SAMPLE_FILES
     assert await kb.ensure_sample() is None  # not empty any more
 
@@ -44,11 +48,10 @@ async def test_progress_reports_every_phase(kb: KnowledgeBase, handbook: Path) -
 
     finals = {phase: (done, total) for phase, done, total in events}
     assert finals == {
-        "files": (FILES, FILES),
-        "chunks": (FILES, FILES),
+        "documents": (FILES, FILES),
         "embeddings": (report.chunks, report.chunks),
     }
-    assert events[0] == ("files", 0, FILES)
+    assert events[0] == ("documents", 0, FILES)
 
 
 async def test_chunk_ids_and_metadata(kb: KnowledgeBase, handbook: Path) -> None:
@@ -56,8 +59,9 @@ async def test_chunk_ids_and_metadata(kb: KnowledgeBase, handbook: Path) -> None
 
     chunks = await kb.store.document_chunks("hb", "handbook/vpn.md")
 
+    version = (await kb.catalog.known("hb"))["handbook/vpn.md"].content_hash
     assert [c.chunk_id for c in chunks] == [
-        chunk_id("hb", "handbook/vpn.md", i) for i in range(len(chunks))
+        chunk_id("hb", "handbook/vpn.md", i, version) for i in range(len(chunks))
     ]
     assert chunks[0].chunk_id.startswith("hb:") and chunks[0].chunk_id.endswith(":0")
     assert {c.title for c in chunks} == {"Connecting to the VPN"}

@@ -40,14 +40,13 @@ async def test_vpn_reset_section_is_retrieved(sample_kb: KnowledgeBase) -> None:
     assert any("Reset VPN profile" in p.text for p in wider)
 
 
-@pytest.mark.xfail(
-    reason="all-MiniLM-L6-v2 is English-only (most CJK characters are [UNK] in its vocabulary); "
-    "Chinese teams need a multilingual model such as paraphrase-multilingual-MiniLM-L12-v2",
-    strict=False,
-)
 async def test_chinese_question_finds_reimbursement(sample_kb: KnowledgeBase) -> None:
+    # all-MiniLM-L6-v2 reads most CJK characters as [UNK]; BM25 over jieba words finds it.
     passages = await sample_kb.retriever.retrieve("报销需要多少天内提交")
     assert passages[0].location == "sample/报销流程.md"
+    assert passages[0].score >= sample_kb.retriever.min_score
+    lexical = await sample_kb.retriever.retrieve("报销需要多少天内提交", mode="lexical")
+    assert lexical[0].location == "sample/报销流程.md"
 
 
 async def test_chinese_question_with_shared_terms_finds_reimbursement(
@@ -70,9 +69,18 @@ async def test_results_are_sorted_scored_and_sized(sample_kb: KnowledgeBase) -> 
     assert len(await retriever.retrieve("VPN", k=100)) == await sample_kb.store.count()
 
 
-async def test_off_topic_question_is_not_grounded(sample_kb: KnowledgeBase) -> None:
-    passages = await sample_kb.retriever.retrieve("What is a good recipe for lasagna?")
-    assert passages[0].score < sample_kb.retriever.min_score == 0.35
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is a good recipe for lasagna?",
+        "今天天气怎么样",
+        "谁赢了昨天的足球比赛",
+        "Who won the 1998 World Cup?",
+    ],
+)
+async def test_off_topic_question_is_not_grounded(sample_kb: KnowledgeBase, question: str) -> None:
+    passages = await sample_kb.retriever.retrieve(question)
+    assert all(p.score < sample_kb.retriever.min_score == 0.30 for p in passages)
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n\t"])

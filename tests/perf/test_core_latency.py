@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from adapters.web.adapter import WebReplyChannel
-from bot.console import ConsoleReplyChannel
+from bot.terminal import ConsoleReplyChannel
 from tests.helpers import Core, inbound
 
 QUESTIONS = [

@@ -1,0 +1,399 @@
+"""The document catalog: which documents each source holds, their hashes, chunks and runs.
+
+Three tables (declared here, migrated by Alembic in bot/migrations): `knowledge_sources` (one row
+per source: last run, a lease so that one refresh of a source runs at a time across processes),
+`knowledge_documents` (source, uri, content hash, chunk ids and their lexical tokens, last seen,
+last indexed, status, error) and `knowledge_runs` (every run's report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from knowledge.types import RefreshReport, SourceStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+LEASE = timedelta(hours=2)  # a refresh holding a source longer than this is presumed dead
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that always returns aware UTC (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CatalogBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SourceRow(CatalogBase):
+    __tablename__ = "knowledge_sources"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    collection: Mapped[str] = mapped_column(String(64))
+    running_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_result: Mapped[str] = mapped_column(String(16), default="never")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DocumentRow(CatalogBase):
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("source", "uri"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    uri: Mapped[str] = mapped_column(String(2048))
+    collection: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    chunk_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tokens: Mapped[list[str]] = mapped_column(JSON, default=list)  # per chunk, space-joined
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | failed
+    error: Mapped[str] = mapped_column(Text, default="")
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_indexed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RunRow(CatalogBase):
+    __tablename__ = "knowledge_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    result: Mapped[str] = mapped_column(String(16))
+    added: Mapped[int] = mapped_column(Integer)
+    changed: Mapped[int] = mapped_column(Integer)
+    removed: Mapped[int] = mapped_column(Integer)
+    unchanged: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    chunks: Mapped[int] = mapped_column(Integer)
+    embedded: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the catalog remembers of one document."""
+
+    uri: str
+    content_hash: str
+    chunk_ids: tuple[str, ...]
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """A document whose new chunks are written and ready to become live."""
+
+    uri: str
+    collection: str
+    title: str
+    content_hash: str
+    chunk_ids: tuple[str, ...]
+    tokens: tuple[str, ...]
+    modified_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDocument:
+    collection: str
+    chunk_ids: list[str]
+    tokens: list[str]
+
+
+def _make_parent(path: str) -> None:
+    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+class Catalog:
+    """Async access to the catalog tables."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str, *, create: bool = False) -> Catalog:
+        """Connect to `url`; with `create`, make missing tables (standalone use without Alembic)."""
+        if url.startswith("sqlite") and ":///" in url:
+            path = url.split(":///", 1)[1]
+            if path and path != ":memory:":
+                await asyncio.to_thread(_make_parent, path)
+        args = {"timeout": 30} if url.startswith("sqlite") else {}
+        engine = create_async_engine(url, connect_args=args)
+        if create:
+            async with engine.begin() as conn:
+                await conn.run_sync(CatalogBase.metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def known(self, source: str) -> dict[str, Known]:
+        """uri -> what the catalog holds for every document of `source`."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    DocumentRow.uri,
+                    DocumentRow.content_hash,
+                    DocumentRow.chunk_ids,
+                    DocumentRow.status,
+                ).where(DocumentRow.source == source)
+            )
+            return {r.uri: Known(r.uri, r.content_hash, tuple(r.chunk_ids), r.status) for r in rows}
+
+    async def live(self) -> list[LiveDocument]:
+        """Every document's live chunks (failed documents keep their last good ones)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(DocumentRow.collection, DocumentRow.chunk_ids, DocumentRow.tokens)
+            )
+            return [LiveDocument(r.collection, list(r.chunk_ids), list(r.tokens)) for r in rows]
+
+    async def commit(
+        self, source: str, indexed: Sequence[Indexed], removed: Iterable[str] = ()
+    ) -> None:
+        """Make new versions current and forget removed documents, in one transaction."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for doc in indexed:
+                values: dict[str, Any] = {
+                    "collection": doc.collection,
+                    "title": doc.title,
+                    "content_hash": doc.content_hash,
+                    "chunk_ids": list(doc.chunk_ids),
+                    "tokens": list(doc.tokens),
+                    "status": "ok",
+                    "error": "",
+                    "modified_at": doc.modified_at,
+                    "last_seen_at": now,
+                    "last_indexed_at": now,
+                }
+                done = await conn.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.source == source, DocumentRow.uri == doc.uri)
+                    .values(**values)
+                )
+                if not done.rowcount:
+                    await conn.execute(
+                        insert(DocumentRow).values(source=source, uri=doc.uri, **values)
+                    )
+            gone = list(removed)
+            for start in range(0, len(gone), 500):
+                await conn.execute(
+                    delete(DocumentRow).where(
+                        DocumentRow.source == source, DocumentRow.uri.in_(gone[start : start + 500])
+                    )
+                )
+            await conn.execute(
+                update(SourceRow)
+                .where(SourceRow.name == source)
+                .values(generation=SourceRow.generation + 1)
+            )
+
+    async def seen(self, source: str, uris: Sequence[str]) -> None:
+        """Record that unchanged documents are still there."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for start in range(0, len(uris), 500):
+                await conn.execute(
+                    update(DocumentRow)
+                    .where(
+                        DocumentRow.source == source, DocumentRow.uri.in_(uris[start : start + 500])
+                    )
+                    .values(last_seen_at=now, status="ok", error="")
+                )
+
+    async def failed(self, source: str, collection: str, failures: dict[str, str]) -> None:
+        """Record failed documents; their last good chunks stay as they are."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for uri, error in failures.items():
+                done = await conn.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.source == source, DocumentRow.uri == uri)
+                    .values(status="failed", error=error[:2000], last_seen_at=now)
+                )
+                if not done.rowcount:
+                    await conn.execute(
+                        insert(DocumentRow).values(
+                            source=source,
+                            uri=uri,
+                            collection=collection,
+                            title="",
+                            content_hash="",
+                            chunk_ids=[],
+                            tokens=[],
+                            status="failed",
+                            error=error[:2000],
+                            last_seen_at=now,
+                        )
+                    )
+
+    async def acquire(self, source: str, kind: str, collection: str) -> datetime | None:
+        """Take the source's lease for a run; None when another run holds it."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            exists = await conn.scalar(select(SourceRow.name).where(SourceRow.name == source))
+            if exists is None:
+                await conn.execute(
+                    insert(SourceRow).values(
+                        name=source,
+                        kind=kind,
+                        collection=collection,
+                        last_result="never",
+                        generation=0,
+                    )
+                )
+            taken = await conn.execute(
+                update(SourceRow)
+                .where(
+                    SourceRow.name == source,
+                    or_(SourceRow.running_since.is_(None), SourceRow.running_since < now - LEASE),
+                )
+                .values(running_since=now, last_started_at=now, kind=kind, collection=collection)
+            )
+            return now if taken.rowcount else None
+
+    async def release(self, source: str, started: datetime, report: RefreshReport) -> None:
+        """Write the run's report and free the lease."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(RunRow).values(
+                    source=source,
+                    started_at=started,
+                    finished_at=now,
+                    result=report.result,
+                    added=report.added,
+                    changed=report.changed,
+                    removed=report.removed,
+                    unchanged=report.unchanged,
+                    failed=len(report.failed),
+                    chunks=report.chunks,
+                    embedded=report.embedded,
+                    seconds=report.seconds,
+                    error=report.error[:2000],
+                    failures={k: v[:500] for k, v in list(report.failed.items())[:200]},
+                )
+            )
+            await conn.execute(
+                update(SourceRow)
+                .where(SourceRow.name == source)
+                .values(running_since=None, last_finished_at=now, last_result=report.result)
+            )
+
+    async def last_started(self, source: str) -> datetime | None:
+        async with self.engine.connect() as conn:
+            value: datetime | None = await conn.scalar(
+                select(SourceRow.last_started_at).where(SourceRow.name == source)
+            )
+            return value
+
+    async def generation(self) -> int:
+        """Grows with every committed change to any source (to notice other processes' runs)."""
+        async with self.engine.connect() as conn:
+            total = await conn.scalar(select(func.coalesce(func.sum(SourceRow.generation), 0)))
+            count = await conn.scalar(select(func.count()).select_from(SourceRow))
+            return int(total or 0) * 1000 + int(count or 0)
+
+    async def statuses(self) -> dict[str, SourceStatus]:
+        """Every source the catalog knows, with its document and chunk counts."""
+        async with self.engine.connect() as conn:
+            sources = list(await conn.execute(select(SourceRow.__table__)))
+            counts: dict[str, tuple[int, int, int]] = {}
+            rows = await conn.execute(
+                select(DocumentRow.source, DocumentRow.chunk_ids, DocumentRow.status)
+            )
+            for source, chunk_ids, status in rows:
+                docs, chunks, failed = counts.get(source, (0, 0, 0))
+                counts[source] = (
+                    docs + (1 if chunk_ids else 0),
+                    chunks + len(chunk_ids),
+                    failed + (status == "failed"),
+                )
+        found: dict[str, SourceStatus] = {}
+        for row in sources:
+            docs, chunks, failed = counts.get(row.name, (0, 0, 0))
+            result = "running" if row.running_since is not None else row.last_result
+            found[row.name] = SourceStatus(
+                row.name,
+                row.kind,
+                row.collection,
+                docs,
+                chunks,
+                failed,
+                row.last_started_at,
+                result,
+            )
+        return found
+
+    async def forget(self, source: str) -> list[str]:
+        """Drop a source from the catalog; returns its chunk ids (to delete from the store)."""
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                select(DocumentRow.chunk_ids).where(DocumentRow.source == source)
+            )
+            ids = [i for (chunk_ids,) in rows for i in chunk_ids]
+            await conn.execute(delete(DocumentRow).where(DocumentRow.source == source))
+            await conn.execute(
+                update(SourceRow)
+                .where(SourceRow.name == source)
+                .values(generation=SourceRow.generation + 1)
+            )
+            return ids

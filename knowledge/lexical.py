@@ -1,0 +1,223 @@
+"""Lexical retrieval: BM25 over words (English) and jieba words (Chinese), updated in place.
+
+`bm25s` builds a static index (a full rebuild of 100,000 chunks takes about ten seconds on our
+2-core machines), which would make every refresh pay for the whole corpus. This index keeps
+postings per term and applies a refresh's added and removed chunks in place; its scores are
+bm25s's "lucene" BM25 (same k1, b and idf; tests/knowledge/test_lexical.py checks them against
+bm25s), and it uses bm25s's stopword lists.
+
+`relevance` turns a raw score into [0, 1]: the share of the query's idf mass the chunk matches
+(a term present once in a chunk of average length counts fully), so it can be compared with a
+floor the same way as a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import threading
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+K1 = 1.5
+B = 0.75
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[a-z0-9]+")
+# "expense.example.com", "gc-412", "v2.3": kept whole as well as in parts (an exact match is rare
+# and telling, its parts are common).
+_COMPOUND = re.compile(r"[a-z0-9]+(?:[.\-_/@][a-z0-9]+)+")
+_jieba_lock = threading.Lock()
+_jieba: object | None = None
+_stopwords: frozenset[str] | None = None
+
+
+def _segmenter() -> object:
+    global _jieba
+    with _jieba_lock:
+        if _jieba is None:
+            import logging
+
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            jieba.initialize()  # builds the prefix dictionary (~1 s, cached on disk after)
+            _jieba = jieba
+        return _jieba
+
+
+def stopwords() -> frozenset[str]:
+    global _stopwords
+    if _stopwords is None:
+        from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
+
+        _stopwords = frozenset(STOPWORDS_EN) | frozenset(STOPWORDS_CHINESE)
+    return _stopwords
+
+
+def warmup() -> None:
+    """Load jieba's dictionary and the stopword lists now (blocking, about a second)."""
+    _segmenter()
+    stopwords()
+
+
+def _stem(word: str) -> str:
+    # A light plural fold ("days" ~ "day"): enough for FAQ-style questions, no stemmer needed.
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words and jieba search-mode words for Chinese runs, without stopwords."""
+    lowered = text.lower()
+    stop = stopwords()
+    tokens: list[str] = []
+    position = 0
+    jieba = None
+    for match in _CJK_RUN.finditer(lowered):
+        tokens.extend(_words(lowered[position : match.start()]))
+        jieba = jieba or _segmenter()
+        tokens.extend(jieba.lcut_for_search(match.group()))  # type: ignore[attr-defined]
+        position = match.end()
+    tokens.extend(_words(lowered[position:]))
+    return [t for t in tokens if t not in stop and t.strip()]
+
+
+def _words(text: str) -> list[str]:
+    words = [_stem(w) for w in _WORD.findall(text)]
+    words.extend(_COMPOUND.findall(text))
+    return words
+
+
+class LexicalIndex:
+    """BM25 postings that take additions and removals in place. Not thread-safe by itself:
+    `LiveIndex` serializes access."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._slot: dict[str, int] = {}
+        self._terms: list[tuple[str, ...]] = []
+        self._tfs: list[array[int]] = []
+        self._length = np.zeros(1024, dtype=np.float32)
+        self._alive = np.zeros(1024, dtype=bool)
+        self._group = np.zeros(1024, dtype=np.int32)
+        self._groups: dict[str, int] = {}
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._df: Counter[str] = Counter()
+        self._count = 0
+        self._total = 0.0
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._slot
+
+    def add(self, chunk_id: str, group: str, tokens: Sequence[str]) -> None:
+        """Index one chunk under a group (its collection); replaces an earlier one of that id."""
+        if chunk_id in self._slot:
+            self.remove(chunk_id)
+        slot = len(self._ids)
+        if slot >= len(self._alive):
+            size = len(self._alive) * 2
+            self._length = np.resize(self._length, size)
+            self._alive = np.resize(self._alive, size)
+            self._group = np.resize(self._group, size)
+        counts = Counter(tokens)
+        self._ids.append(chunk_id)
+        self._slot[chunk_id] = slot
+        self._terms.append(tuple(sys.intern(t) for t in counts))
+        self._tfs.append(array("H", (min(n, 65535) for n in counts.values())))
+        self._length[slot] = len(tokens)
+        self._alive[slot] = True
+        self._group[slot] = self._groups.setdefault(group, len(self._groups))
+        for term, tf in counts.items():
+            slots, tfs = self._postings.setdefault(term, ([], []))
+            slots.append(slot)
+            tfs.append(tf)
+            self._df[term] += 1
+            self._arrays.pop(term, None)
+        self._count += 1
+        self._total += len(tokens)
+
+    def remove(self, chunk_id: str) -> None:
+        """Forget one chunk (no-op when unknown)."""
+        slot = self._slot.pop(chunk_id, None)
+        if slot is None:
+            return
+        self._alive[slot] = False
+        for term in self._terms[slot]:
+            self._df[term] -= 1
+            if self._df[term] <= 0:
+                del self._df[term]
+        self._terms[slot] = ()
+        self._tfs[slot] = array("H")
+        self._count -= 1
+        self._total -= float(self._length[slot])
+        self._dead += 1
+        if self._dead > 10_000 and self._dead > self._count:
+            self._compact()
+
+    def idf(self, term: str) -> float:
+        df = self._df.get(term, 0)
+        return math.log(1 + (self._count - df + 0.5) / (df + 0.5))
+
+    def search(
+        self, tokens: Iterable[str], k: int, groups: Iterable[str] | None = None
+    ) -> list[tuple[str, float, float]]:
+        """Top `k` as (chunk id, BM25 score, relevance in [0, 1]), best first."""
+        terms = list(dict.fromkeys(tokens))
+        if not terms or not self._count or k < 1:
+            return []
+        size = len(self._ids)
+        scores = np.zeros(size, dtype=np.float32)
+        average = self._total / self._count if self._count else 1.0
+        norm = K1 * (1 - B + B * self._length[:size] / max(average, 1e-9))
+        mass = 0.0
+        for term in terms:
+            idf = self.idf(term)
+            mass += idf
+            if term not in self._df:
+                continue
+            slots, tfs = self._term_arrays(term)
+            scores[slots] += idf * tfs / (tfs + norm[slots])
+        scores[~self._alive[:size]] = 0.0
+        if groups is not None:
+            codes = [self._groups[g] for g in groups if g in self._groups]
+            scores[~np.isin(self._group[:size], codes)] = 0.0
+        hits = np.flatnonzero(scores > 0)
+        if not len(hits):
+            return []
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        hits = hits[np.argsort(-scores[hits], kind="stable")]
+        full = mass / (1 + K1)  # each term once, in a chunk of average length
+        return [(self._ids[i], float(scores[i]), min(1.0, float(scores[i]) / full)) for i in hits]
+
+    def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays.get(term)
+        if cached is None:
+            slots, tfs = self._postings[term]
+            cached = (np.asarray(slots, dtype=np.int64), np.asarray(tfs, dtype=np.float32))
+            self._arrays[term] = cached
+        return cached
+
+    def _compact(self) -> None:
+        """Drop removed slots (postings only ever grow otherwise)."""
+        names = {code: name for name, code in self._groups.items()}
+        keep = [
+            (chunk_id, names[int(self._group[slot])], self._terms[slot], self._tfs[slot])
+            for chunk_id, slot in self._slot.items()
+        ]
+        self.__init__()  # type: ignore[misc]
+        for chunk_id, group, terms, tfs in keep:
+            self.add(
+                chunk_id, group, [t for t, n in zip(terms, tfs, strict=True) for _ in range(n)]
+            )
