@@ -25,6 +25,7 @@ from bot.recovery import apologise_for_unanswered
 from bot.settings import Settings
 from jobs.faq import ManagedFaq
 from jobs.handoff import HandoffJobs
+from jobs.retention import schedule_retention
 from jobs.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def create_server(settings: Settings) -> FastAPI:
             app.knowledge,
             ManagedFaq(settings.console.faq_dir, settings.console.faq_collection),
         ).schedule(scheduler)  # SLA reminders, idle close, figures, the managed FAQ
+        schedule_retention(scheduler, app.store, settings.storage.retention_days)
         try:
             for adapter in adapters:
                 await adapter.start()

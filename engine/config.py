@@ -72,6 +72,12 @@ class StorageSettings(BaseModel):
         description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB",
     )
     echo: bool = False
+    retention_days: int = Field(
+        default=365,
+        ge=0,
+        le=36_500,
+        description="questions, answers and threads older than this are purged daily; 0 = keep",
+    )
 
 
 class PolicySettings(BaseModel):

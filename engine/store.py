@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import distinct, event, func, or_, select, update
+from sqlalchemy import delete, distinct, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -141,6 +141,34 @@ class ConversationStore:
         async with self._sessions.begin() as session:
             result = await session.execute(_answered(platform, message_id))
         return bool(getattr(result, "rowcount", 0))
+
+    async def purge(self, before: datetime) -> dict[str, int]:
+        """Delete what the retention policy no longer keeps: threads quiet since before `before`
+        (with their turns, feedback, handoffs and FAQ candidates), older turns of threads still
+        in use, and old dedupe rows. Returns how many rows of each went."""
+        if before.tzinfo is None:
+            raise ValueError("before is a naive datetime: pass an aware one (UTC)")
+        async with self._sessions.begin() as session:
+            quiet = select(Thread.id).where(Thread.last_message_at < before)
+            old_turns = select(Turn.id).where(
+                or_(Turn.created_at < before, Turn.thread_id.in_(quiet))
+            )
+            feedback = await session.execute(
+                delete(Feedback).where(Feedback.turn_id.in_(old_turns))
+            )
+            turns = await session.execute(delete(Turn).where(Turn.id.in_(old_turns)))
+            await session.execute(delete(FaqCandidate).where(FaqCandidate.thread_id.in_(quiet)))
+            await session.execute(delete(Handoff).where(Handoff.thread_id.in_(quiet)))
+            threads = await session.execute(delete(Thread).where(Thread.last_message_at < before))
+            events = await session.execute(
+                delete(ProcessedEvent).where(ProcessedEvent.received_at < before)
+            )
+        return {
+            "threads": _count(threads),
+            "turns": _count(turns),
+            "feedback": _count(feedback),
+            "events": _count(events),
+        }
 
     async def unanswered_events(
         self, older_than: datetime, newer_than: datetime
@@ -745,3 +773,7 @@ def _turn_record(row: Turn) -> TurnRecord:
         usage=Usage(row.prompt_tokens, row.completion_tokens, row.cached_tokens),
         timings=Timings(row.retrieval_s, row.first_token_s, row.first_visible_s, row.total_s),
     )
+
+
+def _count(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
