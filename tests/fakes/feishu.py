@@ -24,6 +24,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
+from tests.fakes.threaded import ThreadedServer
+
 APP_ID = "cli_fake_app"
 APP_SECRET = "fake-secret"
 BOT_OPEN_ID = "ou_bot_0001"
@@ -60,7 +62,9 @@ class _Failure:
     times: int | None
 
 
-class FakeFeishu:
+class FakeFeishu(ThreadedServer):
+    label = "fake Feishu"
+
     def __init__(self, app_secret: str = APP_SECRET, ping_interval: int = 1) -> None:
         # lark caches tenant tokens per app_id for the whole process: a fresh app per fake
         self.app_id = f"cli_{uuid.uuid4().hex[:16]}"
@@ -140,39 +144,6 @@ class FakeFeishu:
         )
         done.result(5)
         return frame_id
-
-    def start(self) -> FakeFeishu:
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), daemon=True, name="fake-feishu"
-        )
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Feishu did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
-            self._loop = None
-
-    def __enter__(self) -> FakeFeishu:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- server ---------------------------------------------------------------------------------
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop = asyncio.Event()

@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.threaded import ThreadedServer
+
 NORMAL_FACT = "teambot 9.9 was released on 1 April 2031 with web lookup."
 OTHER_FACT = "The SearXNG JSON API returns results with a url, a title and content."
 INJECTION = (
@@ -64,7 +66,9 @@ class Behaviour:
     tavily_key: str = "tvly-test"
 
 
-class FakeWeb:
+class FakeWeb(ThreadedServer):
+    label = "fake web"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **behaviour: Any) -> None:
         self.host, self.port = host, port
         self._behaviour = Behaviour(**behaviour)
@@ -116,39 +120,6 @@ class FakeWeb:
             self._hits.clear()
             self._queries.clear()
             self.huge_bytes_sent = 0
-
-    def start(self) -> FakeWeb:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self._error is not None:
-            raise RuntimeError(f"fake web did not start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
-            self._loop = None
-
-    def __enter__(self) -> FakeWeb:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- server ----------------------------------------------------------------------------
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as exc:
-            self._error = exc
-            ready.set()
-        finally:
-            loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop = asyncio.Event()

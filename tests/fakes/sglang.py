@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.threaded import ThreadedServer
+
 Reasoning = Literal["separate", "inline", "open_ended", "none"]
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
 DEFAULT_REASONING = "The user asks a question. Let me look at the passages and answer briefly."
@@ -79,7 +81,9 @@ def split_tokens(text: str, chunk_chars: int | None) -> list[str]:
     return re.findall(r"\s*\S+", text) or ([text] if text else [])
 
 
-class FakeSGLang:
+class FakeSGLang(ThreadedServer):
+    label = "fake SGLang"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **behaviour: Any):
         self.host, self.port = host, port
         self._behaviour = Behaviour(**behaviour)
@@ -139,42 +143,6 @@ class FakeSGLang:
         """Every request as "METHOD /path"."""
         with self._lock:
             return list(self._hits)
-
-    def start(self) -> FakeSGLang:
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), daemon=True, name=f"fake-sglang-{self.port}"
-        )
-        self._thread.start()
-        if not ready.wait(10) or self._error is not None:
-            raise RuntimeError(f"fake SGLang did not start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
-            self._loop = None
-
-    def __enter__(self) -> FakeSGLang:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- server, on its own thread and loop ----------------------------------------------------
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as exc:
-            self._error = exc
-            ready.set()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop = asyncio.Event()
