@@ -13,6 +13,21 @@ from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, kb_settings, make_core
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fake lives on 127.0.0.1; slack_sdk (and others) read HTTP(S)_PROXY and ignore
+    NO_PROXY, so proxies from the environment must not catch loopback traffic."""
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake_sglang() -> Iterator[FakeSGLang]:
     """A fresh fake SGLang (reasoning="separate") in a background thread; `.behave(...)` to vary."""

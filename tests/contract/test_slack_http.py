@@ -37,25 +37,6 @@ from tests.fakes.slack_core import SlackCore, make_slack_core
 QUESTION = "How many days of annual leave do I get?"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
-
-
 @pytest.fixture
 async def core(tmp_path: Path, fake_sglang: FakeSGLang) -> AsyncIterator[SlackCore]:
     fake_sglang.behave(answer="Full-time staff get **25 days** a year [1].")

@@ -41,26 +41,6 @@ ANSWER = (
 Start = Callable[..., Awaitable[SlackAdapter]]
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # slack_sdk reads HTTP(S)_PROXY and ignores NO_PROXY: keep loopback traffic local.
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
-
-
 @pytest.fixture
 async def core(tmp_path: Path, fake_sglang: FakeSGLang) -> AsyncIterator[SlackCore]:
     fake_sglang.behave(answer=ANSWER, token_delay=0.005)

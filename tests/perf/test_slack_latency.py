@@ -12,8 +12,6 @@ import statistics
 import time
 from pathlib import Path
 
-import pytest
-
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.config import SlackSettings
 from tests.fakes.sglang import FakeSGLang
@@ -27,19 +25,6 @@ ANSWER = " ".join(["The VPN resets when you quit the client and sign in again [1
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
 
 
 async def test_event_to_placeholder_and_first_text(tmp_path: Path, fake_sglang: FakeSGLang) -> None:
