@@ -78,7 +78,7 @@ def create_server(settings: Settings) -> FastAPI:
                 app.store,
                 adapters,
                 window=timedelta(minutes=settings.server.recovery_window_minutes),
-                grace=timedelta(seconds=settings.llm.total_timeout + 60),
+                grace=timedelta(seconds=settings.llm.total_timeout + 10),
             )
             yield
         finally:
