@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +61,24 @@ class Adapter(Protocol):
 
     async def check(self) -> list[Check]:
         """Live checks for `teambot doctor` (credentials, scopes/permissions, bot identity)."""
+
+
+class Lease(Protocol):
+    """Held leadership of one named connection; `lost` is set when it can no longer be trusted."""
+
+    lost: asyncio.Event
+
+    async def release(self) -> None: ...
+
+
+class Leadership(Protocol):
+    """Decides which replica holds a connection the platform allows only once per app."""
+
+    async def acquire(self, name: str) -> Lease | None:
+        """The lease when this replica is now the holder; None when another replica is."""
+
+    async def close(self) -> None:
+        """Release what the leadership itself holds (its database connections)."""
 
 
 @dataclass(frozen=True, slots=True)

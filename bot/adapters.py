@@ -22,6 +22,8 @@ def build_adapters(settings: Settings, core: Core) -> list[Adapter]:
         adapters.append(FeishuAdapter(settings.feishu, core))
     if settings.dingtalk.enabled:
         from adapters.dingtalk.adapter import DingTalkAdapter
+        from bot.leader import DatabaseLeadership
 
-        adapters.append(DingTalkAdapter(settings.dingtalk, core))
+        leadership = DatabaseLeadership(settings.storage.url)
+        adapters.append(DingTalkAdapter(settings.dingtalk, core, leadership))
     return adapters

@@ -24,7 +24,7 @@ from dingtalk_stream import (
 from dingtalk_stream.card_callback import Card_Callback_Router_Topic
 from fastapi import APIRouter
 
-from adapters.base import AdapterStatus, Check, Core
+from adapters.base import AdapterStatus, Check, Core, Leadership
 from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import (
@@ -86,9 +86,17 @@ class DingTalkAdapter:
 
     name = "dingtalk"
 
-    def __init__(self, settings: DingTalkSettings, core: Core) -> None:
+    def __init__(
+        self, settings: DingTalkSettings, core: Core, leadership: Leadership | None = None
+    ) -> None:
         self._settings = settings
         self._core = core
+        # DingTalk gives each event to one connection of the app; with several replicas, one
+        # holds the Stream connection and the others stand by (see bot/leader.py).
+        self._leadership = leadership
+        self._standby = False
+        self._stopped = asyncio.Event()
+        self._became_standby = asyncio.Event()
         secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
         self._secret = secret
         self.api = OpenApi(settings.openapi_endpoint, settings.client_id, secret, settings.robot)
@@ -121,15 +129,59 @@ class DingTalkAdapter:
         if missing:
             raise RuntimeError(missing)
         self._accepting = True
-        self._run = asyncio.create_task(self.connection.run())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connection.ready.wait(), START_WAIT)
+        self._stopped.clear()
+        if self._leadership is None:
+            self._run = asyncio.create_task(self.connection.run())
+        else:
+            self._run = asyncio.create_task(self._lead(self._leadership))
+        ready = asyncio.create_task(self.connection.ready.wait())
+        standing_by = asyncio.create_task(self._became_standby.wait())
+        await asyncio.wait(
+            {ready, standing_by}, timeout=START_WAIT, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in (ready, standing_by):
+            task.cancel()
+
+    async def _lead(self, leadership: Leadership) -> None:
+        """Hold the Stream connection while this replica holds the lease; stand by otherwise."""
+        name = f"dingtalk:{self._settings.client_id}"
+        while not self._stopped.is_set():
+            try:
+                lease = await leadership.acquire(name)
+            except Exception as error:  # the database is down: try again, do not crash
+                log.warning("DingTalk leadership check failed: %s", error)
+                lease = None
+            if lease is None:
+                self._standby = True
+                self._became_standby.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self._settings.leader_poll)
+                continue
+            self._standby = False
+            self._became_standby.clear()
+            try:
+                self.connection.resume()
+                run = asyncio.create_task(self.connection.run())
+                lost = asyncio.create_task(lease.lost.wait())
+                stopped = asyncio.create_task(self._stopped.wait())
+                await asyncio.wait({run, lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                await self.connection.stop()
+                for task in (run, lost, stopped):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            finally:
+                await lease.release()  # even when cancelled: a lock left held blocks takeover
 
     async def stop(self) -> None:
         self._accepting = False  # a message arriving now is refused, so DingTalk redelivers it
+        self._stopped.set()
         await self.connection.stop()
         if self._run is not None:
-            _, pending = await asyncio.wait({self._run}, timeout=3)
+            # with leadership the run loop also releases the lease: give it time to
+            _, pending = await asyncio.wait(
+                {self._run}, timeout=3 if self._leadership is None else 10
+            )
             for task in pending:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +192,8 @@ class DingTalkAdapter:
                 log.warning("DingTalk answer still running at shutdown: cancelled")
                 task.cancel()
         await self.api.close()
+        if self._leadership is not None:
+            await self._leadership.close()
 
     async def drain(self) -> None:
         """Wait for the answers and clicks in flight (used at shutdown and by tests)."""
@@ -163,6 +217,12 @@ class DingTalkAdapter:
 
     def status(self) -> AdapterStatus:
         conn = self.connection
+        if self._standby:
+            return AdapterStatus(
+                connected=None,
+                mode="stream (standby)",
+                detail="another replica holds the DingTalk Stream connection",
+            )
         detail = f"{conn.connects} connection(s) opened"
         if conn.last_error:
             detail += f"; last problem: {conn.last_error}"

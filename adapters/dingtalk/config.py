@@ -44,6 +44,12 @@ class DingTalkSettings(BaseModel):
     )
     reconnect_initial: float = Field(default=1.0, gt=0, le=60, description="first backoff (s)")
     reconnect_max: float = Field(default=60.0, gt=0, le=600, description="longest backoff (s)")
+    leader_poll: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="with several replicas on PostgreSQL: how often a standby tries to take over",
+    )
 
     @property
     def robot(self) -> str:

@@ -150,6 +150,11 @@ class StreamConnection(DingTalkStreamClient):
         except TimeoutError:
             pass
 
+    def resume(self) -> None:
+        """Make a stopped connection runnable again (leadership came back to this replica)."""
+        self._stopping = False
+        self._wake.clear()
+
     async def stop(self) -> None:
         """Stop reconnecting and close the connection; acks in flight are sent first."""
         self._stopping = True
