@@ -500,8 +500,8 @@ class Conversation:
         return stored
 
     async def _persist(self, thread_id: int, inbound: Inbound, answer: Answer) -> Answer:
+        # add_turn also marks the event answered, in the same transaction
         turn_id = await self._store.add_turn(thread_id, inbound, answer)
-        await self._store.mark_answered(inbound.platform, inbound.message_id)
         return replace(answer, turn_id=turn_id)
 
 
