@@ -145,8 +145,7 @@ class FakeFeishu(ThreadedServer):
         done.result(5)
         return frame_id
 
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stop = asyncio.Event()
+    def _application(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
         r = app.router
         r.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
@@ -161,16 +160,11 @@ class FakeFeishu(ThreadedServer):
         r.add_put("/open-apis/cardkit/v1/cards/{card_id}", self._seq)
         r.add_post("/callback/ws/endpoint", self._endpoint)
         r.add_get("/ws", self._socket)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        ready.set()
-        await self._stop.wait()
+        return app
+
+    async def _closing(self) -> None:
         for socket in list(self._sockets):
             await socket.close()
-        await runner.cleanup()
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -121,8 +121,7 @@ class FakeWeb(ThreadedServer):
             self._queries.clear()
             self.huge_bytes_sent = 0
 
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stop = asyncio.Event()
+    def _application(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/search", self._search)
         app.router.add_post("/tavily/search", self._tavily)
@@ -134,14 +133,7 @@ class FakeWeb(ThreadedServer):
         app.router.add_get("/page/pdf", self._pdf)
         app.router.add_get("/redirect/{kind}", self._redirect)
         app.router.add_get("/exfil", self._exfil)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        return app
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:

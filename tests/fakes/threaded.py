@@ -6,12 +6,16 @@ import asyncio
 import threading
 from typing import Self
 
+from aiohttp import web
+
 
 class ThreadedServer:
-    """Subclasses implement `_serve(ready)`: set `self._stop = asyncio.Event()`, start listening,
-    `ready.set()`, then wait for `self._stop`. `start()`/`stop()` or `with` run it."""
+    """Subclasses build their aiohttp app in `_application()`; this serves it on 127.0.0.1 (an
+    ephemeral port unless `port` is set) until `stop()`. `start()`/`stop()` or `with` run it."""
 
     label = "fake server"
+    host = "127.0.0.1"
+    port = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _thread: threading.Thread | None = None
@@ -51,5 +55,21 @@ class ThreadedServer:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    def _application(self) -> web.Application:
+        raise NotImplementedError("a ThreadedServer subclass must build its app in _application")
+
     async def _serve(self, ready: threading.Event) -> None:
-        raise NotImplementedError("a ThreadedServer subclass must implement _serve")
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(
+            self._application(), handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self.port = runner.addresses[0][1]
+        ready.set()
+        await self._stop.wait()
+        await self._closing()
+        await runner.cleanup()
+
+    async def _closing(self) -> None:
+        """Runs before the server shuts down (e.g. to close open WebSockets)."""
