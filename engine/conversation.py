@@ -195,13 +195,13 @@ class Conversation:
     ) -> None:
         """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
         thread = await self._store.thread(key)
-        history = await self._store.history(thread.id, 1)
-        language = history[-1].language if history else "en"
         escalation = self._escalation.for_chat(key.platform, key.chat_id)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             return
         if not escalation.enabled(trigger):
             return
+        history = await self._store.history(thread.id, 1)
+        language = history[-1].language if history else "en"
         text = await self._escalate(thread.id, key, reply, trigger, escalation, language)
         await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
