@@ -4,18 +4,19 @@ off, timeouts, retries before the first token only, bounded concurrency and a ci
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
 import openai
+from httpx_sse import EventSource, SSEError
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -92,11 +93,23 @@ class ServerReport:
     error: str = ""
 
 
+Chunk = Mapping[str, Any]  # one decoded `chat.completion.chunk` of the stream
+
+
+class _ServerError(Exception):
+    """The server sent an error event, a chunk that is not JSON, or a wrong content type."""
+
+
 @dataclass
 class _Opened:
-    stream: openai.AsyncStream[ChatCompletionChunk]
-    first: list[ChatCompletionChunk]
+    response: httpx.Response
+    chunks: AsyncGenerator[Chunk, None]
+    first: list[Chunk]
     model: str
+
+    async def close(self) -> None:
+        await self.chunks.aclose()
+        await self.response.aclose()
 
 
 class LLMClient:
@@ -250,12 +263,14 @@ class LLMClient:
         return f"the model at {self.base_url} returned an empty answer (finish_reason={finish})."
 
     def _api_error(self, exc: Exception) -> LLMError:
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        if status is None:
-            return LLMUnavailable(
-                f"cannot reach the model server at {self.base_url} ({exc!r}). {self._fix()}",
-                retryable=True,
-            )
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc.status_code, str(exc))
+        return LLMUnavailable(
+            f"cannot reach the model server at {self.base_url} ({exc!r}). {self._fix()}",
+            retryable=True,
+        )
+
+    def _status_error(self, status: int, exc: str) -> LLMError:
         detail = f"the model server at {self.base_url} answered HTTP {status}"
         if status in (401, 403):
             return LLMUnavailable(
@@ -308,30 +323,41 @@ class LLMClient:
         }
 
     async def _open_once(self, messages: list[dict[str, str]], total_deadline: float) -> _Opened:
-        """Send the request and read up to the first chunk that carries text (or finishes)."""
+        """Send the request and read up to the first chunk that carries text (or finishes).
+
+        The stream is read with httpx and httpx-sse rather than openai's stream: building openai's
+        pydantic models for every chunk cost more CPU than the rest of the answer together."""
         which, deadline = "first_token_timeout", _now() + self.settings.first_token_timeout
         if deadline > total_deadline:
             which, deadline = "total_timeout", total_deadline
         try:
             async with asyncio.timeout_at(deadline):
                 model = await self._model_name()
-                stream = await self._openai.chat.completions.create(
-                    stream=True,
-                    stream_options={"include_usage": True},
+                body = {
                     **self._request(messages, model),
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+                request = self._http.build_request(
+                    "POST", f"{self.base_url}/chat/completions", json=body, headers=self._headers
                 )
-                first: list[ChatCompletionChunk] = []
+                response = await self._http.send(request, stream=True)
+                if response.status_code >= 400:
+                    await response.aread()
+                    await response.aclose()
+                    raise self._status_error(response.status_code, response.text)
+                opened = _Opened(response, _chunks(response), [], model)
                 try:
                     while True:
-                        first.append(chunk := await anext(stream))
-                        if _has_text(chunk) or any(c.finish_reason for c in chunk.choices):
-                            return _Opened(stream, first, model)
+                        opened.first.append(chunk := await anext(opened.chunks))
+                        if _has_text(chunk) or any(c.get("finish_reason") for c in _choices(chunk)):
+                            return opened
                 except StopAsyncIteration:
                     pass
                 except BaseException:
-                    await stream.close()
+                    await opened.close()
                     raise
-                await stream.close()
+                await opened.close()
                 raise LLMUnavailable(
                     f"the model server at {self.base_url} ended the stream before the first "
                     f"token. {self._fix()}",
@@ -341,6 +367,11 @@ class LLMClient:
             raise LLMTimeout(self._timeout_msg(which)) from None
         except (openai.APIError, httpx.HTTPError) as exc:
             raise self._api_error(exc) from exc
+        except _ServerError as exc:
+            raise LLMUnavailable(
+                f"the model server at {self.base_url} failed the request: {exc}. {self._fix()}",
+                retryable=True,
+            ) from exc
 
     async def _stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[Delta, None]:
         total_deadline = _now() + self.settings.total_timeout
@@ -361,30 +392,31 @@ class LLMClient:
                     started = bool(answer or reasoning_all)
                     try:
                         async with asyncio.timeout_at(deadline):
-                            chunk = await anext(opened.stream)
+                            chunk = await anext(opened.chunks)
                     except StopAsyncIteration:
                         break
                     except TimeoutError:
                         raise LLMTimeout(self._timeout_msg(which), after_output=started) from None
-                    except (openai.APIError, httpx.HTTPError) as exc:
+                    except (httpx.HTTPError, _ServerError) as exc:
                         raise LLMStreamBroken(
                             f"the model server at {self.base_url} cut the answer off ({exc!r}).",
                             after_output=started,
                         ) from exc
-                usage = _usage(chunk.usage) if chunk.usage else usage
+                usage = _usage_of(chunk.get("usage")) or usage
                 content = reasoning = ""
-                for choice in chunk.choices[:1]:
-                    if separate := _reasoning_of(choice.delta):
+                for choice in _choices(chunk)[:1]:
+                    delta = choice.get("delta") or {}
+                    if separate := _reasoning_in(delta):
                         splitter.separate()
                         reasoning = separate
-                    content, more = splitter.feed(choice.delta.content or "")
+                    content, more = splitter.feed(delta.get("content") or "")
                     reasoning += more
-                    finish = choice.finish_reason or finish
+                    finish = choice.get("finish_reason") or finish
                 if content or reasoning:
                     answer, reasoning_all = answer + content, reasoning_all + reasoning
                     yield Delta(content, reasoning)
         finally:
-            await opened.stream.close()
+            await opened.close()
         if finish is None:
             raise LLMStreamBroken(
                 f"the stream from {self.base_url} ended without a finish reason.",
@@ -443,8 +475,51 @@ def _reasoning_of(obj: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _has_text(chunk: ChatCompletionChunk) -> bool:
-    return any(c.delta.content or _reasoning_of(c.delta) for c in chunk.choices)
+async def _chunks(response: httpx.Response) -> AsyncGenerator[Chunk, None]:
+    """The decoded chunks of an OpenAI-style SSE stream, up to `data: [DONE]`."""
+    try:
+        async for event in EventSource(response).aiter_sse():
+            if event.data == "[DONE]":
+                return
+            if not event.data:
+                continue
+            try:
+                chunk = json.loads(event.data)
+            except ValueError:
+                raise _ServerError(f"a stream chunk is not JSON: {event.data[:200]!r}") from None
+            if not isinstance(chunk, dict):
+                raise _ServerError(f"a stream chunk is not an object: {event.data[:200]!r}")
+            if chunk.get("error"):
+                raise _ServerError(f"error event: {json.dumps(chunk['error'])[:500]}")
+            yield chunk
+    except SSEError as exc:
+        raise _ServerError(str(exc)) from None
+
+
+def _choices(chunk: Chunk) -> list[Mapping[str, Any]]:
+    choices = chunk.get("choices")
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+
+
+def _reasoning_in(delta: Mapping[str, Any]) -> str | None:
+    value = delta.get("reasoning_content") or delta.get("reasoning")
+    return value if isinstance(value, str) else None
+
+
+def _has_text(chunk: Chunk) -> bool:
+    return any(
+        (c.get("delta") or {}).get("content") or _reasoning_in(c.get("delta") or {})
+        for c in _choices(chunk)
+    )
+
+
+def _usage_of(raw: object) -> Usage | None:
+    """Usage from a chunk's `usage` object (SGLang: cached_tokens under prompt_tokens_details)."""
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), cached)
 
 
 def _usage(usage: CompletionUsage) -> Usage:

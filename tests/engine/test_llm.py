@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -420,3 +421,50 @@ def test_splitter_handles_every_split_point() -> None:
 def test_errors_share_a_base() -> None:
     for cls in (LLMUnavailable, LLMTimeout, LLMStreamBroken, LLMEmptyAnswer):
         assert issubclass(cls, LLMError)
+
+
+def _sse_server(*bodies: tuple[str, str]) -> httpx.AsyncClient:
+    """An httpx client whose server answers chat requests with `bodies` in turn: (content type,
+    raw body); /v1/models lists one model."""
+    replies = list(bodies)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(
+                200, json={"object": "list", "data": [{"id": "m", "object": "model"}]}
+            )
+        kind, body = replies.pop(0) if len(replies) > 1 else replies[0]
+        return httpx.Response(200, headers={"content-type": kind}, content=body.encode())
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handle))
+
+
+def _chunk(**delta: str) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": None}
+    return f"data: {json.dumps({'choices': [choice]})}\n\n"
+
+
+async def test_an_error_event_before_any_text_is_unavailable_and_retried() -> None:
+    error = 'data: {"error": {"message": "KV cache pool is full", "code": 503}}\n\n'
+    async with _sse_server(("text/event-stream", error)) as http:
+        client = LLMClient(LLMSettings(base_url="http://model/v1", max_retries=1), http_client=http)
+        with pytest.raises(LLMUnavailable, match="KV cache pool is full"):
+            await collect(client)
+
+
+async def test_a_garbled_chunk_after_text_is_a_broken_stream_keeping_the_text() -> None:
+    body = _chunk(content="Half an ") + "data: {not json\n\n"
+    async with _sse_server(("text/event-stream", body)) as http:
+        client = LLMClient(LLMSettings(base_url="http://model/v1"), http_client=http)
+        seen: list[Delta] = []
+        with pytest.raises(LLMStreamBroken, match="not JSON") as caught:
+            await collect(client, into=seen)
+        assert caught.value.after_output and "".join(d.content for d in seen) == "Half an "
+
+
+async def test_an_html_page_instead_of_a_stream_is_unavailable() -> None:
+    """A proxy's login page with status 200 is not an answer."""
+    async with _sse_server(("text/html", "<html>Sign in</html>")) as http:
+        client = LLMClient(LLMSettings(base_url="http://model/v1", max_retries=0), http_client=http)
+        with pytest.raises(LLMUnavailable, match="text/event-stream"):
+            await collect(client)
