@@ -38,7 +38,7 @@ from engine.messages import (
 from engine.policy import Policy
 from engine.ports import ReplyChannel
 from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
-from engine.store import ConversationStore, ThreadRecord
+from engine.store import ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
 from engine.trace import new_request_id
@@ -87,16 +87,21 @@ class Conversation:
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
             return None
-        claimed = await self._store.claim_event(
-            inbound.platform, inbound.message_id, inbound.thread_key
+        escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
+        # dedupe, thread and its last turns in one transaction: the answer needs the history
+        # turns, the unresolved-turns trigger as many as it counts
+        claim = await self._store.claim(
+            inbound.platform,
+            inbound.message_id,
+            inbound.thread_key,
+            max(self._settings.history_turns, escalation.max_unresolved_turns),
         )
-        if not claimed:
+        if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
             return None
         language = detect(inbound.text)
-        thread = await self._store.thread(inbound.thread_key)
-        escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
+        thread = claim.thread
         if resolves(inbound.text):
             await self._store.set_state(
                 thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
@@ -127,7 +132,9 @@ class Conversation:
             return await self._finish(thread.id, inbound, answer, reply)
 
         await reply.open()
-        records = await self._store.history(thread.id, self._settings.history_turns)
+        records = (
+            claim.history[-self._settings.history_turns :] if self._settings.history_turns else ()
+        )
         history = trim_history(
             [HistoryTurn(r.question, r.answer) for r in records if r.answer],
             self._settings.history_tokens,
@@ -153,7 +160,7 @@ class Conversation:
                 question, passages, history, language, reply, timings, started, web=sources
             )
         answer = _with_web_notice(answer, web)
-        trigger = await self._policy_trigger(thread, answer, escalation)
+        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
         if trigger is not None:
             follow = await self._escalate(
                 thread.id,
@@ -168,10 +175,15 @@ class Conversation:
             answer = replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
         return await self._finish(thread.id, inbound, answer, reply)
 
-    async def _policy_trigger(
-        self, thread: ThreadRecord, answer: Answer, escalation: EscalationSettings
+    def _policy_trigger(
+        self,
+        thread: ThreadRecord,
+        history: Sequence[TurnRecord],
+        answer: Answer,
+        escalation: EscalationSettings,
     ) -> str | None:
-        """Which escalation trigger (if any) this answer sets off in this channel."""
+        """Which escalation trigger (if any) this answer sets off in this channel; `history`: the
+        thread's turns before this one, oldest first."""
         if answer.outcome is Outcome.NO_KNOWLEDGE and escalation.on_no_grounding:
             return NO_GROUNDING
         failed = (
@@ -180,7 +192,7 @@ class Conversation:
         if failed and escalation.on_model_failure:
             return MODEL_FAILURE
         if escalation.max_unresolved_turns:
-            recent = await self._store.history(thread.id, escalation.max_unresolved_turns)
+            recent = history[-escalation.max_unresolved_turns :]
             since_open = [
                 r
                 for r in recent

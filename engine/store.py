@@ -43,6 +43,7 @@ from engine.tables import (
 
 __all__ = [
     "CandidateRecord",
+    "Claim",
     "ConversationStore",
     "Figures",
     "HandoffRecord",
@@ -83,6 +84,14 @@ class TurnRecord:
     citations: tuple[Citation, ...] = ()
     usage: Usage = dataclasses.field(default_factory=Usage)
     timings: Timings = dataclasses.field(default_factory=Timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A newly claimed message's thread and the thread's last turns (oldest first)."""
+
+    thread: ThreadRecord
+    history: tuple[TurnRecord, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,40 @@ class ConversationStore:
             "received_at": utcnow(),
         }
         return await self._insert_unique(ProcessedEvent, values, ["platform", "message_id"])
+
+    async def claim(
+        self, platform: str, message_id: str, thread_key: ThreadKey, history_turns: int
+    ) -> Claim | None:
+        """`claim_event`, `thread` and `history` in one transaction, the hot path of every
+        message; None when another caller (or replica) already claimed the message."""
+        now = utcnow()
+        event = {
+            "platform": platform,
+            "message_id": message_id,
+            "thread_key": _encode_key(thread_key),
+            "received_at": now,
+        }
+        claim = (
+            self._insert(ProcessedEvent)
+            .values(event)
+            .on_conflict_do_nothing(index_elements=["platform", "message_id"])
+            .returning(ProcessedEvent.id)
+        )
+        async with self._sessions.begin() as session:
+            if await session.scalar(claim) is None:
+                return None
+            row = await session.scalar(_thread_query(thread_key))
+            if row is None:  # a concurrent creator may win; either way the row exists after
+                await session.execute(self._new_thread(thread_key, now))
+                row = await session.scalar(_thread_query(thread_key))
+            if row is None:  # pragma: no cover - only if the row was deleted in between
+                raise LookupError(f"thread {thread_key} vanished right after it was created")
+            turns = (
+                (await session.scalars(_history_query(row.id, history_turns))).all()
+                if history_turns > 0
+                else []
+            )
+            return Claim(_thread_record(row), tuple(_turn_record(t) for t in reversed(turns)))
 
     async def mark_answered(self, platform: str, message_id: str) -> bool:
         """Set answered_at on a claimed event (add_turn does this itself for the turn's message).
@@ -200,19 +243,9 @@ class ConversationStore:
         found = await self._find_thread(key)
         if found is not None:
             return found
-        now = utcnow()
-        values = {
-            "platform": key.platform,
-            "tenant": key.tenant,
-            "chat_id": key.chat_id,
-            "thread_id": key.thread_id,
-            "state": ThreadState.OPEN.value,
-            "state_changed_at": now,
-            "created_at": now,
-            "last_message_at": now,
-        }
         # A concurrent creator may win; either way the row exists afterwards.
-        await self._insert_unique(Thread, values, ["platform", "tenant", "chat_id", "thread_id"])
+        async with self._sessions.begin() as session:
+            await session.execute(self._new_thread(key, utcnow()))
         found = await self._find_thread(key)
         if found is None:  # pragma: no cover - only if the row was deleted in between
             raise LookupError(f"thread {key} vanished right after it was created")
@@ -532,14 +565,8 @@ class ConversationStore:
         """The last `max_turns` turns of a thread, oldest first."""
         if max_turns <= 0:
             return []
-        stmt = (
-            select(Turn)
-            .where(Turn.thread_id == thread_id)
-            .order_by(Turn.created_at.desc(), Turn.id.desc())
-            .limit(max_turns)
-        )
         async with self._sessions() as session:
-            rows = (await session.scalars(stmt)).all()
+            rows = (await session.scalars(_history_query(thread_id, max_turns))).all()
         return [_turn_record(r) for r in reversed(rows)]
 
     async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
@@ -618,6 +645,24 @@ class ConversationStore:
             return postgresql.insert(model)
         return sqlite.insert(model)
 
+    def _new_thread(self, key: ThreadKey, now: datetime) -> Any:
+        """INSERT an open thread for `key` unless it exists."""
+        values = {
+            "platform": key.platform,
+            "tenant": key.tenant,
+            "chat_id": key.chat_id,
+            "thread_id": key.thread_id,
+            "state": ThreadState.OPEN.value,
+            "state_changed_at": now,
+            "created_at": now,
+            "last_message_at": now,
+        }
+        return (
+            self._insert(Thread)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["platform", "tenant", "chat_id", "thread_id"])
+        )
+
     async def _insert_unique(
         self, model: type[Thread] | type[ProcessedEvent], values: dict[str, Any], key: list[str]
     ) -> bool:
@@ -628,14 +673,8 @@ class ConversationStore:
         return inserted is not None
 
     async def _find_thread(self, key: ThreadKey) -> ThreadRecord | None:
-        stmt = select(Thread).where(
-            Thread.platform == key.platform,
-            Thread.tenant == key.tenant,
-            Thread.chat_id == key.chat_id,
-            Thread.thread_id == key.thread_id,
-        )
         async with self._sessions() as session:
-            row = await session.scalar(stmt)
+            row = await session.scalar(_thread_query(key))
             return None if row is None else _thread_record(row)
 
 
@@ -669,6 +708,25 @@ def create_engine(
         cursor.close()
 
     return eng
+
+
+def _thread_query(key: ThreadKey) -> Any:
+    return select(Thread).where(
+        Thread.platform == key.platform,
+        Thread.tenant == key.tenant,
+        Thread.chat_id == key.chat_id,
+        Thread.thread_id == key.thread_id,
+    )
+
+
+def _history_query(thread_id: int, max_turns: int) -> Any:
+    """A thread's last `max_turns` turns, newest first."""
+    return (
+        select(Turn)
+        .where(Turn.thread_id == thread_id)
+        .order_by(Turn.created_at.desc(), Turn.id.desc())
+        .limit(max_turns)
+    )
 
 
 def _answered(platform: str, message_id: str, when: datetime | None = None) -> Any:

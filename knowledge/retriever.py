@@ -13,6 +13,7 @@ increase down the list, so "the best passage is below `min_score`" means "no gro
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -98,7 +99,9 @@ class Retriever:
             dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
             lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
             passages = await self._fuse(dense, lexical, readable)
-        passages = _collapse(passages)
+        # a reranker reorders what it is given, so it needs every candidate; otherwise k will do
+        keep = len(passages) if self._reranker is not None else k
+        passages = _collapse(passages, keep)
         if self._reranker is not None and len(passages) > 1:
             passages = await self._reranker.rerank(query, passages)
         return _monotone(passages[:k])
@@ -151,18 +154,28 @@ async def _nothing() -> tuple[list[Passage], float]:
     return [], 1.0
 
 
+@functools.lru_cache(maxsize=8192)
 def _shingles(text: str) -> frozenset[str]:
+    """The words of a chunk (cached: the same chunks come back for question after question)."""
     return frozenset(_SHINGLE.findall(text.lower()))
 
 
-def _collapse(passages: list[Passage]) -> list[Passage]:
-    """Drop passages nearly identical to a better-ranked one (same page in two sources, …)."""
+def _collapse(passages: list[Passage], limit: int) -> list[Passage]:
+    """The first `limit` passages not nearly identical to a better-ranked one (same page in two
+    sources, …)."""
     kept: list[tuple[Passage, frozenset[str]]] = []
     for passage in passages:
+        if len(kept) >= limit:
+            break
         words = _shingles(passage.text)
         duplicate = any(
             words == other
-            or (words and other and len(words & other) / len(words | other) >= DUPLICATE_JACCARD)
+            or (
+                words
+                and other
+                and (shared := len(words & other)) / (len(words) + len(other) - shared)
+                >= DUPLICATE_JACCARD
+            )
             for _, other in kept
         )
         if not duplicate:

@@ -64,6 +64,30 @@ async def test_claim_event_concurrent_exactly_one_wins(store: ConversationStore)
     assert sorted(results) == [False] * 19 + [True]
 
 
+async def test_claim_gives_the_thread_and_its_last_turns_once(store: ConversationStore) -> None:
+    first = await store.claim("slack", "c1", KEY, 3)
+    assert first is not None and first.thread.key == KEY and first.history == ()
+    assert first.thread.state is ThreadState.OPEN
+    for i in range(4):
+        await store.add_turn(first.thread.id, inbound(f"c{i}", f"question {i}"), answer())
+    second = await store.claim("slack", "c9", KEY, 3)
+    assert second is not None and second.thread.id == first.thread.id
+    assert [t.question for t in second.history] == ["question 1", "question 2", "question 3"]
+    assert await store.claim("slack", "c9", KEY, 3) is None  # a redelivery
+    assert await store.claim_event("slack", "c9", KEY) is False  # the same dedupe row
+
+
+async def test_concurrent_claims_in_a_new_thread_make_one_thread_and_one_winner(
+    store: ConversationStore,
+) -> None:
+    other = ThreadKey("slack", "T01", "C01", "new-thread")
+    same = await asyncio.gather(*(store.claim("slack", "race", other, 5) for _ in range(10)))
+    assert sum(c is not None for c in same) == 1
+    many = await asyncio.gather(*(store.claim("slack", f"r{i}", other, 5) for i in range(10)))
+    assert len({c.thread.id for c in many if c is not None}) == 1
+    assert await count_threads(store) == 1
+
+
 async def test_thread_get_or_create(store: ConversationStore) -> None:
     first = await store.thread(KEY)
     assert isinstance(first, ThreadRecord)
