@@ -109,9 +109,7 @@ class Retriever:
     async def _dense(
         self, query: str, wanted: int, allowed: Sequence[str], snapshot: Snapshot
     ) -> tuple[list[Passage], float]:
-        [vector], readable = await asyncio.gather(
-            self._embedder.embed([query]), self._embedder.run(self._embedder.readable, query)
-        )
+        vector, readable = await self._embedder.embed_query(query)
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
         found = await self._store.query(vector, wanted + 8, collections=scope)

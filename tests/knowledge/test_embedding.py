@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -32,3 +33,39 @@ async def test_unloadable_model_names_the_model_and_the_fix() -> None:
     message = str(info.value)
     assert "/nonexistent/teambot-model" in message
     assert "local folder" in message and "leave it empty" in message
+
+
+async def test_questions_asked_together_are_encoded_together(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    questions = [f"how many days of leave in year {i}?" for i in range(12)] + ["年假有几天？"]
+    singles = [await embedder.embed_query(q) for q in questions]
+    batches: list[int] = []
+    encode = embedder.encode_queries
+
+    def counting(texts: list[str]) -> list[tuple[list[float], float]]:
+        batches.append(len(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(embedder, "encode_queries", counting)
+    together = await asyncio.gather(*(embedder.embed_query(q) for q in questions))
+    assert len(batches) < len(questions) and sum(batches) == len(questions)
+    for (vector, readable), (alone, readable_alone) in zip(together, singles, strict=True):
+        assert vector == pytest.approx(alone, abs=1e-4) and readable == readable_alone
+    assert singles[-1][1] < 1.0  # the model reads most Chinese characters as [UNK]
+
+
+async def test_a_failed_batch_fails_every_question_in_it(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(texts: list[str]) -> list[tuple[list[float], float]]:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(embedder, "encode_queries", broken)
+    results = await asyncio.gather(
+        *(embedder.embed_query(f"q{i}") for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    monkeypatch.undo()
+    vector, _ = await embedder.embed_query("still works afterwards")
+    assert len(vector) == 384
