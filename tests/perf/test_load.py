@@ -71,7 +71,7 @@ async def test_sustained_slack_load(
         TEAMBOT_POLICY__USER_PER_MINUTE="10000",
         TEAMBOT_POLICY__CHAT_BURST="10000",
         TEAMBOT_POLICY__CHAT_PER_MINUTE="100000",
-        TEAMBOT_LOG__LEVEL="WARNING",
+        TEAMBOT_LOG__LEVEL=os.environ.get("TEAMBOT_LOAD_LOG_LEVEL", "WARNING"),
     )
     async with FakeSlack() as slack:
         env["TEAMBOT_SLACK__API_URL"] = slack.api_url
@@ -79,9 +79,12 @@ async def test_sustained_slack_load(
         try:
             await wait_ready(url, process, tmp_path / "serve" / "serve.log")
             total = int(RATE * SECONDS)
+            second = int(time.time())  # distinct ts per event: a shared one is one message
             events = [
                 user_message(
-                    f"<@U0BOT> How many days of annual leave do I get? #{i}", user=f"U{i:05d}"
+                    f"<@U0BOT> How many days of annual leave do I get? #{i}",
+                    user=f"U{i:05d}",
+                    ts=f"{second}.{i:06d}",
                 )
                 for i in range(total)
             ]
@@ -125,6 +128,15 @@ async def test_sustained_slack_load(
     lost = total - len(answered)
     duplicated = sum(n - 1 for n in by_thread.values() if n > 1)
 
+    if lost:
+        asked = {
+            str(body["messages"][-1]["content"]).split("#", 1)[-1].split("\n", 1)[0].strip()
+            for body in fake_sglang.requests
+        }
+        missing = [i for i, e in enumerate(events) if str(e["ts"]) not in answered]
+        print(
+            f"\nlost events {missing[:20]}; model asked for them: {[str(i) in asked for i in missing[:20]]}"
+        )
     # event sent → model request received (matched by the question's number)
     to_model: list[float] = []
     for body, (received, _) in zip(fake_sglang.requests, fake_sglang.timings, strict=False):
