@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, distinct, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     async_sessionmaker,
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection that sat unused this long is pinged before use (see
+# create_engine); a busy connection is not, as SQLAlchemy's pool_pre_ping would (three round
+# trips on asyncpg for every checkout).
+IDLE_PING_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +124,15 @@ class ConversationStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, echo: bool = False, connect_args: Mapping[str, Any] | None = None
+        cls,
+        url: str,
+        *,
+        echo: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+        idle_ping: float = IDLE_PING_SECONDS,
     ) -> ConversationStore:
         """Create the engine for `url` (sqlite+aiosqlite or postgresql+asyncpg)."""
-        return cls(create_engine(url, echo=echo, connect_args=connect_args))
+        return cls(create_engine(url, echo=echo, connect_args=connect_args, idle_ping=idle_ping))
 
     @property
     def engine(self) -> AsyncEngine:
@@ -679,16 +689,24 @@ class ConversationStore:
 
 
 def create_engine(
-    url: str, *, echo: bool = False, connect_args: Mapping[str, Any] | None = None
+    url: str,
+    *,
+    echo: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
+    idle_ping: float = IDLE_PING_SECONDS,
 ) -> AsyncEngine:
     """An async engine for `url`; for SQLite: parent directory created, WAL, busy timeout, FKs on.
 
     `connect_args` go to the driver, e.g. `{"server_settings": {"search_path": "teambot"}}`.
+    For PostgreSQL, a connection idle for `idle_ping` seconds is pinged before it is handed out
+    and replaced when the server has dropped it (a restart, a failover, an idle timeout).
     """
     parsed = make_url(url)
     args = dict(connect_args or {})
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=args)
+        server = create_async_engine(url, echo=echo, connect_args=args)
+        _ping_when_idle(server, idle_ping)
+        return server
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # one shared connection, or every connection would see its own empty database
@@ -708,6 +726,25 @@ def create_engine(
         cursor.close()
 
     return eng
+
+
+def _ping_when_idle(server: AsyncEngine, idle: float) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool `idle` seconds."""
+
+    @event.listens_for(server.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(server.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            server.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # the pool discards this connection and hands out a fresh one
+            raise DisconnectionError(f"a pooled connection was dead: {error}") from error
 
 
 def _thread_query(key: ThreadKey) -> Any:

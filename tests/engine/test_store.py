@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from bot.db import upgrade_async
 from engine.messages import (
@@ -23,7 +24,7 @@ from engine.messages import (
 )
 from engine.store import ConversationStore, ThreadRecord
 from engine.tables import FeedbackValue, Thread, ThreadState
-from tests.helpers import sqlite_url
+from tests.helpers import pg_schema, sqlite_url
 
 KEY = ThreadKey("slack", "T01", "C01", "1700000000.000100")
 
@@ -254,3 +255,44 @@ async def test_sqlite_two_replicas_on_one_file(tmp_path: Path) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def _drop_connections(url: str, name: str) -> int:
+    """Terminate the server side of every connection with application_name `name`."""
+    admin = ConversationStore.from_url(url)
+    try:
+        async with admin.engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
+                ),
+                {"n": name},
+            )
+            return len(result.all())
+    finally:
+        await admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("idle_ping", [0.0, 3600.0])
+async def test_a_connection_the_server_dropped_while_idle_is_replaced(idle_ping: float) -> None:
+    """After a PostgreSQL restart the first message still gets through: an idle pooled
+    connection is pinged and replaced. (A connection in use is never pinged: the benchmark's
+    hot path saves three round trips per transaction.)"""
+    name = f"teambot-ping-{idle_ping:g}"
+    async with pg_schema() as (url, connect_args):
+        await upgrade_async(url, connect_args=connect_args)
+        args = {
+            **connect_args,
+            "server_settings": {**connect_args["server_settings"], "application_name": name},
+        }
+        store = ConversationStore.from_url(url, connect_args=args, idle_ping=idle_ping)
+        try:
+            assert await store.claim_event("slack", "before", KEY)
+            assert await _drop_connections(url, name) >= 1
+            if idle_ping:  # not idle long enough to be pinged: the dead connection is used
+                with pytest.raises(DBAPIError):
+                    await store.claim_event("slack", "after", KEY)
+            assert await store.claim_event("slack", "after", KEY)
+        finally:
+            await store.close()
