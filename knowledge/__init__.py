@@ -118,6 +118,7 @@ class KnowledgeBase:
             settings.embedding_model,
             device=settings.embedding_device,
             backend=settings.embedding_backend,
+            threads=settings.embedding_threads,
         )
         kb = cls(settings, model, store, catalog, LiveIndex(), owns_embedder=owns)
         await kb.reload()

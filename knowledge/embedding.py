@@ -56,9 +56,18 @@ class Embedder:
     """
 
     def __init__(
-        self, model: str = "", *, device: str = "cpu", batch_size: int = 64, backend: str = "torch"
+        self,
+        model: str = "",
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        backend: str = "torch",
+        threads: int = 0,
     ) -> None:
+        """threads: torch's CPU threads (process-wide), set when the model loads; 0 = torch's
+        default of one per core."""
         self._model_name = model
+        self._threads = threads
         self._device = device
         self._backend = backend
         self._batch_size = batch_size
@@ -169,6 +178,10 @@ class Embedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        if self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)
         source = str(bundled_model_path()) if not self._model_name else self._model_name
         try:
             if self._backend == "onnx":

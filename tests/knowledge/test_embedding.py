@@ -69,3 +69,17 @@ async def test_a_failed_batch_fails_every_question_in_it(
     monkeypatch.undo()
     vector, _ = await embedder.embed_query("still works afterwards")
     assert len(vector) == 384
+
+
+async def test_embedding_threads_bound_torch() -> None:
+    """knowledge.embedding_threads (default 1) leaves the other cores to the event loop."""
+    import torch
+
+    before = torch.get_num_threads()
+    one = Embedder(threads=1)
+    try:
+        await one.warmup()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        await one.close()
