@@ -39,6 +39,7 @@ class Call:
     args: dict[str, Any]
     at: float  # monotonic
     status: int = 200
+    result: dict[str, Any] | None = None  # what the fake answered (on success)
 
 
 @dataclass
@@ -251,6 +252,7 @@ class FakeSlack:
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result, headers = handler(args), {}
+        self.calls[-1].result = result
         if method == "auth.test":
             headers = {"x-oauth-scopes": self.scopes}
         return web.json_response({"ok": True, **result}, headers=headers)

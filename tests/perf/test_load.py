@@ -144,12 +144,24 @@ async def test_sustained_slack_load(
         number = text.split("#", 1)[1].split("\n", 1)[0].strip() if "#" in text else None
         if number is not None and number.isdigit():
             to_model.append(received - sent_at[str(events[int(number)]["ts"])])
-    # last token → final Slack update: per thread, the final update's time minus the last token
-    last_tokens = sorted(t[1] for t in fake_sglang.timings if t[1] is not None)
-    final_times = sorted(
-        c.at for c in slack.calls if c.method == "chat.update" and c.args.get("blocks")
-    )
-    tail = [f - t for f, t in zip(final_times, last_tokens, strict=False)]
+    # last token → final Slack update, per answer: the model request's question number gives
+    # the event, the event's placeholder (its thread_ts) the chat.update that finished it
+    last_token: dict[str, float] = {}
+    for body, (_, last) in zip(fake_sglang.requests, fake_sglang.timings, strict=False):
+        text = str(body["messages"][-1]["content"])
+        number = text.split("#", 1)[1].split("\n", 1)[0].strip() if "#" in text else ""
+        if number.isdigit() and last is not None:
+            last_token[str(events[int(number)]["ts"])] = last
+    thread_of = {
+        str((c.result or {}).get("ts")): str(c.args.get("thread_ts"))
+        for c in slack.calls
+        if c.method == "chat.postMessage"
+    }
+    final_at: dict[str, float] = {}
+    for call in slack.calls:
+        if call.method == "chat.update" and call.args.get("blocks"):
+            final_at.setdefault(thread_of.get(str(call.args.get("ts")), ""), call.at)
+    tail = [final_at[t] - last_token[t] for t in last_token if t in final_at]
     span = finished - started
     print(
         f"\noffered {RATE:.0f}/s for {SECONDS:.0f} s ({total} events) → answered {len(answered)} "
@@ -157,7 +169,7 @@ async def test_sustained_slack_load(
         f"\nlost {lost}, duplicated {duplicated}, server peak RSS {peak:.0f} MB"
         f"\noverhead event → model request: p50 {statistics.median(to_model) * 1000:.1f} ms, "
         f"p99 {pct(to_model, 0.99) * 1000:.1f} ms"
-        f"\noverhead last token → final update (sorted pairing): p50 {statistics.median(tail) * 1000:.1f} ms, "
+        f"\noverhead last token → final update: p50 {statistics.median(tail) * 1000:.1f} ms, "
         f"p99 {pct(tail, 0.99) * 1000:.1f} ms"
     )
     assert lost == 0 and duplicated == 0  # speed is printed; the machine decides it
