@@ -6,11 +6,12 @@ Run through `bot.db` (which builds the Config in code), not the `alembic` comman
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -44,9 +45,19 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# pg_advisory_xact_lock key: replicas starting together on one PostgreSQL migrate one at a time
+MIGRATION_LOCK = int.from_bytes(
+    hashlib.sha256(b"teambot:migrations").digest()[:8], "big", signed=True
+)
+
+
 def do_run_migrations(connection: Connection) -> None:
     _configure(connection=connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # The first replica migrates; the others wait here until it commits, then read the
+            # version it wrote and have nothing to do. (DDL is transactional on PostgreSQL.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +122,28 @@ async def test_upgrade_async_sqlite(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     await upgrade_async(url)
     assert await current_async(url) == head()
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_migrate_once() -> None:
+    """Replicas starting at once on an empty database all come up. Separate processes, like
+    replicas: Alembic's context is process-global, so threads cannot show this."""
+    async with pg_schema() as (url, connect_args):
+        script = (
+            "import json, sys; from bot.db import upgrade; "
+            "upgrade(sys.argv[1], connect_args=json.loads(sys.argv[2]))"
+        )
+        runs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", script, url, json.dumps(connect_args),
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]  # fmt: skip
+        for run in runs:
+            _, errors = await asyncio.wait_for(run.communicate(), 120)
+            assert run.returncode == 0, errors.decode()
+        assert await current_async(url, connect_args=connect_args) == head()
 
 
 @pytest.mark.postgres
