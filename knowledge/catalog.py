@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -289,17 +290,15 @@ class Catalog:
         """Take the source's lease for a run; None when another run holds it."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            exists = await conn.scalar(select(SourceRow.name).where(SourceRow.name == source))
-            if exists is None:
-                await conn.execute(
-                    insert(SourceRow).values(
-                        name=source,
-                        kind=kind,
-                        collection=collection,
-                        last_result="never",
-                        generation=0,
-                    )
+            # replicas starting together register the same source: the first insert wins
+            dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+            await conn.execute(
+                dialect.insert(SourceRow)
+                .values(
+                    name=source, kind=kind, collection=collection, last_result="never", generation=0
                 )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             taken = await conn.execute(
                 update(SourceRow)
                 .where(

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.db import upgrade_async
 from knowledge import Embedder, KnowledgeBase, KnowledgeSettings, SourceSettings
-from knowledge.catalog import DocumentRow, RunRow
+from knowledge.catalog import Catalog, DocumentRow, RunRow
+from tests.helpers import pg_schema
 
 DOC = "# Travel\n\n" + "\n\n".join(
     f"Paragraph {i}: the travel desk books trains for trip {i}. VERSION-{{v}} applies."
@@ -253,3 +256,19 @@ async def test_collections_scope_retrieval(tmp_path: Path, embedder: Embedder, d
             await reopened.close()
     finally:
         await kb.close()
+
+
+@pytest.mark.postgres
+async def test_replicas_registering_a_new_source_together_get_one_lease() -> None:
+    """Two replicas on one PostgreSQL start the scheduled refresh of a source no run has seen."""
+    async with pg_schema() as (url, connect_args):
+        await upgrade_async(url, connect_args=connect_args)
+        catalogs = [Catalog(create_async_engine(url, connect_args=connect_args)) for _ in range(4)]
+        try:
+            leases = await asyncio.gather(
+                *(c.acquire("handbook", "directory", "default") for c in catalogs)
+            )
+            assert sum(lease is not None for lease in leases) == 1
+        finally:
+            for catalog in catalogs:
+                await catalog.close()
