@@ -32,6 +32,8 @@ from tests.fakes.slack import (
 
 RATE = float(os.environ.get("TEAMBOT_LOAD_RATE", "50"))  # events offered per second
 SECONDS = float(os.environ.get("TEAMBOT_LOAD_SECONDS", "10"))
+# `teambot serve` processes on the one database, events dealt round-robin (a load balancer)
+REPLICAS = int(os.environ.get("TEAMBOT_LOAD_REPLICAS", "1"))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,9 +77,13 @@ async def test_sustained_slack_load(
     )
     async with FakeSlack() as slack:
         env["TEAMBOT_SLACK__API_URL"] = slack.api_url
-        process, url = await start_replica(tmp_path / "serve", sample_index, env)
+        replicas = [
+            await start_replica(tmp_path / f"serve{n}", sample_index, env) for n in range(REPLICAS)
+        ]
+        urls = [u for _, u in replicas]
         try:
-            await wait_ready(url, process, tmp_path / "serve" / "serve.log")
+            for n, (proc, address) in enumerate(replicas):
+                await wait_ready(address, proc, tmp_path / f"serve{n}" / "serve.log")
             total = int(RATE * SECONDS)
             second = int(time.time())  # distinct ts per event: a shared one is one message
             events = [
@@ -92,11 +98,13 @@ async def test_sustained_slack_load(
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
-                async def deliver(event: dict[str, object]) -> None:
+                async def deliver(number: int, event: dict[str, object]) -> None:
                     body = json.dumps(event_body(event))
                     sent_at[str(event["ts"])] = time.monotonic()
                     response = await client.post(
-                        f"{url}/slack/events", content=body, headers=signed_headers(body)
+                        f"{urls[number % len(urls)]}/slack/events",
+                        content=body,
+                        headers=signed_headers(body),
                     )
                     assert response.status_code == 200
 
@@ -104,7 +112,7 @@ async def test_sustained_slack_load(
                 tasks = []
                 for i, event in enumerate(events):
                     await asyncio.sleep(max(0.0, started + i / RATE - time.monotonic()))
-                    tasks.append(asyncio.create_task(deliver(event)))
+                    tasks.append(asyncio.create_task(deliver(i, event)))
                 await asyncio.gather(*tasks)
 
             def finals() -> list[dict[str, object]]:
@@ -115,10 +123,12 @@ async def test_sustained_slack_load(
                 await asyncio.sleep(0.2)
             finished = time.monotonic()
             await asyncio.sleep(2)
-            peak = rss_mb(process.pid)
+            peak = sum(rss_mb(proc.pid) for proc, _ in replicas)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for proc, _ in replicas:
+                proc.terminate()
+            for proc, _ in replicas:
+                proc.wait(timeout=30)
 
     placeholders = slack.calls_to("chat.postMessage")
     by_thread: dict[str, int] = {}
