@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, distinct, event, func, or_, select, update
+from sqlalchemy import delete, distinct, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
@@ -171,17 +171,19 @@ class ConversationStore:
             .on_conflict_do_nothing(index_elements=["platform", "message_id"])
             .returning(ProcessedEvent.id)
         )
-        async with self._sessions.begin() as session:
-            if await session.scalar(claim) is None:
+        # Core statements on a plain connection: this runs for every message, and ORM sessions
+        # cost more CPU than the statements themselves
+        async with self._engine.begin() as conn:
+            if await conn.scalar(claim) is None:
                 return None
-            row = await session.scalar(_thread_query(thread_key))
+            row = (await conn.execute(_thread_query(thread_key))).first()
             if row is None:  # a concurrent creator may win; either way the row exists after
-                await session.execute(self._new_thread(thread_key, now))
-                row = await session.scalar(_thread_query(thread_key))
+                await conn.execute(self._new_thread(thread_key, now))
+                row = (await conn.execute(_thread_query(thread_key))).first()
             if row is None:  # pragma: no cover - only if the row was deleted in between
                 raise LookupError(f"thread {thread_key} vanished right after it was created")
             turns = (
-                (await session.scalars(_history_query(row.id, history_turns))).all()
+                (await conn.execute(_history_query(row.id, history_turns))).all()
                 if history_turns > 0
                 else []
             )
@@ -575,41 +577,42 @@ class ConversationStore:
         """The last `max_turns` turns of a thread, oldest first."""
         if max_turns <= 0:
             return []
-        async with self._sessions() as session:
-            rows = (await session.scalars(_history_query(thread_id, max_turns))).all()
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_history_query(thread_id, max_turns))).all()
         return [_turn_record(r) for r in reversed(rows)]
 
     async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
         """Persist a question and its answer and mark the inbound event answered; the turn id."""
         now = utcnow()
-        turn = Turn(
-            thread_id=thread_id,
-            message_id=inbound.message_id,
-            asker_id=inbound.sender.id,
-            asker_name=inbound.sender.display_name,
-            question=inbound.text,
-            answer=answer.text,
-            reasoning=answer.reasoning,
-            citations=[dataclasses.asdict(c) for c in answer.citations],
-            outcome=Outcome(answer.outcome).value,
-            language=answer.language,
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
-            cached_tokens=answer.usage.cached_tokens,
-            retrieval_s=answer.timings.retrieval,
-            first_token_s=answer.timings.first_token,
-            first_visible_s=answer.timings.first_visible,
-            total_s=answer.timings.total,
-            created_at=now,
-        )
-        async with self._sessions.begin() as session:
-            session.add(turn)
-            await session.flush()
-            await session.execute(
+        values = {
+            "thread_id": thread_id,
+            "message_id": inbound.message_id,
+            "asker_id": inbound.sender.id,
+            "asker_name": inbound.sender.display_name,
+            "question": inbound.text,
+            "answer": answer.text,
+            "reasoning": answer.reasoning,
+            "citations": [dataclasses.asdict(c) for c in answer.citations],
+            "outcome": Outcome(answer.outcome).value,
+            "language": answer.language,
+            "prompt_tokens": answer.usage.prompt_tokens,
+            "completion_tokens": answer.usage.completion_tokens,
+            "cached_tokens": answer.usage.cached_tokens,
+            "retrieval_s": answer.timings.retrieval,
+            "first_token_s": answer.timings.first_token,
+            "first_visible_s": answer.timings.first_visible,
+            "total_s": answer.timings.total,
+            "created_at": now,
+        }
+        async with self._engine.begin() as conn:  # Core, like claim: once per message
+            turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))
+            await conn.execute(
                 update(Thread).where(Thread.id == thread_id).values(last_message_at=now)
             )
-            await session.execute(_answered(inbound.platform, inbound.message_id, now))
-        return turn.id
+            await conn.execute(_answered(inbound.platform, inbound.message_id, now))
+        if turn_id is None:  # pragma: no cover - INSERT … RETURNING always returns the id
+            raise LookupError("the new turn's id did not come back")
+        return int(turn_id)
 
     async def turn(self, turn_id: int) -> TurnRecord | None:
         async with self._sessions() as session:
@@ -683,9 +686,9 @@ class ConversationStore:
         return inserted is not None
 
     async def _find_thread(self, key: ThreadKey) -> ThreadRecord | None:
-        async with self._sessions() as session:
-            row = await session.scalar(_thread_query(key))
-            return None if row is None else _thread_record(row)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_thread_query(key))).first()
+        return None if row is None else _thread_record(row)
 
 
 def create_engine(
@@ -748,7 +751,7 @@ def _ping_when_idle(server: AsyncEngine, idle: float) -> None:
 
 
 def _thread_query(key: ThreadKey) -> Any:
-    return select(Thread).where(
+    return select(Thread.__table__).where(
         Thread.platform == key.platform,
         Thread.tenant == key.tenant,
         Thread.chat_id == key.chat_id,
@@ -759,7 +762,7 @@ def _thread_query(key: ThreadKey) -> Any:
 def _history_query(thread_id: int, max_turns: int) -> Any:
     """A thread's last `max_turns` turns, newest first."""
     return (
-        select(Turn)
+        select(Turn.__table__)
         .where(Turn.thread_id == thread_id)
         .order_by(Turn.created_at.desc(), Turn.id.desc())
         .limit(max_turns)
@@ -829,7 +832,8 @@ def _decode_key(text: str) -> ThreadKey:
     return ThreadKey(platform, tenant, chat_id, thread_id)
 
 
-def _thread_record(row: Thread) -> ThreadRecord:
+def _thread_record(row: Any) -> ThreadRecord:
+    """From a Thread or a row of its table (same names)."""
     return ThreadRecord(
         id=row.id,
         key=ThreadKey(row.platform, row.tenant, row.chat_id, row.thread_id),
@@ -851,7 +855,8 @@ def _citations(raw: Sequence[dict[str, Any]] | None) -> tuple[Citation, ...]:
     )
 
 
-def _turn_record(row: Turn) -> TurnRecord:
+def _turn_record(row: Any) -> TurnRecord:
+    """From a Turn or a row of its table (same names)."""
     return TurnRecord(
         id=row.id,
         thread_id=row.thread_id,
