@@ -45,7 +45,9 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
     if migrate:
         await upgrade_async(settings.storage.url)
-    store = ConversationStore.from_url(settings.storage.url, echo=settings.storage.echo)
+    store = ConversationStore.from_url(
+        settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
+    )
     knowledge = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
     seeded = await knowledge.ensure_sample() if seed else None
     await knowledge.warmup()  # load the embedding model now, not inside the first question

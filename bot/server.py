@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,11 @@ def create_server(settings: Settings) -> FastAPI:
                 window=timedelta(minutes=settings.server.recovery_window_minutes),
                 grace=timedelta(seconds=settings.llm.total_timeout + 10),
             )
+            # Everything built so far (torch, the models, the indexes) lives as long as the
+            # process: keep it out of the garbage collector's full passes, which otherwise
+            # walk millions of objects and stall every answer for a few hundred ms.
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             scheduler.shutdown(wait=False)

@@ -72,6 +72,13 @@ class StorageSettings(BaseModel):
         description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB",
     )
     echo: bool = False
+    pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="PostgreSQL connections each process keeps open (10 more when busy); "
+        "mind max_connections across replicas",
+    )
     retention_days: int = Field(
         default=365,
         ge=0,

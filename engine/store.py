@@ -130,9 +130,18 @@ class ConversationStore:
         echo: bool = False,
         connect_args: Mapping[str, Any] | None = None,
         idle_ping: float = IDLE_PING_SECONDS,
+        pool_size: int = 5,
     ) -> ConversationStore:
         """Create the engine for `url` (sqlite+aiosqlite or postgresql+asyncpg)."""
-        return cls(create_engine(url, echo=echo, connect_args=connect_args, idle_ping=idle_ping))
+        return cls(
+            create_engine(
+                url,
+                echo=echo,
+                connect_args=connect_args,
+                idle_ping=idle_ping,
+                pool_size=pool_size,
+            )
+        )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -697,17 +706,22 @@ def create_engine(
     echo: bool = False,
     connect_args: Mapping[str, Any] | None = None,
     idle_ping: float = IDLE_PING_SECONDS,
+    pool_size: int = 5,
 ) -> AsyncEngine:
     """An async engine for `url`; for SQLite: parent directory created, WAL, busy timeout, FKs on.
 
     `connect_args` go to the driver, e.g. `{"server_settings": {"search_path": "teambot"}}`.
-    For PostgreSQL, a connection idle for `idle_ping` seconds is pinged before it is handed out
+    For PostgreSQL, `pool_size` connections stay open (10 more while busy); a connection idle for `idle_ping` seconds is pinged before it is handed out
     and replaced when the server has dropped it (a restart, a failover, an idle timeout).
     """
     parsed = make_url(url)
     args = dict(connect_args or {})
     if parsed.get_backend_name() != "sqlite":
-        server = create_async_engine(url, echo=echo, connect_args=args)
+        # Connections above pool_size are closed when returned: a pool too small for the load
+        # opens and closes connections all the time.
+        server = create_async_engine(
+            url, echo=echo, connect_args=args, pool_size=pool_size, max_overflow=10
+        )
         _ping_when_idle(server, idle_ping)
         return server
     database = parsed.database or ""

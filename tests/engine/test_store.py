@@ -296,3 +296,11 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced(idle_ping:
             assert await store.claim_event("slack", "after", KEY)
         finally:
             await store.close()
+
+
+def test_storage_pool_size_sizes_the_postgres_pool() -> None:
+    """storage.pool_size: too small a pool opens and closes connections under load."""
+    store = ConversationStore.from_url(
+        "postgresql+asyncpg://teambot@127.0.0.1:5432/teambot", pool_size=7
+    )
+    assert store.engine.pool.size() == 7  # type: ignore[attr-defined]

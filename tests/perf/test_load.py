@@ -2,10 +2,14 @@
 PostgreSQL, with the fake SGLang streaming at a fixed rate.
 
 Run on demand: `.venv/bin/python -m pytest tests/perf/test_load.py -s -p no:cacheprovider`
-(TEAMBOT_LOAD_RATE and TEAMBOT_LOAD_SECONDS change the offered load). Prints: sustained messages
-per second, the service's own overhead (event sent → model request received; last token sent →
-final Slack update) at p50/p99, lost and duplicated answers, and the server's peak memory.
-Asserts only that nothing was lost or answered twice.
+(TEAMBOT_LOAD_RATE and TEAMBOT_LOAD_SECONDS change the offered load, TEAMBOT_LOAD_REPLICAS the
+number of serve processes sharing it round-robin, TEAMBOT_LOAD_WARMUP the uncounted warm-up
+events sent first). Prints: sustained messages per second, the service's own overhead (event
+sent → model request received; last token sent → final Slack update) per answer at p50/p99,
+lost and duplicated answers, CPU per message (service, and this process's load generator and
+fakes, which share the machine), and the servers' peak memory. Asserts only that nothing was
+lost or answered twice. Overhead figures mean something only below capacity: above it they
+measure the queue.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ RATE = float(os.environ.get("TEAMBOT_LOAD_RATE", "50"))  # events offered per se
 SECONDS = float(os.environ.get("TEAMBOT_LOAD_SECONDS", "10"))
 # `teambot serve` processes on the one database, events dealt round-robin (a load balancer)
 REPLICAS = int(os.environ.get("TEAMBOT_LOAD_REPLICAS", "1"))
+WARMUP = int(os.environ.get("TEAMBOT_LOAD_WARMUP", "40"))  # events first, not counted
 
 
 def pct(values: list[float], q: float) -> float:
@@ -41,6 +46,12 @@ def pct(values: list[float], q: float) -> float:
     return (
         ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -94,6 +105,10 @@ async def test_sustained_slack_load(
                 )
                 for i in range(total)
             ]
+
+            def finals() -> list[dict[str, object]]:
+                return [c for c in slack.calls_to("chat.update") if c.get("blocks")]
+
             sent_at: dict[str, float] = {}
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -108,20 +123,38 @@ async def test_sustained_slack_load(
                     )
                     assert response.status_code == 200
 
+                # Warm-up at the measured rate, not counted: the first burst after start opens the
+                # connection pools and fills statement caches (its first events took ~400 ms).
+                warmups = [
+                    user_message(
+                        f"<@U0BOT> warm-up question {i}",
+                        channel="C0WARMUP",
+                        ts=f"{second - 1}.{i:06d}",
+                    )
+                    for i in range(WARMUP)
+                ]
+                for i, event in enumerate(warmups):
+                    body = json.dumps(event_body(event))
+                    url = f"{urls[i % len(urls)]}/slack/events"
+                    await client.post(url, content=body, headers=signed_headers(body))
+                    await asyncio.sleep(1 / RATE)
+                await slack.wait_for(lambda: len({c["ts"] for c in finals()}) >= WARMUP, within=60)
+
                 started = time.monotonic()
+                cpu_before = sum(cpu_seconds(proc.pid) for proc, _ in replicas)
+                own_before = time.process_time()
                 tasks = []
                 for i, event in enumerate(events):
                     await asyncio.sleep(max(0.0, started + i / RATE - time.monotonic()))
                     tasks.append(asyncio.create_task(deliver(i, event)))
                 await asyncio.gather(*tasks)
 
-            def finals() -> list[dict[str, object]]:
-                return [c for c in slack.calls_to("chat.update") if c.get("blocks")]
-
             deadline = time.monotonic() + 120
-            while len({c["ts"] for c in finals()}) < total and time.monotonic() < deadline:
+            while len({c["ts"] for c in finals()}) < total + WARMUP and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             finished = time.monotonic()
+            cpu_used = sum(cpu_seconds(proc.pid) for proc, _ in replicas) - cpu_before
+            own_used = time.process_time() - own_before
             await asyncio.sleep(2)
             peak = sum(rss_mb(proc.pid) for proc, _ in replicas)
         finally:
@@ -149,11 +182,13 @@ async def test_sustained_slack_load(
         )
     # event sent → model request received (matched by the question's number)
     to_model: list[float] = []
+    by_number: dict[int, float] = {}
     for body, (received, _) in zip(fake_sglang.requests, fake_sglang.timings, strict=False):
         text = body["messages"][-1]["content"]
         number = text.split("#", 1)[1].split("\n", 1)[0].strip() if "#" in text else None
         if number is not None and number.isdigit():
             to_model.append(received - sent_at[str(events[int(number)]["ts"])])
+            by_number[int(number)] = to_model[-1]
     # last token → final Slack update, per answer: the model request's question number gives
     # the event, the event's placeholder (its thread_ts) the chat.update that finished it
     last_token: dict[str, float] = {}
@@ -172,11 +207,16 @@ async def test_sustained_slack_load(
         if call.method == "chat.update" and call.args.get("blocks"):
             final_at.setdefault(thread_of.get(str(call.args.get("ts")), ""), call.at)
     tail = [final_at[t] - last_token[t] for t in last_token if t in final_at]
+    if os.environ.get("TEAMBOT_LOAD_SLOWEST"):
+        slow = sorted(by_number.items(), key=lambda kv: -kv[1])[:15]
+        print("\nslowest to the model (event number, ms):", [(n, round(v * 1000)) for n, v in slow])
     span = finished - started
     print(
         f"\noffered {RATE:.0f}/s for {SECONDS:.0f} s ({total} events) → answered {len(answered)} "
         f"in {span:.1f} s = {len(answered) / span:.1f} msg/s sustained"
         f"\nlost {lost}, duplicated {duplicated}, server peak RSS {peak:.0f} MB"
+        f"\nCPU per message: service {cpu_used / max(len(answered), 1) * 1000:.1f} ms, "
+        f"load generator and fakes {own_used / max(len(answered), 1) * 1000:.1f} ms"
         f"\noverhead event → model request: p50 {statistics.median(to_model) * 1000:.1f} ms, "
         f"p99 {pct(to_model, 0.99) * 1000:.1f} ms"
         f"\noverhead last token → final update: p50 {statistics.median(tail) * 1000:.1f} ms, "
