@@ -1,0 +1,115 @@
+"""What the store returns: frozen records of threads, turns and claims, never ORM objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.messages import Citation, Outcome, ThreadKey, Timings, Usage
+from engine.tables import (
+    ThreadState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    id: int
+    key: ThreadKey
+    state: ThreadState
+    state_changed_at: datetime
+    taken_by: str | None
+    escalation_trigger: str | None
+    created_at: datetime
+    last_message_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    id: int
+    thread_id: int  # threads.id
+    message_id: str
+    asker_id: str
+    asker_name: str
+    question: str
+    answer: str
+    outcome: Outcome
+    language: str
+    created_at: datetime
+    reasoning: str = ""
+    citations: tuple[Citation, ...] = ()
+    usage: Usage = dataclasses.field(default_factory=Usage)
+    timings: Timings = dataclasses.field(default_factory=Timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A newly claimed message's thread and the thread's last turns (oldest first)."""
+
+    thread: ThreadRecord
+    history: tuple[TurnRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredEvent:
+    """A message that was claimed but whose turn was never persisted (e.g. a crash mid-answer)."""
+
+    platform: str
+    message_id: str
+    thread_key: ThreadKey
+    received_at: datetime
+
+
+def encode_key(key: ThreadKey) -> str:
+    return json.dumps([key.platform, key.tenant, key.chat_id, key.thread_id], ensure_ascii=False)
+
+
+def decode_key(text: str) -> ThreadKey:
+    platform, tenant, chat_id, thread_id = json.loads(text)
+    return ThreadKey(platform, tenant, chat_id, thread_id)
+
+
+def thread_record(row: Any) -> ThreadRecord:
+    """From a Thread or a row of its table (same names)."""
+    return ThreadRecord(
+        id=row.id,
+        key=ThreadKey(row.platform, row.tenant, row.chat_id, row.thread_id),
+        state=ThreadState(row.state),
+        state_changed_at=row.state_changed_at,
+        taken_by=row.taken_by,
+        escalation_trigger=row.escalation_trigger,
+        created_at=row.created_at,
+        last_message_at=row.last_message_at,
+    )
+
+
+_CITATION_FIELDS = frozenset(f.name for f in dataclasses.fields(Citation))
+
+
+def citations_of(raw: Sequence[dict[str, Any]] | None) -> tuple[Citation, ...]:
+    return tuple(
+        Citation(**{k: v for k, v in c.items() if k in _CITATION_FIELDS}) for c in raw or ()
+    )
+
+
+def turn_record(row: Any) -> TurnRecord:
+    """From a Turn or a row of its table (same names)."""
+    return TurnRecord(
+        id=row.id,
+        thread_id=row.thread_id,
+        message_id=row.message_id,
+        asker_id=row.asker_id,
+        asker_name=row.asker_name,
+        question=row.question,
+        answer=row.answer,
+        outcome=Outcome(row.outcome),
+        language=row.language,
+        created_at=row.created_at,
+        reasoning=row.reasoning,
+        citations=citations_of(row.citations),
+        usage=Usage(row.prompt_tokens, row.completion_tokens, row.cached_tokens),
+        timings=Timings(row.retrieval_s, row.first_token_s, row.first_visible_s, row.total_s),
+    )
