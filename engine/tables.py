@@ -8,24 +8,24 @@ Schema changes go through Alembic (`bot/migrations`), never `create_all` in prod
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from knowledge.timestamps import UTCDateTime
+from knowledge.timestamps import utcnow as utcnow  # the engine's modules take it from here
 
 # Deterministic constraint names, so autogenerate, batch mode on SQLite and PostgreSQL agree.
 NAMING_CONVENTION = {
@@ -47,31 +47,6 @@ class ThreadState(StrEnum):
 class FeedbackValue(StrEnum):
     UP = "up"
     DOWN = "down"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """`DateTime(timezone=True)` that only accepts aware values and always returns UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value (UTC)")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:  # SQLite: stored as UTC without a zone
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 class EngineBase(DeclarativeBase):

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.db import TARGET_METADATA
-from engine.tables import UTCDateTime
+from knowledge.timestamps import UTCDateTime
 
 config = context.config
 
