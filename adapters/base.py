@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import APIRouter
 
 from engine.messages import Answer, Inbound, ThreadKey
 from engine.ports import ReplyChannel
+
+log = logging.getLogger(__name__)
 
 
 class Core(Protocol):
@@ -96,3 +100,44 @@ class Check:
     name: str
     status: str
     detail: str
+
+
+class InFlight:
+    """The answers and clicks an adapter is working on, each its own task: a failure is logged,
+    and shutdown waits for them up to a deadline, then cancels the rest."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label  # "slack", "feishu", …: the start of every log line
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    async def drain(self) -> None:
+        """Wait until nothing is in flight, including work started meanwhile."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def stop(self, deadline: float) -> None:
+        """Wait up to `deadline` seconds, then cancel what is still running."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
+        if pending:
+            log.warning(
+                "%s: %d answers still running at shutdown; cancelled", self._label, len(pending)
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: answering failed", self._label, exc_info=task.exception())

@@ -24,7 +24,7 @@ from dingtalk_stream import (
 from dingtalk_stream.card_callback import Card_Callback_Router_Topic
 from fastapi import APIRouter
 
-from adapters.base import AdapterStatus, Check, Core, Leadership
+from adapters.base import AdapterStatus, Check, Core, InFlight, Leadership
 from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import (
@@ -117,7 +117,7 @@ class DingTalkAdapter:
         self._escalated: OrderedDict[str, dict[str, ThreadKey]] = OrderedDict()
         self._cards: OrderedDict[str, _Card] = OrderedDict()
         self._direct: dict[str, str] = {}  # one-to-one conversation ids seen (for reply_channel)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight = InFlight("dingtalk")
         self._run: asyncio.Task[None] | None = None
         self._accepting = False
 
@@ -186,19 +186,14 @@ class DingTalkAdapter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)
-            for task in late:
-                log.warning("DingTalk answer still running at shutdown: cancelled")
-                task.cancel()
+        await self._in_flight.stop(STOP_TIMEOUT)
         await self.api.close()
         if self._leadership is not None:
             await self._leadership.close()
 
     async def drain(self) -> None:
         """Wait for the answers and clicks in flight (used at shutdown and by tests)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._in_flight.drain()
 
     def reply_channel(self, key: ThreadKey) -> DingTalkReplyChannel | None:
         """Through the robot OpenAPI: the group (the asker @mentioned), or the asker one to one.
@@ -323,14 +318,7 @@ class DingTalkAdapter:
         return AckMessage.STATUS_OK, {}
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("DingTalk message failed", exc_info=task.exception())
+        self._in_flight.spawn(work)
 
     async def _answer(self, message: ChatbotMessage, raw: Mapping[str, Any]) -> None:
         target = reply_target(message)

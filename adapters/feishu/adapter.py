@@ -30,7 +30,7 @@ from lark_oapi.event.callback.model.p2_card_action_trigger import (
 )
 from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
 
-from adapters.base import AdapterStatus, Check, Core
+from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
@@ -91,7 +91,7 @@ class FeishuAdapter:
         )
         self.bot_open_id = ""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._in_flight = InFlight("feishu")
         self._accepting = False
         self._connection: LongConnection | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -142,14 +142,10 @@ class FeishuAdapter:
 
     async def drain(self, deadline: float | None = None) -> None:
         """Wait for answers in flight (at most `deadline` seconds, then cancel them)."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning("feishu: %d answers cancelled at shutdown", len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+        if deadline is None:
+            await self._in_flight.drain()
+        else:
+            await self._in_flight.stop(deadline)
 
     def reply_channel(self, key: ThreadKey) -> FeishuReplyChannel | None:
         """Replies to the thread's root message; None for topic threads (omt_…), which the reply
@@ -275,14 +271,7 @@ class FeishuAdapter:
         return channel
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[object]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("feishu: answering failed", exc_info=task.exception())
+        self._in_flight.spawn(work)
 
     # -- webhook ------------------------------------------------------------------------------
 

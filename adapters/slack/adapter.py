@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import AdapterStatus, Check, Core
+from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.slack import convert
 from adapters.slack.checks import SlackConfigError, reason, resolve_mode, run_checks
 from adapters.slack.config import SlackSettings
@@ -67,7 +67,7 @@ class SlackAdapter:
         self._app.event("message")(self._on_message)
         self._app.action(convert.HELPFUL)(self._on_helpful)
         self._app.action(convert.ESCALATE)(self._on_escalate)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight = InFlight("slack")
         self._threads: OrderedDict[ThreadKey, None] = OrderedDict()  # threads the bot answered in
         self._bot_user_id = ""
         self._team_id = ""
@@ -160,19 +160,12 @@ class SlackAdapter:
         if self._socket is not None:
             with contextlib.suppress(Exception):  # a broken socket must not keep the rest open
                 await self._socket.close_async()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._settings.stop_timeout)
-            for task in pending:
-                log.warning("slack: an answer was still running at shutdown; cancelled")
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await self._in_flight.stop(self._settings.stop_timeout)
         await self._close_session()
 
     async def drain(self) -> None:
         """Wait until every answer in flight is done (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._in_flight.drain()
 
     def reply_channel(self, key: ThreadKey) -> SlackReplyChannel | None:
         """Posts into the thread (a DM's top level for DM threads) with chat.postMessage."""
@@ -347,14 +340,7 @@ class SlackAdapter:
             work.close()
             log.warning("slack: an event arrived while stopping; Slack will redeliver it")
             return
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("slack: answering failed", exc_info=task.exception())
+        self._in_flight.spawn(work)
 
     async def _watch(self) -> None:
         """Reconnect a Socket Mode connection that has gone quiet (no frame, no pong)."""

@@ -48,6 +48,6 @@ async def feed(adapter: FeishuAdapter, payload: dict[str, Any]) -> Any:
 async def settle(adapter: FeishuAdapter) -> None:
     """Let handed-off callbacks run, then wait for every answer in flight."""
     await asyncio.sleep(0)
-    while adapter._tasks:
+    while len(adapter._in_flight):
         await adapter.drain(10)
         await asyncio.sleep(0)
