@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 
 from bot.recovery import APOLOGY
-from tests.e2e.test_replicas import start_replica, wait_ready
+from tests.e2e.test_replicas import serve_env, start_replica, wait_ready
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
     FakeSlack,
     event_body,
     signed_headers,
@@ -30,17 +28,11 @@ async def test_question_lost_to_a_crash_gets_an_apology_after_restart(
 ) -> None:
     import httpx
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    env.update(
-        TEAMBOT_STORAGE__URL=f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}",
-        TEAMBOT_LLM__BASE_URL=fake_sglang.base_url,
+    env = serve_env(
+        f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}",
+        fake_sglang.base_url,
         TEAMBOT_LLM__TOTAL_TIMEOUT=str(TOTAL_TIMEOUT),
         TEAMBOT_LLM__FIRST_TOKEN_TIMEOUT=str(TOTAL_TIMEOUT),
-        TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
-        TEAMBOT_SLACK__ENABLED="true",
-        TEAMBOT_SLACK__MODE="http",
-        TEAMBOT_SLACK__BOT_TOKEN=BOT_TOKEN,
-        TEAMBOT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
     )
     fake_sglang.behave(hang_before_first=True)  # the answer is in flight when the process dies
     async with FakeSlack() as slack:

@@ -55,6 +55,26 @@ async def database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
+def serve_env(database: str, model_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a `teambot serve` child answering Slack (HTTP mode) from the fake
+    SGLang: this process's TEAMBOT_ variables and proxies left out, `settings` (TEAMBOT_ names)
+    on top. The caller adds TEAMBOT_SLACK__API_URL once its FakeSlack runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(name, None)
+    env.update(
+        TEAMBOT_STORAGE__URL=database,
+        TEAMBOT_LLM__BASE_URL=model_url,
+        TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
+        TEAMBOT_SLACK__ENABLED="true",
+        TEAMBOT_SLACK__MODE="http",
+        TEAMBOT_SLACK__BOT_TOKEN=BOT_TOKEN,
+        TEAMBOT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
+        **settings,
+    )
+    return env
+
+
 async def start_replica(
     workdir: Path, sample_index: Path, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -90,20 +110,12 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> N
 async def test_two_replicas_answer_each_event_once(
     tmp_path: Path, sample_index: Path, fake_sglang: FakeSGLang, database: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    env.update(
-        TEAMBOT_STORAGE__URL=database,
-        TEAMBOT_LLM__BASE_URL=fake_sglang.base_url,
-        TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
-        TEAMBOT_SLACK__ENABLED="true",
-        TEAMBOT_SLACK__MODE="http",
-        TEAMBOT_SLACK__BOT_TOKEN=BOT_TOKEN,
-        TEAMBOT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
+    env = serve_env(
+        database,
+        fake_sglang.base_url,
         TEAMBOT_SLACK__UPDATE_INTERVAL="0.2",
         TEAMBOT_POLICY__USER_BURST="100",
     )
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
     async with FakeSlack() as slack:
         env["TEAMBOT_SLACK__API_URL"] = slack.api_url
         # the first replica migrates alone, as the README's Scale out section asks

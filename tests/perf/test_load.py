@@ -23,11 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_replicas import database, start_replica, wait_ready  # noqa: F401
+from tests.e2e.test_replicas import database, serve_env, start_replica, wait_ready  # noqa: F401
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
     FakeSlack,
     event_body,
     signed_headers,
@@ -68,18 +66,10 @@ async def test_sustained_slack_load(
     database: str,  # noqa: F811
 ) -> None:
     fake_sglang.behave(token_delay=0.02, answer="Full-time staff get 25 days a year [1].")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
-    env.update(
-        TEAMBOT_STORAGE__URL=database,
-        TEAMBOT_LLM__BASE_URL=fake_sglang.base_url,
+    env = serve_env(
+        database,
+        fake_sglang.base_url,
         TEAMBOT_LLM__MAX_CONCURRENCY="512",
-        TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
-        TEAMBOT_SLACK__ENABLED="true",
-        TEAMBOT_SLACK__MODE="http",
-        TEAMBOT_SLACK__BOT_TOKEN=BOT_TOKEN,
-        TEAMBOT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
         TEAMBOT_POLICY__USER_BURST="1000",
         TEAMBOT_POLICY__USER_PER_MINUTE="10000",
         TEAMBOT_POLICY__CHAT_BURST="10000",
