@@ -147,10 +147,8 @@ def create_server(settings: Settings) -> FastAPI:
         checks["knowledge_chunks"] = await app.knowledge.store.count()
         if app.llm is None:
             checks["llm"] = "disabled (retrieval-only answers)"
-        elif app.llm.breaker_open:
-            checks["llm"] = "unavailable (retrieval-only answers until it recovers)"
         else:
-            checks["llm"] = "ok"
+            checks["llm"] = app.llm.status()
         for adapter in adapters:
             status = adapter.status()
             checks[f"adapter.{adapter.name}"] = {

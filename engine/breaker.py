@@ -13,6 +13,7 @@ class Breaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.trial = False
+        self.answered = False  # a call has succeeded since start
 
     @property
     def open(self) -> bool:
@@ -30,7 +31,7 @@ class Breaker:
         return True
 
     def success(self) -> None:
-        self.failures, self.opened_at = 0, None
+        self.failures, self.opened_at, self.answered = 0, None, True
 
     def failure(self) -> None:
         self.failures += 1

@@ -147,6 +147,16 @@ class LLMClient:
     def breaker_open(self) -> bool:
         return self._breaker.open
 
+    def status(self) -> str:
+        """The model server as /readyz and `teambot doctor` say it, from the calls so far."""
+        if self._breaker.open:
+            return "unavailable (retrieval-only answers until it recovers)"
+        if self._breaker.failures:
+            return f"failing ({self._breaker.failures} in a row; retrieval-only answers meanwhile)"
+        if not self._breaker.answered:
+            return "not contacted yet (the first question will tell)"
+        return "ok"
+
     async def close(self) -> None:
         """Close the HTTP client if this client made it (AsyncOpenAI holds nothing else)."""
         if self._own_http:

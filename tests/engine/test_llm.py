@@ -468,3 +468,20 @@ async def test_an_html_page_instead_of_a_stream_is_unavailable() -> None:
         client = LLMClient(LLMSettings(base_url="http://model/v1", max_retries=0), http_client=http)
         with pytest.raises(LLMUnavailable, match="text/event-stream"):
             await collect(client)
+
+
+async def test_status_says_what_the_calls_so_far_showed(
+    fake_sglang: FakeSGLang, make_client: MakeClient
+) -> None:
+    """/readyz shows this: no "ok" for a model server nobody has reached yet."""
+    client = make_client(fake_sglang.base_url)
+    assert client.status().startswith("not contacted yet")
+    await collect(client)
+    assert client.status() == "ok"
+    down = make_client(closed_port_url(), max_retries=0, breaker_failures=2)
+    with pytest.raises(LLMUnavailable):
+        await collect(down)
+    assert down.status().startswith("failing (1 in a row")
+    with pytest.raises(LLMUnavailable):
+        await collect(down)
+    assert down.status().startswith("unavailable")
