@@ -1,4 +1,8 @@
-"""The `teambot` command line (typer + rich)."""
+"""The `teambot` command line (typer + rich).
+
+Imports are lazy: `teambot --help` must not pay for torch, chromadb, openai or the web server.
+Each command imports what it needs inside its body; tests/bot/test_cli_imports.py keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
-from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.adapters import build_adapters
-from bot.app import App, build_app
-from bot.logs import setup_logging
-from bot.settings import ConfigError, Settings, load_settings, secret_values
-from bot.terminal import ConsoleReplyChannel
-from engine.messages import ChatType, Inbound, Sender
-from knowledge import EmbeddingModelError
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.settings import Settings
+    from engine.messages import Inbound
 
 cli = typer.Typer(
     help="teambot: a knowledge-grounded assistant for team chats.",
@@ -58,6 +56,8 @@ def _root(config: ConfigOption = None) -> None:
 
 
 def _settings() -> Settings:
+    from bot.settings import ConfigError, load_settings
+
     try:
         return load_settings(_State.config)
     except ConfigError as error:
@@ -66,6 +66,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
+    from bot.logs import setup_logging
+    from bot.settings import secret_values
+
     setup_logging(
         "WARNING" if quiet else settings.log.level,
         json_lines=settings.log.format == "json",
@@ -83,6 +86,11 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
 
 async def _open(settings: Settings, *, seed: bool = True) -> App:
     """Build the app, turning start-up failures into one clear line and exit code 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.app import build_app
+    from knowledge import EmbeddingModelError
+
     try:
         with console.status("Opening the database and the knowledge base…"):
             return await build_app(settings, seed=seed)
@@ -107,11 +115,15 @@ def init(
     if path.exists() and not force:
         errors.print(f"{path} exists; use --force to overwrite it")
         raise typer.Exit(1)
+    from importlib.resources import files
+
     path.write_text(files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8"))
     console.print(f"wrote {path}: edit it, then run `teambot doctor`")
 
 
 def _inbound(text: str, chat_id: str, thread_id: str) -> Inbound:
+    from engine.messages import ChatType, Inbound, Sender
+
     return Inbound(
         platform="cli",
         tenant="local",
@@ -130,6 +142,8 @@ def ask(
     thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
 ) -> None:
     """Ask one question; the answer streams in, with its sources."""
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
 
@@ -150,6 +164,8 @@ def ask(
 @cli.command()
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
     thread = uuid.uuid4().hex
@@ -189,6 +205,8 @@ def ingest(
     ] = None,
 ) -> None:
     """Index a folder of documents into the knowledge base (only changed files are re-embedded)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     settings = _settings()
     _logging(settings, quiet=True)
 
@@ -231,6 +249,7 @@ def ingest(
 def sources() -> None:
     """List the knowledge sources: documents, chunks, last run, its result, next run."""
     from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
 
     from jobs.scheduler import next_run, zone
 
@@ -238,12 +257,14 @@ def sources() -> None:
     _logging(settings, quiet=True)
 
     async def main() -> list[tuple[str, ...]]:
-        app = await _open(settings, seed=False)
+        # The catalog alone: listing sources never loads the embedding model or the vector store.
+        from bot.source_table import configured_sources, source_statuses
+
         try:
             tz = zone(settings.knowledge.timezone)
-            configured = {s.name: s for s in app.knowledge.sources}
+            configured = {s.name: s for s in configured_sources(settings.knowledge)}
             rows = []
-            for status in await app.knowledge.statuses():
+            for status in await source_statuses(settings.knowledge, settings.storage.url):
                 source = configured.get(status.name)
                 upcoming = next_run(source, tz) if source else None
                 rows.append(
@@ -259,8 +280,12 @@ def sources() -> None:
                     )
                 )
             return rows
-        finally:
-            await app.close()
+        except (OSError, SQLAlchemyError) as error:
+            errors.print(
+                f"[red]cannot read the catalog[/red]: {escape(str(error))}", highlight=False
+            )
+            errors.print(f"database: {escape(_redact_url(settings.storage.url))}", highlight=False)
+            raise typer.Exit(1) from error
 
     table = Table(
         "source", "kind", "collection", "documents", "chunks", "last run", "result", "next run"
@@ -275,6 +300,8 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
 ) -> None:
     """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from knowledge import UnknownSourceError
 
     settings = _settings()
@@ -331,6 +358,8 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 @cli.command()
 def doctor() -> None:
     """Check the configuration, database, knowledge base and model server."""
+    from bot.adapters import build_adapters
+
     settings = _settings()
     _logging(settings, quiet=True)
     rows: list[tuple[str, str, str]] = []  # (check, status, detail)
@@ -448,6 +477,10 @@ def main() -> None:
     """Console-script entry point."""
     try:
         cli()
-    except ConfigError as error:  # raised lazily inside a command
+    except Exception as error:
+        from bot.settings import ConfigError
+
+        if not isinstance(error, ConfigError):  # raised lazily inside a command
+            raise
         errors.print(f"[red]configuration error[/red]\n{escape(str(error))}", highlight=False)
         sys.exit(2)

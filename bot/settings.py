@@ -27,7 +27,7 @@ from adapters.slack.config import SlackSettings
 from bot.console.config import ConsoleSettings
 from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
 from engine.escalation import EscalationSettings
-from engine.web import WebSettings
+from engine.web.config import WebSettings
 from knowledge.config import KnowledgeSettings
 
 ENV_PREFIX = "TEAMBOT_"

@@ -122,3 +122,19 @@ def test_unreachable_database_is_one_clear_line(env: dict[str, str]) -> None:
     assert code == 1
     assert "cannot start" in output and "127.0.0.1:" in output
     assert "Traceback" not in output
+
+
+def test_sources_lists_runs_from_the_catalog(env: dict[str, str], tmp_path: Path) -> None:
+    env["COLUMNS"] = "200"
+    code, output = run(env, "sources")  # a fresh folder: no database yet, nothing created
+    assert code == 0, output
+    assert "sample" in output and "never" in output
+    assert not (tmp_path / "data").exists()
+    docs = tmp_path / "handbook"
+    docs.mkdir()
+    (docs / "printers.md").write_text("# Printers\n\nThe third-floor printer is called Ada-3.\n")
+    assert run(env, "ingest", str(docs))[0] == 0
+    code, output = run(env, "sources")
+    assert code == 0, output
+    row = next(line for line in output.splitlines() if "handbook" in line)
+    assert "directory" in row and "ok" in row and "not configured" in row
