@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.app import App
     from bot.settings import Settings
     from engine.messages import Inbound
+    from knowledge import KnowledgeBase
 
 cli = typer.Typer(
     help="teambot: a knowledge-grounded assistant for team chats.",
@@ -86,14 +87,27 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
 
 async def _open(settings: Settings, *, seed: bool = True) -> App:
     """Build the app, turning start-up failures into one clear line and exit code 1."""
+    from bot.app import build_app
+
+    return await _starting(settings, build_app(settings, seed=seed))
+
+
+async def _open_knowledge(settings: Settings) -> KnowledgeBase:
+    """The knowledge base alone, without the chat core or the embedding model (it loads when a
+    document changed)."""
+    from bot.app import open_knowledge
+
+    return await _starting(settings, open_knowledge(settings))
+
+
+async def _starting(settings: Settings, opening: Awaitable[T]) -> T:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from bot.app import build_app
     from knowledge import EmbeddingModelError
 
     try:
         with console.status("Opening the database and the knowledge base…"):
-            return await build_app(settings, seed=seed)
+            return await opening
     except (OSError, SQLAlchemyError, EmbeddingModelError) as error:
         errors.print(f"[red]cannot start[/red]: {escape(str(error))}", highlight=False)
         errors.print(
@@ -211,7 +225,7 @@ def ingest(
     _logging(settings, quiet=True)
 
     async def main() -> None:
-        app = await _open(settings, seed=False)
+        knowledge = await _open_knowledge(settings)
         try:
             with Progress(
                 TextColumn("{task.description:<11}"),
@@ -227,11 +241,11 @@ def ingest(
                         tasks[phase] = progress.add_task(phase, total=total)
                     progress.update(tasks[phase], completed=done, total=total)
 
-                result = await app.knowledge.ingestor.ingest_path(
+                result = await knowledge.ingestor.ingest_path(
                     path, source=source or path.resolve().name, progress=report
                 )
         finally:
-            await app.close()
+            await knowledge.close()
         console.print(
             f"{result.files_seen} files: {result.files_indexed} indexed, "
             f"{result.files_unchanged} unchanged, {len(result.failed)} failed; "
@@ -308,10 +322,10 @@ def refresh(
     _logging(settings, quiet=True)
 
     async def main() -> bool:
-        app = await _open(settings, seed=False)
+        knowledge = await _open_knowledge(settings)
         ok = True
         try:
-            names = [source] if source else [s.name for s in app.knowledge.sources]
+            names = [source] if source else [s.name for s in knowledge.sources]
             if not names:
                 errors.print("no knowledge sources configured: add [[knowledge.sources]]")
                 return False
@@ -333,7 +347,7 @@ def refresh(
                         progress.update(tasks[phase], completed=done, total=total)
 
                     try:
-                        result = await app.knowledge.refresh(name, report)
+                        result = await knowledge.refresh(name, report)
                     except UnknownSourceError as error:
                         errors.print(f"[red]{escape(str(error.args[0]))}[/red]", highlight=False)
                         return False
@@ -344,7 +358,7 @@ def refresh(
                     )
                 ok = ok and result.result in ("ok", "partial")
         finally:
-            await app.close()
+            await knowledge.close()
         return ok
 
     if not _run(main):
