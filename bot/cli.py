@@ -155,7 +155,11 @@ def ask(
     question: Annotated[str, typer.Argument(help="the question, in any language")],
     thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
 ) -> None:
-    """Ask one question; the answer streams in, with its sources."""
+    """Ask one question; the answer streams in with its sources (retrieval-only without a model)."""
+    from engine.language import detect
+
+    # Said at once: a cold start loads the embedding model for several seconds.
+    errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")
     from bot.terminal import ConsoleReplyChannel
 
     settings = _settings()
@@ -178,6 +182,7 @@ def ask(
 @cli.command()
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
+    errors.print("[dim]loading… / 正在加载…[/dim]")
     from bot.terminal import ConsoleReplyChannel
 
     settings = _settings()
@@ -213,7 +218,13 @@ def chat() -> None:
 
 @cli.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(exists=True, help="a folder (or file) of Markdown/text")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            help="a folder (or one file): .md .txt .html .pdf .docx, FAQ sheets .csv .xlsx",
+        ),
+    ],
     source: Annotated[
         str | None, typer.Option(help="source name (default: the folder name)")
     ] = None,
@@ -371,7 +382,7 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 
 @cli.command()
 def doctor() -> None:
-    """Check the configuration, database, knowledge base and model server."""
+    """Check the config files, database, knowledge base, model server and enabled platforms."""
     from bot.adapters import build_adapters
 
     settings = _settings()
@@ -435,7 +446,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="override [server] host")] = None,
     port: Annotated[int | None, typer.Option(help="override [server] port")] = None,
 ) -> None:
-    """Run the HTTP server: web chat at /, /healthz, /readyz (platform adapters plug in later)."""
+    """Run teambot: web chat, console, enabled chat platforms, scheduled refresh, health, metrics."""
     import uvicorn
 
     from bot.server import create_server

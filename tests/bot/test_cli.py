@@ -52,6 +52,7 @@ def test_ask_without_a_model_server_answers_from_retrieval(env: dict[str, str]) 
     env["TEAMBOT_LLM__BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
     code, output = run(env, "ask", "How many days of annual leave do I get?")
     assert code == 0, output
+    assert output.lstrip().startswith("loading…"), "a cold start says something at once"
     assert "Retrieval-only answer" in output
     assert "leave-policy.md" in output
     assert "retrieval_only" in output
