@@ -384,6 +384,7 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 def doctor() -> None:
     """Check the config files, database, knowledge base, model server and enabled platforms."""
     from bot.adapters import build_adapters
+    from bot.settings import missing_credentials
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -393,7 +394,10 @@ def doctor() -> None:
         rows.append((check, status, detail))
 
     async def main() -> None:
-        row("config", "ok", str(_State.config or "defaults + environment"))
+        row("config", "ok", _config_detail())
+        for platform, problem in missing_credentials(settings).items():
+            row(f"{platform}: settings", "error", problem)
+            getattr(settings, platform).enabled = False  # its SDK would only fail less clearly
         app = await _open(settings)
         try:
             row("database", "ok", _redact_url(settings.storage.url))
@@ -411,7 +415,8 @@ def doctor() -> None:
                 row(
                     "model server",
                     "unreachable",
-                    f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
+                    f"{report.base_url}: {report.error}{_v1_hint(report.base_url, report.error)}"
+                    " — answers are retrieval-only until it is up",
                 )
                 return
             separated = {
@@ -450,8 +455,15 @@ def serve(
     import uvicorn
 
     from bot.server import create_server
+    from bot.settings import missing_credentials
 
     settings = _settings()
+    problems = missing_credentials(settings)
+    if problems:
+        errors.print("[red]configuration error[/red]", highlight=False)
+        for problem in problems.values():
+            errors.print(f"  {escape(problem)}", highlight=False)
+        raise typer.Exit(2)
     _logging(settings, quiet=False)
     if host:
         settings.server.host = host
@@ -487,6 +499,22 @@ def db_current() -> None:
     from bot.db import current
 
     console.print(current(_settings().storage.url) or "(empty database)")
+
+
+def _config_detail() -> str:
+    from bot.settings import config_files
+
+    read = config_files(_State.config)
+    if not read:
+        return "defaults + environment (no ./teambot.toml: `teambot init` writes one)"
+    return " + ".join(str(path) for path in read) + " + environment"
+
+
+def _v1_hint(base_url: str, error: str) -> str:
+    """A 404 from a base URL without /v1 is almost always the missing /v1."""
+    if "404" not in error or base_url.rstrip("/").endswith("/v1"):
+        return ""
+    return f" — the OpenAI-compatible API is usually under /v1: try {base_url.rstrip('/')}/v1"
 
 
 def _redact_url(url: str) -> str:
