@@ -288,7 +288,7 @@ def sources() -> None:
         try:
             tz = zone(settings.knowledge.timezone)
             configured = {s.name: s for s in configured_sources(settings.knowledge)}
-            rows = []
+            rows: list[tuple[str, ...]] = []
             for status in await source_statuses(settings.knowledge, settings.storage.url):
                 source = configured.get(status.name)
                 upcoming = next_run(source, tz) if source else None
