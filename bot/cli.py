@@ -1,4 +1,8 @@
-"""The `teambot` command line (typer + rich)."""
+"""The `teambot` command line (typer + rich).
+
+Imports are lazy: `teambot --help` must not pay for torch, chromadb, openai or the web server.
+Each command imports what it needs inside its body; tests/bot/test_cli_imports.py keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
-from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.adapters import build_adapters
-from bot.app import App, build_app
-from bot.logs import setup_logging
-from bot.settings import ConfigError, Settings, load_settings, secret_values
-from bot.terminal import ConsoleReplyChannel
-from engine.messages import ChatType, Inbound, Sender
-from knowledge import EmbeddingModelError
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.settings import Settings
+    from engine.messages import Inbound
+    from knowledge import KnowledgeBase
 
 cli = typer.Typer(
     help="teambot: a knowledge-grounded assistant for team chats.",
@@ -58,6 +57,8 @@ def _root(config: ConfigOption = None) -> None:
 
 
 def _settings() -> Settings:
+    from bot.settings import ConfigError, load_settings
+
     try:
         return load_settings(_State.config)
     except ConfigError as error:
@@ -66,6 +67,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
+    from bot.logs import setup_logging
+    from bot.settings import secret_values
+
     setup_logging(
         "WARNING" if quiet else settings.log.level,
         json_lines=settings.log.format == "json",
@@ -83,9 +87,27 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
 
 async def _open(settings: Settings, *, seed: bool = True) -> App:
     """Build the app, turning start-up failures into one clear line and exit code 1."""
+    from bot.app import build_app
+
+    return await _starting(settings, build_app(settings, seed=seed))
+
+
+async def _open_knowledge(settings: Settings) -> KnowledgeBase:
+    """The knowledge base alone, without the chat core or the embedding model (it loads when a
+    document changed)."""
+    from bot.app import open_knowledge
+
+    return await _starting(settings, open_knowledge(settings))
+
+
+async def _starting(settings: Settings, opening: Awaitable[T]) -> T:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from knowledge import EmbeddingModelError
+
     try:
         with console.status("Opening the database and the knowledge base…"):
-            return await build_app(settings, seed=seed)
+            return await opening
     except (OSError, SQLAlchemyError, EmbeddingModelError) as error:
         errors.print(f"[red]cannot start[/red]: {escape(str(error))}", highlight=False)
         errors.print(
@@ -107,11 +129,15 @@ def init(
     if path.exists() and not force:
         errors.print(f"{path} exists; use --force to overwrite it")
         raise typer.Exit(1)
+    from importlib.resources import files
+
     path.write_text(files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8"))
     console.print(f"wrote {path}: edit it, then run `teambot doctor`")
 
 
 def _inbound(text: str, chat_id: str, thread_id: str) -> Inbound:
+    from engine.messages import ChatType, Inbound, Sender
+
     return Inbound(
         platform="cli",
         tenant="local",
@@ -129,7 +155,13 @@ def ask(
     question: Annotated[str, typer.Argument(help="the question, in any language")],
     thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
 ) -> None:
-    """Ask one question; the answer streams in, with its sources."""
+    """Ask one question; the answer streams in with its sources (retrieval-only without a model)."""
+    from engine.language import detect
+
+    # Said at once: a cold start loads the embedding model for several seconds.
+    errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
 
@@ -150,6 +182,9 @@ def ask(
 @cli.command()
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
+    errors.print("[dim]loading… / 正在加载…[/dim]")
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
     thread = uuid.uuid4().hex
@@ -183,17 +218,25 @@ def chat() -> None:
 
 @cli.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(exists=True, help="a folder (or file) of Markdown/text")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            help="a folder (or one file): .md .txt .html .pdf .docx, FAQ sheets .csv .xlsx",
+        ),
+    ],
     source: Annotated[
         str | None, typer.Option(help="source name (default: the folder name)")
     ] = None,
 ) -> None:
     """Index a folder of documents into the knowledge base (only changed files are re-embedded)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     settings = _settings()
     _logging(settings, quiet=True)
 
     async def main() -> None:
-        app = await _open(settings, seed=False)
+        knowledge = await _open_knowledge(settings)
         try:
             with Progress(
                 TextColumn("{task.description:<11}"),
@@ -209,11 +252,11 @@ def ingest(
                         tasks[phase] = progress.add_task(phase, total=total)
                     progress.update(tasks[phase], completed=done, total=total)
 
-                result = await app.knowledge.ingestor.ingest_path(
+                result = await knowledge.ingestor.ingest_path(
                     path, source=source or path.resolve().name, progress=report
                 )
         finally:
-            await app.close()
+            await knowledge.close()
         console.print(
             f"{result.files_seen} files: {result.files_indexed} indexed, "
             f"{result.files_unchanged} unchanged, {len(result.failed)} failed; "
@@ -231,6 +274,7 @@ def ingest(
 def sources() -> None:
     """List the knowledge sources: documents, chunks, last run, its result, next run."""
     from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
 
     from jobs.scheduler import next_run, zone
 
@@ -238,12 +282,14 @@ def sources() -> None:
     _logging(settings, quiet=True)
 
     async def main() -> list[tuple[str, ...]]:
-        app = await _open(settings, seed=False)
+        # The catalog alone: listing sources never loads the embedding model or the vector store.
+        from bot.source_table import configured_sources, source_statuses
+
         try:
             tz = zone(settings.knowledge.timezone)
-            configured = {s.name: s for s in app.knowledge.sources}
-            rows = []
-            for status in await app.knowledge.statuses():
+            configured = {s.name: s for s in configured_sources(settings.knowledge)}
+            rows: list[tuple[str, ...]] = []
+            for status in await source_statuses(settings.knowledge, settings.storage.url):
                 source = configured.get(status.name)
                 upcoming = next_run(source, tz) if source else None
                 rows.append(
@@ -259,8 +305,12 @@ def sources() -> None:
                     )
                 )
             return rows
-        finally:
-            await app.close()
+        except (OSError, SQLAlchemyError) as error:
+            errors.print(
+                f"[red]cannot read the catalog[/red]: {escape(str(error))}", highlight=False
+            )
+            errors.print(f"database: {escape(_redact_url(settings.storage.url))}", highlight=False)
+            raise typer.Exit(1) from error
 
     table = Table(
         "source", "kind", "collection", "documents", "chunks", "last run", "result", "next run"
@@ -275,16 +325,18 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
 ) -> None:
     """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from knowledge import UnknownSourceError
 
     settings = _settings()
     _logging(settings, quiet=True)
 
     async def main() -> bool:
-        app = await _open(settings, seed=False)
+        knowledge = await _open_knowledge(settings)
         ok = True
         try:
-            names = [source] if source else [s.name for s in app.knowledge.sources]
+            names = [source] if source else [s.name for s in knowledge.sources]
             if not names:
                 errors.print("no knowledge sources configured: add [[knowledge.sources]]")
                 return False
@@ -306,7 +358,7 @@ def refresh(
                         progress.update(tasks[phase], completed=done, total=total)
 
                     try:
-                        result = await app.knowledge.refresh(name, report)
+                        result = await knowledge.refresh(name, report)
                     except UnknownSourceError as error:
                         errors.print(f"[red]{escape(str(error.args[0]))}[/red]", highlight=False)
                         return False
@@ -317,7 +369,7 @@ def refresh(
                     )
                 ok = ok and result.result in ("ok", "partial")
         finally:
-            await app.close()
+            await knowledge.close()
         return ok
 
     if not _run(main):
@@ -330,7 +382,10 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 
 @cli.command()
 def doctor() -> None:
-    """Check the configuration, database, knowledge base and model server."""
+    """Check the config files, database, knowledge base, model server and enabled platforms."""
+    from bot.adapters import build_adapters
+    from bot.settings import missing_credentials
+
     settings = _settings()
     _logging(settings, quiet=True)
     rows: list[tuple[str, str, str]] = []  # (check, status, detail)
@@ -339,7 +394,10 @@ def doctor() -> None:
         rows.append((check, status, detail))
 
     async def main() -> None:
-        row("config", "ok", str(_State.config or "defaults + environment"))
+        row("config", "ok", _config_detail())
+        for platform, problem in missing_credentials(settings).items():
+            row(f"{platform}: settings", "error", problem)
+            getattr(settings, platform).enabled = False  # its SDK would only fail less clearly
         app = await _open(settings)
         try:
             row("database", "ok", _redact_url(settings.storage.url))
@@ -357,7 +415,8 @@ def doctor() -> None:
                 row(
                     "model server",
                     "unreachable",
-                    f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
+                    f"{report.base_url}: {report.error}{_v1_hint(report.base_url, report.error)}"
+                    " — answers are retrieval-only until it is up",
                 )
                 return
             separated = {
@@ -392,12 +451,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="override [server] host")] = None,
     port: Annotated[int | None, typer.Option(help="override [server] port")] = None,
 ) -> None:
-    """Run the HTTP server: web chat at /, /healthz, /readyz (platform adapters plug in later)."""
+    """Run teambot: web chat, console, enabled chat platforms, scheduled refresh, health, metrics."""
     import uvicorn
 
     from bot.server import create_server
+    from bot.settings import missing_credentials
 
     settings = _settings()
+    problems = missing_credentials(settings)
+    if problems:
+        errors.print("[red]configuration error[/red]", highlight=False)
+        for problem in problems.values():
+            errors.print(f"  {escape(problem)}", highlight=False)
+        raise typer.Exit(2)
     _logging(settings, quiet=False)
     if host:
         settings.server.host = host
@@ -435,6 +501,22 @@ def db_current() -> None:
     console.print(current(_settings().storage.url) or "(empty database)")
 
 
+def _config_detail() -> str:
+    from bot.settings import config_files
+
+    read = config_files(_State.config)
+    if not read:
+        return "defaults + environment (no ./teambot.toml: `teambot init` writes one)"
+    return " + ".join(str(path) for path in read) + " + environment"
+
+
+def _v1_hint(base_url: str, error: str) -> str:
+    """A 404 from a base URL without /v1 is almost always the missing /v1."""
+    if "404" not in error or base_url.rstrip("/").endswith("/v1"):
+        return ""
+    return f" — the OpenAI-compatible API is usually under /v1: try {base_url.rstrip('/')}/v1"
+
+
 def _redact_url(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
@@ -448,6 +530,10 @@ def main() -> None:
     """Console-script entry point."""
     try:
         cli()
-    except ConfigError as error:  # raised lazily inside a command
+    except Exception as error:
+        from bot.settings import ConfigError
+
+        if not isinstance(error, ConfigError):  # raised lazily inside a command
+            raise
         errors.print(f"[red]configuration error[/red]\n{escape(str(error))}", highlight=False)
         sys.exit(2)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from knowledge.catalog import Catalog, CatalogBase
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
-from knowledge.ingest import Ingestor, Progress
-from knowledge.lexical import warmup as lexical_warmup
-from knowledge.live import LiveChunk, LiveIndex
 from knowledge.rerank import Reranker
-from knowledge.retriever import Retriever
 from knowledge.store import VectorStore
 from knowledge.types import (
     Chunk,
@@ -28,6 +26,26 @@ from knowledge.types import (
     RefreshReport,
     SourceStatus,
 )
+
+if TYPE_CHECKING:
+    from knowledge.ingest import Ingestor, Progress
+    from knowledge.live import LiveIndex
+    from knowledge.retriever import Retriever
+
+# Loaded on first use (numpy, jieba, httpx behind them): `teambot sources` and the settings
+# import this package without retrieving or ingesting anything.
+_LAZY = {
+    "Ingestor": "knowledge.ingest",
+    "Progress": "knowledge.ingest",
+    "Retriever": "knowledge.retriever",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'knowledge' has no attribute {name!r}")
+
 
 __all__ = [
     "CatalogBase",
@@ -73,6 +91,9 @@ class KnowledgeBase:
         *,
         owns_embedder: bool = True,
     ) -> None:
+        from knowledge.ingest import Ingestor
+        from knowledge.retriever import Retriever
+
         self.settings = settings
         self._owns_embedder = owns_embedder
         self.embedder = embedder
@@ -113,6 +134,8 @@ class KnowledgeBase:
             )
             path = folder / "catalog.db"
             catalog = await Catalog.open(f"sqlite+aiosqlite:///{path}", create=True)
+        from knowledge.live import LiveIndex
+
         owns = embedder is None
         model = embedder or Embedder(
             settings.embedding_model,
@@ -174,10 +197,14 @@ class KnowledgeBase:
 
     async def warmup(self) -> None:
         """Load the embedding model and jieba's dictionary now, not in the first question."""
+        from knowledge.lexical import warmup as lexical_warmup
+
         await asyncio.gather(self.embedder.warmup(), asyncio.to_thread(lexical_warmup))
 
     async def reload(self) -> bool:
         """Rebuild the live index from the catalog when another process changed it."""
+        from knowledge.live import LiveChunk, LiveIndex
+
         generation = await self.catalog.generation()
         if generation == self._generation:
             return False
