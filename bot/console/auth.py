@@ -7,6 +7,7 @@ The shared TEAMBOT_CONSOLE__PASSWORD of earlier versions only bootstraps the fir
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Gate:
         self._engine = engine
         self._accounts: Accounts | None = None
         self._bootstrapped = False
+        self._lock = asyncio.Lock()
         minutes = 60.0
         self.throttle = LoginThrottle(
             per_client=settings.login_attempts_per_client,
@@ -56,13 +58,15 @@ class Gate:
                 return None
             self._accounts = Accounts(engine)
         if not self._bootstrapped:
-            await self._bootstrap(self._accounts)
+            async with self._lock:  # many first requests at once bootstrap once
+                if not self._bootstrapped:
+                    await self._bootstrap(self._accounts)
         return self._accounts
 
     async def _bootstrap(self, accounts: Accounts) -> None:
         password = self._settings.password.get_secret_value() if self._settings.password else ""
         existing = await accounts.count()
-        self._bootstrapped = True
+        self._bootstrapped, self.problem = True, ""
         if existing:
             if password:
                 log.warning(
@@ -77,6 +81,8 @@ class Gate:
         try:
             await accounts.add(BOOTSTRAP_ADMIN, password, Role.ADMIN)
         except AccountError as error:
+            if await accounts.count():  # another replica made it first
+                return
             self.problem = f"bootstrap: {error}"
             log.error(
                 "console: TEAMBOT_CONSOLE__PASSWORD cannot become the first admin (%s); set a "
