@@ -7,6 +7,7 @@ an asker come back to a conversation by its link, a person's replies included.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -22,6 +23,8 @@ from engine.messages import Outcome
 
 if TYPE_CHECKING:
     from bot.app import App
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = 4
 _SAMPLED_CHUNKS = 400
@@ -40,7 +43,7 @@ class Welcome:
     async def examples(self, app: App) -> list[str]:
         if time.monotonic() - self._at < _CACHE_SECONDS:
             return self._examples
-        ids = list(app.knowledge.live.current().chunks)
+        ids = list(app.knowledge.live.current.chunks)
         sample = random.sample(ids, min(len(ids), _SAMPLED_CHUNKS))
         passages = (await app.knowledge.store.get(sample)).values() if sample else []
         questions, titles = set(), set()
@@ -69,9 +72,12 @@ def webchat_router(app: Callable[[], App | None]) -> APIRouter:
         core = app()
         if core is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse(
-            {"examples": await welcome.examples(core), "model": core.llm is not None}
-        )
+        try:
+            examples = await welcome.examples(core)
+        except Exception:  # the welcome is a nicety: never let it break the page
+            log.exception("web chat: no example questions from the knowledge base")
+            examples = []
+        return JSONResponse({"examples": examples, "model": core.llm is not None})
 
     @router.get("/api/threads/{chat_id}/{thread_id}")
     async def transcript(chat_id: str, thread_id: str) -> JSONResponse:
