@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from adapters.base import Adapter
+from adapters.names import Directory
 from bot.console.accounts import AccountError, Role, SignedIn
 from bot.console.auth import COOKIE, Gate
 from bot.console.config import ConsoleSettings
@@ -58,6 +59,7 @@ class Row:
     sla_minutes: float
     can_post: bool
     asker: str = ""
+    chat: str = ""
 
     @property
     def over_sla(self) -> bool:
@@ -115,6 +117,15 @@ class Console:
     def can_post(self, key: ThreadKey) -> bool:
         adapter = self.adapters.get(key.platform)
         return adapter is not None and adapter.reply_channel(key) is not None
+
+    async def names(self, key: ThreadKey, asker: str) -> tuple[str, str]:
+        """(chat name, asker's name) from the platform where it can tell (cached), else the ids."""
+        directory: Directory | None = getattr(self.adapters.get(key.platform), "directory", None)
+        if directory is None or not asker:
+            return key.chat_id, asker
+        chat = await directory.chat_name(key)
+        person = await directory.user_name(key, asker)
+        return chat or key.chat_id, person or asker
 
     def common(self, request: Request, who: SignedIn, active: str) -> dict[str, Any]:
         return {
@@ -302,7 +313,8 @@ def _escalation_routes(router: APIRouter, console: Console) -> None:
             sla = rules.for_chat(h.key.platform, h.key.chat_id).sla_minutes
             last = await core.store.history(h.thread_id, 1)
             asker = (last[-1].asker_name or last[-1].asker_id) if last else ""
-            return Row(h, h.waiting_minutes(now), sla, console.can_post(h.key), asker)
+            chat, asker = await console.names(h.key, asker)
+            return Row(h, h.waiting_minutes(now), sla, console.can_post(h.key), asker, chat)
 
         open_ = [await row(h) for h in await core.store.handoffs(resolved=False)]
         resolved = [await row(h) for h in await core.store.handoffs(resolved=True, limit=30)]
@@ -384,11 +396,13 @@ def _conversation_routes(router: APIRouter, console: Console) -> None:
     async def conversations(request: Request, who: SignedIn) -> Response:
         query = request.query_params.get("q", "")[:200]
         threads = await console.running().store.search_threads(query, limit=100)
+        names = {t.id: await console.names(t.key, t.asker) for t in threads}
         return console.render(
             "conversations.html",
             **console.common(request, who, "conversations"),
             query=query,
             threads=threads,
+            names=names,
         )
 
     async def transcript(request: Request, who: SignedIn) -> Response:
@@ -399,8 +413,12 @@ def _conversation_routes(router: APIRouter, console: Console) -> None:
             return console.render("error.html", status=404, message=f"no thread {thread_id}")
         turns = await core.store.history(thread_id, 500)
         feedback = await core.store.feedback_for([t.id for t in turns])
+        first = (turns[0].asker_name or turns[0].asker_id) if turns else ""
+        chat, asker = await console.names(thread.key, first)
         return console.render(
             "thread.html",
+            chat=chat,
+            asker=asker,
             **console.common(request, who, "conversations"),
             thread=thread,
             turns=turns,
