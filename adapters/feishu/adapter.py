@@ -35,6 +35,7 @@ from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
+from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from engine.language import detect
 from engine.messages import ThreadKey
@@ -72,6 +73,7 @@ class FeishuAdapter:
         self._core = core
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
         self._api = FeishuApi(settings.app_id, secret, settings.domain, settings.request_timeout)
+        self.directory = FeishuDirectory(self._api)  # names for the console
         self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else ""
         self._token = (
             settings.verification_token.get_secret_value() if settings.verification_token else ""
