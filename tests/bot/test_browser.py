@@ -228,6 +228,17 @@ async def test_platform_thread_take_reply_resolve_learn(
                 assert "提问人要求转人工" in await page.inner_text("main")
                 assert "asked_for_human" not in await page.inner_text("main")
                 await _shot(page, "console-transcript-1280")
+
+                # last, as it locks this address out: what a person sees after five wrong tries
+                guesser = await browser.new_page(viewport={"width": 390, "height": 844})
+                for _ in range(6):
+                    await guesser.goto(f"{url}/console/login")
+                    await guesser.fill("#name", AGENT)
+                    await guesser.fill("#password", "not the password")
+                    await guesser.click("button[type=submit]")
+                    await guesser.locator(".error").wait_for()
+                assert "locked for 15 min" in await guesser.locator(".error").inner_text()
+                await _shot(guesser, "console-lockout-390")
             finally:
                 await browser.close()
 
