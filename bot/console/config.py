@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class ConsoleSettings(BaseModel):
@@ -37,3 +39,16 @@ class ConsoleSettings(BaseModel):
     faq_collection: str = Field(
         default="default", description="knowledge collection the managed FAQ feeds"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f'unknown time zone {value!r}; use an IANA name like Asia/Shanghai, or ""'
+            ) from error
+        return value

@@ -88,6 +88,8 @@ class Console:
         self.web_chat = web_chat
         self.gate = Gate(settings, lambda: found.store.engine if (found := app()) else None)
         self.clock: Clock | None = None
+        self._env: Any = None  # built once the zone is known (from the running App)
+        self._zoned = False
         self.background: set[asyncio.Task[Any]] = set()
 
     def running(self) -> App:
@@ -97,13 +99,14 @@ class Console:
         return found
 
     def _templates(self) -> Any:
-        if self.clock is None:
-            found = self._app()
+        found = self._app()
+        if self._env is None or (self.clock is not None and found and not self._zoned):
             zone = self.settings.timezone or (
                 found.settings.escalation.timezone if found else "UTC"
             )
             self.clock = Clock(zone)
-        return templates(self.clock)
+            self._env, self._zoned = templates(self.clock), found is not None
+        return self._env
 
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         values.setdefault("web_chat", self.web_chat)
