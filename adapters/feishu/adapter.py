@@ -57,6 +57,11 @@ SCOPES: list[tuple[tuple[str, ...], str, bool]] = [
     ),
 ]
 CARDKIT_SCOPE = (("cardkit:card:write",), "stream answers into CardKit cards (创建与更新卡片)")
+# names in the agents' console: missing ones only cost names (ids are shown instead)
+NAME_SCOPES = [
+    (("contact:user.base:readonly",), "askers' names in the agents' console (获取用户基本信息)"),
+    (("im:chat:readonly", "im:chat"), "group names in the agents' console (获取群组信息)"),
+]
 AGENT_SCOPE = (
     ("im:message.group_msg",),
     "see agents' replies in escalated threads without an @mention (获取群组中所有消息)",
@@ -365,6 +370,7 @@ class FeishuAdapter:
             wanted.append((*CARDKIT_SCOPE, True))
         if self._settings.agents:
             wanted.append((*AGENT_SCOPE, False))
+        wanted.extend((names, why, False) for names, why in NAME_SCOPES)
         missing = [
             (names, why, needed) for names, why, needed in wanted if not set(names) & granted
         ]

@@ -36,6 +36,8 @@ ALL_SCOPES = (
     "im:message.group_at_msg:readonly",
     "im:message.p2p_msg:readonly",
     "cardkit:card:write",
+    "contact:user.base:readonly",
+    "im:chat:readonly",
 )
 
 
