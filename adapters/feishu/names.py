@@ -4,6 +4,7 @@ contact:user.base:readonly)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from lark_oapi.core.enum import AccessTokenType, HttpMethod
@@ -36,7 +37,7 @@ class FeishuDirectory:
 
     async def _get(
         self, call: str, uri: str, query: list[tuple[str, str]] | None = None
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         await self._api.tenant_token()  # fetched on a thread when cold, as elsewhere
         request = (
             BaseRequest.builder()

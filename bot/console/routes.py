@@ -247,11 +247,11 @@ def _sign_in_routes(router: APIRouter, console: Console) -> None:
                 f"登录失败次数过多，{who}已锁定，请 {lock.minutes} 分钟后再试。 / "
                 f"Too many failed logins: locked for {lock.minutes} min."
             )
-            response = console.render(
+            refused = console.render(
                 "login.html", status=429, next=target, error=error, notice="", locked=True
             )
-            response.headers["Retry-After"] = str(int(lock.seconds) + 1)
-            return response
+            refused.headers["Retry-After"] = str(int(lock.seconds) + 1)
+            return refused
         if result.agent is None:
             error = "名字或密码不对 / Wrong name or password"
             return console.render("login.html", status=401, next=target, error=error, notice="")
