@@ -37,6 +37,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "running": ("刷新中", "refreshing"),
     "never": ("从未运行", "never run"),
     "managed": ("托管", "managed"),
+    # knowledge source kinds
+    "directory": ("文件夹", "folder"),
+    "url": ("网页", "web pages"),
+    "sitemap": ("网站地图", "sitemap"),
     # who resolved
     "asker": ("提问人", "the asker"),
     "idle": ("闲置自动关闭", "closed when idle"),
