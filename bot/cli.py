@@ -517,6 +517,70 @@ def _v1_hint(base_url: str, error: str) -> str:
     return f" — the OpenAI-compatible API is usually under /v1: try {base_url.rstrip('/')}/v1"
 
 
+agents_cli = typer.Typer(help="Named accounts of the agents' console.", no_args_is_help=True)
+cli.add_typer(agents_cli, name="agents")
+NewPassword = Annotated[
+    str,
+    typer.Option(
+        prompt=True, confirmation_prompt=True, hide_input=True, help="10 characters or more"
+    ),
+]
+
+
+def _accounts_call(coro: Callable[[], Awaitable[T]]) -> T:
+    from bot.console.accounts import AccountError
+
+    try:
+        return _run(coro)
+    except AccountError as error:
+        errors.print(f"[red]{escape(str(error))}[/red]", highlight=False)
+        raise typer.Exit(1) from error
+
+
+@agents_cli.command("add")
+def agents_add(
+    name: str,
+    password: NewPassword,
+    role: Annotated[str, typer.Option(help="admin | agent")] = "agent",
+) -> None:
+    """Add an agent who signs in to the console as NAME."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    added = _accounts_call(lambda: body.add(url, name, password, body.Role(role)))
+    console.print(f"added {escape(added.name)} ({added.role.value})")
+
+
+@agents_cli.command("passwd")
+def agents_passwd(name: str, password: NewPassword) -> None:
+    """Set NAME's password; every console session of NAME ends."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    ended = _accounts_call(lambda: body.passwd(url, name, password))
+    console.print(f"password of {escape(name)} changed; {ended} session(s) ended")
+
+
+@agents_cli.command("remove")
+def agents_remove(name: str) -> None:
+    """Remove NAME's account and end their sessions."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    _accounts_call(lambda: body.remove(url, name))
+    console.print(f"removed {escape(name)}")
+
+
+@agents_cli.command("list")
+def agents_list() -> None:
+    """The console's agents and their roles."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    for agent in _accounts_call(lambda: body.listing(url)):
+        console.print(f"{escape(agent.name)}\t{agent.role.value}")
+
+
 def _redact_url(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url

@@ -120,6 +120,9 @@ def create_server(settings: Settings) -> FastAPI:
             )
         )
     if settings.server.web_chat:
+        from bot.webchat import webchat_router
+
+        server.include_router(webchat_router(lambda: state.get("app")))
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 
         @server.get("/", response_class=HTMLResponse)

@@ -482,7 +482,8 @@ class Conversation:
         *,
         web: Sequence[WebSource] = (),
     ) -> Answer:
-        notice = phrase("retrieval_only", language)
+        # no model configured is a setting, not an outage: say so plainly
+        notice = phrase("retrieval_only" if self._llm is not None else "model_off", language)
         excerpts = []
         for number, passage in enumerate(passages, start=1):
             excerpt = clip(re.sub(r"\n\s*\n+", "\n", passage.text.strip()), 500)

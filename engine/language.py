@@ -42,6 +42,11 @@ PHRASES: dict[str, dict[str, str]] = {
         "so here are the most relevant passages from the knowledge base.",
         "zh": "⚠️ 仅检索结果：语言模型暂时不可用，以下是知识库中最相关的段落。",
     },
+    "model_off": {
+        "en": "No language model is set up here, so these are the most relevant passages "
+        "from the knowledge base, as written.",
+        "zh": "此处未配置语言模型，以下是知识库中最相关的原文段落。",
+    },
     "cut_off": {
         "en": "⚠️ The answer was cut off: the model server stopped responding. "
         "Ask again in a moment.",

@@ -224,6 +224,10 @@ class ConversationStore(HandoffQueries):
             raise LookupError(f"thread {key} vanished right after it was created")
         return found
 
+    async def find_thread(self, key: ThreadKey) -> ThreadRecord | None:
+        """The thread for `key` if it exists (never creates one)."""
+        return await self._find_thread(key)
+
     async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
         """The thread with this row id, if any."""
         async with self._sessions() as session:

@@ -11,6 +11,8 @@ from typing import Any
 
 from dingtalk_stream import ChatbotMessage
 
+from adapters.markdown import to_dingtalk
+from engine.escalation import trigger_labels
 from engine.messages import Answer, Attachment, ChatType, EscalationNotice, Inbound, Outcome, Sender
 from engine.text import clip
 
@@ -156,7 +158,7 @@ def _source_line(number: int, title: str, location: str, section: str) -> str:
 def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
     """The final answer as DingTalk markdown: text, numbered sources, an escalation hint."""
     zh = answer.language == "zh"
-    parts = [answer.text.strip()]
+    parts = [to_dingtalk(answer.text)]
     if answer.citations:
         heading = "**来源**" if zh else "**Sources**"
         lines = [_source_line(c.number, c.title, c.location, c.section) for c in answer.citations]
@@ -166,6 +168,11 @@ def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
             "_回复“转人工”可联系同事_" if zh else '_Reply "human" to reach a person (转人工)_'
         )
     return "\n\n".join(p for p in parts if p)
+
+
+def partial_markdown(text: str) -> str:
+    """A streamed prefix for the AI card, unfinished markup held back."""
+    return to_dingtalk(text, partial=True)
 
 
 def title_of(text: str) -> str:
@@ -193,10 +200,10 @@ def escalation_markdown(
         f"**问题 / Question:** {clip(notice.question, 500) or '—'}",
         f"**提问人 / Asked by:** {who}",
         f"**会话 / Conversation:** `{notice.thread.chat_id}`",
-        f"**原因 / Trigger:** {notice.trigger}",
+        f"**原因 / Trigger:** {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append("**最近对话 / Recent turns:**\n\n" + clip(notice.summary, 1500))
+        lines.append("**最近对话 / Recent turns:**\n\n" + clip(to_dingtalk(notice.summary), 1500))
     if notice.citations:
         lines.append(
             "\n".join(

@@ -35,6 +35,7 @@ from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
+from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from engine.language import detect
 from engine.messages import ThreadKey
@@ -56,6 +57,11 @@ SCOPES: list[tuple[tuple[str, ...], str, bool]] = [
     ),
 ]
 CARDKIT_SCOPE = (("cardkit:card:write",), "stream answers into CardKit cards (创建与更新卡片)")
+# names in the agents' console: missing ones only cost names (ids are shown instead)
+NAME_SCOPES = [
+    (("contact:user.base:readonly",), "askers' names in the agents' console (获取用户基本信息)"),
+    (("im:chat:readonly", "im:chat"), "group names in the agents' console (获取群组信息)"),
+]
 AGENT_SCOPE = (
     ("im:message.group_msg",),
     "see agents' replies in escalated threads without an @mention (获取群组中所有消息)",
@@ -72,6 +78,7 @@ class FeishuAdapter:
         self._core = core
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
         self._api = FeishuApi(settings.app_id, secret, settings.domain, settings.request_timeout)
+        self.directory = FeishuDirectory(self._api)  # names for the console
         self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else ""
         self._token = (
             settings.verification_token.get_secret_value() if settings.verification_token else ""
@@ -363,6 +370,7 @@ class FeishuAdapter:
             wanted.append((*CARDKIT_SCOPE, True))
         if self._settings.agents:
             wanted.append((*AGENT_SCOPE, False))
+        wanted.extend((names, why, False) for names, why in NAME_SCOPES)
         missing = [
             (names, why, needed) for names, why, needed in wanted if not set(names) & granted
         ]

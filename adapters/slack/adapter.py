@@ -25,6 +25,7 @@ from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.slack import convert
 from adapters.slack.checks import SlackConfigError, reason, resolve_mode, run_checks
 from adapters.slack.config import SlackSettings
+from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
 from engine.escalation import asks_for_human
 from engine.language import detect
@@ -54,6 +55,7 @@ class SlackAdapter:
             ],
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        self.directory = SlackDirectory(self._client)  # names for the console
         self._app = AsyncApp(
             name="teambot",
             client=self._client,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.markdown import to_mrkdwn
+from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -187,45 +189,15 @@ def thread_context(
 
 # -- Markdown -> Slack mrkdwn -------------------------------------------------------------------
 
-_CODE = re.compile(r"(```[\s\S]*?(?:```|$)|`[^`\n]+`)")
-_BOLD = "\x00"
-
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _inline(text: str) -> str:
-    text = _escape(text)
-    text = re.sub(
-        r"^#{1,6}\s+(.+?)\s*#*\s*$", lambda m: f"{_BOLD}{m.group(1)}{_BOLD}", text, flags=re.M
-    )
-    text = re.sub(r"^(\s*)[-*+]\s+(?=\S)", r"\1• ", text, flags=re.M)
-    text = re.sub(r"!?\[([^\]\n]+)\]\((https?://[^)\s]+)\)", r"<\2|\1>", text)
-    text = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", rf"{_BOLD}\1{_BOLD}", text)
-    text = re.sub(r"__(?=\S)(.+?)(?<=\S)__", rf"{_BOLD}\1{_BOLD}", text)
-    text = re.sub(r"~~(?=\S)(.+?)(?<=\S)~~", r"~\1~", text)
-    text = re.sub(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![*\w])", r"_\1_", text)
-    text = text.replace(_BOLD * 2, "")
-    return text.replace(_BOLD, "*")
-
-
-def markdown_to_mrkdwn(text: str) -> str:
-    """The model's Markdown as Slack mrkdwn: bold, italics, lists, headings, links, code kept."""
-    parts = _CODE.split(text)
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2 == 0:
-            out.append(_inline(part))
-        elif part.startswith("```"):
-            body = part[3:].removesuffix("```")
-            body = re.sub(
-                r"^[\w+-]*\n", "", body, count=1
-            )  # the language tag has no meaning in Slack
-            out.append(f"```{_escape(body)}```")
-        else:
-            out.append(_escape(part))
-    return "".join(out)
+def markdown_to_mrkdwn(text: str, *, partial: bool = False) -> str:
+    """The model's Markdown as Slack mrkdwn (adapters/markdown.py); `partial` for a streamed
+    prefix, which holds back markup that is not closed yet."""
+    return to_mrkdwn(text, partial=partial)
 
 
 # -- Answer -> Block Kit ------------------------------------------------------------------------
@@ -339,15 +311,16 @@ def escalation_message(
     notice: EscalationNotice, *, permalink: str, mention: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The notice for the human channel: who to ping, the question, a link to the thread."""
-    head = f"{mention} a thread needs a person".strip()
+    head = f"{mention} 需要人工 / a thread needs a person".strip()
     question = clip(_escape(notice.question), 1500) or "(no question text)"
-    link = f"<{permalink}|Open the thread>" if permalink else str(notice.thread)
-    lines = [f"*{head}* ({_escape(notice.trigger)})", f">{question}".replace("\n", "\n>"), link]
+    link = f"<{permalink}|打开会话 / Open the thread>" if permalink else str(notice.thread)
+    why = _escape(trigger_labels(notice.trigger))
+    lines = [f"*{head}* ({why})", f">{question}".replace("\n", "\n>"), link]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
     ]
     if notice.summary:
-        summary = clip(_escape(notice.summary), 2800)
+        summary = clip(to_mrkdwn(notice.summary), 2800)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": summary}]})
     text = f"{head}: {clip(notice.question, 200)} {permalink}".strip()
     return text, blocks
