@@ -13,7 +13,7 @@ from pathlib import Path
 
 from knowledge.catalog import Catalog, CatalogBase
 from knowledge.config import KnowledgeSettings, SourceSettings
-from knowledge.embedding import Embedder, EmbeddingModelError
+from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
 from knowledge.ingest import Ingestor, Progress
 from knowledge.lexical import warmup as lexical_warmup
 from knowledge.live import LiveChunk, LiveIndex
@@ -114,12 +114,7 @@ class KnowledgeBase:
             path = folder / "catalog.db"
             catalog = await Catalog.open(f"sqlite+aiosqlite:///{path}", create=True)
         owns = embedder is None
-        model = embedder or Embedder(
-            settings.embedding_model,
-            device=settings.embedding_device,
-            backend=settings.embedding_backend,
-            threads=settings.embedding_threads,
-        )
+        model = embedder or build_embedder(settings)
         kb = cls(settings, model, store, catalog, LiveIndex(), owns_embedder=owns)
         await kb.reload()
         return kb
