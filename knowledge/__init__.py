@@ -17,6 +17,7 @@ from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
 from knowledge.ingest import Ingestor, Progress
 from knowledge.lexical import warmup as lexical_warmup
 from knowledge.live import LiveChunk, LiveIndex
+from knowledge.reembed import Reembedder, open_serving, reembed
 from knowledge.rerank import Reranker
 from knowledge.retriever import Retriever
 from knowledge.store import VectorStore
@@ -87,6 +88,9 @@ class KnowledgeBase:
         self.retriever = Retriever(embedder, store, settings, live, self.reranker)
         self.ingestor = Ingestor(embedder, store, settings, catalog, live)
         self._generation = -1
+        self.pending: Reembedder | None = None  # a model change waiting for its re-embed
+        self._spare: Embedder | None = None  # the configured model while the old one serves
+        self._reembedding: asyncio.Task[float] | None = None
 
     @classmethod
     async def open(
@@ -102,9 +106,6 @@ class KnowledgeBase:
         SQLite file beside the embedded store, created on first use (tests, scripts). Pass
         `embedder` to share one loaded model between knowledge bases.
         """
-        store = await VectorStore.open(
-            settings.collection, persist_dir=settings.persist_dir, chroma_url=settings.chroma_url
-        )
         if database_url:
             catalog = await Catalog.open(database_url)
         else:
@@ -115,7 +116,18 @@ class KnowledgeBase:
             catalog = await Catalog.open(f"sqlite+aiosqlite:///{path}", create=True)
         owns = embedder is None
         model = embedder or build_embedder(settings)
-        kb = cls(settings, model, store, catalog, LiveIndex(), owns_embedder=owns)
+
+        async def has_chunks() -> bool:
+            return bool(await catalog.live())
+
+        serving = await open_serving(settings, model, has_chunks=has_chunks)
+        kb = cls(
+            settings, serving.embedder, serving.store, catalog, LiveIndex(), owns_embedder=owns
+        )
+        kb.pending = serving.pending
+        if serving.embedder is not model:  # the old model serves until the re-embed completes
+            kb._spare = model if owns else None
+            kb._owns_embedder = True
         await kb.reload()
         return kb
 
@@ -195,8 +207,39 @@ class KnowledgeBase:
             return None
         return await self.refresh(SAMPLE_SOURCE, progress)
 
+    def start_reembed(self) -> asyncio.Task[float] | None:
+        """After a change of embedding model: re-embed every chunk with the new model in the
+        background and switch to it when complete (see `knowledge.reembed`). The old vectors
+        serve meanwhile. Returns the task, or None when nothing is pending."""
+        if self.pending is None:
+            return None
+        if self._reembedding is None:
+            self._reembedding = asyncio.create_task(reembed(self.pending, self._switch))
+        return self._reembedding
+
+    def _switch(self) -> None:
+        """Serve from the re-embedded collection with the configured model, in one step."""
+        pending, old = self.pending, self.embedder
+        assert pending is not None
+        self.store, self.embedder = pending.new, pending.embedder
+        self.retriever.use(pending.embedder, pending.new)
+        self.ingestor = Ingestor(
+            pending.embedder, pending.new, self.settings, self.catalog, self.live
+        )
+        self._owns_embedder = self._spare is not None  # whether open() built the new model
+        self.pending, self._spare = None, None
+        self._retired = old  # built by open() for the old collection: closed with the base
+
     async def close(self) -> None:
         """Release the store and catalog; an embedder passed to `open` stays usable."""
+        if self._reembedding is not None and not self._reembedding.done():
+            self._reembedding.cancel()
+            await asyncio.gather(self._reembedding, return_exceptions=True)
+        retired = getattr(self, "_retired", None)
+        if retired is not None:
+            await retired.close()
+        if self._spare is not None:
+            await self._spare.close()
         await self.store.close()
         await self.catalog.close()
         if self.reranker is not None:

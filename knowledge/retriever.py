@@ -31,8 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from knowledge.config import KnowledgeSettings
-from knowledge.embedding import Embedder
-from knowledge.embedding_http import EmbeddingServerError
+from knowledge.embedding import Embedder, EmbeddingModelError
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
@@ -56,8 +55,7 @@ class Retriever:
         live: LiveIndex | None = None,
         reranker: Reranker | None = None,
     ) -> None:
-        self._embedder = embedder
-        self._store = store
+        self._pair = (embedder, store)  # swapped together (`use`); a query reads it once
         self._live = live if live is not None else LiveIndex()
         self._settings = settings
         self._top_k = settings.top_k
@@ -65,6 +63,11 @@ class Retriever:
         self._mode = settings.retrieval
         self._reranker = reranker
         self._chats = {key: tuple(value) for key, value in settings.chat_collections.items()}
+
+    def use(self, embedder: Embedder, store: VectorStore) -> None:
+        """Answer from another model's collection from the next query on (a completed
+        re-embed); queries already running finish with the old pair."""
+        self._pair = (embedder, store)
 
     @property
     def min_score(self) -> float:
@@ -103,19 +106,22 @@ class Retriever:
             return []
         allowed = tuple(collections) if collections else (self._settings.default_collection,)
         mode = mode or self._mode
+        embedder, store = self._pair
         async with self._live.reading() as snapshot:
             if not snapshot.chunks:
                 return []
             wanted = max(self._settings.candidates, k)
             (dense, readable), lexical = await asyncio.gather(
-                self._dense(query, wanted, allowed, snapshot, strict=mode == "dense")
+                self._dense(
+                    embedder, store, query, wanted, allowed, snapshot, strict=mode == "dense"
+                )
                 if mode != "lexical"
                 else _nothing(),
                 self._lexical(query, wanted, allowed) if mode != "dense" else _none(),
             )
             dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
             lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
-            passages = await self._fuse(dense, lexical, readable)
+            passages = await self._fuse(store, dense, lexical, readable)
         # a reranker reorders what it is given and the per-document cap reaches down the list,
         # so both need every candidate
         passages = _collapse(passages, len(passages))
@@ -125,19 +131,28 @@ class Retriever:
         return _monotone(_spread(passages, cap)[:k])
 
     async def _dense(
-        self, query: str, wanted: int, allowed: Sequence[str], snapshot: Snapshot, *, strict: bool
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        query: str,
+        wanted: int,
+        allowed: Sequence[str],
+        snapshot: Snapshot,
+        *,
+        strict: bool,
     ) -> tuple[list[Passage], float]:
         try:
-            vector, readable = await self._embedder.embed_query(query)
-        except EmbeddingServerError as error:
+            vector, readable = await embedder.embed_query(query)
+        except EmbeddingModelError as error:
             if strict:
                 raise
-            # The embeddings server is down: answer from BM25 rather than not at all.
+            # The embeddings server is down (or the model will not load): answer from BM25
+            # rather than not at all.
             log.warning("dense retrieval skipped, answering from BM25 alone: %s", error)
             return [], 0.0
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
-        found = await self._store.query(vector, wanted + 8, collections=scope)
+        found = await store.query(vector, wanted + 8, collections=scope)
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(
@@ -149,7 +164,11 @@ class Retriever:
         return await asyncio.to_thread(search)
 
     async def _fuse(
-        self, dense: list[Passage], lexical: list[tuple[str, float, float]], readable: float
+        self,
+        store: VectorStore,
+        dense: list[Passage],
+        lexical: list[tuple[str, float, float]],
+        readable: float,
     ) -> list[Passage]:
         """Weighted reciprocal rank fusion (see the module docstring)."""
         fused: dict[str, float] = {}
@@ -171,7 +190,7 @@ class Retriever:
             relevance[chunk_id] = max(relevance.get(chunk_id, 0.0), coverage)
         by_id = {p.chunk_id: p for p in dense}
         missing = [i for i in fused if i not in by_id]
-        by_id.update(await self._store.get(missing))
+        by_id.update(await store.get(missing))
         order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
         return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
 
