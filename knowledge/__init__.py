@@ -14,10 +14,11 @@ from pathlib import Path
 from knowledge.catalog import Catalog, CatalogBase
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
+from knowledge.families import unread_share
 from knowledge.ingest import Ingestor, Progress
 from knowledge.lexical import warmup as lexical_warmup
 from knowledge.live import LiveChunk, LiveIndex
-from knowledge.reembed import Reembedder, open_serving, reembed
+from knowledge.reembed import ModelStore, Reembedder, open_serving, reembed
 from knowledge.rerank import Reranker
 from knowledge.retriever import Retriever
 from knowledge.store import VectorStore
@@ -206,6 +207,23 @@ class KnowledgeBase:
         if self.settings.sources or not self.settings.seed_sample or len(self.live) > 0:
             return None
         return await self.refresh(SAMPLE_SOURCE, progress)
+
+    async def language_warning(self, sample: int = 500) -> str:
+        """A warning when most of the knowledge base is in a language the embedding model does
+        not declare (doctor shows it); "" when the model reads it."""
+        store = self.store
+        texts = list((await store.page(0, sample))[1]) if isinstance(store, ModelStore) else []
+        language, share = unread_share(self.embedder.profile, texts)
+        if share <= 0.5:
+            return ""
+        names = {"zh": "Chinese", "en": "English"}
+        return (
+            f"{share:.0%} of the knowledge base is {names.get(language, language)}, which "
+            f"{self.embedder.model_name} does not read: dense retrieval is off for it and only "
+            "BM25 finds passages. Use a multilingual model (knowledge.embedding_model, e.g. "
+            "multilingual-e5-small; see docs/retrieval.md) / 知识库大部分是中文，当前向量模型不支持中文，"
+            "建议换用多语言模型"
+        )
 
     def start_reembed(self) -> asyncio.Task[float] | None:
         """After a change of embedding model: re-embed every chunk with the new model in the

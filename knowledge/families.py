@@ -88,3 +88,19 @@ def language_of(text: str) -> str:
     """ "zh" when Chinese characters are at least a third of the letters, else "en"."""
     letters = len(_LETTER.findall(text))
     return "zh" if letters and len(_CJK.findall(text)) / letters >= 1 / 3 else "en"
+
+
+def unread_share(model: Profile, texts: list[str]) -> tuple[str, float]:
+    """The language most of `texts` are in that `model` does not declare, and the share of the
+    texts in it (("", 0.0) when the model reads them all)."""
+    if not texts:
+        return "", 0.0
+    counts: dict[str, int] = {}
+    for text in texts:
+        language = language_of(text)
+        if not model.reads(language):
+            counts[language] = counts.get(language, 0) + 1
+    if not counts:
+        return "", 0.0
+    language = max(counts, key=lambda k: counts[k])
+    return language, counts[language] / len(texts)

@@ -90,12 +90,14 @@ class ModelStore(VectorStore):
 
         return await asyncio.to_thread(scan)
 
-    async def page(self, offset: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    async def page(
+        self, offset: int, limit: int = _PAGE
+    ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """One page of (ids, documents, metadatas), in chromadb's order."""
 
         def read() -> tuple[list[str], list[str], list[dict[str, Any]]]:
             got = self._collection.get(
-                include=["documents", "metadatas"], limit=_PAGE, offset=offset
+                include=["documents", "metadatas"], limit=limit, offset=offset
             )
             return (
                 list(got["ids"]),
