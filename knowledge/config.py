@@ -127,6 +127,13 @@ class KnowledgeSettings(BaseModel):
     min_score: float = Field(
         default=0.30, ge=0.0, le=1.0, description="below this a passage is not grounding"
     )
+    min_score_zh: float | None = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="the floor for Chinese questions (their scores run lower: fewer shared "
+        "words); None = min_score",
+    )
     rerank_model: str = Field(
         default="", description="a sentence-transformers CrossEncoder name or path; empty = off"
     )

@@ -14,7 +14,8 @@ lexical side weighs its best hit's coverage of the question, squared: paraphrase
 share few words with their passage, and a weak BM25 list only adds noise. The gate, the weights
 and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
 
-Scores are calibrated relevance in [0, 1]: the larger of the cosine similarity (scaled down
+Scores are calibrated relevance in [0, 1] (a Chinese question's rescaled so that `min_score_zh`
+lands on `min_score`: the floor is calibrated per language): the larger of the cosine similarity (scaled down
 by how much of the question the embedding model can read at all: all-MiniLM-L6-v2 sees most
 Chinese characters as [UNK]) and the BM25 query coverage (`knowledge.lexical`). They never
 increase down the list, so "the best passage is below `min_score`" means "no grounding".
@@ -32,6 +33,7 @@ from typing import Any
 
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
+from knowledge.families import language_of
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
@@ -128,7 +130,13 @@ class Retriever:
         if self._reranker is not None and len(passages) > 1:
             passages = await self._reranker.rerank(query, passages)
         cap = self._settings.per_document if per_document is None else per_document
-        return _monotone(_spread(passages, cap)[:k])
+        passages = _monotone(_spread(passages, cap)[:k])
+        floor = self._settings.min_score_zh
+        if floor is not None and floor != self._min_score and language_of(query) == "zh":
+            passages = [
+                replace(p, score=_rescale(p.score, floor, self._min_score)) for p in passages
+            ]
+        return passages
 
     async def _dense(
         self,
@@ -200,6 +208,14 @@ def dense_trust(readable: float) -> float:
     the question's language is not the model's; see `Embedder.readable`): nothing below
     READABLE_GATE, readable² above (a half-read question ranks chunks mostly by noise)."""
     return 0.0 if readable < READABLE_GATE else readable * readable
+
+
+def _rescale(score: float, floor: float, target: float) -> float:
+    """Map [0, floor] onto [0, target] and [floor, 1] onto [target, 1]: a Chinese question's
+    scores, so that its own floor (`min_score_zh`) lands on `min_score`."""
+    if score <= floor:
+        return score * target / floor if floor > 0 else target
+    return target + (score - floor) * (1 - target) / (1 - floor) if floor < 1 else 1.0
 
 
 def _spread(passages: list[Passage], cap: int) -> list[Passage]:

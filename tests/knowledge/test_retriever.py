@@ -146,3 +146,33 @@ def test_dense_trust_gates_half_read_questions() -> None:
     assert dense_trust(READABLE_GATE - 0.01) == 0.0
     assert dense_trust(0.8) == 0.8 * 0.8
     assert dense_trust(1.0) == 1.0
+
+
+def test_chinese_scores_are_rescaled_onto_the_common_floor() -> None:
+    from knowledge.retriever import _rescale
+
+    assert _rescale(0.25, 0.25, 0.30) == pytest.approx(0.30)
+    assert _rescale(0.0, 0.25, 0.30) == 0.0 and _rescale(1.0, 0.25, 0.30) == pytest.approx(1.0)
+    assert _rescale(0.20, 0.25, 0.30) < 0.30 < _rescale(0.26, 0.25, 0.30)
+    scores = [_rescale(x / 20, 0.25, 0.30) for x in range(21)]
+    assert scores == sorted(scores)  # never reorders
+
+
+async def test_a_chinese_question_meets_its_own_floor(sample_kb: KnowledgeBase) -> None:
+    from knowledge.retriever import Retriever
+
+    question = "报销需要多少天内提交"
+    common = Retriever(
+        sample_kb.embedder,
+        sample_kb.store,
+        sample_kb.settings.model_copy(update={"min_score_zh": None}),
+        sample_kb.live,
+    )
+    raw = (await common.retrieve(question, k=1))[0].score
+    calibrated = (await sample_kb.retriever.retrieve(question, k=1))[0].score
+    assert sample_kb.settings.min_score_zh == 0.25
+    assert calibrated == pytest.approx(0.30 + (raw - 0.25) * 0.70 / 0.75)
+    english = "How do I reset my VPN?"
+    assert (await common.retrieve(english, k=1))[0].score == (
+        await sample_kb.retriever.retrieve(english, k=1)
+    )[0].score
