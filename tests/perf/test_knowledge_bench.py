@@ -119,7 +119,8 @@ async def _quality(kb: KnowledgeBase, label: str) -> dict[str, dict[str, Scores]
         "  grounding floor (hybrid best score, before min_score_zh's rescaling): floor -> "
         "precision / recall per language"
     )
-    curve = floor_curve(evaluation, tops, (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5))
+    floors = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+    curve = floor_curve(evaluation, tops, floors)
     for language, points in curve.items():
         print(f"  {language}: " + "  ".join(f"{f:.2f}->{p:.3f}/{r:.3f}" for f, p, r in points))
     return report.modes
