@@ -30,7 +30,7 @@ import numpy as np
 
 K1 = 1.5
 B = 0.75
-GRAM_WEIGHT = 0.25  # the bigram field's share of a Chinese query's score (measured: docs/retrieval.md)
+GRAM_WEIGHT = 0.25  # bigram share of a Chinese score (measured: docs/retrieval.md)
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _CJK_WORD = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+$")
