@@ -376,6 +376,55 @@ def refresh(
         raise typer.Exit(1)
 
 
+async def _embedding_checks(app: App) -> list[tuple[str, str]]:
+    """The embedding model's rows in doctor: a model change waiting for its re-embed, a
+    knowledge base mostly in a language the model does not read."""
+    kb = app.knowledge
+    rows = []
+    if kb.pending is not None:
+        rows.append(
+            (
+                "warning",
+                f"model changed to {kb.pending.embedder.model_name}: {kb.embedder.model_name} "
+                "serves until `teambot serve` has re-embedded every chunk",
+            )
+        )
+    warning = await kb.language_warning()
+    rows.append(("warning", warning) if warning else ("ok", kb.embedder.model_name))
+    return rows
+
+
+@cli.command("eval")
+def eval_(
+    file: Annotated[
+        Path, typer.Argument(help="a .csv or .xlsx of questions (see docs/retrieval.md)")
+    ],
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", help="a collection to search (repeatable)")
+    ] = None,
+    chat: Annotated[
+        str | None, typer.Option(help="search what this chat sees: platform:chat_id")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="also save the report here (JSON, and a .md table beside)")
+    ] = None,
+    misses: Annotated[int, typer.Option(help="misses to list per mode")] = 20,
+) -> None:
+    """Measure retrieval on a sheet of questions: hit@1, hit@5 and MRR for dense, lexical and
+    hybrid, and the questions that missed."""
+    from bot.eval_cli import run_eval
+
+    settings = _settings()
+    _logging(settings, quiet=True)
+    ok = _run(
+        lambda: run_eval(
+            settings, file, collections=collection or [], chat=chat, report=report, misses=misses
+        )
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
 def _when(moment: datetime | None, tz: tzinfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if moment else "never"
 
@@ -404,6 +453,8 @@ def doctor() -> None:
             chunks = await app.knowledge.store.count()
             detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
             row("knowledge", "ok" if chunks else "empty", detail)
+            for status, detail in await _embedding_checks(app):
+                row("embeddings", status, detail)
             for adapter in build_adapters(settings, app.conversation):
                 for check in await adapter.check():
                     row(f"{adapter.name}: {check.name}", check.status, check.detail)

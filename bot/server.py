@@ -59,6 +59,7 @@ def create_server(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         app = await build_app(settings, migrate=settings.server.migrate_on_start)
         state["app"] = app
+        app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
         started: list[Adapter] = []
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
         HandoffJobs(
