@@ -92,7 +92,9 @@ async def test_separate_reasoning_stays_out_of_content(
 async def test_inline_think_is_stripped_even_when_tags_split(
     fake_sglang: FakeSGLang, make_client: MakeClient, mode: str, chunk_chars: int | None
 ) -> None:
-    fake_sglang.behave(reasoning=mode, chunk_chars=chunk_chars)
+    # open_ended: llama.cpp's /props shows a chat template that opens <think> itself
+    flavour = "llamacpp" if mode == "open_ended" else "sglang"
+    fake_sglang.behave(reasoning=mode, chunk_chars=chunk_chars, flavour=flavour)
     content, reasoning, deltas = await collect(make_client(fake_sglang.base_url))
     assert content == ANSWER
     assert reasoning.strip() == DEFAULT_REASONING
@@ -284,6 +286,8 @@ async def test_max_tokens_inside_think_is_an_empty_answer(
     fake_sglang: FakeSGLang, make_client: MakeClient, mode: str
 ) -> None:
     fake_sglang.behave(reasoning=mode, reasoning_text="hmm " * 40)
+    if mode == "open_ended":
+        fake_sglang.behave(flavour="llamacpp")
     client = make_client(fake_sglang.base_url, max_tokens=16)
     deltas: list[Delta] = []
     with pytest.raises(LLMEmptyAnswer, match="TEAMBOT_LLM__MAX_TOKENS") as err:
