@@ -9,34 +9,17 @@ turn; a question that does not fit with its best passage is refused with its own
 
 from __future__ import annotations
 
-import math
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from engine.prompt import HistoryTurn, build_messages
+from engine.text import estimate_tokens as estimate
 from engine.web.types import WebSource
 from knowledge import Passage
 
-# Characters per script, in tokens: generous on purpose, as an estimate that runs short is the
-# one that costs an answer (a 3,990-character Chinese question measured ~1.3-1.8 tokens per
-# character on small-vocabulary models; Qwen-class tokenizers need ~0.7).
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_WIDE = re.compile(r"[\U00010000-\U0010ffff]")  # emoji and rare scripts: several bytes each
-_OTHER = re.compile(r"[^\x00-\x7f]")
 PER_MESSAGE = 8  # chat-template tokens around each message (role markers, separators)
 PER_PROMPT = 16  # the generation prompt and BOS
-
-
-def estimate(text: str) -> int:
-    """A tokenizer-free count that errs high: 2 per CJK character, 3 per emoji, 1 per other
-    non-ASCII character, 1 per 3 ASCII characters."""
-    cjk = len(_CJK.findall(text))
-    wide = len(_WIDE.findall(text))
-    other = len(_OTHER.findall(text)) - cjk - wide
-    ascii_chars = len(text) - cjk - wide - other
-    return 2 * cjk + 3 * wide + other + math.ceil(ascii_chars / 3)
 
 
 class TokenCounter:

@@ -357,14 +357,18 @@ class LLMClient:
             if trial:
                 self._breaker.trial = False
 
-    async def complete(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+    async def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None
+    ) -> tuple[str, str, Usage]:
         """One non-streaming answer: (content, reasoning, usage). Same errors and think rule."""
         trial = self._admit()
         try:
             async with self._sem:
                 try:
                     async with asyncio.timeout(self.settings.total_timeout):
-                        result = await self._retrying(lambda: self._complete_once(messages))
+                        result = await self._retrying(
+                            lambda: self._complete_once(messages, max_tokens)
+                        )
                 except TimeoutError:
                     raise LLMTimeout(
                         self._timeout_msg("total_timeout"), which="total_timeout"
@@ -666,11 +670,13 @@ class LLMClient:
             )
         yield Delta(content, reasoning, usage, finish)
 
-    async def _complete_once(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+    async def _complete_once(
+        self, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> tuple[str, str, Usage]:
         try:
             model = await self._model_name()
             result = await self._openai.chat.completions.create(
-                stream=False, **self._request(messages, model)
+                stream=False, **self._request(messages, model, max_tokens)
             )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise self._api_error(exc) from exc

@@ -293,6 +293,8 @@ class ConversationStore(HandoffQueries):
             "first_visible_s": answer.timings.first_visible,
             "total_s": answer.timings.total,
             "created_at": now,
+            "prompt": answer.prompt or None,
+            "model_text": answer.model_text or None,
         }
         async with self._engine.begin() as conn:  # Core, like claim: once per message
             turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))

@@ -1,0 +1,79 @@
+"""Follow-ups made standalone before retrieval.
+
+"And if that does not work?" finds nothing useful on its own; with the conversation it is a
+question about the VPN. When the model is up (and does not think at length first) it rewrites the
+follow-up, through the same client and breaker as the answers; otherwise, or when it fails or
+takes too long, the previous question and the follow-up are searched together and beside the
+follow-up alone, so a change of topic still finds its own passages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.llm import LLMClient, LLMError
+from engine.text import clip
+
+log = logging.getLogger(__name__)
+
+REWRITE = """Rewrite the follow-up as one standalone question that can be understood without \
+the conversation. Keep its language and meaning; replace words such as "it", "that", "这个", \
+"那" with what they refer to. Reply with the question only.
+
+{turns}
+Follow-up: {question}
+Standalone question:"""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to search for: `texts`, merged by best score; `how`: bare | model | combined."""
+
+    texts: tuple[str, ...]
+    how: str
+
+
+def combined(question: str, earlier: Sequence[str]) -> Query:
+    """The deterministic rewrite: the previous question with the follow-up, and the follow-up."""
+    if not earlier:
+        return Query((question,), "bare")
+    return Query((f"{earlier[-1]}\n{question}", question), "combined")
+
+
+async def standalone(
+    question: str,
+    earlier: Sequence[tuple[str, str]],
+    llm: LLMClient | None,
+    *,
+    seconds: float,
+) -> Query:
+    """The query for `question` given `earlier` (question, answer) pairs, oldest first."""
+    asked = [q for q, _ in earlier]
+    if not earlier:
+        return Query((question,), "bare")
+    if llm is None or llm.breaker_open or await _thinks(llm):
+        return combined(question, asked)
+    turns = "\n".join(
+        f"Earlier question: {clip(q, 400)}\nEarlier answer: {clip(a, 400)}" for q, a in earlier[-2:]
+    )
+    prompt = REWRITE.format(turns=turns, question=question)
+    try:
+        async with asyncio.timeout(seconds):
+            text, _, _ = await llm.complete([{"role": "user", "content": prompt}], max_tokens=200)
+    except (LLMError, TimeoutError) as error:
+        log.info("follow-up rewrite failed, searching with the previous question: %s", error)
+        return combined(question, asked)
+    lines = [line.strip().strip("\"'“”「」") for line in text.strip().splitlines() if line.strip()]
+    rewritten = lines[0].removeprefix("Standalone question:").strip() if lines else ""
+    if not rewritten or len(rewritten) > 4 * len(question) + 400:
+        return combined(question, asked)
+    return Query((rewritten,), "model")
+
+
+async def _thinks(llm: LLMClient) -> bool:
+    """A model that reasons first would spend seconds on a rewrite: the server tells."""
+    info = await llm.server_info()
+    return bool(info.reasoning_parser) or bool(info.opens_think)
