@@ -69,7 +69,13 @@ class ConversationSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     history_turns: int = Field(default=6, ge=0, le=100)
-    history_tokens: int = Field(default=1500, ge=0, le=100_000)
+    history_tokens: int = Field(
+        default=12_000,
+        ge=0,
+        le=1_000_000,
+        description="at most this many (estimated) tokens of history, passages included; the "
+        "model's context limits it further",
+    )
     update_interval: float = Field(
         default=1.0, ge=0.05, le=60, description="seconds between streamed edits"
     )

@@ -155,6 +155,8 @@ class Conversation:
         )
         history = trim_history(_history(records), self._settings.history_tokens)
         question = inbound.text.strip()
+        if (too_long := await self._too_long_alone(question, language, started)) is not None:
+            return await self._finish(thread.id, inbound, too_long, reply)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
         query = await standalone(
             question,
@@ -562,6 +564,19 @@ class Conversation:
             )  # fmt: skip
             return ended(Outcome.TRUNCATED, "length", phrase("truncated", language))
         return ended(Outcome.ANSWERED, "stop")
+
+    async def _too_long_alone(self, question: str, language: str, started: float) -> Answer | None:
+        """The over-long question's answer, when it cannot fit the model's context even alone:
+        said before retrieval, whatever the knowledge base holds."""
+        if self._llm is None or self._llm.breaker_open:
+            return None
+        await self._llm.server_info()
+        budget = self._llm.budget()
+        try:
+            await self._fit(question, [], [], [], language, budget)
+        except QuestionTooLong as error:
+            return self._too_long(error.tokens, error.limit, language, Timings(), started)
+        return None
 
     def _too_long(
         self, tokens: int, limit: int, language: str, timings: Timings, started: float

@@ -3,14 +3,16 @@
 "And if that does not work?" finds nothing useful on its own; with the conversation it is a
 question about the VPN. When the model is up (and does not think at length first) it rewrites the
 follow-up, through the same client and breaker as the answers; otherwise, or when it fails or
-takes too long, the previous question and the follow-up are searched together and beside the
-follow-up alone, so a change of topic still finds its own passages.
+takes too long, a question that reads as a follow-up (a back-reference such as "that", "它", or
+only a few words) is searched together with the previous question and on its own, merged by
+best score; any other question is searched as it is, so a new topic is not dragged back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,21 @@ Follow-up: {question}
 Standalone question:"""
 
 
+# Words that lean on what was said before; a question without them (and not very short) is
+# taken as a new topic by the deterministic rule, so it is not searched with the last one.
+_REFERS_BACK = re.compile(
+    r"(?i)^\s*(and|but|or|so|also|what about|how about|then)\b"
+    r"|\b(it|its|that|this|these|those|they|them|there|else|same|again|instead|too)\b"
+    r"|[那这它还呢另同刚该]"
+)
+
+
+def refers_back(question: str) -> bool:
+    """Whether `question` reads as a follow-up: a back-reference, or only a few words."""
+    words = len(question.split()) + len(re.findall(r"[\u4e00-\u9fff]", question)) // 2
+    return words <= 4 or bool(_REFERS_BACK.search(question))
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """What to search for: `texts`, merged by best score; `how`: bare | model | combined."""
@@ -37,8 +54,9 @@ class Query:
 
 
 def combined(question: str, earlier: Sequence[str]) -> Query:
-    """The deterministic rewrite: the previous question with the follow-up, and the follow-up."""
-    if not earlier:
+    """The deterministic rewrite: the previous question with the follow-up, and the follow-up,
+    when the question reads as a follow-up (`refers_back`)."""
+    if not earlier or not refers_back(question):
         return Query((question,), "bare")
     return Query((f"{earlier[-1]}\n{question}", question), "combined")
 

@@ -69,14 +69,24 @@ class Behaviour:
     context: int = 32768  # tokens the server holds for one request (--context-length / -c)
     slots: int = 4  # llama.cpp --parallel (total_slots); SGLang max_running_requests = 4 * slots
     tokenize: bool = True  # POST /tokenize answers
+    report_context: bool = True  # False: the context size is in no answer (only in a refusal)
     error_after_tokens: int | None = None  # send an error chunk after N content chunks
     error_message: str = "Context size has been exceeded."
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
-    """Echo the question (a `Question:` line, else the last line); cite [1] when given passages."""
+    """Echo the question (a `Question:` line, else the last line); cite [1] when given passages.
+    A follow-up rewrite request ("… Standalone question:") gets "follow-up (earlier question)"."""
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
     lines = users[-1].strip().splitlines() if users and users[-1].strip() else [""]
+    if lines[-1] == "Standalone question:":  # a follow-up rewrite: join it to what came before
+        earlier = [
+            x.removeprefix("Earlier question:").strip()
+            for x in lines
+            if x.startswith("Earlier question:")
+        ]
+        follow = [x.removeprefix("Follow-up:").strip() for x in lines if x.startswith("Follow-up:")]
+        return f"{follow[-1] if follow else ''} ({earlier[-1] if earlier else ''})"
     asked = [
         line.removeprefix("Question:").strip() for line in lines if line.startswith("Question:")
     ]
@@ -217,6 +227,9 @@ class FakeSGLang(ThreadedServer):
             card.update(owned_by="llamacpp", meta={"n_ctx_train": 8192, "n_ctx": b.context})
         else:
             card.update(owned_by="sglang", root=b.model, max_model_len=b.context)
+        if not b.report_context:
+            card.pop("max_model_len", None)
+            card.pop("meta", None)
         return web.json_response({"object": "list", "data": [card]})
 
     async def _server_info(self, request: web.Request) -> web.Response:
@@ -224,7 +237,8 @@ class FakeSGLang(ThreadedServer):
         if b.flavour != "sglang":
             raise web.HTTPNotFound()
         parser = "deepseek-r1" if b.reasoning == "separate" else None
-        info = dict(model_path=b.model, context_length=b.context, reasoning_parser=parser)
+        context = b.context if b.report_context else None
+        info = dict(model_path=b.model, context_length=context, reasoning_parser=parser)
         info.update(max_running_requests=4 * b.slots, version="0.5.23")
         info["internal_states"] = [{"max_total_num_tokens": 8 * b.context}]
         return web.json_response(info)
@@ -238,7 +252,7 @@ class FakeSGLang(ThreadedServer):
             "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
             f"{{% if add_generation_prompt %}}<|assistant|>{opens}{{% endif %}}"
         )
-        settings = {"n_ctx": b.context, "params": {"n_predict": -1}}
+        settings = {"n_ctx": b.context if b.report_context else None, "params": {}}
         return web.json_response(
             dict(default_generation_settings=settings, total_slots=b.slots, model_path=b.model)
             | dict(chat_template=template, build_info="fake")
