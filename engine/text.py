@@ -8,14 +8,16 @@ import re
 # Tokens per character by script, generous on purpose: an estimate that runs short costs an
 # answer (a 3,990-character Chinese question took ~1.3-1.8 tokens a character on a
 # small-vocabulary model; Qwen-class tokenizers need ~0.7).
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK = re.compile(
+    r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]"
+)  # CJK punctuation and full-width forms too: three UTF-8 bytes, often two tokens
 _WIDE = re.compile(r"[\U00010000-\U0010ffff]")  # emoji and rare scripts: several bytes each
 _OTHER = re.compile(r"[^\x00-\x7f]")
 
 
 def estimate_tokens(text: str) -> int:
-    """A tokenizer-free token count that errs high: 2 per CJK character, 3 per emoji, 1 per
-    other non-ASCII character, 1 per 3 ASCII characters."""
+    """A tokenizer-free token count that errs high: 2 per CJK character (punctuation too), 3 per
+    emoji, 1 per other non-ASCII character, 1 per 3 ASCII characters."""
     cjk = len(_CJK.findall(text))
     wide = len(_WIDE.findall(text))
     other = len(_OTHER.findall(text)) - cjk - wide
