@@ -47,7 +47,15 @@ from engine.messages import (
 )
 from engine.policy import Policy
 from engine.ports import ReplyChannel
-from engine.prompt import HistoryTurn, heading, render_turn, section, trim_history
+from engine.prompt import (
+    HistoryTurn,
+    first_web_number,
+    heading,
+    numbering,
+    render_turn,
+    section,
+    trim_history,
+)
 from engine.store import ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
@@ -476,13 +484,13 @@ class Conversation:
     ) -> Answer:
         assert self._llm is not None
         passages, web = fitted.passages, fitted.web
+        earlier = [turn.question for turn in fitted.history]
+        chars = self._settings.passage_chars
         sent = render_turn(
-            question,
-            passages,
-            language=language,
-            passage_chars=self._settings.passage_chars,
-            web=web,
+            question, passages, language=language, passage_chars=chars, web=web, earlier=earlier
         )
+        numbers, _ = numbering(passages, earlier, chars)
+        first_web = first_web_number(numbers, earlier)
         room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
         content: list[str] = []
         reasoning: list[str] = []
@@ -502,7 +510,7 @@ class Conversation:
                 outcome=outcome,
                 language=language,
                 reasoning="".join(reasoning).strip(),
-                citations=_citations(text, passages, web),
+                citations=_citations(text, passages, web, numbers, first_web),
                 usage=usage,
                 timings=replace(
                     timings,
@@ -660,31 +668,29 @@ def _web_citation(number: int, source: WebSource) -> Citation:
 
 
 def _citations(
-    text: str, passages: Sequence[Passage], web: Sequence[WebSource] = ()
+    text: str,
+    passages: Sequence[Passage],
+    web: Sequence[WebSource] = (),
+    numbers: Sequence[int] = (),
+    first_web: int | None = None,
 ) -> tuple[Citation, ...]:
     """The sources the answer cites by number, and only those: an answer that cites nothing
-    lists nothing. Web results are numbered after the knowledge passages."""
-    total = len(passages) + len(web)
-    cited = sorted({int(n) for n in _CITE.findall(text) if 1 <= int(n) <= total})
-    return _numbered(cited, passages, web)
+    lists nothing. `numbers`: the passages' numbers in the prompt (default 1, 2, …); web
+    results are numbered from `first_web` (default: after the passages)."""
+    numbers = list(numbers) or list(range(1, len(passages) + 1))
+    first = first_web or max(numbers, default=0) + 1
+    sources = {n: _citation(n, p) for n, p in zip(numbers, passages, strict=True)}
+    sources |= {first + i: _web_citation(first + i, w) for i, w in enumerate(web)}
+    cited = sorted({int(n) for n in _CITE.findall(text)} & sources.keys())
+    return tuple(sources[n] for n in cited)
 
 
 def _all_citations(
     passages: Sequence[Passage], web: Sequence[WebSource] = ()
 ) -> tuple[Citation, ...]:
     """Every source, numbered as shown (a retrieval-only answer quotes them all)."""
-    return _numbered(list(range(1, len(passages) + len(web) + 1)), passages, web)
-
-
-def _numbered(
-    numbers: list[int], passages: Sequence[Passage], web: Sequence[WebSource]
-) -> tuple[Citation, ...]:
-    return tuple(
-        _citation(n, passages[n - 1])
-        if n <= len(passages)
-        else _web_citation(n, web[n - len(passages) - 1])
-        for n in numbers
-    )
+    shown = "".join(f"[{n}]" for n in range(1, len(passages) + len(web) + 1))
+    return _citations(shown, passages, web)
 
 
 def _with_web_notice(answer: Answer, web: WebReport | None) -> Answer:

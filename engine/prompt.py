@@ -76,13 +76,61 @@ def heading(passage: Passage) -> str:
     return f"{passage.title} — {part}" if part else passage.title
 
 
-def render_passages(passages: Sequence[Passage], max_chars: int) -> str:
-    """Passages numbered from 1, each with its title and section."""
+def render_passages(
+    passages: Sequence[Passage],
+    max_chars: int,
+    numbers: Sequence[int] = (),
+    above: frozenset[int] = frozenset(),
+) -> str:
+    """Passages numbered from 1 (or by `numbers`), each with its title and section; those in
+    `above` were given in an earlier turn still in the prompt and are only named again."""
     blocks = []
-    for number, passage in enumerate(passages, start=1):
-        text = passage.text if len(passage.text) <= max_chars else passage.text[:max_chars] + "…"
-        blocks.append(f"[{number}] {heading(passage)}\n{text}")
+    for number, passage in zip(numbers or range(1, len(passages) + 1), passages, strict=True):
+        if number in above:
+            blocks.append(f"[{number}] {heading(passage)} (given above)")
+        else:
+            blocks.append(f"[{number}] {_body(passage, max_chars)}")
     return "\n\n".join(blocks)
+
+
+def _body(passage: Passage, max_chars: int) -> str:
+    text = passage.text if len(passage.text) <= max_chars else passage.text[:max_chars] + "…"
+    return f"{heading(passage)}\n{text}"
+
+
+_NUMBERED = re.compile(r'^\[(\d+)\] |<web_result number="(\d+)"', re.MULTILINE)
+
+
+def _used(earlier: Sequence[str]) -> list[int]:
+    return [int(a or b) for text in earlier for a, b in _NUMBERED.findall(text)]
+
+
+def numbering(
+    passages: Sequence[Passage], earlier: Sequence[str], max_chars: int
+) -> tuple[list[int], frozenset[int]]:
+    """Numbers for this turn's passages, one sequence across the thread: a passage already
+    given in an earlier turn still in the prompt keeps its number and is not repeated (the
+    prompt grows less, and the model's earlier citations still point at the same text); new
+    passages get the next free numbers. Returns (numbers, the ones given above)."""
+    following = max(_used(earlier), default=0) + 1
+    numbers: list[int] = []
+    above: set[int] = set()
+    for passage in passages:
+        body = "] " + _body(passage, max_chars) + "\n"
+        found = None
+        for text in reversed(earlier):
+            at = (text + "\n").find(body)
+            start = text.rfind("[", 0, at) + 1 if at > 0 else 0
+            if at > 0 and text[start:at].isdigit():
+                found = int(text[start:at])
+                break
+        if found is not None and found not in numbers:
+            numbers.append(found)
+            above.add(found)
+        else:
+            numbers.append(following)
+            following += 1
+    return numbers, frozenset(above)
 
 
 _WEB_TAG = re.compile(r"<\s*/?\s*web_result", re.IGNORECASE)
@@ -116,17 +164,26 @@ def render_turn(
     language: str,
     passage_chars: int = 1200,
     web: Sequence[WebSource] = (),
+    earlier: Sequence[str] = (),
 ) -> str:
     """This turn's user message: passages, web results, the question. Stored with the turn, so
-    the next turns send it again byte for byte."""
+    the next turns send it again byte for byte. `earlier`: the user turns still in the prompt
+    (see `numbering`)."""
     reply_in = "Chinese (中文)" if language == "zh" else "English"
-    found = render_passages(passages, passage_chars) or "(none in the knowledge base)"
-    quoted = f"{render_web(web, len(passages) + 1)}\n\n" if web else ""
+    numbers, above = numbering(passages, earlier, passage_chars)
+    found = render_passages(passages, passage_chars, numbers, above)
+    found = found or "(none in the knowledge base)"
+    quoted = f"{render_web(web, first_web_number(numbers, earlier))}\n\n" if web else ""
     return (
         f"Passages:\n{found}\n\n{quoted}"
         f"Question: {question}\n\nAnswer in {reply_in}, citing the passage numbers in square "
         "brackets."
     )
+
+
+def first_web_number(numbers: Sequence[int], earlier: Sequence[str]) -> int:
+    """Web results are numbered after every passage number in use in the prompt."""
+    return max([*numbers, *_used(earlier)], default=0) + 1
 
 
 def build_messages(
@@ -145,7 +202,12 @@ def build_messages(
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": turn.answer})
     current = render_turn(
-        question, passages, language=language, passage_chars=passage_chars, web=web
+        question,
+        passages,
+        language=language,
+        passage_chars=passage_chars,
+        web=web,
+        earlier=[turn.question for turn in history],
     )
     messages.append({"role": "user", "content": current})
     if instructions_as == "system":
