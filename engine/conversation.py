@@ -24,7 +24,7 @@ from engine.escalation import (
     follow_up,
     resolves,
 )
-from engine.followup import Query, standalone
+from engine.followup import Query, merge, standalone
 from engine.language import detect, phrase
 from engine.llm import (
     LLMClient,
@@ -375,15 +375,8 @@ class Conversation:
         if query.how != "bare":
             metrics.FOLLOWUP_QUERIES.labels(query.how).inc()
         with metrics.RETRIEVAL_TIME.time():
-            best: dict[str, Passage] = {}
-            for text in query.texts:
-                for p in await self._retriever.retrieve(text, collections=scope):
-                    if p.score >= floor and (
-                        p.chunk_id not in best or p.score > best[p.chunk_id].score
-                    ):
-                        best[p.chunk_id] = p
-            ranked = sorted(best.values(), key=lambda p: p.score, reverse=True)
-            passages = ranked[: max(self._retriever.top_k, 1)] if len(query.texts) > 1 else ranked
+            found = [await self._retriever.retrieve(t, collections=scope) for t in query.texts]
+            passages = merge(found, floor, self._retriever.top_k)
         if not passages:
             metrics.NO_GROUNDING.inc()
         return passages

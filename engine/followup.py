@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from engine.llm import LLMClient, LLMError
 from engine.text import clip
+from knowledge import Passage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ Standalone question:"""
 # taken as a new topic by the deterministic rule, so it is not searched with the last one.
 _REFERS_BACK = re.compile(
     r"(?i)^\s*(and|but|or|so|also|what about|how about|then)\b"
-    r"|\b(it|its|that|this|these|those|they|them|there|else|same|again|instead|too)\b"
+    r"|\b(it|its|one|ones|that|this|these|those|they|them|there|else|same|again|instead|too)\b"
     r"|[那这它还呢另同刚该]"
 )
 
@@ -95,3 +96,15 @@ async def _thinks(llm: LLMClient) -> bool:
     """A model that reasons first would spend seconds on a rewrite: the server tells."""
     info = await llm.server_info()
     return bool(info.reasoning_parser) or bool(info.opens_think)
+
+
+def merge(found: Sequence[Sequence[Passage]], floor: float, k: int) -> list[Passage]:
+    """Passages of several searches above `floor`, each once at its best score, best first;
+    at most `k` when there was more than one search."""
+    best: dict[str, Passage] = {}
+    for passages in found:
+        for p in passages:
+            if p.score >= floor and (p.chunk_id not in best or p.score > best[p.chunk_id].score):
+                best[p.chunk_id] = p
+    ranked = sorted(best.values(), key=lambda p: p.score, reverse=True)
+    return ranked[: max(k, 1)] if len(found) > 1 else ranked
