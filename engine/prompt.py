@@ -196,7 +196,8 @@ def build_messages(
     passage_chars: int = 1200,
     web: Sequence[WebSource] = (),
 ) -> list[dict[str, str]]:
-    """OpenAI chat messages for one turn, stable parts first; web results in this turn only."""
+    """OpenAI chat messages for one turn, stable parts first; web results only in the turn that
+    asked for them (earlier turns carry theirs as they were sent)."""
     messages: list[dict[str, str]] = []
     for turn in history:
         messages.append({"role": "user", "content": turn.question})

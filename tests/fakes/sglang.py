@@ -75,7 +75,8 @@ class Behaviour:
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
-    """Echo the question (a `Question:` line, else the last line); cite [1] when given passages.
+    """Echo the question (a `Question:` line, else the last line); cite [1] when given numbered
+    passages or web results.
     A follow-up rewrite request ("… Standalone question:") gets "follow-up (earlier question)"."""
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
     lines = users[-1].strip().splitlines() if users and users[-1].strip() else [""]
@@ -92,7 +93,8 @@ def default_answer(messages: list[dict[str, Any]]) -> str:
     ]
     question = asked[-1] if asked else lines[-1]
     text = f'I saw your question "{question}".'
-    if any("[1]" in str(m.get("content") or "") for m in messages):
+    given = ("[1]", '<web_result number="1"')  # numbered passages or web results
+    if any(g in str(m.get("content") or "") for m in messages for g in given):
         text += " The knowledge base answers it [1]."
     return text
 
