@@ -236,11 +236,13 @@ class LLMClient:
                 return self._info
             if failed is not None and time.monotonic() - failed < self.settings.breaker_reset:
                 return ServerInfo()
+            # bounded as a whole: a server that accepts and never answers must not hold up
+            # the first question for every endpoint's timeout in turn
+            limit = min(self.settings.connect_timeout + 3, self.settings.first_token_timeout)
             try:
-                info = await discover(
-                    self._http, self.root_url, self._headers, self.settings.connect_timeout + 3
-                )
-            except httpx.HTTPError as exc:
+                async with asyncio.timeout(limit):
+                    info = await discover(self._http, self.root_url, self._headers, limit)
+            except (httpx.HTTPError, TimeoutError) as exc:
                 log.info("model server at %s did not describe itself: %r", self.base_url, exc)
                 self._info_failed_at = time.monotonic()
                 return ServerInfo()

@@ -204,3 +204,28 @@ async def test_reasoning_setting_overrides_the_server(
     held = make_client(fake_sglang.base_url, reasoning="opens_think")
     content = "".join(d.content for d in await collect(held))
     assert "SECRET" not in content and content.strip()
+
+
+async def test_a_server_that_never_answers_does_not_hold_up_discovery(
+    make_client: MakeClient,
+) -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read(-1)  # accept, read, never answer
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        client = make_client(f"http://127.0.0.1:{port}/v1", first_token_timeout=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        info = await client.server_info()
+        assert loop.time() - started < 1.5
+        assert info.kind == "openai" and info.context is None
+        assert client.budget().context == 8192  # nothing reported: the default
+        await client.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
