@@ -260,6 +260,7 @@ class Conversation:
         if took:
             await self.take(thread.id, agent_id)
         if text.strip() and not resolves(text) and not asks_for_human(text):
+            await self._store.add_human_reply(thread.id, text.strip())
             now = datetime.now(UTC)
             handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
             if handoff is not None and handoff.responded_at == now:

@@ -15,7 +15,7 @@ from engine.messages import Outcome
 from engine.prompt import INSTRUCTIONS
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang, prompt_tokens_of
-from tests.helpers import Core, make_core
+from tests.helpers import Core, inbound, make_core
 
 VPN = "How do I reset my VPN connection?"
 MakeCore = Callable[..., Awaitable[Core]]
@@ -263,3 +263,23 @@ async def test_an_answer_that_cites_nothing_lists_nothing(
 
 def test_the_instructions_hold_no_number_that_could_be_echoed_as_a_citation() -> None:
     assert not re.search(r"\[\d+\]", INSTRUCTIONS)
+
+
+async def test_what_a_colleague_said_goes_back_as_history(
+    build: MakeCore, fake_sglang: FakeSGLang
+) -> None:
+    core = await build()
+    first, _ = await core.ask(VPN, thread="hand")
+    await core.ask("转人工", thread="hand")
+    key = inbound("", "hand").thread_key
+    assert await core.conversation.human_replied(key, "agent-7", "Reinstall the client from IT.")
+    thread = await core.store.thread(key)
+    await core.conversation.resolve(thread.id, by="agent-7")
+    await core.ask("And after the reinstall?", thread="hand")
+    messages = fake_sglang.requests[-1]["messages"]
+    assert first is not None
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[1]["content"] == first.text
+    assert messages[2]["content"] == "转人工"
+    assert messages[3]["content"] == "(a colleague replied) Reinstall the client from IT."
+    assert "转接人工" not in "".join(m["content"] for m in messages)  # the canned reply stays out
