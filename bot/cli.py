@@ -78,6 +78,15 @@ def _logging(settings: Settings, quiet: bool) -> None:
     )
 
 
+def _tidy_warnings(settings: Settings) -> None:
+    """`ask` and `chat`: warnings as one line each after the answer, not raw log lines in it."""
+    from bot.logs import Redactor
+    from bot.settings import secret_values
+    from bot.terminal import tidy_warnings
+
+    tidy_warnings(console, Redactor(secret_values(settings)) if settings.log.redact else None)
+
+
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
     async def wrapper() -> T:
         return await coro()
@@ -164,6 +173,7 @@ def ask(
 
     settings = _settings()
     _logging(settings, quiet=True)
+    _tidy_warnings(settings)
 
     async def main() -> None:
         app = await _open(settings)
@@ -187,6 +197,7 @@ def chat() -> None:
 
     settings = _settings()
     _logging(settings, quiet=True)
+    _tidy_warnings(settings)
     thread = uuid.uuid4().hex
 
     async def main() -> None:
@@ -465,11 +476,20 @@ def doctor() -> None:
             if not report.reachable:
                 row(
                     "model server",
-                    "unreachable",
-                    f"{report.base_url}: {report.error}{_v1_hint(report.base_url, report.error)}"
-                    " — answers are retrieval-only until it is up",
+                    "error",
+                    f"unreachable: {report.base_url}: {report.error}"
+                    f"{_v1_hint(report.base_url, report.error)} — answers are "
+                    "retrieval-only until it is up (or set [llm] enabled = false)",
                 )
                 return
+            if not report.model_served:
+                listed = ", ".join(report.models) or "nothing"
+                row(
+                    "model",
+                    "error",
+                    f"{report.model!r} is not served at {report.base_url} (it lists: {listed}); "
+                    'set [llm] model to one of them, or "" for the first',
+                )
             separated = {
                 True: "reasoning separated (reasoning_content)",
                 False: "reasoning inline: <think> is stripped by teambot",
@@ -478,8 +498,15 @@ def doctor() -> None:
             timing = f"{report.latency:.2f} s" if report.latency is not None else report.error
             row(
                 "model server",
-                "ok" if report.health_ok else "degraded",
+                "ok" if report.health_ok and report.model_served else "degraded",
                 f"{report.base_url} · model {report.model} · {separated} · {timing}",
+            )
+            context = f"{report.context} tokens" if report.context else "not reported"
+            row(
+                "model limits",
+                "ok" if report.context else "warning",
+                f"{report.kind}: context {context} · {app.llm.concurrency} at once · "
+                f"thinking: {report.reasoning}",
             )
         finally:
             await app.close()

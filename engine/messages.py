@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     ANSWERED = "answered"
     NO_KNOWLEDGE = "no_knowledge"
     RETRIEVAL_ONLY = "retrieval_only"  # model server down or breaker open: passages, no model text
+    TRUNCATED = "truncated"  # the answer hit max_tokens or the model's context
+    INTERRUPTED = "interrupted"  # the model server reported an error in the middle of the answer
+    TIMED_OUT = "timed_out"  # teambot's own total_timeout ended an answer still streaming
+    TOO_LONG = "too_long"  # the question does not fit the model's context
     FAILED = "failed"
     HANDED_OFF = "handed_off"
     COMMAND = "command"  # a thread command such as "/resolve"; nothing was asked
@@ -114,6 +118,8 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     notice: str = ""  # a user-visible note about degraded service, already in `text`
     turn_id: int | None = None
+    prompt: str = ""  # the user turn as sent to the model; "" when the model was not asked
+    model_text: str = ""  # the model's own words, as later turns send them back
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,10 @@ __all__ = [
 ]
 
 
+# Marks an assistant turn a person wrote, so the model does not take it for its own words.
+_HUMAN = "(a colleague replied) "
+
+
 class ConversationStore(HandoffQueries):
     """The engine's relational storage; the schema must exist (`bot.db.upgrade`)."""
 
@@ -275,6 +279,24 @@ class ConversationStore(HandoffQueries):
             rows = (await conn.execute(_history_query(thread_id, max_turns))).all()
         return [turn_record(r) for r in reversed(rows)]
 
+    async def add_human_reply(self, thread_id: int, text: str) -> bool:
+        """A person answered in the thread: their words go back to the model as the reply to
+        the thread's latest turn, if the model did not answer that one (a turn it answered was
+        already sent as it is). True when recorded."""
+        async with self._engine.begin() as conn:
+            latest = await conn.execute(
+                select(Turn.id, Turn.model_text, Turn.question)
+                .where(Turn.thread_id == thread_id)
+                .order_by(Turn.id.desc())
+                .limit(1)
+            )
+            row = latest.first()
+            if row is None or (row.model_text and not row.model_text.startswith(_HUMAN)):
+                return False
+            said = f"{row.model_text}\n\n{text.strip()}" if row.model_text else f"{_HUMAN}{text}"
+            await conn.execute(update(Turn).where(Turn.id == row.id).values(model_text=said))
+        return True
+
     async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
         """Persist a question and its answer and mark the inbound event answered; the turn id."""
         now = utcnow()
@@ -297,6 +319,8 @@ class ConversationStore(HandoffQueries):
             "first_visible_s": answer.timings.first_visible,
             "total_s": answer.timings.total,
             "created_at": now,
+            "prompt": answer.prompt or None,
+            "model_text": answer.model_text or None,
         }
         async with self._engine.begin() as conn:  # Core, like claim: once per message
             turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))

@@ -94,6 +94,10 @@ class Turn(EngineBase):
     first_visible_s: Mapped[float | None] = mapped_column(Float)
     total_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    # what goes back to the model in later turns: the user turn exactly as sent (with its
+    # passages) and the model's own words (no notices); NULL when the model was not asked
+    prompt: Mapped[str | None] = mapped_column(Text)
+    model_text: Mapped[str | None] = mapped_column(Text)
 
 
 class ProcessedEvent(EngineBase):

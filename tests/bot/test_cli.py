@@ -83,8 +83,31 @@ def test_doctor_reports_the_model_server(env: dict[str, str], fake_sglang: FakeS
 def test_doctor_reports_an_unreachable_model_server(env: dict[str, str]) -> None:
     env["TEAMBOT_LLM__BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
     code, output = run(env, "doctor")
-    assert code == 0, output
+    assert code == 1, output  # configured but unreachable: a failed check
     assert "unreachable" in output and "retrieval-only" in output
+
+
+def test_doctor_fails_when_the_configured_model_is_not_served(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    env["TEAMBOT_LLM__MODEL"] = "Qwen/Qwen2.5-7B-Instruct"
+    code, output = run(env, "doctor")
+    assert code == 1, output
+    assert "'Qwen/Qwen2.5-7B-Instruct' is not served" in output
+    assert "DeepSeek-R1-Distill-Qwen-7B" in output  # what it does serve
+
+
+def test_doctor_shows_the_servers_limits_and_how_thinking_is_decided(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    fake_sglang.behave(flavour="llamacpp", context=4096, slots=2, reasoning="none")
+    fake_sglang.behave(model="acme/reasoning-r1")  # a name that says nothing
+    code, output = run(env, "doctor")
+    assert code == 0, output
+    assert "llama.cpp: context 4096 tokens · 2 at once" in " ".join(output.split())
+    assert "thinking: plain (the server's chat template)" in " ".join(output.split())
 
 
 def test_ingest_reports_progress_and_skipped_files(env: dict[str, str], tmp_path: Path) -> None:
@@ -184,3 +207,20 @@ def test_doctor_hints_at_a_missing_v1(env: dict[str, str], fake_sglang: FakeSGLa
     _, output = run(env, "doctor")
     assert "unreachable" in output and "404" in output
     assert f"try {fake_sglang.base_url}" in output
+
+
+def test_ask_prints_warnings_as_one_tidy_line_after_the_answer(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    fake_sglang.behave(reasoning="none", answer="Open the VPN client [1] and press Reset now.")
+    fake_sglang.behave(error_after_tokens=4, error_message="CUDA error:\n  out of memory")
+    code, output = run(env, "ask", "How do I reset my VPN connection?")
+    assert code == 0, output
+    lines = output.splitlines()
+    ended = next(i for i, line in enumerate(lines) if line.startswith("interrupted"))
+    warnings = [i for i, line in enumerate(lines) if line.startswith("warning ")]
+    assert warnings and min(warnings) > ended, output  # after the answer, not inside it
+    assert "WARNING" not in output and "engine.conversation" not in output
+    assert len(warnings) == 1 and "model stream ended early" in lines[warnings[0]]
+    assert lines[warnings[0]].endswith("…") and warnings[0] == len(lines) - 1  # one line
