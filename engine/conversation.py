@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -10,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from engine import metrics
+from engine import ending, metrics
 from engine.config import ConversationSettings, PolicySettings
 from engine.escalation import (
     ASKED_FOR_HUMAN,
@@ -77,7 +78,11 @@ class Conversation:
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
-        is not for this bot (a chat or workspace outside the allowlists)."""
+        is not for this bot (a chat or workspace outside the allowlists). Whatever fails inside,
+        the asker gets a final message (engine/ending.py)."""
+        return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
+
+    async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         started = time.monotonic()
         new_request_id(inbound.platform, inbound.message_id)
         metrics.RECEIVED.labels(inbound.platform).inc()
@@ -95,6 +100,8 @@ class Conversation:
             inbound.message_id,
             inbound.thread_key,
             max(self._settings.history_turns, escalation.max_unresolved_turns),
+            question=inbound.text,  # for the audit record should this turn never finish
+            asker=inbound.sender.id,
         )
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
@@ -504,7 +511,18 @@ class Conversation:
         self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
     ) -> Answer:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
-        stored = await self._persist(thread_id, inbound, answer)
+        try:
+            stored = await self._persist(thread_id, inbound, answer)
+        except Exception:
+            # the answer is written: the asker gets it (without buttons) even if it cannot be
+            # stored; the error still ends in the log and the error metric
+            log.exception("turn of %s/%s not stored", inbound.platform, inbound.message_id)
+            metrics.ANSWER_ERRORS.labels(inbound.platform, "store").inc()
+            await reply.finish(answer)
+            metrics.record_answer(inbound.platform, answer)
+            with contextlib.suppress(Exception):
+                await self._store.mark_answered(inbound.platform, inbound.message_id)
+            return answer
         await reply.finish(stored)
         metrics.record_answer(inbound.platform, stored)
         if stored.outcome is Outcome.ANSWERED:

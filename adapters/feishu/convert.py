@@ -16,6 +16,7 @@ from typing import Any
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
+from engine import clean
 from engine.messages import (
     Answer,
     Attachment,
@@ -162,10 +163,7 @@ def _clean(text: str, names: Mapping[str, str]) -> str:
 
 
 def _sent_at(create_time: int | str | None) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(create_time or 0) / 1000, UTC) if create_time else _now()
-    except (TypeError, ValueError):
-        return _now()
+    return clean.when(create_time, millis=True)
 
 
 def _now() -> datetime:

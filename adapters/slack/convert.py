@@ -6,9 +6,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from engine import clean
 from engine.messages import (
     Answer,
     Attachment,
@@ -138,10 +138,7 @@ def to_inbound(
     text = f"{context}\n\nQuestion: {question}" if context and question else question
     profile = event.get("user_profile") or {}
     name = profile.get("display_name") or profile.get("real_name") or ""
-    try:
-        sent_at = datetime.fromtimestamp(float(event.get("ts") or 0), tz=UTC)
-    except ValueError:
-        sent_at = datetime.now(UTC)
+    sent_at = clean.when(event.get("ts"))  # "1e20", "inf", "abc": now, never an OverflowError
     is_dm = event.get("channel_type") == "im" or place.channel.startswith("D")
     return Inbound(
         platform=PLATFORM,
