@@ -22,7 +22,7 @@ from bot.adapters import build_adapters
 from bot.app import App, build_app
 from bot.console.routes import console_router
 from bot.limits import BodyLimit
-from bot.recovery import apologise_for_unanswered
+from bot.recovery import schedule_recovery
 from bot.settings import Settings
 from jobs.faq import ManagedFaq
 from jobs.handoff import HandoffJobs
@@ -75,11 +75,14 @@ def create_server(settings: Settings) -> FastAPI:
                 await adapter.start()
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
-            await apologise_for_unanswered(
+            # after the adapters started: the first sweep (right away) may post apologies
+            schedule_recovery(
+                scheduler,
                 app.store,
                 adapters,
+                every=settings.server.recovery_sweep_seconds,
+                deadline=timedelta(seconds=answer_deadline(settings)),
                 window=timedelta(minutes=settings.server.recovery_window_minutes),
-                grace=timedelta(seconds=settings.llm.total_timeout + 10),
             )
             # Everything built so far (torch, the models, the indexes) lives as long as the
             # process: keep it out of the garbage collector's full passes, which otherwise
@@ -163,6 +166,13 @@ def create_server(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return server
+
+
+def answer_deadline(settings: Settings) -> float:
+    """Seconds after which a claimed question without a final message counts as lost: longer
+    than any live answer takes (model timeout, plus retrieval and the web lookup)."""
+    configured = settings.server.recovery_deadline_seconds
+    return configured or settings.llm.total_timeout + 60
 
 
 class AdapterCollector(Collector):

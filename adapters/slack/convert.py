@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from engine import clean
 from engine.messages import (
@@ -55,6 +56,31 @@ def message_id(event: Mapping[str, Any]) -> str:
     if client_msg_id:
         return str(client_msg_id)
     return f"{event.get('channel', '')}:{event.get('ts', '')}"
+
+
+def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
+    """Why an Events API request cannot be a Slack request (answered 400 before Bolt reads it,
+    which would fail with a 500 on these), or "" when it may be one."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    stamp = headers.get("x-slack-request-timestamp")
+    if stamp is not None and not (stamp.isascii() and stamp.strip().isdigit()):
+        return "X-Slack-Request-Timestamp is not a number"
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        payload = parse_qs(text).get("payload")
+        if payload is None:
+            return ""
+        text = payload[0]
+    elif kind != "application/json":
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "body is not JSON"
+    return "" if isinstance(parsed, dict) else "body is not a JSON object"
 
 
 def is_from_person(event: Mapping[str, Any], bot_user_id: str) -> bool:

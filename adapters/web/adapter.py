@@ -19,6 +19,8 @@ from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 10.0  # seconds shutdown waits for web chat answers in flight
+
 
 class FeedbackRequest(BaseModel):
     turn_id: int
@@ -84,7 +86,12 @@ class WebAdapter:
         """Nothing to connect: the web chat rides on teambot's own HTTP server."""
 
     async def stop(self) -> None:
-        await self.drain()
+        # answers in flight get a grace period; the rest are cancelled and told (engine/ending)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
         return None  # the browser that asked is gone; the web chat cannot push
@@ -121,7 +128,8 @@ class WebAdapter:
             error = task.exception()
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
-                yield _sse({"type": "error", "message": f"teambot failed: {error}"})
+                # never the error itself: it can carry SQL, parameters and paths
+                yield _sse({"type": "error", "message": "teambot failed; please ask again"})
             elif task.result() is None:
                 yield _sse({"type": "duplicate"})
             return
