@@ -17,6 +17,7 @@ from engine.text import clip
 PLATFORM = "dingtalk"
 _ATTACHMENT_KINDS = {"picture": "image", "file": "file", "audio": "audio", "video": "video"}
 _LEADING_MENTION = re.compile(r"^(\s*@\S+\s+)+")
+_NUMBERS = ("sessionWebhookExpiredTime", "createAt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +38,17 @@ class ReplyTarget:
 
 def parse(data: Mapping[str, Any]) -> ChatbotMessage:
     """The SDK's ChatbotMessage for a callback's data (raises on a malformed payload)."""
+    fields = dict(data)
+    for name in _NUMBERS:  # the SDK calls int() on some: a nonsense value is dropped, not fatal
+        if name in fields:
+            value = clean.number(fields[name])
+            if value is None:
+                del fields[name]
+            else:
+                fields[name] = int(value)
     try:
-        message = ChatbotMessage.from_dict(dict(data))
-    except AttributeError as error:  # the SDK expects objects where the frame had a string
+        message = ChatbotMessage.from_dict(fields)
+    except (AttributeError, TypeError, OverflowError) as error:  # objects where it had strings
         raise ValueError(f"malformed bot message: {error}") from None
     if not message.message_id or not message.conversation_id:
         raise ValueError("bot message without msgId or conversationId")
