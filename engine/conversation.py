@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from engine import ending, metrics
+from engine import clean, ending, metrics
 from engine.config import ConversationSettings, PolicySettings
 from engine.escalation import (
     ASKED_FOR_HUMAN,
@@ -511,6 +511,8 @@ class Conversation:
         self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
     ) -> Answer:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
+        # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
+        answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
         try:
             stored = await self._persist(thread_id, inbound, answer)
         except Exception:
