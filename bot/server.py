@@ -10,7 +10,8 @@ from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +25,7 @@ from bot.console.routes import console_router
 from bot.limits import BodyLimit
 from bot.recovery import schedule_recovery
 from bot.settings import Settings
+from engine import clean
 from jobs.faq import ManagedFaq
 from jobs.handoff import HandoffJobs
 from jobs.retention import schedule_retention
@@ -100,6 +102,7 @@ def create_server(settings: Settings) -> FastAPI:
             await app.close()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    server.add_exception_handler(RequestValidationError, invalid_request)
     server.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     adapter_registry = CollectorRegistry()
     adapter_registry.register(AdapterCollector(adapters))
@@ -166,6 +169,21 @@ def create_server(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return server
+
+
+async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """422 with where and why only: FastAPI's own handler echoes the input back and fails with
+    a 500 on a body that is not UTF-8 (or holds a lone surrogate)."""
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [clean.text(part, 100) for part in e.get("loc", ())],
+            "msg": clean.text(e.get("msg", ""), 300),
+            "type": clean.text(e.get("type", ""), 100),
+        }
+        for e in errors[:20]
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def answer_deadline(settings: Settings) -> float:

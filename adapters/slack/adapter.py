@@ -106,6 +106,11 @@ class SlackAdapter:
             except Exception:  # a request Bolt could not read is the sender's fault: 400
                 log.warning("slack: a request could not be processed", exc_info=True)
                 return Response(status_code=400, content="request could not be processed")
+            if response.status_code >= 500:
+                # Bolt could not process what the sender posted (it logged why): a retry
+                # would fail the same way, so it is refused rather than asked for again
+                log.warning("slack: a request Bolt could not process was refused with 400")
+                return Response(status_code=400, content="request could not be processed")
             if response.status_code == 401:
                 client = request.client.host if request.client else "?"
                 log.warning(

@@ -80,7 +80,12 @@ def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
         parsed = json.loads(text)
     except ValueError:
         return "body is not JSON"
-    return "" if isinstance(parsed, dict) else "body is not a JSON object"
+    if not isinstance(parsed, dict):
+        return "body is not a JSON object"
+    for name in ("event", "user", "team", "channel", "container", "view", "message"):
+        if name in parsed and not isinstance(parsed[name], dict):
+            return f"{name} is not a JSON object"
+    return ""
 
 
 def is_from_person(event: Mapping[str, Any], bot_user_id: str) -> bool:
