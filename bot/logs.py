@@ -68,6 +68,15 @@ class Redactor:
         return text
 
 
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self._level
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, *, json_lines: bool, redactor: Redactor | None) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
@@ -112,8 +121,14 @@ def setup_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # Loggers that print every URL (query strings carry questions, e-mails, search terms) only
-    # speak up for problems, unless the operator asked for DEBUG
+    # Loggers that print every URL (query strings carry questions, e-mails, search terms), and
+    # APScheduler's line per job run (the recovery sweep runs every few seconds), only speak up
+    # for problems, unless the operator asked for DEBUG
     quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING
-    for name in ("httpx", "httpcore", "uvicorn.access"):
-        logging.getLogger(name).setLevel(quiet)
+    for name in ("httpx", "httpcore", "uvicorn.access", "apscheduler.executors.default"):
+        logger = logging.getLogger(name)
+        logger.setLevel(quiet)
+        # uvicorn sets its loggers' levels again after this: a filter stays
+        for old in [f for f in logger.filters if isinstance(f, _AtLeast)]:
+            logger.removeFilter(old)
+        logger.addFilter(_AtLeast(quiet))

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from adapters.base import Adapter
+from engine import ending
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
 from engine.records import UnansweredEvent
 from engine.store import ConversationStore
@@ -50,6 +51,8 @@ async def apologise_for_unanswered(
     by_platform = {adapter.name: adapter for adapter in adapters}
     apologised = unreachable = 0
     for event in await store.unanswered_events(older_than=now - grace, newer_than=now - window):
+        if (event.platform, event.message_id) in ending.IN_FLIGHT:
+            continue  # still being answered here, however slowly: it will end by itself
         if not await store.mark_answered(event.platform, event.message_id):
             continue  # another replica took it
         adapter = by_platform.get(event.platform)

@@ -35,6 +35,10 @@ _PHRASES = {
     },
 }
 
+# (platform, message id) of the answers this process is working on: the sweeper leaves them be,
+# however long they take (another replica's answers are protected by the sweeper's deadline)
+IN_FLIGHT: set[tuple[str, str]] = set()
+
 Handler = Callable[[Inbound, ReplyChannel], Awaitable[Answer | None]]
 MarkAnswered = Callable[[str, str], Awaitable[bool]]
 
@@ -74,6 +78,8 @@ async def settle(
 ) -> Answer | None:
     """`handle(inbound, reply)`, with a final message to the asker whatever happens inside."""
     watched = Watched(reply)
+    key = (inbound.platform, inbound.message_id)
+    IN_FLIGHT.add(key)
     try:
         return await handle(inbound, watched)
     except asyncio.CancelledError:
@@ -90,6 +96,8 @@ async def settle(
         if watched.finished:
             return None  # the asker has the answer; only the bookkeeping after it failed
         return await _apologise(inbound, watched, "failed", mark_answered)
+    finally:
+        IN_FLIGHT.discard(key)
 
 
 async def _apologise(
