@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
@@ -522,8 +521,7 @@ class Conversation:
             metrics.ANSWER_ERRORS.labels(inbound.platform, "store").inc()
             await reply.finish(answer)
             metrics.record_answer(inbound.platform, answer)
-            with contextlib.suppress(Exception):
-                await self._store.mark_answered(inbound.platform, inbound.message_id)
+            await ending.mark(self._store.mark_answered, inbound.platform, inbound.message_id)
             return answer
         await reply.finish(stored)
         metrics.record_answer(inbound.platform, stored)

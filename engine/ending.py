@@ -115,10 +115,19 @@ async def _apologise(
         )
         return None
     metrics.record_answer(inbound.platform, answer)
-    try:
-        await mark_answered(inbound.platform, inbound.message_id)
-    except Exception as error:  # the database is the problem: the sweeper may apologise once more
-        log.warning(
-            "could not mark %s/%s answered: %s", inbound.platform, inbound.message_id, error
-        )
+    await mark(mark_answered, inbound.platform, inbound.message_id)
     return answer
+
+
+async def mark(mark_answered: MarkAnswered, platform: str, message_id: str) -> None:
+    """Mark an event answered after the asker was told, retrying a database that just dropped a
+    connection (the pool reconnects); only if it stays down may the sweeper apologise again."""
+    for pause in (0.2, 1.0, None):
+        try:
+            await mark_answered(platform, message_id)
+            return
+        except Exception as error:
+            if pause is None:
+                log.warning("could not mark %s/%s answered: %s", platform, message_id, error)
+                return
+            await asyncio.sleep(pause)
