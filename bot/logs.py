@@ -129,6 +129,6 @@ def setup_logging(
         logger = logging.getLogger(name)
         logger.setLevel(quiet)
         # uvicorn sets its loggers' levels again after this: a filter stays
-        for old in [f for f in logger.filters if isinstance(f, _AtLeast)]:
-            logger.removeFilter(old)
+        for earlier in [f for f in logger.filters if isinstance(f, _AtLeast)]:
+            logger.removeFilter(earlier)
         logger.addFilter(_AtLeast(quiet))

@@ -26,7 +26,6 @@ from dingtalk_stream import utils as _sdk_utils
 log = logging.getLogger(__name__)
 
 
-
 class _TimedRequests:
     """`requests` as the SDK's stream module sees it, with a timeout on every call: the SDK
     opens the connection (and `check()` with it) with no timeout, so a gateway that accepts
@@ -46,7 +45,7 @@ class _TimedRequests:
         return _requests.get(*args, **kwargs)
 
 
-_sdk_stream.requests = _TimedRequests()  # type: ignore[assignment]
+_sdk_stream.requests = _TimedRequests()
 
 OPEN_CONNECTION_PATH = "/v1.0/gateway/connections/open"
 
