@@ -83,7 +83,7 @@ def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
     if not isinstance(parsed, dict):
         return "body is not a JSON object"
     for name in ("event", "user", "team", "channel", "container", "view", "message"):
-        if name in parsed and not isinstance(parsed[name], dict):
+        if parsed.get(name) is not None and not isinstance(parsed[name], dict):
             return f"{name} is not a JSON object"
     return ""
 

@@ -129,7 +129,12 @@ class WebAdapter:
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
                 # never the error itself: it can carry SQL, parameters and paths
-                yield _sse({"type": "error", "message": "teambot failed; please ask again"})
+                yield _sse(
+                    {
+                        "type": "error",
+                        "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
+                    }
+                )
             elif task.result() is None:
                 yield _sse({"type": "duplicate"})
             return
