@@ -10,7 +10,8 @@ from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -22,8 +23,9 @@ from bot.adapters import build_adapters
 from bot.app import App, build_app
 from bot.console.routes import console_router
 from bot.limits import BodyLimit
-from bot.recovery import apologise_for_unanswered
+from bot.recovery import schedule_recovery
 from bot.settings import Settings
+from engine import clean
 from jobs.faq import ManagedFaq
 from jobs.handoff import HandoffJobs
 from jobs.retention import schedule_retention
@@ -76,11 +78,14 @@ def create_server(settings: Settings) -> FastAPI:
                 await adapter.start()
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
-            await apologise_for_unanswered(
+            # after the adapters started: the first sweep (right away) may post apologies
+            schedule_recovery(
+                scheduler,
                 app.store,
                 adapters,
+                every=settings.server.recovery_sweep_seconds,
+                deadline=timedelta(seconds=answer_deadline(settings)),
                 window=timedelta(minutes=settings.server.recovery_window_minutes),
-                grace=timedelta(seconds=settings.llm.total_timeout + 10),
             )
             # Everything built so far (torch, the models, the indexes) lives as long as the
             # process: keep it out of the garbage collector's full passes, which otherwise
@@ -98,6 +103,7 @@ def create_server(settings: Settings) -> FastAPI:
             await app.close()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    server.add_exception_handler(RequestValidationError, invalid_request)
     server.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     adapter_registry = CollectorRegistry()
     adapter_registry.register(AdapterCollector(adapters))
@@ -167,6 +173,28 @@ def create_server(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return server
+
+
+async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """422 with where and why only: FastAPI's own handler echoes the input back and fails with
+    a 500 on a body that is not UTF-8 (or holds a lone surrogate)."""
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [clean.text(part, 100) for part in e.get("loc", ())],
+            "msg": clean.text(e.get("msg", ""), 300),
+            "type": clean.text(e.get("type", ""), 100),
+        }
+        for e in errors[:20]
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def answer_deadline(settings: Settings) -> float:
+    """Seconds after which a claimed question without a final message counts as lost: longer
+    than any live answer takes (model timeout, plus retrieval and the web lookup)."""
+    configured = settings.server.recovery_deadline_seconds
+    return configured or settings.llm.total_timeout + 60
 
 
 class AdapterCollector(Collector):

@@ -54,7 +54,20 @@ class ServerSettings(BaseModel):
         default=60,
         ge=0,
         le=10_080,
-        description="apologise at start for questions this recent that a crash left unanswered",
+        description="apologise for questions this recent that a crash left unanswered",
+    )
+    recovery_sweep_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="how often one replica looks for questions a crash or stop left unanswered",
+    )
+    recovery_deadline_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=86_400,
+        description="a question without a final message this long is apologised for "
+        "(0: the model's total_timeout + 60 s)",
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from engine import metrics
+from engine import clean, ending, metrics
 from engine.budget import Budget, Fitted, QuestionTooLong, fit
 from engine.config import ConversationSettings, PolicySettings
 from engine.escalation import (
@@ -103,7 +103,11 @@ class Conversation:
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
-        is not for this bot (a chat or workspace outside the allowlists)."""
+        is not for this bot (a chat or workspace outside the allowlists). Whatever fails inside,
+        the asker gets a final message (engine/ending.py)."""
+        return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
+
+    async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         started = time.monotonic()
         new_request_id(inbound.platform, inbound.message_id)
         metrics.RECEIVED.labels(inbound.platform).inc()
@@ -121,6 +125,8 @@ class Conversation:
             inbound.message_id,
             inbound.thread_key,
             max(self._settings.history_turns, escalation.max_unresolved_turns),
+            question=inbound.text,  # for the audit record should this turn never finish
+            asker=inbound.sender.id,
         )
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
@@ -628,7 +634,19 @@ class Conversation:
         self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
     ) -> Answer:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
-        stored = await self._persist(thread_id, inbound, answer)
+        # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
+        answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
+        try:
+            stored = await self._persist(thread_id, inbound, answer)
+        except Exception:
+            # the answer is written: the asker gets it (without buttons) even if it cannot be
+            # stored; the error still ends in the log and the error metric
+            log.exception("turn of %s/%s not stored", inbound.platform, inbound.message_id)
+            metrics.ANSWER_ERRORS.labels(inbound.platform, "store").inc()
+            await reply.finish(answer)
+            metrics.record_answer(inbound.platform, answer)
+            await ending.mark(self._store.mark_answered, inbound.platform, inbound.message_id)
+            return answer
         await reply.finish(stored)
         metrics.record_answer(inbound.platform, stored)
         if stored.outcome is Outcome.ANSWERED:

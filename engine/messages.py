@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from engine import clean
+
 
 class ChatType(StrEnum):
     DIRECT = "direct"
@@ -48,16 +50,24 @@ class Sender:
     display_name: str = ""
     is_bot: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", clean.ident(self.id))
+        object.__setattr__(self, "display_name", clean.text(self.display_name, clean.MAX_NAME))
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
     kind: str  # image | file | audio | video | other
     name: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", clean.text(self.name, clean.MAX_NAME))
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One normalized user message."""
+    """One normalized user message: every field is clean (engine/clean.py) once it is built,
+    whatever the platform sent, so nothing downstream has to defend itself."""
 
     platform: str
     tenant: str
@@ -71,6 +81,19 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     raw: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
+            object.__setattr__(self, name, clean.ident(getattr(self, name)))
+        object.__setattr__(self, "text", clean.text(self.text))
+        object.__setattr__(self, "mentioned", bool(self.mentioned))
+        object.__setattr__(self, "attachments", tuple(self.attachments)[:50])
+        sent_at = self.sent_at
+        if not isinstance(sent_at, datetime):
+            sent_at = datetime.now(UTC)
+        elif sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=UTC)
+        object.__setattr__(self, "sent_at", sent_at)
 
     @property
     def thread_key(self) -> ThreadKey:

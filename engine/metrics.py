@@ -56,6 +56,11 @@ CACHE_HIT_RATIO = Histogram(
     "cached_tokens / prompt_tokens per request (servers started with --enable-cache-report)",
     buckets=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0),
 )
+ANSWER_ERRORS = Counter(
+    "teambot_answer_errors",
+    "Answers that raised inside the core (the asker got a polite failure), by error",
+    ["platform", "error"],
+)
 MODEL_ERRORS = Counter("teambot_model_errors", "Model server failures", ["kind"])
 MODEL_ENDINGS = Counter(
     "teambot_model_endings",

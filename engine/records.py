@@ -63,6 +63,8 @@ class UnansweredEvent:
     message_id: str
     thread_key: ThreadKey
     received_at: datetime
+    question: str = ""
+    asker_id: str = ""
 
 
 def encode_key(key: ThreadKey) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
+from engine import clean
 from engine.database import IDLE_PING_SECONDS, create_engine
 from engine.handoff_store import HandoffQueries
 from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary
@@ -119,16 +120,26 @@ class ConversationStore(HandoffQueries):
         return await self._insert_unique(ProcessedEvent, values, ["platform", "message_id"])
 
     async def claim(
-        self, platform: str, message_id: str, thread_key: ThreadKey, history_turns: int
+        self,
+        platform: str,
+        message_id: str,
+        thread_key: ThreadKey,
+        history_turns: int,
+        *,
+        question: str = "",
+        asker: str = "",
     ) -> Claim | None:
         """`claim_event`, `thread` and `history` in one transaction, the hot path of every
-        message; None when another caller (or replica) already claimed the message."""
+        message; None when another caller (or replica) already claimed the message. `question`
+        and `asker` are kept with the event for the audit of a turn that never finishes."""
         now = utcnow()
         event = {
             "platform": platform,
             "message_id": message_id,
             "thread_key": encode_key(thread_key),
             "received_at": now,
+            "question": clean.storable(question),
+            "asker_id": clean.ident(asker),
         }
         claim = (
             self._insert(ProcessedEvent)
@@ -209,7 +220,14 @@ class ConversationStore(HandoffQueries):
         async with self._sessions() as session:
             rows = (await session.scalars(stmt)).all()
         return [
-            UnansweredEvent(r.platform, r.message_id, decode_key(r.thread_key), r.received_at)
+            UnansweredEvent(
+                r.platform,
+                r.message_id,
+                decode_key(r.thread_key),
+                r.received_at,
+                r.question or "",
+                r.asker_id or "",
+            )
             for r in rows
         ]
 
@@ -322,6 +340,7 @@ class ConversationStore(HandoffQueries):
             "prompt": answer.prompt or None,
             "model_text": answer.model_text or None,
         }
+        values = _storable(values)  # PostgreSQL refuses NUL even in what the model wrote
         async with self._engine.begin() as conn:  # Core, like claim: once per message
             turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))
             await conn.execute(
@@ -438,6 +457,17 @@ def _answered(platform: str, message_id: str, when: datetime | None = None) -> A
         )
         .values(answered_at=when or utcnow())
     )
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every string in it fit for any database (no NUL, valid Unicode)."""
+    if isinstance(value, str):
+        return clean.storable(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _count(result: Any) -> int:

@@ -112,6 +112,8 @@ class ProcessedEvent(EngineBase):
     thread_key: Mapped[str] = mapped_column(Text)  # JSON [platform, tenant, chat_id, thread_id]
     received_at: Mapped[datetime] = mapped_column(index=True)
     answered_at: Mapped[datetime | None]
+    question: Mapped[str | None] = mapped_column(Text)  # for the audit of a turn that never ended
+    asker_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class Feedback(EngineBase):

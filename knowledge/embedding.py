@@ -322,6 +322,19 @@ class _Batcher:
             self._drainer = asyncio.create_task(self._drain())
         return await future
 
+    async def _one_by_one(
+        self, batch: list[tuple[str, asyncio.Future[tuple[list[float], float]]]]
+    ) -> None:
+        """Embed each question of a failed batch alone: only the bad one fails."""
+        for text, future in batch:
+            try:
+                (result,) = await self._embedder.run(self._embedder.encode_queries, [text])
+            except Exception as error:
+                _fail(future, error)
+                continue
+            if not future.done():
+                future.set_result(result)
+
     async def _drain(self) -> None:
         size = max(1, self._embedder.batch_size)
         while self._waiting:
@@ -330,11 +343,17 @@ class _Batcher:
             try:
                 texts = [t for t, _ in batch]
                 results = await self._embedder.run(self._embedder.encode_queries, texts)
-            except Exception as error:  # every waiter gets the failure, not a hang
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+            except Exception as error:
+                if len(batch) == 1:  # its waiter gets the failure, not a hang
+                    _fail(batch[0][1], error)
+                else:  # one bad question must not fail the others that shared its batch
+                    await self._one_by_one(batch)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():  # its asker may have gone (a cancelled request)
                     future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():  # its asker may have gone (a cancelled request)
+        future.set_exception(error)

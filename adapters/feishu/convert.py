@@ -17,6 +17,7 @@ from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
 from adapters.markdown import to_feishu
+from engine import clean
 from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
@@ -164,10 +165,7 @@ def _clean(text: str, names: Mapping[str, str]) -> str:
 
 
 def _sent_at(create_time: int | str | None) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(create_time or 0) / 1000, UTC) if create_time else _now()
-    except (TypeError, ValueError):
-        return _now()
+    return clean.when(create_time, millis=True)
 
 
 def _now() -> datetime:

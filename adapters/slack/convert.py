@@ -6,10 +6,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from adapters.markdown import to_mrkdwn
+from engine import clean
 from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
@@ -57,6 +58,36 @@ def message_id(event: Mapping[str, Any]) -> str:
     if client_msg_id:
         return str(client_msg_id)
     return f"{event.get('channel', '')}:{event.get('ts', '')}"
+
+
+def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
+    """Why an Events API request cannot be a Slack request (answered 400 before Bolt reads it,
+    which would fail with a 500 on these), or "" when it may be one."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    stamp = headers.get("x-slack-request-timestamp")
+    if stamp is not None and not (stamp.isascii() and stamp.strip().isdigit()):
+        return "X-Slack-Request-Timestamp is not a number"
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        payload = parse_qs(text).get("payload")
+        if payload is None:
+            return ""
+        text = payload[0]
+    elif kind != "application/json":
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "body is not JSON"
+    if not isinstance(parsed, dict):
+        return "body is not a JSON object"
+    for name in ("event", "user", "team", "channel", "container", "view", "message"):
+        if parsed.get(name) is not None and not isinstance(parsed[name], dict):
+            return f"{name} is not a JSON object"
+    return ""
 
 
 def is_from_person(event: Mapping[str, Any], bot_user_id: str) -> bool:
@@ -140,10 +171,7 @@ def to_inbound(
     text = f"{context}\n\nQuestion: {question}" if context and question else question
     profile = event.get("user_profile") or {}
     name = profile.get("display_name") or profile.get("real_name") or ""
-    try:
-        sent_at = datetime.fromtimestamp(float(event.get("ts") or 0), tz=UTC)
-    except ValueError:
-        sent_at = datetime.now(UTC)
+    sent_at = clean.when(event.get("ts"))  # "1e20", "inf", "abc": now, never an OverflowError
     is_dm = event.get("channel_type") == "im" or place.channel.startswith("D")
     return Inbound(
         platform=PLATFORM,

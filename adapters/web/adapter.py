@@ -33,6 +33,8 @@ from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 10.0  # seconds shutdown waits for web chat answers in flight
+
 
 class FeedbackRequest(BaseModel):
     turn_id: int
@@ -171,7 +173,12 @@ class WebAdapter:
 
     async def stop(self) -> None:
         self._closing.set()  # open pages' event streams end; their browsers reconnect elsewhere
-        await self.drain()
+        # answers in flight get a grace period; the rest are cancelled and told (engine/ending)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
         return PageChannel(self.pages, key)
@@ -214,7 +221,13 @@ class WebAdapter:
             error = task.exception()
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
-                yield _sse({"type": "error", "message": f"teambot failed: {error}"})
+                # never the error itself: it can carry SQL, parameters and paths
+                yield _sse(
+                    {
+                        "type": "error",
+                        "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
+                    }
+                )
             elif task.result() is None:
                 yield _sse({"type": "duplicate"})
             return
