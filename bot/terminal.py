@@ -95,7 +95,7 @@ class ConsoleReplyChannel:
     def limits(self) -> ChannelLimits:
         return ChannelLimits(max_chars=100_000, can_edit=True)
 
-    async def open(self) -> None:
+    async def open(self, language: str = "en") -> None:
         if _lines is not None:
             _lines.holding = True
         self._live = Live(Text("…", style="dim"), console=self._console, refresh_per_second=12)

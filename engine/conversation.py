@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from engine import clean, ending, metrics
 from engine.budget import Budget, Fitted, QuestionTooLong, fit
 from engine.config import ConversationSettings, PolicySettings
+from engine.context import with_thread_context
 from engine.escalation import (
     ASKED_FOR_HUMAN,
     MODEL_FAILURE,
@@ -37,6 +38,7 @@ from engine.llm import (
 )
 from engine.messages import (
     Answer,
+    ChatType,
     Citation,
     EscalationNotice,
     Inbound,
@@ -117,6 +119,9 @@ class Conversation:
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
             return None
+        if not await self._addressed(inbound):
+            metrics.IGNORED.labels(inbound.platform, "not_addressed").inc()
+            return None
         escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
         # dedupe, thread and its last turns in one transaction: the answer needs the history
         # turns, the unresolved-turns trigger as many as it counts
@@ -132,8 +137,9 @@ class Conversation:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
             return None
-        language = detect(inbound.text)
+        language = inbound.language_hint or detect(inbound.text)
         thread = claim.thread
+        inbound = with_thread_context(inbound, answered_before=bool(claim.history))
         if resolves(inbound.text):
             await self._store.set_state(
                 thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
@@ -163,7 +169,7 @@ class Conversation:
             answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
             return await self._finish(thread.id, inbound, answer, reply)
 
-        await reply.open()
+        await reply.open(language)
         records = (
             claim.history[-self._settings.history_turns :] if self._settings.history_turns else ()
         )
@@ -212,6 +218,13 @@ class Conversation:
             )
             answer = replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
         return await self._finish(thread.id, inbound, answer, reply)
+
+    async def _addressed(self, inbound: Inbound) -> bool:
+        """Whether the message is for the bot: a mention, a direct message, or a follow-up in a
+        thread the bot already took part in (the store knows, whichever replica answered)."""
+        if inbound.mentioned or inbound.chat_type is ChatType.DIRECT:
+            return True
+        return await self._store.find_thread(inbound.thread_key) is not None
 
     def _policy_trigger(
         self,

@@ -59,8 +59,8 @@ class Watched:
     def limits(self) -> ChannelLimits:
         return self._reply.limits
 
-    async def open(self) -> None:
-        await self._reply.open()
+    async def open(self, language: str = "en") -> None:
+        await self._reply.open(language)
 
     async def update(self, text: str) -> None:
         await self._reply.update(text)
@@ -104,7 +104,7 @@ async def _apologise(
     inbound: Inbound, reply: Watched, key: str, mark_answered: MarkAnswered
 ) -> Answer | None:
     """Finish the reply with the polite failure; mark the event so nobody apologises again."""
-    language = detect(inbound.text)
+    language = inbound.language_hint or detect(inbound.text)
     answer = Answer(text=phrase(key, language), outcome=Outcome.FAILED, language=language)
     try:
         async with asyncio.timeout(FINISH_TIMEOUT):

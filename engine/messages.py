@@ -65,6 +65,19 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadMessage:
+    """An earlier message of the thread, read by the adapter when the bot is called in late;
+    the core decides whether it becomes context for the question."""
+
+    author: str
+    text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "author", clean.text(self.author, clean.MAX_NAME))
+        object.__setattr__(self, "text", clean.text(self.text))
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     """One normalized user message: every field is clean (engine/clean.py) once it is built,
     whatever the platform sent, so nothing downstream has to defend itself."""
@@ -81,6 +94,8 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     raw: Mapping[str, Any] | None = None
+    history: tuple[ThreadMessage, ...] = ()  # earlier messages of the thread, oldest first
+    language_hint: str = ""  # "zh" | "en" when the platform knows better than the text
 
     def __post_init__(self) -> None:
         for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
@@ -88,6 +103,9 @@ class Inbound:
         object.__setattr__(self, "text", clean.text(self.text))
         object.__setattr__(self, "mentioned", bool(self.mentioned))
         object.__setattr__(self, "attachments", tuple(self.attachments)[:50])
+        object.__setattr__(self, "history", tuple(self.history)[-50:])
+        hint = self.language_hint if self.language_hint in ("zh", "en") else ""
+        object.__setattr__(self, "language_hint", hint)
         sent_at = self.sent_at
         if not isinstance(sent_at, datetime):
             sent_at = datetime.now(UTC)

@@ -22,8 +22,9 @@ class ReplyChannel(Protocol):
     @property
     def limits(self) -> ChannelLimits: ...
 
-    async def open(self) -> None:
-        """Show that the bot is working (placeholder message, typing indicator)."""
+    async def open(self, language: str = "en") -> None:
+        """Show that the bot is working (placeholder message, typing indicator) in `language`,
+        the asker's, which the core decided."""
 
     async def update(self, text: str) -> None:
         """Replace the visible partial answer with `text` (the whole text so far)."""

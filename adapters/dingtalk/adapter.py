@@ -41,7 +41,6 @@ from adapters.dingtalk.convert import (
 )
 from adapters.dingtalk.reply import DingTalkReplyChannel
 from adapters.dingtalk.stream import StreamConnection
-from engine.language import detect
 from engine.messages import EscalationNotice, ThreadKey
 from engine.text import split_text
 
@@ -335,9 +334,7 @@ class DingTalkAdapter:
             self._direct[target.conversation_id] = target.staff_id
         thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
         inbound = to_inbound(message, thread, raw)
-        reply = DingTalkReplyChannel(
-            self._settings, self, target, inbound.thread_key, detect(inbound.text)
-        )
+        reply = DingTalkReplyChannel(self._settings, self, target, inbound.thread_key)
         await self._core.handle(inbound, reply)
 
     async def _take_over(self, message: ChatbotMessage, agent: ReplyTarget) -> bool:

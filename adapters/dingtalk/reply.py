@@ -47,7 +47,7 @@ class DingTalkReplyChannel:
         outbox: Outbox,
         target: ReplyTarget,
         key: ThreadKey,
-        language: str,
+        language: str = "en",
     ) -> None:
         self._settings = settings
         self._outbox = outbox
@@ -69,7 +69,8 @@ class DingTalkReplyChannel:
     def limits(self) -> ChannelLimits:
         return self._limits
 
-    async def open(self) -> None:
+    async def open(self, language: str = "en") -> None:
+        self._language = language
         # Both run beside retrieval: the core does not wait for DingTalk here.
         if self._cards:
             self._card = asyncio.create_task(self._create_card())

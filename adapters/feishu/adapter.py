@@ -39,7 +39,6 @@ from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
-from engine.language import detect
 from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
@@ -280,7 +279,7 @@ class FeishuAdapter:
                 return
         elif not inbound.mentioned:
             return  # a group message for someone else
-        channel = self._channel(message.target, detect(inbound.text))
+        channel = self._channel(message.target)
         self._spawn(self._core.handle(inbound, channel))
 
     async def _agent_message(self, target: ReplyTarget, agent: str, text: str = "") -> None:
@@ -300,7 +299,9 @@ class FeishuAdapter:
             self._core.escalate(clicked.target.key, channel, trigger="button", requested_by=user)
         )
 
-    def _channel(self, target: ReplyTarget, language: str, scope: str = "") -> FeishuReplyChannel:
+    def _channel(
+        self, target: ReplyTarget, language: str = "en", scope: str = ""
+    ) -> FeishuReplyChannel:
         channel = FeishuReplyChannel(self._api, target, self._options, language, scope=scope)
         self.channels = [*self.channels[-49:], channel]
         return channel

@@ -85,7 +85,8 @@ class FeishuReplyChannel:
     def limits(self) -> ChannelLimits:
         return ChannelLimits(max_chars=CARD_MAX_CHARS, can_edit=True)
 
-    async def open(self) -> None:
+    async def open(self, language: str = "en") -> None:
+        self._language = language
         placeholder = phrase("thinking", self._language)
         try:
             async with self._lock:

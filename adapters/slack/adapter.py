@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -27,13 +26,9 @@ from adapters.slack.checks import SlackConfigError, reason, resolve_mode, run_ch
 from adapters.slack.config import SlackSettings
 from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
-from engine.escalation import asks_for_human
-from engine.language import detect
-from engine.messages import ThreadKey
+from engine.messages import ThreadKey, ThreadMessage
 
 log = logging.getLogger(__name__)
-
-REMEMBERED_THREADS = 10_000
 
 
 class SlackAdapter:
@@ -70,7 +65,6 @@ class SlackAdapter:
         self._app.action(convert.HELPFUL)(self._on_helpful)
         self._app.action(convert.ESCALATE)(self._on_escalate)
         self._in_flight = InFlight("slack")
-        self._threads: OrderedDict[ThreadKey, None] = OrderedDict()  # threads the bot answered in
         self._bot_user_id = ""
         self._team_id = ""
         self._socket: AsyncSocketModeHandler | None = None
@@ -238,7 +232,8 @@ class SlackAdapter:
             self._spawn(self._thread_message(event, self._tenant(body)))
 
     async def _thread_message(self, event: dict[str, Any], tenant: str) -> None:
-        """A message in a thread without a mention: an agent taking over, or a follow-up."""
+        """A message in a thread without a mention: an agent taking over, or perhaps a follow-up
+        (the core decides from the store whether the bot took part in the thread)."""
         key = convert.where(event, tenant).key
         user = str(event.get("user") or "")
         said = convert.plain_text(str(event.get("text") or ""), self._bot_user_id)
@@ -246,46 +241,33 @@ class SlackAdapter:
             log.info("slack: agent %s took over thread %s", user, key)
             return
         channel = str(event.get("channel") or "")
-        if (
-            self._settings.follow_ups
-            and channel not in self._settings.followup_channels_off
-            and key in self._threads
-        ):
+        if self._settings.follow_ups and channel not in self._settings.followup_channels_off:
             await self._answer(event, tenant, mentioned=False)
 
     async def _answer(self, event: Mapping[str, Any], tenant: str, *, mentioned: bool) -> None:
         if not convert.is_from_person(event, self._bot_user_id):
             return
         place = convert.where(event, tenant)
-        question = convert.plain_text(str(event.get("text") or ""), self._bot_user_id)
-        context = ""
-        if (
-            convert.is_late_in_thread(event)
-            and place.key not in self._threads
-            and self._settings.history_limit > 0
-            and question
-            and not asks_for_human(question)
-        ):
-            context = await self._thread_context(event)
+        history: tuple[ThreadMessage, ...] = ()
+        if mentioned and convert.is_late_in_thread(event) and self._settings.history_limit > 0:
+            history = await self._thread_history(event)
         inbound = convert.to_inbound(
             event,
             tenant=tenant,
             bot_user_id=self._bot_user_id,
             mentioned=mentioned,
-            context=context,
+            history=history,
         )
         reply = SlackReplyChannel(
             self._client,
             place,
             self._settings,
-            language=detect(question),
             user_id=inbound.sender.id,
             source_ts=str(event.get("ts") or ""),
-            engaged=self._remember,
         )
         await self._core.handle(inbound, reply)
 
-    async def _thread_context(self, event: Mapping[str, Any]) -> str:
+    async def _thread_history(self, event: Mapping[str, Any]) -> tuple[ThreadMessage, ...]:
         try:
             response = await self._client.conversations_replies(
                 channel=str(event["channel"]),
@@ -294,8 +276,8 @@ class SlackAdapter:
             )
         except SLACK_ERRORS as error:
             log.warning("slack: could not read the thread for context: %s", reason(error))
-            return ""
-        return convert.thread_context(
+            return ()
+        return convert.thread_history(
             response.get("messages") or [],
             current_ts=str(event.get("ts")),
             bot_user_id=self._bot_user_id,
@@ -344,12 +326,6 @@ class SlackAdapter:
     def _tenant(self, body: Mapping[str, Any]) -> str:
         team = body.get("team_id") or (body.get("team") or {}).get("id") or self._team_id
         return str(team)
-
-    def _remember(self, key: ThreadKey) -> None:
-        self._threads[key] = None
-        self._threads.move_to_end(key)
-        while len(self._threads) > REMEMBERED_THREADS:
-            self._threads.popitem(last=False)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         if self._stopping:

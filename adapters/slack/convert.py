@@ -21,6 +21,7 @@ from engine.messages import (
     Inbound,
     Sender,
     ThreadKey,
+    ThreadMessage,
 )
 from engine.text import clip
 
@@ -163,12 +164,11 @@ def to_inbound(
     tenant: str,
     bot_user_id: str,
     mentioned: bool,
-    context: str = "",
+    history: tuple[ThreadMessage, ...] = (),
 ) -> Inbound:
-    """One Slack message as the core's Inbound; `context` (earlier thread messages) leads it."""
+    """One Slack message as the core's Inbound; `history`: the thread's earlier messages."""
     place = where(event, tenant)
-    question = plain_text(str(event.get("text") or ""), bot_user_id)
-    text = f"{context}\n\nQuestion: {question}" if context and question else question
+    text = plain_text(str(event.get("text") or ""), bot_user_id)
     profile = event.get("user_profile") or {}
     name = profile.get("display_name") or profile.get("real_name") or ""
     sent_at = clean.when(event.get("ts"))  # "1e20", "inf", "abc": now, never an OverflowError
@@ -186,19 +186,24 @@ def to_inbound(
         attachments=attachments(event),
         sent_at=sent_at,
         raw=dict(event),
+        history=history,
     )
 
 
-def thread_context(
+HEADER = "Earlier in this thread:"  # engine/context.py lists the messages under it
+
+
+def thread_history(
     messages: Iterable[Mapping[str, Any]],
     *,
     current_ts: str,
     bot_user_id: str,
     limit: int,
     max_chars: int,
-) -> str:
-    """Earlier messages of a thread, oldest first, as a short block that fits in `max_chars`."""
-    lines: list[str] = []
+) -> tuple[ThreadMessage, ...]:
+    """Earlier messages of a thread by people, oldest first: the last `limit`, and as many of
+    those as fit in `max_chars` once the core lists them (engine/context.py)."""
+    found: list[ThreadMessage] = []
     for message in messages:
         if message.get("ts") == current_ts or not is_from_person(message, bot_user_id):
             continue
@@ -207,12 +212,15 @@ def thread_context(
             continue
         profile = message.get("user_profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or message.get("user")
-        lines.append(f"- {name}: {clip(' '.join(text.split()), 300)}")
-    lines = lines[-limit:] if limit > 0 else []
-    header = "Earlier in this thread:"
-    while lines and len(header) + sum(len(line) + 1 for line in lines) > max_chars:
-        lines.pop(0)  # the oldest go first
-    return "\n".join([header, *lines]) if lines else ""
+        found.append(ThreadMessage(author=str(name or ""), text=clip(" ".join(text.split()), 300)))
+    found = found[-limit:] if limit > 0 else []
+
+    def size(items: list[ThreadMessage]) -> int:
+        return len(HEADER) + sum(len(f"- {m.author}: {m.text}") + 1 for m in items)
+
+    while found and size(found) > max_chars:
+        found.pop(0)  # the oldest go first
+    return tuple(found)
 
 
 # -- Markdown -> Slack mrkdwn -------------------------------------------------------------------

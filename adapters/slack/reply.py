@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -25,7 +24,7 @@ from adapters.slack.convert import (
     mention_text,
 )
 from engine.language import phrase
-from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
 
@@ -48,18 +47,14 @@ class SlackReplyChannel:
         place: Where,
         settings: SlackSettings,
         *,
-        language: str = "en",
         user_id: str = "",
         source_ts: str = "",
-        engaged: Callable[[ThreadKey], None] | None = None,
     ) -> None:
         self._client = client
         self._place = place
         self._settings = settings
-        self._language = language
         self._user_id = user_id
         self._source_ts = source_ts  # the asker's message (permalink target for DM top level)
-        self._engaged = engaged
         self._limits = ChannelLimits(max_chars=MESSAGE_CHARS, can_edit=True)
         self._native = settings.native_streaming and place.reply_ts is not None
         self._ts: str | None = None  # the message being edited or streamed
@@ -84,8 +79,7 @@ class SlackReplyChannel:
     def place(self) -> Where:
         return self._place
 
-    async def open(self) -> None:
-        self._mark_engaged()
+    async def open(self, language: str = "en") -> None:
         try:
             if self._native:
                 response = await self._client.chat_startStream(
@@ -98,7 +92,7 @@ class SlackReplyChannel:
                 response = await self._client.chat_postMessage(
                     channel=self._place.channel,
                     thread_ts=self._place.reply_ts,
-                    text=phrase("thinking", self._language),
+                    text=phrase("thinking", language),
                 )
         except SLACK_ERRORS as error:
             log.warning("slack: could not post the placeholder in %s: %s", self._place.key, error)
@@ -172,7 +166,6 @@ class SlackReplyChannel:
         await self._stop_flusher()
         if not answer.text.strip():
             return
-        self._mark_engaged()
         words = labels(answer.language)
         if self._native and self._ts is not None and not self._broken:
             if await self._finish_stream(answer, words):
@@ -263,7 +256,3 @@ class SlackReplyChannel:
             await self._client.chat_postMessage(channel=target, text=text, blocks=blocks)
         except SLACK_ERRORS:
             log.exception("slack: could not post the escalation notice to %s", target)
-
-    def _mark_engaged(self) -> None:
-        if self._engaged is not None:
-            self._engaged(self._place.key)

@@ -56,7 +56,7 @@ class WebReplyChannel:
     def limits(self) -> ChannelLimits:
         return self._limits
 
-    async def open(self) -> None:
+    async def open(self, language: str = "en") -> None:
         self.events.put_nowait({"type": "open"})
 
     async def update(self, text: str) -> None:
@@ -110,7 +110,7 @@ class PageChannel:
     def limits(self) -> ChannelLimits:
         return ChannelLimits(max_chars=20_000, can_edit=False)
 
-    async def open(self) -> None: ...
+    async def open(self, language: str = "en") -> None: ...
 
     async def update(self, text: str) -> None: ...
 

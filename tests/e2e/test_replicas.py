@@ -167,3 +167,53 @@ async def test_two_replicas_answer_each_event_once(
         finally:
             first.terminate()
             first.wait(timeout=30)
+
+
+async def test_a_follow_up_reaching_the_other_replica_is_answered_once(
+    tmp_path: Path, sample_index: Path, fake_sglang: FakeSGLang, database: str
+) -> None:
+    """Whether a message without a mention is a follow-up comes from the store, not from the
+    memory of the replica that answered: in HTTP mode Slack posts to whichever replica."""
+    env = serve_env(database, fake_sglang.base_url, TEAMBOT_SLACK__UPDATE_INTERVAL="0.2")
+    async with FakeSlack() as slack:
+        env["TEAMBOT_SLACK__API_URL"] = slack.api_url
+        first, first_url = await start_replica(tmp_path / "a", sample_index, env)
+        try:
+            await wait_ready(first_url, first, tmp_path / "a" / "serve.log")
+            second, second_url = await start_replica(tmp_path / "b", sample_index, env)
+            try:
+                await wait_ready(second_url, second, tmp_path / "b" / "serve.log")
+                async with httpx.AsyncClient(timeout=10) as client:
+
+                    async def deliver(url: str, event: dict[str, object]) -> None:
+                        body = json.dumps(event_body(event))
+                        response = await client.post(
+                            f"{url}/slack/events", content=body, headers=signed_headers(body)
+                        )
+                        assert response.status_code == 200
+
+                    question = user_message("<@U0BOT> How many days of annual leave do I get?")
+                    await deliver(first_url, question)
+                    await slack.wait_for(lambda: len(fake_sglang.requests) == 1, within=60)
+                    follow_up = user_message(
+                        "And can I carry them over?", kind="message", thread_ts=question["ts"]
+                    )
+                    # a thread the bot never took part in: not for the bot, on any replica
+                    elsewhere = user_message(
+                        "lunch at noon?", kind="message", thread_ts="1700000000.000001"
+                    )
+                    await deliver(second_url, elsewhere)
+                    await deliver(second_url, follow_up)
+                    await slack.wait_for(lambda: len(fake_sglang.requests) >= 2, within=60)
+                    await asyncio.sleep(2)  # a second answer, if any, would show up by now
+                posted = slack.calls_to("chat.postMessage")
+                assert [call.get("thread_ts") for call in posted] == [question["ts"]] * 2
+                assert len(fake_sglang.requests) == 2
+                last = fake_sglang.requests[-1]["messages"][-1]["content"]
+                assert "carry them over" in str(last)
+            finally:
+                second.terminate()
+                second.wait(timeout=30)
+        finally:
+            first.terminate()
+            first.wait(timeout=30)

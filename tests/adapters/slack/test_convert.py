@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from adapters.slack import convert
-from engine.messages import Answer, ChatType, Citation, EscalationNotice, Outcome, ThreadKey
+from engine.context import context_block, with_thread_context
+from engine.messages import (
+    Answer,
+    ChatType,
+    Citation,
+    EscalationNotice,
+    Outcome,
+    ThreadKey,
+    ThreadMessage,
+)
 
 BOT = "U0BOT"
 
@@ -68,20 +78,25 @@ def test_to_inbound_with_thread_context_and_files() -> None:
     inbound = convert.to_inbound(event, tenant="T1", bot_user_id=BOT, mentioned=True)
     assert inbound.text == "" and inbound.attachments[0].kind == "image"
     assert inbound.chat_type == ChatType.GROUP and inbound.thread_id == "1699999999.000001"
-    with_context = convert.to_inbound(
+    late = convert.to_inbound(
         mention(),
         tenant="T1",
         bot_user_id=BOT,
         mentioned=True,
-        context="Earlier in this thread:\n- bob: hi",
+        history=(ThreadMessage("bob", "hi"),),
     )
+    assert late.text == "How do I reset my VPN?"  # the context travels as data
+    assert late.history == (ThreadMessage("bob", "hi"),)
+    # the core puts it ahead of the question while the bot is new to the thread, only then
+    with_context = with_thread_context(late, answered_before=False)
     assert (
         with_context.text
         == "Earlier in this thread:\n- bob: hi\n\nQuestion: How do I reset my VPN?"
     )
+    assert with_thread_context(late, answered_before=True).text == "How do I reset my VPN?"
 
 
-def test_thread_context_is_bounded_and_skips_bots_and_the_question() -> None:
+def test_thread_history_is_bounded_and_skips_bots_and_the_question() -> None:
     messages = [
         {
             "type": "message",
@@ -98,9 +113,19 @@ def test_thread_context_is_bounded_and_skips_bots_and_the_question() -> None:
         ],
         {"type": "message", "user": "U0ADA", "text": f"<@{BOT}> why?", "ts": "9.9"},
     ]
-    context = convert.thread_context(
+
+    def listed(history: tuple[ThreadMessage, ...]) -> str:
+        return context_block(
+            replace(
+                convert.to_inbound(mention(), tenant="T1", bot_user_id=BOT, mentioned=True),
+                history=history,
+            )
+        )
+
+    history = convert.thread_history(
         messages, current_ts="9.9", bot_user_id=BOT, limit=20, max_chars=1500
     )
+    context = listed(history)
     lines = context.splitlines()
     assert lines[0] == "Earlier in this thread:" and lines[-1].startswith("- U0CY: note 29 ")
     assert lines[1].startswith("- U0CY: note 26 ")  # the oldest went first
@@ -108,13 +133,13 @@ def test_thread_context_is_bounded_and_skips_bots_and_the_question() -> None:
     assert (
         "earlier bot answer" not in context and "some bot" not in context and "why?" not in context
     )
-    short = convert.thread_context(
+    short = convert.thread_history(
         messages[:2], current_ts="9.9", bot_user_id=BOT, limit=20, max_chars=1500
     )
-    assert short == "Earlier in this thread:\n- bob: VPN drops every hour"
+    assert listed(short) == "Earlier in this thread:\n- bob: VPN drops every hour"
     assert (
-        convert.thread_context(messages, current_ts="9.9", bot_user_id=BOT, limit=0, max_chars=1500)
-        == ""
+        convert.thread_history(messages, current_ts="9.9", bot_user_id=BOT, limit=0, max_chars=1500)
+        == ()
     )
 
 
