@@ -10,36 +10,12 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter
 
-from engine.messages import Answer, Inbound, ThreadKey
-from engine.ports import ReplyChannel
+from engine.messages import ThreadKey
+from engine.ports import Core, ReplyChannel
+
+__all__ = ["Adapter", "AdapterStatus", "Check", "Core", "InFlight", "Leadership", "Lease"]
 
 log = logging.getLogger(__name__)
-
-
-class Core(Protocol):
-    """The part of engine.Conversation an adapter calls."""
-
-    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
-        """Answer one message (None: already handled, a redelivery)."""
-
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-    ) -> None:
-        """A "Helpful" ("up") or "not helpful" ("down") click on an answer; give `reply` (a
-        channel into that thread) so a "down" can escalate where the channel says so."""
-
-    async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
-    ) -> None:
-        """A "Talk to a person" click: the thread goes to the escalation channel."""
-
-    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
-        """An agent wrote `text` in the thread; True when this took an escalated thread over."""
 
 
 class Adapter(Protocol):

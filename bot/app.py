@@ -13,7 +13,9 @@ from knowledge import IngestReport, KnowledgeBase
 if TYPE_CHECKING:
     from engine.conversation import Conversation
     from engine.llm import LLMClient
+    from engine.messages import Answer, Inbound, ThreadKey
     from engine.policy import Policy
+    from engine.ports import ReplyChannel
     from engine.store import ConversationStore
     from engine.web import WebLookup
 
@@ -82,3 +84,58 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         web=web,
     )
     return App(settings, store, knowledge, llm, conversation, seeded, policy, web)
+
+
+class NotOpen(RuntimeError):
+    """The application was asked to answer before the server's lifespan opened it."""
+
+
+class Application:
+    """The server's application: built before the server (adapters and routes get it as their
+    engine.ports.Core), opened in the lifespan (database, knowledge, model client), closed at
+    shutdown. Until it is open, `running()` is None and /readyz says "starting"."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._app: App | None = None
+
+    async def open(self) -> App:
+        self._app = await build_app(self.settings, migrate=self.settings.server.migrate_on_start)
+        return self._app
+
+    async def close(self) -> None:
+        app, self._app = self._app, None
+        if app is not None:
+            await app.close()
+
+    def running(self) -> App | None:
+        return self._app
+
+    @property
+    def conversation(self) -> Conversation:
+        if self._app is None:
+            raise NotOpen("teambot is still starting")
+        return self._app.conversation
+
+    # -- engine.ports.Core --------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        return await self.conversation.handle(inbound, reply)
+
+    async def feedback(
+        self,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        comment: str = "",
+        reply: ReplyChannel | None = None,
+    ) -> None:
+        await self.conversation.feedback(turn_id, user_id, value, comment, reply)
+
+    async def escalate(
+        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+    ) -> None:
+        await self.conversation.escalate(key, reply, trigger=trigger, requested_by=requested_by)
+
+    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
+        return await self.conversation.human_replied(key, agent_id, text)

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
-from bot.app import App, build_app
+from bot.app import Application
 from bot.console.routes import console_router
 from bot.limits import BodyLimit
 from bot.recovery import schedule_recovery
@@ -35,32 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def create_server(settings: Settings) -> FastAPI:
-    """A FastAPI app whose lifespan builds the core from `settings` and closes it at shutdown."""
-    state: dict[str, App] = {}
-
-    class _LateCore:
-        """Adapters exist before the lifespan builds the core; they reach it through this."""
-
-        async def handle(self, inbound, reply):  # type: ignore[no-untyped-def]
-            return await state["app"].conversation.handle(inbound, reply)
-
-        async def feedback(self, turn_id, user_id, value, comment="", reply=None):  # type: ignore[no-untyped-def]
-            await state["app"].conversation.feedback(turn_id, user_id, value, comment, reply)
-
-        async def escalate(self, key, reply, *, trigger, requested_by=""):  # type: ignore[no-untyped-def]
-            await state["app"].conversation.escalate(
-                key, reply, trigger=trigger, requested_by=requested_by
-            )
-
-        async def human_replied(self, key, agent_id, text=""):  # type: ignore[no-untyped-def]
-            return await state["app"].conversation.human_replied(key, agent_id, text)
-
-    adapters: list[Adapter] = build_adapters(settings, _LateCore())
+    """A FastAPI app for `settings`: the application (the adapters' Core) is built first and
+    opened in the lifespan, closed at shutdown."""
+    application = Application(settings)
+    adapters: list[Adapter] = build_adapters(settings, application)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        app = await build_app(settings, migrate=settings.server.migrate_on_start)
-        state["app"] = app
+        app = await application.open()
         app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
         started: list[Adapter] = []
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
@@ -100,7 +82,7 @@ def create_server(settings: Settings) -> FastAPI:
                     await adapter.stop()
                 except Exception:  # one adapter failing to stop must not keep the rest open
                     log.exception("adapter %s did not stop cleanly", adapter.name)
-            await app.close()
+            await application.close()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
     server.add_exception_handler(RequestValidationError, invalid_request)
@@ -121,7 +103,7 @@ def create_server(settings: Settings) -> FastAPI:
         server.include_router(
             console_router(
                 settings.console,
-                lambda: state.get("app"),
+                application.running,
                 adapters,
                 web_chat=settings.server.web_chat,
             )
@@ -129,7 +111,7 @@ def create_server(settings: Settings) -> FastAPI:
     if settings.server.web_chat:
         from bot.webchat import webchat_router
 
-        server.include_router(webchat_router(lambda: state.get("app")))
+        server.include_router(webchat_router(application.running))
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 
         @server.get("/", response_class=HTMLResponse)
@@ -142,7 +124,7 @@ def create_server(settings: Settings) -> FastAPI:
 
     @server.get("/readyz")
     async def readyz() -> JSONResponse:
-        app = state.get("app")
+        app = application.running()
         if app is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         checks: dict[str, Any] = {}

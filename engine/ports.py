@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.messages import Answer, EscalationNotice
+from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +34,30 @@ class ReplyChannel(Protocol):
 
     async def post_escalation(self, notice: EscalationNotice) -> None:
         """Tell the human channel that a thread needs a person."""
+
+
+class Core(Protocol):
+    """What an adapter may ask of the core (engine.conversation.Conversation is one): the core
+    decides whether and how to answer; the adapter verifies, converts, acks and renders."""
+
+    async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        """Answer one message (None: already handled, or not for the bot)."""
+
+    async def feedback(
+        self,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        comment: str = "",
+        reply: ReplyChannel | None = None,
+    ) -> None:
+        """A "Helpful" ("up") or "not helpful" ("down") click on an answer; give `reply` (a
+        channel into that thread) so a "down" can escalate where the channel says so."""
+
+    async def escalate(
+        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+    ) -> None:
+        """A "Talk to a person" click: the thread goes to the escalation channel."""
+
+    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
+        """An agent wrote `text` in the thread; True when this took an escalated thread over."""

@@ -95,7 +95,8 @@ def test_eval_explains_a_sheet_it_cannot_read(env: dict[str, str], tmp_path: Pat
 def test_doctor_warns_when_the_model_cannot_read_the_knowledge_base(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    code, output = run(env, "doctor")
+    # no model server here: doctor reports that as an error of its own (#14), so it is off
+    code, output = run({**env, "TEAMBOT_LLM__ENABLED": "false"}, "doctor")
     assert code == 0, output
     assert "does not read" not in output  # the sample is mostly English
 
@@ -108,7 +109,8 @@ def test_doctor_warns_when_the_model_cannot_read_the_knowledge_base(
     env["TEAMBOT_KNOWLEDGE__SEED_SAMPLE"] = "false"
     code, output = run(env, "ingest", str(chinese))
     assert code == 0, output
-    code, output = run(env, "doctor")
+    # no model server here: doctor reports that as an error of its own (#14), so it is off
+    code, output = run({**env, "TEAMBOT_LLM__ENABLED": "false"}, "doctor")
     assert code == 0, output
     flat = "".join(output.split())
     assert "100%oftheknowledgebaseisChinese" in flat
