@@ -7,7 +7,13 @@ install:
 run: install
 	.venv/bin/teambot serve
 
+# Every change passes the same gate: lint, format, types over all five packages, the layering
+# arrows (an upward import fails), then the tests. `.ci/run` runs exactly this.
 test: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports
 	.venv/bin/python -m pytest -q
 
 lint: install
@@ -17,7 +23,7 @@ lint: install
 types: install
 	.venv/bin/mypy
 
-check: lint types test
+check: test
 
 perf: install
 	.venv/bin/python -m pytest tests/perf -q -s -p no:cacheprovider

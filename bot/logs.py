@@ -92,7 +92,7 @@ class _Formatter(logging.Formatter):
                 ),
                 "level": record.levelname,
                 "logger": record.name,
-                "request_id": record.request_id,
+                "request_id": getattr(record, "request_id", ""),
                 "message": record.getMessage(),
             }
             if record.exc_info:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class Breaker:
     """Opens after `limit` consecutive failures; one trial call after `reset` seconds."""
 
-    def __init__(self, limit: int, reset: float):
+    def __init__(
+        self, limit: int, reset: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit, self.reset = limit, reset
+        self._clock = clock  # seconds; tests pass one they move by hand
         self.failures = 0
         self.opened_at: float | None = None
         self.trial = False
@@ -18,7 +22,7 @@ class Breaker:
     @property
     def open(self) -> bool:
         return self.opened_at is not None and (
-            time.monotonic() - self.opened_at < self.reset or self.trial
+            self._clock() - self.opened_at < self.reset or self.trial
         )
 
     def admit(self) -> bool | None:
@@ -36,4 +40,4 @@ class Breaker:
     def failure(self) -> None:
         self.failures += 1
         if self.failures >= self.limit:
-            self.opened_at = time.monotonic()
+            self.opened_at = self._clock()

@@ -37,7 +37,7 @@ def text(value: Any, limit: int = MAX_TEXT) -> str:
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub("", value)
-    return value[:limit]
+    return str(value[:limit])
 
 
 def ident(value: Any) -> str:

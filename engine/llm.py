@@ -195,9 +195,11 @@ class LLMClient:
         *,
         http_client: httpx.AsyncClient | None = None,
         open_think: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         """open_think forces the ThinkSplitter hold rule; None: [llm] reasoning, else what the
-        server says (SGLang's reasoning parser, llama.cpp's chat template)."""
+        server says (SGLang's reasoning parser, llama.cpp's chat template). `clock`: the
+        breaker's (tests move it instead of sleeping)."""
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.root_url = self.base_url.removesuffix("/v1")
@@ -214,7 +216,7 @@ class LLMClient:
             base_url=self.base_url, api_key=key or "EMPTY", max_retries=0, http_client=client
         )
         self._sem = _Slots(settings.max_concurrency or DEFAULT_CONCURRENCY)
-        self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset)
+        self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset, clock=clock)
         self._model = settings.model
         if open_think is None and settings.reasoning != "auto":
             open_think = settings.reasoning == "opens_think"

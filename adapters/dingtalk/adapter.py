@@ -57,7 +57,7 @@ class _Card:
     target: ReplyTarget
 
 
-class _BotMessages(ChatbotHandler):
+class _BotMessages(ChatbotHandler):  # type: ignore[misc]  # the SDK is untyped
     """The SDK handler for the bot message topic; its ack goes out when `process` returns."""
 
     def __init__(self, adapter: DingTalkAdapter) -> None:
@@ -68,7 +68,7 @@ class _BotMessages(ChatbotHandler):
         return self._adapter.receive(callback.data)
 
 
-class _CardActions(CallbackHandler):
+class _CardActions(CallbackHandler):  # type: ignore[misc]  # the SDK is untyped
     """The SDK handler for AI card button callbacks (有帮助 / 转人工)."""
 
     def __init__(self, adapter: DingTalkAdapter) -> None:

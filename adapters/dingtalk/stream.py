@@ -70,7 +70,7 @@ class _QuietPings(logging.Filter):
         return "topic=ping" not in record.getMessage()
 
 
-class StreamConnection(DingTalkStreamClient):
+class StreamConnection(DingTalkStreamClient):  # type: ignore[misc]  # the SDK is untyped
     """One Stream connection with a stop flag, a last-frame watchdog and backoff."""
 
     def __init__(

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _running = threading.Lock()  # the SDK's loop is a module global: one connection per process
 
 
-class _WatchedClient(lark.ws.Client):
+class _WatchedClient(lark.ws.Client):  # type: ignore[misc]  # the SDK is untyped
     """The SDK client, noting when a frame (event, pong) last arrived and when it connected."""
 
     def __init__(self, *args: Any, on_connect: Callable[[], None], **kwargs: Any) -> None:

@@ -152,7 +152,7 @@ class SlackAdapter:
             logger=logging.getLogger("slack_sdk.socket_mode"),
         )
         self._socket.client.message_listeners.append(self._on_frame)
-        self._connector = asyncio.create_task(self._socket.connect_async())
+        self._connector = asyncio.create_task(self._socket.connect_async())  # type: ignore[no-untyped-call]
         done, _ = await asyncio.wait({self._connector}, timeout=15)
         if not done:
             # slack_sdk keeps retrying; /readyz shows "not connected" meanwhile.
@@ -169,7 +169,7 @@ class SlackAdapter:
                     await task
         if self._socket is not None:
             with contextlib.suppress(Exception):  # a broken socket must not keep the rest open
-                await self._socket.close_async()
+                await self._socket.close_async()  # type: ignore[no-untyped-call]
         await self._in_flight.stop(self._settings.stop_timeout)
         await self._close_session()
 

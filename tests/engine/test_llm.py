@@ -41,7 +41,9 @@ MakeClient = Callable[..., LLMClient]
 async def make_client() -> AsyncIterator[MakeClient]:
     clients: list[LLMClient] = []
 
-    def make(base_url: str, **overrides: Any) -> LLMClient:
+    def make(
+        base_url: str, clock: Callable[[], float] = time.monotonic, **overrides: Any
+    ) -> LLMClient:
         options: dict[str, Any] = {
             "base_url": base_url,
             "first_token_timeout": 3.0,
@@ -49,7 +51,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
             "total_timeout": 10.0,
             **overrides,
         }
-        clients.append(LLMClient(LLMSettings(**options)))
+        clients.append(LLMClient(LLMSettings(**options), clock=clock))
         return clients[-1]
 
     yield make
@@ -209,7 +211,14 @@ async def test_breaker_half_opens_after_reset_and_closes_on_success(
     fake_sglang: FakeSGLang, make_client: MakeClient
 ) -> None:
     fake_sglang.behave(fail_status=503)
-    client = make_client(fake_sglang.base_url, max_retries=0, breaker_failures=2, breaker_reset=0.3)
+    now = [1000.0]
+    client = make_client(
+        fake_sglang.base_url,
+        clock=lambda: now[0],
+        max_retries=0,
+        breaker_failures=2,
+        breaker_reset=30,
+    )
     for _ in range(2):
         with pytest.raises(LLMUnavailable, match="HTTP 503"):
             await collect(client)
@@ -217,7 +226,9 @@ async def test_breaker_half_opens_after_reset_and_closes_on_success(
     with pytest.raises(LLMUnavailable, match="circuit breaker"):
         await client.complete(QUESTION)
     assert len(fake_sglang.requests) == 2  # the open breaker did not call the server
-    await asyncio.sleep(0.35)
+    now[0] += 29.9
+    assert client.breaker_open  # not yet
+    now[0] += 0.2
     fake_sglang.behave(fail_status=None)
     assert not client.breaker_open
     assert (await collect(client))[0] == ANSWER

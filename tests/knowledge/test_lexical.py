@@ -43,3 +43,40 @@ def test_removed_chunks_leave_both_fields() -> None:
     assert len(index) == 1 and "a" not in index
     assert index.search(tokenize("报销"), 5) == []
     assert [i for i, _, _ in index.search(tokenize("入职指南"), 5)] == ["b"]
+
+
+def test_scores_are_bm25s_lucene_scores_also_after_changes_in_place() -> None:
+    """The in-place index scores like bm25s's "lucene" BM25 (same k1, b and idf) over the same
+    tokens, and still does after chunks are removed and replaced without a rebuild."""
+    import bm25s
+    import numpy as np
+
+    from knowledge.lexical import K1, B
+
+    texts = {
+        "vpn": "Reset the VPN profile when GlobalConnect reports error GC-412 again",
+        "leave": "Annual leave is 25 days; unused leave days carry over until March",
+        "pass": "Reset your password at account.example.com; the VPN uses the same password",
+        "trip": "Travel expenses: hotel up to 500 a night, the VPN works abroad too",
+        "old": "An outdated page about the old VPN gateway and its password rules",
+        "desk": "The IT desk is on the second floor, room 2.14, open on working days",
+    }
+    index = _index(texts)
+    index.remove("old")  # in place: bm25s rebuilds from the rest
+    texts["leave"] = "Annual leave is 30 days from the fifth year; leave requests go to HR"
+    index.add("leave", "default", tokenize(texts["leave"]))
+    del texts["old"]
+
+    ids = list(texts)
+    reference = bm25s.BM25(method="lucene", k1=K1, b=B)
+    reference.index([tokenize(texts[i]) for i in ids], show_progress=False)
+    for question in ("How do I reset my VPN password?", "leave days", "IT desk room"):
+        query = tokenize(question)
+        expected = reference.get_scores(query)
+        found = {chunk_id: score for chunk_id, score, _ in index.search(query, 10, gram_weight=0)}
+        assert found, question
+        for position, chunk_id in enumerate(ids):
+            assert np.isclose(found.get(chunk_id, 0.0), expected[position], rtol=1e-4), (
+                question,
+                chunk_id,
+            )
