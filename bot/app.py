@@ -49,6 +49,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
     knowledge = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
+    if seed:
+        await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None
     await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:

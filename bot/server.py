@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -19,9 +20,10 @@ from sqlalchemy import text
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
+from bot.admin import Holder, admin_router
 from bot.app import App, build_app
+from bot.console.knowledge import UploadLimit, knowledge_router
 from bot.console.routes import console_router
-from bot.limits import BodyLimit
 from bot.recovery import apologise_for_unanswered
 from bot.settings import Settings
 from jobs.faq import ManagedFaq
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 def create_server(settings: Settings) -> FastAPI:
     """A FastAPI app whose lifespan builds the core from `settings` and closes it at shutdown."""
     state: dict[str, App] = {}
+    held: dict[str, Holder] = {}
 
     class _LateCore:
         """Adapters exist before the lifespan builds the core; they reach it through this."""
@@ -57,7 +60,15 @@ def create_server(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        app = await build_app(settings, migrate=settings.server.migrate_on_start)
+        if not settings.knowledge.chroma_url:  # embedded: this server is the index's one writer
+            folder = settings.knowledge.persist_dir
+            held["holder"] = await asyncio.to_thread(Holder.take, folder, settings.server.port)
+        try:
+            app = await build_app(settings, migrate=settings.server.migrate_on_start)
+        except BaseException:
+            if "holder" in held:
+                held.pop("holder").release()
+            raise
         state["app"] = app
         started: list[Adapter] = []
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
@@ -95,9 +106,16 @@ def create_server(settings: Settings) -> FastAPI:
                 except Exception:  # one adapter failing to stop must not keep the rest open
                     log.exception("adapter %s did not stop cleanly", adapter.name)
             await app.close()
+            if "holder" in held:
+                held.pop("holder").release()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
-    server.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    server.add_middleware(
+        UploadLimit, max_bytes=settings.server.max_body_bytes, knowledge=settings.knowledge
+    )
+    server.include_router(
+        admin_router(lambda: state.get("app"), lambda: held["holder"].token if held else None)
+    )
     adapter_registry = CollectorRegistry()
     adapter_registry.register(AdapterCollector(adapters))
 
@@ -119,6 +137,7 @@ def create_server(settings: Settings) -> FastAPI:
                 web_chat=settings.server.web_chat,
             )
         )
+        server.include_router(knowledge_router(settings.console, lambda: state.get("app")))
     if settings.server.web_chat:
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 

@@ -309,7 +309,12 @@ class Catalog:
                     )
 
     async def acquire(
-        self, source: str, kind: str | None = None, collection: str | None = None, *, run: bool = True
+        self,
+        source: str,
+        kind: str | None = None,
+        collection: str | None = None,
+        *,
+        run: bool = True,
     ) -> datetime | None:
         """Take the source's lease for a run (or, without `run`, for a change that is not a run:
         the last start stays); None when another change holds it."""
@@ -386,8 +391,9 @@ class Catalog:
             value = await conn.scalar(select(func.max(StateRow.generation)))
             return int(value or 0)
 
-    async def register(self, name: str, kind: str, collection: str, origin: str,
-                       spec: dict[str, Any] | None = None) -> None:
+    async def register(
+        self, name: str, kind: str, collection: str, origin: str, spec: dict[str, Any] | None = None
+    ) -> None:
         """Record a source and where it came from (and, when added at run time, its settings)."""
         async with self.engine.begin() as conn:
             dialect = sqlite if conn.dialect.name == "sqlite" else postgresql

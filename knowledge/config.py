@@ -92,7 +92,8 @@ class KnowledgeSettings(BaseModel):
         description="how often every process checks the catalog for changes made elsewhere",
     )
     uploads_dir: Path = Field(
-        default=Path("./data/uploads"), description="where console uploads are kept (source uploads)"
+        default=Path("./data/uploads"),
+        description="where console uploads are kept (source uploads)",
     )
     upload_max_mb: float = Field(default=20, gt=0, le=100, description="largest upload per file")
     timezone: str = Field(default="", description="zone of the cron schedules; empty = local")

@@ -55,9 +55,7 @@ def all_sources(
 
 def has_real_sources(settings: KnowledgeSettings, registered: Sequence[Registered]) -> bool:
     """Whether anything but the sample (and the managed FAQ) is or will be indexed."""
-    return bool(settings.sources) or any(
-        origin_of(r, settings) in REAL_ORIGINS for r in registered
-    )
+    return bool(settings.sources) or any(origin_of(r, settings) in REAL_ORIGINS for r in registered)
 
 
 async def overview(settings: KnowledgeSettings, catalog: Catalog) -> list[SourceStatus]:

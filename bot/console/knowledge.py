@@ -1,0 +1,298 @@
+"""The console's knowledge-base page at /console/sources (admins): every source with its
+documents, chunks, runs and errors; uploads; removing a document or a source; refresh now with
+progress; a document's chunks; and "try a question" with each side's ranks and scores.
+
+Every change goes through the same knowledge base the bot answers from, so it is live at once
+here and, through the catalog's generation, on every replica within `knowledge.reload_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bot.console.auth import COOKIE, Session, Signer
+from bot.console.config import ConsoleSettings
+from bot.limits import BodyLimit
+from knowledge import (
+    ORIGINS,
+    UPLOADS_SOURCE,
+    KnowledgeSettings,
+    SourceBusyError,
+    UnknownSourceError,
+)
+from knowledge.explain import explain
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/console/sources"
+UPLOAD_PATH = f"{PREFIX}/upload"
+UPLOAD_FILES = 5  # a request may carry this many files at the per-file limit
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+_templates.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M UTC") if d else "—"
+_templates.filters["score"] = lambda v: "—" if v is None else f"{v:.3f}"
+_templates.filters["rank"] = lambda v: "—" if v is None else f"#{v}"
+
+
+class UploadLimit:
+    """The server's body limit, raised for the upload form alone (several files per request)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, knowledge: KnowledgeSettings) -> None:
+        per_file = int(knowledge.upload_max_mb * 1_048_576)
+        self._normal = BodyLimit(app, max_bytes)
+        self._uploads = BodyLimit(app, max(max_bytes, per_file * UPLOAD_FILES + 1_048_576))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upload = scope["type"] == "http" and scope.get("path") == UPLOAD_PATH
+        await (self._uploads if upload else self._normal)(scope, receive, send)
+
+
+def is_admin(session: Session) -> bool:
+    """Knowledge changes are for admins; with the one shared console password every agent is
+    one, with named accounts the session's role decides."""
+    return getattr(session, "role", "admin") == "admin"
+
+
+def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -> APIRouter:
+    """The /console/sources routes; `app` returns the running App (None while starting)."""
+    router = APIRouter(prefix=PREFIX)
+    password = settings.password.get_secret_value() if settings.password else ""
+    signer = Signer(password) if password else None
+    runs: dict[str, dict[str, Any]] = {}  # source -> refresh progress, for the page's poller
+    background: set[asyncio.Task[Any]] = set()
+
+    def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = _templates.get_template(template).render(prefix="/console", **values)
+        return HTMLResponse(html, status_code=status)
+
+    def guarded(
+        handler: Callable[[Request, Session, dict[str, Any]], Awaitable[Response]], *, post: bool
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            if signer is None:
+                return render("unavailable.html", status=503)
+            session = signer.read(request.cookies.get(COOKIE))
+            if session is None:
+                target = quote(request.url.path)
+                return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            if not is_admin(session):
+                return render("error.html", status=403, message="仅限管理员 / Admins only")
+            core = app()
+            if core is None:
+                return render("unavailable.html", status=503)
+            fields: dict[str, Any] = {}
+            if post:
+                fields = await _fields(request)
+                if not signer.csrf_ok(session, str(fields.get("csrf", ""))):
+                    return render("error.html", status=403, message="CSRF token missing or wrong")
+            request.state.core = core
+            return await handler(request, session, fields)
+
+        return run
+
+    def common(request: Request, session: Session) -> dict[str, Any]:
+        assert signer is not None
+        return {
+            "user": session.user,
+            "csrf": signer.csrf(session),
+            "active": "sources",
+            "notice": request.query_params.get("notice", ""),
+            "error": request.query_params.get("error", ""),
+            "origins": ORIGINS,
+        }
+
+    def back(path: str = "", notice: str = "", error: str = "") -> RedirectResponse:
+        query = f"?notice={quote(notice)}" if notice else f"?error={quote(error)}" if error else ""
+        return RedirectResponse(f"{PREFIX}{path}{query}", status_code=303)
+
+    async def overview(request: Request, session: Session, **extra: Any) -> Response:
+        core: App = request.state.core
+        from jobs.scheduler import next_cron, zone
+
+        tz = zone(core.knowledge.settings.timezone)
+        statuses = await core.knowledge.statuses()
+        upcoming = {
+            s.name: next_cron(s.schedule, tz) if s.schedule and s.configured else None
+            for s in statuses
+        }
+        chats = request.query_params.get("chat", "")
+        return render(
+            "knowledge_sources.html",
+            **common(request, session),
+            sources=statuses,
+            upcoming=upcoming,
+            runs=runs,
+            max_mb=core.knowledge.settings.upload_max_mb,
+            chat=chats,
+            **extra,
+        )
+
+    async def page(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        return await overview(request, session)
+
+    async def try_question(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        core: App = request.state.core
+        query = request.query_params.get("q", "").strip()[:500]
+        chat = request.query_params.get("chat", "").strip()[:200]
+        retriever = core.knowledge.retriever
+        platform, _, chat_id = chat.rpartition(":")
+        collections = retriever.collections_for(platform, chat_id) if chat else None
+        collections = collections or (core.knowledge.settings.default_collection,)
+        explanation = await explain(retriever, query, collections) if query else None
+        return await overview(request, session, query=query, explanation=explanation)
+
+    async def upload(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        from knowledge.uploads import upload as accept
+
+        core: App = request.state.core
+        files = [f for f in fields.get("files", []) if isinstance(f, UploadFile) and f.filename]
+        if not files:
+            return back(error="没有选择文件 / No file chosen")
+        contents = [(f.filename or "", await f.read()) for f in files]
+        results = await accept(core.knowledge, contents)
+        return await overview(request, session, results=results)
+
+    async def refresh(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        core: App = request.state.core
+        name = request.path_params["name"]
+        try:
+            core.knowledge.source(name)
+        except UnknownSourceError:
+            return back(error=f"没有来源 / No source named {name}")
+        if runs.get(name, {}).get("running"):
+            return back(notice=f"刷新进行中 / A refresh of {name} is already running")
+        state: dict[str, Any] = {"running": True, "phase": "documents", "done": 0, "total": 0}
+        runs[name] = state
+
+        def progress(phase: str, done: int, total: int) -> None:
+            state.update(phase=phase, done=done, total=total)
+
+        async def run() -> None:
+            try:
+                report = await core.knowledge.refresh(name, progress)
+                state.update(result=report.result, summary=report.summary())
+            except Exception as error:  # shown on the page, never raised into the loop
+                log.exception("console refresh of %s failed", name)
+                state.update(result="failed", summary=str(error))
+            finally:
+                state["running"] = False
+                state["finished"] = datetime.now().isoformat(timespec="seconds")
+
+        task = asyncio.create_task(run())
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return back(notice=f"刷新已开始 / Refresh of {name} started")
+
+    async def progress(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        return JSONResponse(runs)
+
+    async def remove(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        core: App = request.state.core
+        name = request.path_params["name"]
+        from bot.knowledge_ops import OperatorError, remove_source
+
+        said: list[dict[str, Any]] = []
+        try:
+            await remove_source(core.knowledge, name, emit=said.append)
+        except OperatorError as error:
+            return back(error=str(error))
+        runs.pop(name, None)
+        documents, chunks = next(x["removed"] for x in said if "removed" in x)
+        return back(
+            notice=f"已删除来源 / Removed source {name}: {documents} documents, {chunks} chunks"
+        )
+
+    async def source(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        core: App = request.state.core
+        name = request.path_params["name"]
+        documents = await core.knowledge.catalog.documents(name)
+        statuses = {s.name: s for s in await core.knowledge.statuses()}
+        if name not in statuses:
+            return render("error.html", status=404, message=f"没有来源 / No source named {name}")
+        return render(
+            "knowledge_source.html",
+            **common(request, session),
+            source=statuses[name],
+            documents=documents,
+        )
+
+    async def chunks(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+        core: App = request.state.core
+        name = request.path_params["name"]
+        uri = request.query_params.get("uri", "")
+        found = await core.knowledge.store.document_chunks(name, uri)
+        return render(
+            "knowledge_chunks.html", **common(request, session), name=name, uri=uri, chunks=found
+        )
+
+    async def delete_document(
+        request: Request, session: Session, fields: dict[str, Any]
+    ) -> Response:
+        core: App = request.state.core
+        name = request.path_params["name"]
+        uri = str(fields.get("uri", ""))
+        try:
+            removed = await core.knowledge.ingestor.delete_document(uri, source=name)
+        except SourceBusyError as error:
+            return back(f"/{quote(name)}", error=str(error))
+        if not removed:
+            return back(f"/{quote(name)}", error=f"没有文档 / No document {uri}")
+        if name == UPLOADS_SOURCE:
+            from knowledge.uploads import forget_file
+
+            await forget_file(core.knowledge, uri)
+            later = ""
+        else:
+            later = (
+                " · 文件仍在来源中，下次刷新会回来 / still in the source: back at its next refresh"
+            )
+        return back(
+            f"/{quote(name)}",
+            notice=f"已删除文档 / Deleted {uri}: {removed} chunks{later}",
+        )
+
+    router.add_api_route("", guarded(page, post=False), methods=["GET"])
+    router.add_api_route("/try", guarded(try_question, post=False), methods=["GET"])
+    router.add_api_route("/progress", guarded(progress, post=False), methods=["GET"])
+    router.add_api_route("/upload", guarded(upload, post=True), methods=["POST"])
+    router.add_api_route("/{name}", guarded(source, post=False), methods=["GET"])
+    router.add_api_route("/{name}/chunks", guarded(chunks, post=False), methods=["GET"])
+    router.add_api_route("/{name}/refresh", guarded(refresh, post=True), methods=["POST"])
+    router.add_api_route("/{name}/remove", guarded(remove, post=True), methods=["POST"])
+    router.add_api_route(
+        "/{name}/documents/delete", guarded(delete_document, post=True), methods=["POST"]
+    )
+    return router
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """Form fields (files as lists of UploadFile under their name)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=UPLOAD_FILES * 4)
+        found: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                found.setdefault(key, []).append(value)
+            else:
+                found[key] = value
+        return found
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
