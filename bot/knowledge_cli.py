@@ -233,9 +233,10 @@ def show(settings: Settings) -> None:
             upcoming,
         )
         table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    out = Console()  # sized now: COLUMNS may differ from when this module was imported
+    out.print(table)
     if not statuses:
-        console.print("no knowledge sources yet: `teambot ingest PATH` adds a folder")
+        out.print("no knowledge sources yet: `teambot ingest PATH` adds a folder")
 
 
 async def _statuses(settings: Settings) -> list[Any]:
