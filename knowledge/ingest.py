@@ -168,7 +168,7 @@ class Ingestor:
 
         return await self._run(
             source,
-            "documents",
+            None,  # the source keeps the kind it was registered with
             collection or self._settings.default_collection,
             items(),
             progress,
@@ -224,7 +224,7 @@ class Ingestor:
     async def _run(
         self,
         source: str,
-        kind: str,
+        kind: str | None,
         collection: str,
         items: AsyncIterator[tuple[str, Document | str]],
         progress: Progress | None,

@@ -66,8 +66,8 @@ def check(name: str, data: bytes, root: Path, max_bytes: int) -> Document:
         )
     if len(data) > max_bytes:
         raise LoadError(
-            f"文件过大 / too large: {len(data) / 1_048_576:.1f} MB, the limit is "
-            f"{max_bytes / 1_048_576:.0f} MB (knowledge.upload_max_mb)"
+            f"文件过大 / too large: {_size(len(data))}, the limit is {_size(max_bytes)} "
+            "(knowledge.upload_max_mb)"
         )
     try:
         document = parse(
@@ -134,6 +134,12 @@ async def forget_file(kb: KnowledgeBase, uri: str) -> None:
     name = clean_name(uri.split("/", 1)[-1])
     if name:
         await asyncio.to_thread(lambda: (root / name).unlink(missing_ok=True))
+
+
+def _size(count: int) -> str:
+    if count >= 1_048_576:
+        return f"{count / 1_048_576:.1f} MB"
+    return f"{count / 1024:.1f} KB"
 
 
 def _keep(root: Path, files: list[tuple[str, bytes]]) -> None:

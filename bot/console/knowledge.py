@@ -163,10 +163,9 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
         from knowledge.uploads import upload as accept
 
         core: App = request.state.core
-        files = [f for f in fields.get("files", []) if isinstance(f, UploadFile) and f.filename]
-        if not files:
+        contents = [(name, data) for name, data in fields.get("files", []) if name]
+        if not contents:
             return back(error="没有选择文件 / No file chosen")
-        contents = [(f.filename or "", await f.read()) for f in files]
         results = await accept(core.knowledge, contents)
         return await overview(request, session, results=results)
 
@@ -284,15 +283,15 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
 
 
 async def _fields(request: Request) -> dict[str, Any]:
-    """Form fields (files as lists of UploadFile under their name)."""
+    """Form fields (files as lists of (file name, content) under their field name)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=UPLOAD_FILES * 4)
         found: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                found.setdefault(key, []).append(value)
-            else:
-                found[key] = value
+        async with request.form(max_files=UPLOAD_FILES * 4) as form:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    found.setdefault(key, []).append((value.filename or "", await value.read()))
+                else:
+                    found[key] = value
         return found
     body = (await request.body()).decode("utf-8", errors="replace")
     return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
