@@ -248,6 +248,11 @@ class KnowledgeBase:
         if generation == self._generation:
             return False
         self._registered = await self.catalog.registered()
+        if self._generation >= 0 and all(
+            g in self.catalog.produced for g in range(self._generation + 1, generation + 1)
+        ):  # only this process's changes, which it swapped in itself
+            self._generation = generation
+            return True
         documents = await self.catalog.live()
         chunks = [
             LiveChunk(chunk_id, doc.collection, tokens.split())

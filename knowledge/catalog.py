@@ -11,7 +11,8 @@ committed change bumps, so that every process notices any change with one cheap 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from knowledge.timestamps import UTCDateTime, utcnow
@@ -176,11 +177,15 @@ class SourceBusyError(RuntimeError):
     """Another change to the source held it longer than the caller would wait."""
 
 
-async def _bump(conn: Any) -> None:
-    """Grow the knowledge generation inside the caller's transaction."""
-    done = await conn.execute(update(StateRow).values(generation=StateRow.generation + 1))
-    if not done.rowcount:  # a catalog made by create_all (no migration seeded the row)
+async def _bump(conn: AsyncConnection) -> int:
+    """Grow the knowledge generation inside the caller's transaction; the new value."""
+    found = await conn.scalar(
+        update(StateRow).values(generation=StateRow.generation + 1).returning(StateRow.generation)
+    )
+    if found is None:  # a catalog made by create_all (no migration seeded the row)
         await conn.execute(insert(StateRow).values(id=1, generation=1))
+        return 1
+    return int(found)
 
 
 class Catalog:
@@ -188,6 +193,17 @@ class Catalog:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # generations this process committed: its own changes are live here already, so a
+        # reload that sees only these need not rebuild the live index
+        self.produced: set[int] = set()
+
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that changes the knowledge: it bumps the generation when it commits."""
+        async with self.engine.begin() as conn:
+            yield conn
+            generation = await _bump(conn)
+        self.produced.add(generation)
 
     @classmethod
     async def open(cls, url: str, *, create: bool = False) -> Catalog:
@@ -232,7 +248,7 @@ class Catalog:
     ) -> None:
         """Make new versions current and forget removed documents, in one transaction."""
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             for doc in indexed:
                 values: dict[str, Any] = {
                     "collection": doc.collection,
@@ -267,7 +283,6 @@ class Catalog:
                 .where(SourceRow.name == source)
                 .values(generation=SourceRow.generation + 1)
             )
-            await _bump(conn)
 
     async def seen(self, source: str, uris: Sequence[str]) -> None:
         """Record that unchanged documents are still there."""
@@ -395,7 +410,7 @@ class Catalog:
         self, name: str, kind: str, collection: str, origin: str, spec: dict[str, Any] | None = None
     ) -> None:
         """Record a source and where it came from (and, when added at run time, its settings)."""
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
             values = {"kind": kind, "collection": collection, "origin": origin, "spec": spec}
             await conn.execute(
@@ -403,7 +418,6 @@ class Catalog:
                 .values(name=name, last_result="never", generation=0, **values)
                 .on_conflict_do_update(index_elements=["name"], set_=values)
             )
-            await _bump(conn)
 
     async def registered(self) -> list[Registered]:
         """Every source the catalog knows, with its origin and run-time settings."""
@@ -459,7 +473,7 @@ class Catalog:
 
     async def drop(self, source: str) -> tuple[int, list[str]]:
         """Forget a source, its documents and its row; returns (documents, chunk ids)."""
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             rows = list(
                 await conn.execute(
                     select(DocumentRow.chunk_ids).where(DocumentRow.source == source)
@@ -468,7 +482,6 @@ class Catalog:
             ids = [i for (chunk_ids,) in rows for i in chunk_ids]
             await conn.execute(delete(DocumentRow).where(DocumentRow.source == source))
             await conn.execute(delete(SourceRow).where(SourceRow.name == source))
-            await _bump(conn)
             return len(rows), ids
 
     async def statuses(self) -> dict[str, SourceStatus]:
@@ -505,7 +518,7 @@ class Catalog:
 
     async def forget(self, source: str) -> list[str]:
         """Drop a source from the catalog; returns its chunk ids (to delete from the store)."""
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             rows = await conn.execute(
                 select(DocumentRow.chunk_ids).where(DocumentRow.source == source)
             )
@@ -516,5 +529,4 @@ class Catalog:
                 .where(SourceRow.name == source)
                 .values(generation=SourceRow.generation + 1)
             )
-            await _bump(conn)
             return ids

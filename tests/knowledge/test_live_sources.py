@@ -83,6 +83,9 @@ async def test_another_process_change_is_seen_after_reload(
         docs = folder(tmp_path, "docs", {"a.md": "# Canteen\n\nLunch is at noon.\n"})
         await writer.add_source(SourceSettings(name="docs", kind="directory", location=str(docs)))
         await writer.refresh("docs")
+        swapped = writer.live.current.generation
+        assert await writer.reload()  # its own changes: noticed, not rebuilt (already live)
+        assert writer.live.current.generation == swapped and len(writer.live) == 1
         assert await reader.reload()  # the generation moved
         assert [s.name for s in reader.sources] == ["docs"]  # the scheduler's list follows
         assert reader.origin("docs") == "runtime"
@@ -106,8 +109,12 @@ async def test_config_sources_cannot_be_removed_or_shadowed(kb: KnowledgeBase) -
         await kb.remove_source("never-added")
 
 
-async def test_bad_uploads_get_their_own_error_and_change_nothing(kb: KnowledgeBase) -> None:
-    kb.settings = kb.settings.model_copy(update={"upload_max_mb": 0.001})  # about 1 KB
+async def test_bad_uploads_get_their_own_error_and_change_nothing(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    kb.settings = kb.settings.model_copy(
+        update={"upload_max_mb": 0.001, "uploads_dir": tmp_path / "uploads"}  # about 1 KB
+    )
     before = await kb.catalog.generation()
     results = await upload(
         kb,
@@ -130,7 +137,8 @@ async def test_bad_uploads_get_their_own_error_and_change_nothing(kb: KnowledgeB
     assert not Path(kb.settings.uploads_dir).exists()
 
 
-async def test_good_and_bad_uploads_together(kb: KnowledgeBase) -> None:
+async def test_good_and_bad_uploads_together(kb: KnowledgeBase, tmp_path: Path) -> None:
+    kb.settings = kb.settings.model_copy(update={"uploads_dir": tmp_path / "uploads"})
     results = await upload(
         kb, [("faq.csv", b"question,answer\nWhere is the gym?,Basement of building B\n"),
              ("notes.bin", b"\x00")],
