@@ -199,6 +199,7 @@ def show(settings: Settings) -> None:
 
     from jobs.scheduler import next_cron, zone
     from knowledge import ORIGINS
+    from knowledge.registry import orphaned
 
     tz = zone(settings.knowledge.timezone)
     statuses = asyncio.run(_statuses(settings))
@@ -214,7 +215,7 @@ def show(settings: Settings) -> None:
         "next run",
     )
     for status in statuses:
-        if not status.configured:
+        if orphaned(status):
             upcoming = "孤儿 orphan: `teambot sources remove`"
         elif not status.schedule:
             upcoming = "上传时 on upload" if status.origin == "upload" else "—"

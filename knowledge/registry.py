@@ -86,5 +86,10 @@ async def overview(settings: KnowledgeSettings, catalog: Catalog) -> list[Source
             s, configured=False, origin=origins.get(s.name, s.origin), error=errors.get(s.name, "")
         )
         for s in known.values()
-    )
+    )  # the managed FAQ is among these: fed by the console's approvals, not by a setting
     return rows
+
+
+def orphaned(status: SourceStatus) -> bool:
+    """In the catalog, but neither configured, added at run time, nor the managed FAQ."""
+    return not status.configured and status.origin != "faq"

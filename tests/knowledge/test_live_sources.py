@@ -192,3 +192,19 @@ async def test_two_changes_to_one_source_at_once_leave_no_half_deleted_documents
     assert await kb.catalog.known("pair") == {}
     assert await kb.store.ids("pair") == set()
     assert len(kb.live) == 0
+
+
+async def test_origins_are_recorded_and_the_managed_faq_is_no_orphan(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    from knowledge.registry import orphaned
+
+    docs = folder(tmp_path, "docs", {"a.md": "# A\n\nAlpha.\n"})
+    await kb.add_source(SourceSettings(name="docs", kind="directory", location=str(docs)))
+    await kb.ingestor.ingest_documents([], source="handoff-faq")  # as the console's FAQ does
+    await kb.ingestor.ingest_documents([], source="gone")  # a source nobody knows any more
+    statuses = {s.name: s for s in await kb.statuses()}
+    assert statuses["docs"].origin == "runtime" and not orphaned(statuses["docs"])
+    assert statuses["docs"].location == str(docs) and statuses["docs"].schedule == "0 3 * * *"
+    assert statuses["handoff-faq"].origin == "faq" and not orphaned(statuses["handoff-faq"])
+    assert orphaned(statuses["gone"])
