@@ -129,6 +129,10 @@ async def test_knowledge_page_upload_try_delete_in_chromium(
             assert "cannot parse" in text["broken.pdf"]
             uploads = page.locator("#sources tr[data-source=uploads]")
             assert "控制台上传 / console uploads" in await uploads.inner_text()
+            await uploads.get_by_role("button", name="立即刷新 Refresh now").press("Enter")
+            await page.locator(".notice", has_text="Refresh of uploads started").wait_for()
+            run = page.locator("#sources [data-run=uploads]")
+            await run.filter(has_text="ok").wait_for(timeout=30_000)  # the poller saw it end
             assert await page.locator("#sources tr[data-source=sample]").count() == 0  # aside
 
             await page.focus("#q")
