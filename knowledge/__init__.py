@@ -242,8 +242,9 @@ class KnowledgeBase:
         await asyncio.gather(self.embedder.warmup(), asyncio.to_thread(lexical_warmup))
 
     async def reload(self) -> bool:
-        """Rebuild the live index (and the source list) from the catalog when another process
-        changed it; cheap when nothing did (one query)."""
+        """Bring the live index (and the source list) up to the catalog when another process
+        changed it: one cheap query when nothing did; otherwise only the chunks that differ are
+        swapped in or out, so the cost follows the change, not the size of the knowledge."""
         generation = await self.catalog.generation()
         if generation == self._generation:
             return False
@@ -253,15 +254,23 @@ class KnowledgeBase:
         ):  # only this process's changes, which it swapped in itself
             self._generation = generation
             return True
-        documents = await self.catalog.live()
-        chunks = [
-            LiveChunk(chunk_id, doc.collection, tokens.split())
-            for doc in documents
-            for chunk_id, tokens in zip(doc.chunk_ids, doc.tokens, strict=False)
+        wanted = {
+            chunk_id: (document, collection)
+            for document, collection, ids in await self.catalog.chunk_map()
+            for chunk_id in ids
+        }
+        live = self.live.current.chunks
+        remove = [i for i, collection in live.items() if wanted.get(i, (0, ""))[1] != collection]
+        changed = {doc for i, (doc, coll) in wanted.items() if live.get(i) != coll}
+        found = await self.catalog.tokens(changed)
+        add = [
+            LiveChunk(chunk_id, wanted[chunk_id][1], tokens.split())
+            for ids, all_tokens in found.values()
+            for chunk_id, tokens in zip(ids, all_tokens, strict=False)
+            if chunk_id in wanted and live.get(chunk_id) != wanted[chunk_id][1]
         ]
-        fresh = LiveIndex()
-        await asyncio.to_thread(fresh.swap, chunks, ())
-        self.live.adopt(fresh)
+        if add or remove:
+            await asyncio.to_thread(self.live.swap, add, remove)
         self._generation = generation
         return True
 

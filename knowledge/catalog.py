@@ -243,6 +243,28 @@ class Catalog:
             )
             return [LiveDocument(r.collection, list(r.chunk_ids), list(r.tokens)) for r in rows]
 
+    async def chunk_map(self) -> list[tuple[int, str, list[str]]]:
+        """(document id, collection, chunk ids) of every document: what should be live."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(DocumentRow.id, DocumentRow.collection, DocumentRow.chunk_ids)
+            )
+            return [(r.id, r.collection, list(r.chunk_ids)) for r in rows]
+
+    async def tokens(self, documents: Iterable[int]) -> dict[int, tuple[list[str], list[str]]]:
+        """document id -> (chunk ids, their lexical tokens) for the given documents."""
+        wanted = sorted(set(documents))
+        found: dict[int, tuple[list[str], list[str]]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = await conn.execute(
+                    select(DocumentRow.id, DocumentRow.chunk_ids, DocumentRow.tokens).where(
+                        DocumentRow.id.in_(wanted[start : start + 500])
+                    )
+                )
+                found.update((r.id, (list(r.chunk_ids), list(r.tokens))) for r in rows)
+        return found
+
     async def commit(
         self, source: str, indexed: Sequence[Indexed], removed: Iterable[str] = ()
     ) -> None:

@@ -208,3 +208,35 @@ async def test_origins_are_recorded_and_the_managed_faq_is_no_orphan(
     assert statuses["docs"].location == str(docs) and statuses["docs"].schedule == "0 3 * * *"
     assert statuses["handoff-faq"].origin == "faq" and not orphaned(statuses["handoff-faq"])
     assert orphaned(statuses["gone"])
+
+
+async def test_a_reload_swaps_only_what_another_process_changed(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = kb_settings(tmp_path / "chroma")
+    writer = await KnowledgeBase.open(settings, embedder=embedder)
+    reader = await KnowledgeBase.open(settings, embedder=embedder)
+    try:
+        docs = folder(tmp_path, "docs", {f"d{i}.md": f"# D{i}\n\nFact {i}.\n" for i in range(5)})
+        await writer.add_source(SourceSettings(name="docs", kind="directory", location=str(docs)))
+        await writer.refresh("docs")
+        await reader.reload()
+        asked: list[set[int]] = []
+        real = reader.catalog.tokens
+
+        async def tokens(documents):  # type: ignore[no-untyped-def]
+            asked.append(set(documents))
+            return await real(documents)
+
+        monkeypatch.setattr(reader.catalog, "tokens", tokens)
+        (docs / "d2.md").write_text("# D2\n\nThe canteen moved to building D.\n", encoding="utf-8")
+        (docs / "d4.md").unlink()
+        await writer.refresh("docs")
+        assert await reader.reload()
+        assert [len(a) for a in asked] == [1]  # the changed document's tokens, nothing else
+        assert len(reader.live) == 4
+        found = await reader.retriever.retrieve("Where is the canteen now?")
+        assert found[0].location.endswith("d2.md") and "building D" in found[0].text
+    finally:
+        await writer.close()
+        await reader.close()
