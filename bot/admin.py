@@ -136,7 +136,10 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
         expected = token()
         host = request.client.host if request.client else ""
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if host not in LOOPBACK or not expected or not secrets.compare_digest(given, expected):
+        proxied = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+        if proxied or host not in LOOPBACK or not expected:  # a proxy on this host is not local
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        if not secrets.compare_digest(given, expected):
             return JSONResponse({"error": "forbidden"}, status_code=403)
         if app() is None:
             return JSONResponse({"error": "teambot is still starting"}, status_code=503)

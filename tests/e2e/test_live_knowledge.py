@@ -4,6 +4,7 @@ for it, and after `teambot sources remove` the document is no longer cited."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,8 +39,6 @@ class Served:
             assert response.status_code == 200, response.read()
             for line in response.iter_lines():
                 if line.startswith("data: ") and '"final"' in line:
-                    import json
-
                     final = json.loads(line[6:])
         citations: list[dict[str, Any]] = final["answer"]["citations"]
         return citations
@@ -173,5 +172,12 @@ def test_the_admin_api_wants_the_token(served: Served) -> None:
         f"{served.url}/admin/knowledge/refresh", json={}, headers={"authorization": "Bearer x"}
     )
     assert wrong.status_code == 403
+    token = json.loads((served.workdir / "chroma" / "server.json").read_text())["token"]
+    proxied = httpx.post(
+        f"{served.url}/admin/knowledge/refresh",
+        json={"name": "nope"},
+        headers={"authorization": f"Bearer {token}", "x-forwarded-for": "203.0.113.9"},
+    )
+    assert proxied.status_code == 403  # a reverse proxy on this host does not make it local
     info = served.workdir / "chroma" / "server.json"
     assert oct(info.stat().st_mode & 0o777) == "0o600"  # the token is the owner's alone
