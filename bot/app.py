@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.db import upgrade_async
 from bot.settings import Settings
-from engine.conversation import Conversation
-from engine.llm import LLMClient
-from engine.policy import Policy
-from engine.store import ConversationStore
-from engine.web import WebLookup, build_lookup
 from knowledge import IngestReport, KnowledgeBase
+
+if TYPE_CHECKING:
+    from engine.conversation import Conversation
+    from engine.llm import LLMClient
+    from engine.policy import Policy
+    from engine.store import ConversationStore
+    from engine.web import WebLookup
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +44,26 @@ class App:
         await self.store.close()
 
 
-async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:
-    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
+async def open_knowledge(settings: Settings, *, migrate: bool = True) -> KnowledgeBase:
+    """Migrate the database and open the knowledge base alone (the CLI's knowledge commands)."""
     if migrate:
         await upgrade_async(settings.storage.url)
+    return await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
+
+
+async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:
+    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
+    # Imported here so that `open_knowledge` alone does not load the model client (openai).
+    from engine.conversation import Conversation
+    from engine.llm import LLMClient
+    from engine.policy import Policy
+    from engine.store import ConversationStore
+    from engine.web import build_lookup
+
+    knowledge = await open_knowledge(settings, migrate=migrate)
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
-    knowledge = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
     if seed:
         await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None

@@ -1,4 +1,8 @@
-"""The `teambot` command line (typer + rich)."""
+"""The `teambot` command line (typer + rich).
+
+Imports are lazy: `teambot --help` must not pay for torch, chromadb, openai or the web server.
+Each command imports what it needs inside its body; tests/bot/test_cli_imports.py keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
-from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.adapters import build_adapters
-from bot.app import App, build_app
-from bot.logs import setup_logging
-from bot.settings import ConfigError, Settings, load_settings, secret_values
-from bot.terminal import ConsoleReplyChannel
-from engine.messages import ChatType, Inbound, Sender
-from knowledge import EmbeddingModelError
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.settings import Settings
+    from engine.messages import Inbound
+    from knowledge import KnowledgeBase
 
 cli = typer.Typer(
     help="teambot: a knowledge-grounded assistant for team chats.",
@@ -57,6 +57,8 @@ def _root(config: ConfigOption = None) -> None:
 
 
 def _settings() -> Settings:
+    from bot.settings import ConfigError, load_settings
+
     try:
         return load_settings(_State.config)
     except ConfigError as error:
@@ -65,12 +67,24 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
+    from bot.logs import setup_logging
+    from bot.settings import secret_values
+
     setup_logging(
         "WARNING" if quiet else settings.log.level,
         json_lines=settings.log.format == "json",
         redact=settings.log.redact,
         secrets=secret_values(settings),
     )
+
+
+def _tidy_warnings(settings: Settings) -> None:
+    """`ask` and `chat`: warnings as one line each after the answer, not raw log lines in it."""
+    from bot.logs import Redactor
+    from bot.settings import secret_values
+    from bot.terminal import tidy_warnings
+
+    tidy_warnings(console, Redactor(secret_values(settings)) if settings.log.redact else None)
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
@@ -82,9 +96,27 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
 
 async def _open(settings: Settings, *, seed: bool = True) -> App:
     """Build the app, turning start-up failures into one clear line and exit code 1."""
+    from bot.app import build_app
+
+    return await _starting(settings, build_app(settings, seed=seed))
+
+
+async def _open_knowledge(settings: Settings) -> KnowledgeBase:
+    """The knowledge base alone, without the chat core or the embedding model (it loads when a
+    document changed)."""
+    from bot.app import open_knowledge
+
+    return await _starting(settings, open_knowledge(settings))
+
+
+async def _starting(settings: Settings, opening: Awaitable[T]) -> T:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from knowledge import EmbeddingModelError
+
     try:
         with console.status("Opening the database and the knowledge base…"):
-            return await build_app(settings, seed=seed)
+            return await opening
     except (OSError, SQLAlchemyError, EmbeddingModelError) as error:
         errors.print(f"[red]cannot start[/red]: {escape(str(error))}", highlight=False)
         errors.print(
@@ -106,11 +138,15 @@ def init(
     if path.exists() and not force:
         errors.print(f"{path} exists; use --force to overwrite it")
         raise typer.Exit(1)
+    from importlib.resources import files
+
     path.write_text(files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8"))
     console.print(f"wrote {path}: edit it, then run `teambot doctor`")
 
 
 def _inbound(text: str, chat_id: str, thread_id: str) -> Inbound:
+    from engine.messages import ChatType, Inbound, Sender
+
     return Inbound(
         platform="cli",
         tenant="local",
@@ -128,9 +164,16 @@ def ask(
     question: Annotated[str, typer.Argument(help="the question, in any language")],
     thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
 ) -> None:
-    """Ask one question; the answer streams in, with its sources."""
+    """Ask one question; the answer streams in with its sources (retrieval-only without a model)."""
+    from engine.language import detect
+
+    # Said at once: a cold start loads the embedding model for several seconds.
+    errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
+    _tidy_warnings(settings)
 
     async def main() -> None:
         app = await _open(settings)
@@ -149,8 +192,12 @@ def ask(
 @cli.command()
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
+    errors.print("[dim]loading… / 正在加载…[/dim]")
+    from bot.terminal import ConsoleReplyChannel
+
     settings = _settings()
     _logging(settings, quiet=True)
+    _tidy_warnings(settings)
     thread = uuid.uuid4().hex
 
     async def main() -> None:
@@ -270,13 +317,65 @@ def refresh(
         raise typer.Exit(1)
 
 
+async def _embedding_checks(app: App) -> list[tuple[str, str]]:
+    """The embedding model's rows in doctor: a model change waiting for its re-embed, a
+    knowledge base mostly in a language the model does not read."""
+    kb = app.knowledge
+    rows = []
+    if kb.pending is not None:
+        rows.append(
+            (
+                "warning",
+                f"model changed to {kb.pending.embedder.model_name}: {kb.embedder.model_name} "
+                "serves until `teambot serve` has re-embedded every chunk",
+            )
+        )
+    warning = await kb.language_warning()
+    rows.append(("warning", warning) if warning else ("ok", kb.embedder.model_name))
+    return rows
+
+
+@cli.command("eval")
+def eval_(
+    file: Annotated[
+        Path, typer.Argument(help="a .csv or .xlsx of questions (see docs/retrieval.md)")
+    ],
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", help="a collection to search (repeatable)")
+    ] = None,
+    chat: Annotated[
+        str | None, typer.Option(help="search what this chat sees: platform:chat_id")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="also save the report here (JSON, and a .md table beside)")
+    ] = None,
+    misses: Annotated[int, typer.Option(help="misses to list per mode")] = 20,
+) -> None:
+    """Measure retrieval on a sheet of questions: hit@1, hit@5 and MRR for dense, lexical and
+    hybrid, and the questions that missed."""
+    from bot.eval_cli import run_eval
+
+    settings = _settings()
+    _logging(settings, quiet=True)
+    ok = _run(
+        lambda: run_eval(
+            settings, file, collections=collection or [], chat=chat, report=report, misses=misses
+        )
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
 def _when(moment: datetime | None, tz: tzinfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if moment else "never"
 
 
 @cli.command()
 def doctor() -> None:
-    """Check the configuration, database, knowledge base and model server."""
+    """Check the config files, database, knowledge base, model server and enabled platforms."""
+    from bot.adapters import build_adapters
+    from bot.settings import missing_credentials
+
     settings = _settings()
     _logging(settings, quiet=True)
     rows: list[tuple[str, str, str]] = []  # (check, status, detail)
@@ -285,13 +384,18 @@ def doctor() -> None:
         rows.append((check, status, detail))
 
     async def main() -> None:
-        row("config", "ok", str(_State.config or "defaults + environment"))
+        row("config", "ok", _config_detail())
+        for platform, problem in missing_credentials(settings).items():
+            row(f"{platform}: settings", "error", problem)
+            getattr(settings, platform).enabled = False  # its SDK would only fail less clearly
         app = await _open(settings)
         try:
             row("database", "ok", _redact_url(settings.storage.url))
             chunks = await app.knowledge.store.count()
             detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
             row("knowledge", "ok" if chunks else "empty", detail)
+            for status, detail in await _embedding_checks(app):
+                row("embeddings", status, detail)
             for adapter in build_adapters(settings, app.conversation):
                 for check in await adapter.check():
                     row(f"{adapter.name}: {check.name}", check.status, check.detail)
@@ -302,10 +406,20 @@ def doctor() -> None:
             if not report.reachable:
                 row(
                     "model server",
-                    "unreachable",
-                    f"{report.base_url}: {report.error} — answers are retrieval-only until it is up",
+                    "error",
+                    f"unreachable: {report.base_url}: {report.error}"
+                    f"{_v1_hint(report.base_url, report.error)} — answers are "
+                    "retrieval-only until it is up (or set [llm] enabled = false)",
                 )
                 return
+            if not report.model_served:
+                listed = ", ".join(report.models) or "nothing"
+                row(
+                    "model",
+                    "error",
+                    f"{report.model!r} is not served at {report.base_url} (it lists: {listed}); "
+                    'set [llm] model to one of them, or "" for the first',
+                )
             separated = {
                 True: "reasoning separated (reasoning_content)",
                 False: "reasoning inline: <think> is stripped by teambot",
@@ -314,8 +428,15 @@ def doctor() -> None:
             timing = f"{report.latency:.2f} s" if report.latency is not None else report.error
             row(
                 "model server",
-                "ok" if report.health_ok else "degraded",
+                "ok" if report.health_ok and report.model_served else "degraded",
                 f"{report.base_url} · model {report.model} · {separated} · {timing}",
+            )
+            context = f"{report.context} tokens" if report.context else "not reported"
+            row(
+                "model limits",
+                "ok" if report.context else "warning",
+                f"{report.kind}: context {context} · {app.llm.concurrency} at once · "
+                f"thinking: {report.reasoning}",
             )
         finally:
             await app.close()
@@ -338,12 +459,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="override [server] host")] = None,
     port: Annotated[int | None, typer.Option(help="override [server] port")] = None,
 ) -> None:
-    """Run the HTTP server: web chat at /, /healthz, /readyz (platform adapters plug in later)."""
+    """Run teambot: web chat, console, enabled chat platforms, scheduled refresh, health, metrics."""
     import uvicorn
 
     from bot.server import create_server
+    from bot.settings import missing_credentials
 
     settings = _settings()
+    problems = missing_credentials(settings)
+    if problems:
+        errors.print("[red]configuration error[/red]", highlight=False)
+        for problem in problems.values():
+            errors.print(f"  {escape(problem)}", highlight=False)
+        raise typer.Exit(2)
     _logging(settings, quiet=False)
     if host:
         settings.server.host = host
@@ -381,6 +509,86 @@ def db_current() -> None:
     console.print(current(_settings().storage.url) or "(empty database)")
 
 
+def _config_detail() -> str:
+    from bot.settings import config_files
+
+    read = config_files(_State.config)
+    if not read:
+        return "defaults + environment (no ./teambot.toml: `teambot init` writes one)"
+    return " + ".join(str(path) for path in read) + " + environment"
+
+
+def _v1_hint(base_url: str, error: str) -> str:
+    """A 404 from a base URL without /v1 is almost always the missing /v1."""
+    if "404" not in error or base_url.rstrip("/").endswith("/v1"):
+        return ""
+    return f" — the OpenAI-compatible API is usually under /v1: try {base_url.rstrip('/')}/v1"
+
+
+agents_cli = typer.Typer(help="Named accounts of the agents' console.", no_args_is_help=True)
+cli.add_typer(agents_cli, name="agents")
+NewPassword = Annotated[
+    str,
+    typer.Option(
+        prompt=True, confirmation_prompt=True, hide_input=True, help="10 characters or more"
+    ),
+]
+
+
+def _accounts_call(coro: Callable[[], Awaitable[T]]) -> T:
+    from bot.console.accounts import AccountError
+
+    try:
+        return _run(coro)
+    except AccountError as error:
+        errors.print(f"[red]{escape(str(error))}[/red]", highlight=False)
+        raise typer.Exit(1) from error
+
+
+@agents_cli.command("add")
+def agents_add(
+    name: str,
+    password: NewPassword,
+    role: Annotated[str, typer.Option(help="admin | agent")] = "agent",
+) -> None:
+    """Add an agent who signs in to the console as NAME."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    added = _accounts_call(lambda: body.add(url, name, password, body.Role(role)))
+    console.print(f"added {escape(added.name)} ({added.role.value})")
+
+
+@agents_cli.command("passwd")
+def agents_passwd(name: str, password: NewPassword) -> None:
+    """Set NAME's password; every console session of NAME ends."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    ended = _accounts_call(lambda: body.passwd(url, name, password))
+    console.print(f"password of {escape(name)} changed; {ended} session(s) ended")
+
+
+@agents_cli.command("remove")
+def agents_remove(name: str) -> None:
+    """Remove NAME's account and end their sessions."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    _accounts_call(lambda: body.remove(url, name))
+    console.print(f"removed {escape(name)}")
+
+
+@agents_cli.command("list")
+def agents_list() -> None:
+    """The console's agents and their roles."""
+    from bot.console import agents_cli as body
+
+    url = _settings().storage.url
+    for agent in _accounts_call(lambda: body.listing(url)):
+        console.print(f"{escape(agent.name)}\t{agent.role.value}")
+
+
 def _redact_url(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
@@ -394,6 +602,10 @@ def main() -> None:
     """Console-script entry point."""
     try:
         cli()
-    except ConfigError as error:  # raised lazily inside a command
+    except Exception as error:
+        from bot.settings import ConfigError
+
+        if not isinstance(error, ConfigError):  # raised lazily inside a command
+            raise
         errors.print(f"[red]configuration error[/red]\n{escape(str(error))}", highlight=False)
         sys.exit(2)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bot.console.tables import ConsoleBase
 from engine.tables import EngineBase
 from knowledge.catalog import CatalogBase
 
@@ -30,6 +31,7 @@ from knowledge.catalog import CatalogBase
 TARGET_METADATA: list[MetaData] = [
     EngineBase.metadata,
     CatalogBase.metadata,
+    ConsoleBase.metadata,
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

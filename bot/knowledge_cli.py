@@ -243,19 +243,24 @@ def show(settings: Settings) -> None:
 async def _statuses(settings: Settings) -> list[Any]:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bot.source_table import missing_sqlite_file
     from knowledge.catalog import Catalog
     from knowledge.registry import overview
+    from knowledge.types import SourceStatus
 
-    catalog = await Catalog.open(settings.storage.url)
-    try:
-        return await overview(settings.knowledge, catalog)
-    except SQLAlchemyError:  # a database never migrated: nothing indexed yet
-        from knowledge.types import SourceStatus
-
+    def never_run() -> list[Any]:
         return [
             SourceStatus(s.name, s.kind, s.collection, 0, 0, 0, None, "never", schedule=s.schedule)
             for s in settings.knowledge.sources
         ]
+
+    if missing_sqlite_file(settings.storage.url):
+        return never_run()  # listing creates nothing: no database file yet, nothing indexed
+    catalog = await Catalog.open(settings.storage.url)
+    try:
+        return await overview(settings.knowledge, catalog)
+    except SQLAlchemyError:  # a database never migrated: nothing indexed yet
+        return never_run()
     finally:
         await catalog.close()
 

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 from engine.trace import request_id
 
@@ -26,11 +27,29 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
     # Chinese resident ID: 17 digits and a check digit or X
     (re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])"), "[id-number]"),
-    # mainland mobile numbers, optionally +86
-    (re.compile(r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}(?!\d)"), "[phone]"),
+    # mainland mobile numbers, optionally +86 / 0086, digits grouped by spaces, dashes or dots
+    (
+        re.compile(r"(?<!\d)(?:(?:\+|00)?86[\s.-]?)?1[3-9]\d[\s.-]?\d{4}[\s.-]?\d{4}(?!\d)"),
+        "[phone]",
+    ),
     # other international numbers written with a leading +
-    (re.compile(r"(?<![\w+])\+\d{1,3}[\s-]?\(?\d{1,4}\)?(?:[\s-]?\d{2,4}){2,4}(?!\d)"), "[phone]"),
+    (
+        re.compile(r"(?<![\w+])\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?!\d)"),
+        "[phone]",
+    ),
 ]
+# Full-width digits, letters and the signs of addresses and numbers (１３８, ＠, ＋) folded to
+# ASCII, so the patterns see them; Chinese punctuation (，。：) stays as written
+_FOLD = {ord(c): ord(c) - 0xFEE0 for c in "０１２３４５６７８９＠＋．－＿％"} | {
+    code: code - 0xFEE0 for code in (*range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))
+}
+# A token with percent escapes (a URL, a query string): decoded before redaction, so
+# alice.wong%40example.com and %2B86%20138… are caught
+_ESCAPED = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+
+
+def _decoded(match: re.Match[str]) -> str:
+    return unquote_plus(match.group(0), errors="replace")
 
 
 class Redactor:
@@ -41,11 +60,21 @@ class Redactor:
         self._secrets = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:
+        text = _ESCAPED.sub(_decoded, text.translate(_FOLD))
         if self._secrets is not None:
             text = self._secrets.sub("[secret]", text)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
+
+
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self._level
 
 
 class _Formatter(logging.Formatter):
@@ -92,3 +121,14 @@ def setup_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Loggers that print every URL (query strings carry questions, e-mails, search terms), and
+    # APScheduler's line per job run (the recovery sweep runs every few seconds), only speak up
+    # for problems, unless the operator asked for DEBUG
+    quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore", "uvicorn.access", "apscheduler.executors.default"):
+        logger = logging.getLogger(name)
+        logger.setLevel(quiet)
+        # uvicorn sets its loggers' levels again after this: a filter stays
+        for earlier in [f for f in logger.filters if isinstance(f, _AtLeast)]:
+            logger.removeFilter(earlier)
+        logger.addFilter(_AtLeast(quiet))

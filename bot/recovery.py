@@ -1,4 +1,13 @@
-"""After a crash: questions that were received but never answered get an apology at start."""
+"""Recovery that runs all the time: questions that were claimed but never got a final message
+(the process was killed, crashed, or stopped before it could tell the asker) get one apology in
+their thread.
+
+A sweeper job runs every `[server] recovery_sweep_seconds` on one replica at a time (the job
+lock of jobs/lock.py) and takes events older than their deadline — longer than any live answer
+can take, since a live process always ends its answers itself (engine/ending.py). Each event is
+taken with one atomic UPDATE, so across replicas and restarts every question gets one apology.
+The question of the lost turn is stored with the apology, so the console shows what was asked.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,15 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
 from adapters.base import Adapter
-from engine.messages import Answer, Outcome
+from engine import ending
+from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
+from engine.records import UnansweredEvent
 from engine.store import ConversationStore
+from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +31,7 @@ APOLOGY = (
     "抱歉，我在回答您的问题时重启了，请再问一次。\n"
     "Sorry — I restarted while answering your question. Please ask it again."
 )
+JOB = "recovery:sweep"
 
 
 async def apologise_for_unanswered(
@@ -30,11 +46,13 @@ async def apologise_for_unanswered(
     alone events younger than `grace` (another replica may still be answering them).
 
     Returns (apologised, unreachable). Each event is taken atomically, so when several replicas
-    start together, each question gets one apology."""
+    run this together, each question gets one apology."""
     now = now or datetime.now(UTC)
     by_platform = {adapter.name: adapter for adapter in adapters}
     apologised = unreachable = 0
     for event in await store.unanswered_events(older_than=now - grace, newer_than=now - window):
+        if (event.platform, event.message_id) in ending.IN_FLIGHT:
+            continue  # still being answered here, however slowly: it will end by itself
         if not await store.mark_answered(event.platform, event.message_id):
             continue  # another replica took it
         adapter = by_platform.get(event.platform)
@@ -47,13 +65,73 @@ async def apologise_for_unanswered(
                 event.message_id,
                 event.platform,
             )
-            continue
-        try:
-            await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
-            apologised += 1
-        except Exception:  # one failed apology must not stop the start
-            unreachable += 1
-            log.exception("could not apologise for %s/%s", event.platform, event.message_id)
+        else:
+            try:
+                await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
+                apologised += 1
+            except Exception:  # one failed apology must not stop the others
+                unreachable += 1
+                log.exception("could not apologise for %s/%s", event.platform, event.message_id)
+        await _audit(store, event)
     if apologised or unreachable:
-        log.info("crash recovery: %d apologies sent, %d could not be sent", apologised, unreachable)
+        log.info("recovery: %d apologies sent, %d could not be sent", apologised, unreachable)
     return apologised, unreachable
+
+
+async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:
+    """Store the lost turn (its question, the apology) so the console shows what was asked."""
+    key = event.thread_key
+    inbound = Inbound(
+        platform=event.platform,
+        tenant=key.tenant,
+        chat_id=key.chat_id,
+        chat_type=ChatType.GROUP,
+        thread_id=key.thread_id,
+        message_id=event.message_id,
+        sender=Sender(id=event.asker_id),
+        text=event.question,
+        sent_at=event.received_at,
+    )
+    try:
+        thread = await store.thread(key)
+        await store.add_turn(thread.id, inbound, Answer(text=APOLOGY, outcome=Outcome.FAILED))
+    except Exception as error:  # the apology went out; the record is a nice-to-have
+        log.warning("lost turn %s/%s not recorded: %s", event.platform, event.message_id, error)
+
+
+async def sweep(
+    store: ConversationStore,
+    adapters: Sequence[Adapter],
+    *,
+    deadline: timedelta,
+    window: timedelta,
+) -> tuple[int, int]:
+    """One sweep on the replica that holds the job lock; (0, 0) on the others."""
+    async with job_lock(store.engine, JOB) as held:
+        if not held:
+            return 0, 0
+        return await apologise_for_unanswered(store, adapters, window=window, grace=deadline)
+
+
+def schedule_recovery(
+    scheduler: AsyncIOScheduler,
+    store: ConversationStore,
+    adapters: Sequence[Adapter],
+    *,
+    every: float,
+    deadline: timedelta,
+    window: timedelta,
+) -> None:
+    """Sweep every `every` seconds, the first time right away (a restart after a crash)."""
+    scheduler.add_job(
+        sweep,
+        IntervalTrigger(seconds=every),
+        args=(store, adapters),
+        kwargs={"deadline": deadline, "window": window},
+        id=JOB,
+        name="apologise for questions a crash or stop left unanswered",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+        replace_existing=True,
+    )

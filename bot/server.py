@@ -11,7 +11,8 @@ from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -22,10 +23,11 @@ from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.admin import Holder, admin_router
 from bot.app import App, build_app
-from bot.console.knowledge import UploadLimit, knowledge_router
+from bot.console.knowledge import UploadLimit
 from bot.console.routes import console_router
-from bot.recovery import apologise_for_unanswered
+from bot.recovery import schedule_recovery
 from bot.settings import Settings
+from engine import clean
 from jobs.faq import ManagedFaq
 from jobs.handoff import HandoffJobs
 from jobs.retention import schedule_retention
@@ -70,6 +72,7 @@ def create_server(settings: Settings) -> FastAPI:
                 held.pop("holder").release()
             raise
         state["app"] = app
+        app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
         started: list[Adapter] = []
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
         HandoffJobs(
@@ -86,11 +89,14 @@ def create_server(settings: Settings) -> FastAPI:
                 await adapter.start()
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
-            await apologise_for_unanswered(
+            # after the adapters started: the first sweep (right away) may post apologies
+            schedule_recovery(
+                scheduler,
                 app.store,
                 adapters,
+                every=settings.server.recovery_sweep_seconds,
+                deadline=timedelta(seconds=answer_deadline(settings)),
                 window=timedelta(minutes=settings.server.recovery_window_minutes),
-                grace=timedelta(seconds=settings.llm.total_timeout + 10),
             )
             # Everything built so far (torch, the models, the indexes) lives as long as the
             # process: keep it out of the garbage collector's full passes, which otherwise
@@ -110,6 +116,7 @@ def create_server(settings: Settings) -> FastAPI:
                 held.pop("holder").release()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    server.add_exception_handler(RequestValidationError, invalid_request)
     server.add_middleware(
         UploadLimit, max_bytes=settings.server.max_body_bytes, knowledge=settings.knowledge
     )
@@ -137,8 +144,10 @@ def create_server(settings: Settings) -> FastAPI:
                 web_chat=settings.server.web_chat,
             )
         )
-        server.include_router(knowledge_router(settings.console, lambda: state.get("app")))
     if settings.server.web_chat:
+        from bot.webchat import webchat_router
+
+        server.include_router(webchat_router(lambda: state.get("app")))
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 
         @server.get("/", response_class=HTMLResponse)
@@ -182,6 +191,28 @@ def create_server(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return server
+
+
+async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """422 with where and why only: FastAPI's own handler echoes the input back and fails with
+    a 500 on a body that is not UTF-8 (or holds a lone surrogate)."""
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [clean.text(part, 100) for part in e.get("loc", ())],
+            "msg": clean.text(e.get("msg", ""), 300),
+            "type": clean.text(e.get("type", ""), 100),
+        }
+        for e in errors[:20]
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def answer_deadline(settings: Settings) -> float:
+    """Seconds after which a claimed question without a final message counts as lost: longer
+    than any live answer takes (model timeout, plus retrieval and the web lookup)."""
+    configured = settings.server.recovery_deadline_seconds
+    return configured or settings.llm.total_timeout + 60
 
 
 class AdapterCollector(Collector):

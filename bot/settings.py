@@ -27,7 +27,7 @@ from adapters.slack.config import SlackSettings
 from bot.console.config import ConsoleSettings
 from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
 from engine.escalation import EscalationSettings
-from engine.web import WebSettings
+from engine.web.config import WebSettings
 from knowledge.config import KnowledgeSettings
 
 ENV_PREFIX = "TEAMBOT_"
@@ -54,7 +54,20 @@ class ServerSettings(BaseModel):
         default=60,
         ge=0,
         le=10_080,
-        description="apologise at start for questions this recent that a crash left unanswered",
+        description="apologise for questions this recent that a crash left unanswered",
+    )
+    recovery_sweep_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="how often one replica looks for questions a crash or stop left unanswered",
+    )
+    recovery_deadline_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=86_400,
+        description="a question without a final message this long is apologised for "
+        "(0: the model's total_timeout + 60 s)",
     )
 
 
@@ -210,3 +223,83 @@ def secret_values(settings: BaseModel) -> list[str]:
         elif isinstance(value, BaseModel):
             values.extend(secret_values(value))
     return values
+
+
+def config_files(config: Path | None = None) -> list[Path]:
+    """The files `load_settings(config)` reads besides the environment, in the order given."""
+    global _CONFIG_OVERRIDE
+    _CONFIG_OVERRIDE = config
+    try:
+        toml = _config_path_from_env()
+    finally:
+        _CONFIG_OVERRIDE = None
+    read = [toml.resolve()] if toml is not None and toml.exists() else []
+    secrets_file = os.environ.get(f"{ENV_PREFIX}SECRETS_FILE")
+    if secrets_file:
+        read.append(Path(secrets_file).resolve())
+    return read
+
+
+# Where each platform's credentials come from, for the "enabled but not set" message.
+_CREDENTIALS_HELP = {
+    "slack": "api.slack.com/apps → your app (created from deploy/slack/manifest.yaml)",
+    "feishu": "the Feishu/Lark developer console (凭证与基础信息 / 事件与回调 → 加密策略)",
+    "dingtalk": "the DingTalk developer console (开发者后台 → 凭证与基础信息)",
+}
+
+
+def missing_credentials(settings: Settings) -> dict[str, str]:
+    """platform -> how to fix it, for every enabled platform whose credentials are not set.
+
+    One message shape for all platforms, shown by `teambot doctor` and by `teambot serve`
+    (which refuses to start rather than fail later inside an SDK).
+    """
+    missing: dict[str, list[str]] = {
+        "slack": _missing_slack(settings.slack) if settings.slack.enabled else [],
+        "feishu": _missing_feishu(settings.feishu) if settings.feishu.enabled else [],
+        "dingtalk": _missing_dingtalk(settings.dingtalk) if settings.dingtalk.enabled else [],
+    }
+    return {
+        platform: (
+            f"{platform} is enabled but {', '.join(names)} {'is' if len(names) == 1 else 'are'} "
+            f"not set. Find {'it' if len(names) == 1 else 'them'} in {_CREDENTIALS_HELP[platform]}; "
+            f"secrets ({ENV_PREFIX}…) go in the environment or the {ENV_PREFIX}SECRETS_FILE "
+            f"(deploy/teambot.env.example lists them). Or turn {platform} off: "
+            f"[{platform}] enabled = false ({ENV_PREFIX}{platform.upper()}__ENABLED=false)"
+        )
+        for platform, names in missing.items()
+        if names
+    }
+
+
+def _unset(secret: SecretStr | None) -> bool:
+    return secret is None or not secret.get_secret_value()
+
+
+def _missing_slack(slack: SlackSettings) -> list[str]:
+    names = ["TEAMBOT_SLACK__BOT_TOKEN (xoxb-…)"] if _unset(slack.bot_token) else []
+    socket = slack.mode == "socket" or (slack.mode == "auto" and not _unset(slack.app_token))
+    if socket and _unset(slack.app_token):
+        names.append("TEAMBOT_SLACK__APP_TOKEN (xapp-…, Socket Mode)")
+    if not socket and _unset(slack.signing_secret):
+        names.append(
+            "TEAMBOT_SLACK__SIGNING_SECRET (HTTP events; or set TEAMBOT_SLACK__APP_TOKEN for "
+            "Socket Mode)"
+        )
+    return names
+
+
+def _missing_feishu(feishu: FeishuSettings) -> list[str]:
+    names = ["[feishu] app_id (cli_…)"] if not feishu.app_id else []
+    if _unset(feishu.app_secret):
+        names.append("TEAMBOT_FEISHU__APP_SECRET")
+    if feishu.mode == "webhook" and _unset(feishu.verification_token):
+        names.append("TEAMBOT_FEISHU__VERIFICATION_TOKEN (webhook mode)")
+    return names
+
+
+def _missing_dingtalk(dingtalk: DingTalkSettings) -> list[str]:
+    names = ["[dingtalk] client_id (AppKey)"] if not dingtalk.client_id else []
+    if _unset(dingtalk.client_secret):
+        names.append("TEAMBOT_DINGTALK__CLIENT_SECRET")
+    return names

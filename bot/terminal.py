@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -19,7 +21,65 @@ _STYLE = {
     Outcome.NO_KNOWLEDGE: "bright_black",
     Outcome.FAILED: "red",
     Outcome.HANDED_OFF: "cyan",
+    Outcome.TRUNCATED: "yellow",
+    Outcome.INTERRUPTED: "red",
+    Outcome.TIMED_OUT: "yellow",
+    Outcome.TOO_LONG: "yellow",
 }
+
+
+class WarningLines(logging.Handler):
+    """Warnings for `ask` and `chat`: one tidy line each, held while an answer streams and
+    printed after it, never in the middle of it."""
+
+    def __init__(self, console: Console, redact: Callable[[str], str] | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self._console = console
+        self._redact = redact
+        self._held: list[str] = []
+        self.holding = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            text = self._redact(text) if self._redact else text
+            line = text if len(text) <= 200 else text[:199] + "…"
+            if self.holding:
+                if line not in self._held:
+                    self._held.append(line)
+            else:
+                self._print(line)
+        except Exception:  # a log line must never break the answer
+            self.handleError(record)
+
+    def show_held(self) -> None:
+        """The answer is done: print what was held (not `release`, the Handler's lock)."""
+        self.holding = False
+        for line in self._held:
+            self._print(line)
+        self._held.clear()
+
+    def _print(self, line: str) -> None:
+        self._console.print(
+            f"[yellow]warning[/yellow] [dim]{escape(line)}[/dim]",
+            highlight=False,
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+
+
+_lines: WarningLines | None = None
+
+
+def tidy_warnings(console: Console, redact: Callable[[str], str] | None = None) -> None:
+    """Replace the root logger's stream output with `WarningLines` on `console`."""
+    global _lines
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler):
+            root.removeHandler(handler)
+    _lines = WarningLines(console, redact)
+    root.addHandler(_lines)
 
 
 class ConsoleReplyChannel:
@@ -36,6 +96,8 @@ class ConsoleReplyChannel:
         return ChannelLimits(max_chars=100_000, can_edit=True)
 
     async def open(self) -> None:
+        if _lines is not None:
+            _lines.holding = True
         self._live = Live(Text("…", style="dim"), console=self._console, refresh_per_second=12)
         self._live.start()
 
@@ -66,6 +128,8 @@ class ConsoleReplyChannel:
         self._console.print(
             f"[{style}]{answer.outcome.value}[/{style}] [dim]· {answer.timings.total:.1f} s[/dim]"
         )
+        if _lines is not None:
+            _lines.show_held()
 
     async def post_escalation(self, notice: EscalationNotice) -> None:
         self._console.print(f"[cyan]escalated to a person: {notice.trigger}[/cyan]")

@@ -29,7 +29,25 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(
         default=2, ge=0, le=10, description="retries before the first token only"
     )
-    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_concurrency: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="requests in flight to the server; 0 = as many as the server runs at once "
+        "(SGLang max_running_requests, llama.cpp slots), 8 when it does not say",
+    )
+    context_size: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="tokens the model holds per request; 0 = what the server reports "
+        "(llama.cpp /props, /v1/models), 8192 when it does not say; a smaller value caps it",
+    )
+    reasoning: Literal["auto", "opens_think", "plain"] = Field(
+        default="auto",
+        description="auto = from the server (SGLang reasoning_parser, llama.cpp chat template); "
+        "opens_think = the template opens <think>, hold answers until </think>; plain = stream",
+    )
     breaker_failures: int = Field(
         default=3, ge=1, le=100, description="consecutive failures that open the breaker"
     )
@@ -51,13 +69,27 @@ class ConversationSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     history_turns: int = Field(default=6, ge=0, le=100)
-    history_tokens: int = Field(default=1500, ge=0, le=100_000)
+    history_tokens: int = Field(
+        default=12_000,
+        ge=0,
+        le=1_000_000,
+        description="at most this many (estimated) tokens of history, passages included; the "
+        "model's context limits it further",
+    )
     update_interval: float = Field(
         default=1.0, ge=0.05, le=60, description="seconds between streamed edits"
     )
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
     passage_chars: int = Field(
         default=1200, ge=100, le=20_000, description="per passage in the prompt"
+    )
+    rewrite_followups: bool = Field(
+        default=True,
+        description="make a follow-up standalone with the model before retrieval "
+        "(else, or when the model is down: the previous question + the follow-up)",
+    )
+    rewrite_timeout: float = Field(
+        default=8.0, gt=0, le=120, description="seconds the model may take to rewrite"
     )
 
 

@@ -10,7 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from engine import metrics
+from engine import clean, ending, metrics
+from engine.budget import Budget, Fitted, QuestionTooLong, fit
 from engine.config import ConversationSettings, PolicySettings
 from engine.escalation import (
     ASKED_FOR_HUMAN,
@@ -23,8 +24,17 @@ from engine.escalation import (
     follow_up,
     resolves,
 )
+from engine.followup import Query, merge, standalone
 from engine.language import detect, phrase
-from engine.llm import LLMClient, LLMEmptyAnswer, LLMError, LLMStreamBroken, LLMTimeout
+from engine.llm import (
+    LLMClient,
+    LLMContextExceeded,
+    LLMEmptyAnswer,
+    LLMError,
+    LLMServerError,
+    LLMStreamBroken,
+    LLMTimeout,
+)
 from engine.messages import (
     Answer,
     Citation,
@@ -37,7 +47,15 @@ from engine.messages import (
 )
 from engine.policy import Policy
 from engine.ports import ReplyChannel
-from engine.prompt import HistoryTurn, build_messages, heading, section, trim_history
+from engine.prompt import (
+    HistoryTurn,
+    first_web_number,
+    heading,
+    numbering,
+    render_turn,
+    section,
+    trim_history,
+)
 from engine.store import ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
@@ -48,6 +66,14 @@ from knowledge import Passage, Retriever
 log = logging.getLogger(__name__)
 
 _CITE = re.compile(r"\[(\d{1,2})\]")
+# Outcomes where the model server let the asker down: they may hand the thread to a person.
+_MODEL_FAILED = (Outcome.RETRIEVAL_ONLY, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.TIMED_OUT)
+
+
+def _history(records: Sequence[TurnRecord]) -> list[HistoryTurn]:
+    """Earlier turns as the model saw them: only turns the model answered, each user turn as it
+    was sent and the model's own words; notices, retrieval-only and canned replies stay out."""
+    return [HistoryTurn(r.prompt or r.question, r.model_text) for r in records if r.model_text]
 
 
 class Conversation:
@@ -77,7 +103,11 @@ class Conversation:
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
-        is not for this bot (a chat or workspace outside the allowlists)."""
+        is not for this bot (a chat or workspace outside the allowlists). Whatever fails inside,
+        the asker gets a final message (engine/ending.py)."""
+        return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
+
+    async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         started = time.monotonic()
         new_request_id(inbound.platform, inbound.message_id)
         metrics.RECEIVED.labels(inbound.platform).inc()
@@ -95,6 +125,8 @@ class Conversation:
             inbound.message_id,
             inbound.thread_key,
             max(self._settings.history_turns, escalation.max_unresolved_turns),
+            question=inbound.text,  # for the audit record should this turn never finish
+            asker=inbound.sender.id,
         )
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
@@ -135,12 +167,18 @@ class Conversation:
         records = (
             claim.history[-self._settings.history_turns :] if self._settings.history_turns else ()
         )
-        history = trim_history(
-            [HistoryTurn(r.question, r.answer) for r in records if r.answer],
-            self._settings.history_tokens,
-        )
+        history = trim_history(_history(records), self._settings.history_tokens)
         question = inbound.text.strip()
-        passages = await self._retrieve(question, history, inbound)
+        if (too_long := await self._too_long_alone(question, language, started)) is not None:
+            return await self._finish(thread.id, inbound, too_long, reply)
+        earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
+        query = await standalone(
+            question,
+            earlier,
+            self._llm if self._settings.rewrite_followups else None,
+            seconds=self._settings.rewrite_timeout,
+        )
+        passages = await self._retrieve(query, inbound)
         retrieval_s = time.monotonic() - started
         timings = Timings(retrieval=retrieval_s)
         web = await self._look_up(inbound, question, passages, language)
@@ -186,9 +224,7 @@ class Conversation:
         thread's turns before this one, oldest first."""
         if answer.outcome is Outcome.NO_KNOWLEDGE and escalation.on_no_grounding:
             return NO_GROUNDING
-        failed = (
-            answer.outcome in (Outcome.RETRIEVAL_ONLY, Outcome.FAILED) and self._llm is not None
-        )
+        failed = answer.outcome in _MODEL_FAILED and self._llm is not None
         if failed and escalation.on_model_failure:
             return MODEL_FAILURE
         if escalation.max_unresolved_turns:
@@ -230,6 +266,7 @@ class Conversation:
         if took:
             await self.take(thread.id, agent_id)
         if text.strip() and not resolves(text) and not asks_for_human(text):
+            await self._store.add_human_reply(thread.id, text.strip())
             now = datetime.now(UTC)
             handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
             if handoff is not None and handoff.responded_at == now:
@@ -337,26 +374,16 @@ class Conversation:
             )
         return None
 
-    async def _retrieve(
-        self, question: str, history: Sequence[HistoryTurn], inbound: Inbound
-    ) -> list[Passage]:
-        """Grounding passages for the question; a follow-up also tries with the last question."""
+    async def _retrieve(self, query: Query, inbound: Inbound) -> list[Passage]:
+        """Grounding passages for the (standalone) query; several texts merge by best score."""
         floor = self._retriever.min_score
         # Only the knowledge collections this chat is mapped to (knowledge.chat_collections).
         scope = self._retriever.collections_for(inbound.platform, inbound.chat_id)
+        if query.how != "bare":
+            metrics.FOLLOWUP_QUERIES.labels(query.how).inc()
         with metrics.RETRIEVAL_TIME.time():
-            passages = [
-                p
-                for p in await self._retriever.retrieve(question, collections=scope)
-                if p.score >= floor
-            ]
-            if not passages and history:
-                combined = f"{history[-1].question}\n{question}"
-                passages = [
-                    p
-                    for p in await self._retriever.retrieve(combined, collections=scope)
-                    if p.score >= floor
-                ]
+            found = [await self._retriever.retrieve(t, collections=scope) for t in query.texts]
+            passages = merge(found, floor, self._retriever.top_k)
         if not passages:
             metrics.NO_GROUNDING.inc()
         return passages
@@ -395,54 +422,95 @@ class Conversation:
         *,
         web: Sequence[WebSource] = (),
     ) -> Answer:
+        """The model's answer, fitted to its context and streamed; each way it can end has its
+        own outcome, notice and metric (docs/model-server.md lists them)."""
         assert self._llm is not None
-        messages = build_messages(
+        await self._llm.server_info()
+        budget = self._llm.budget()
+        for attempt in (1, 2):
+            try:
+                fitted = await self._fit(question, passages, history, web, language, budget)
+            except QuestionTooLong as error:
+                return self._too_long(error.tokens, error.limit, language, timings, started)
+            try:
+                return await self._stream(
+                    fitted, question, language, reply, timings, started, budget
+                )
+            except LLMContextExceeded as error:
+                # the server counts differently than we did: fit again to what it said
+                log.warning("model refused the prompt as too long (attempt %d): %s", attempt, error)
+                smaller = self._llm.budget()
+                if smaller.context >= budget.context:
+                    smaller = Budget(budget.context * 3 // 4, budget.completion * 3 // 4)
+                budget = smaller
+        return self._too_long(fitted.prompt_tokens, budget.prompt, language, timings, started)
+
+    async def _fit(
+        self,
+        question: str,
+        passages: list[Passage],
+        history: Sequence[HistoryTurn],
+        web: Sequence[WebSource],
+        language: str,
+        budget: Budget,
+    ) -> Fitted:
+        assert self._llm is not None
+        fitted = await fit(
             question,
             passages,
             history,
+            web,
+            budget=budget,
+            counter=self._llm.counter,
             language=language,
-            instructions_as=self._instructions_as,  # type: ignore[arg-type]
+            instructions_as=self._instructions_as,
             passage_chars=self._settings.passage_chars,
-            web=web,
         )
+        if fitted.dropped_turns:
+            metrics.PROMPT_TRIMMED.labels("history").inc(fitted.dropped_turns)
+        if fitted.dropped_passages:
+            metrics.PROMPT_TRIMMED.labels("passages").inc(fitted.dropped_passages)
+        return fitted
+
+    async def _stream(
+        self,
+        fitted: Fitted,
+        question: str,
+        language: str,
+        reply: ReplyChannel,
+        timings: Timings,
+        started: float,
+        budget: Budget,
+    ) -> Answer:
+        assert self._llm is not None
+        passages, web = fitted.passages, fitted.web
+        earlier = [turn.question for turn in fitted.history]
+        chars = self._settings.passage_chars
+        sent = render_turn(
+            question, passages, language=language, passage_chars=chars, web=web, earlier=earlier
+        )
+        numbers, _ = numbering(passages, earlier, chars)
+        first_web = first_web_number(numbers, earlier)
+        room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
         content: list[str] = []
         reasoning: list[str] = []
         usage = Usage()
+        finish: str | None = None
         first_token: float | None = None
         first_visible: float | None = None
         last_update = 0.0
         shown = ""
         limit = reply.limits.max_chars
-        try:
-            async for delta in self._llm.stream_chat(messages):
-                now = time.monotonic()
-                if first_token is None and (delta.content or delta.reasoning):
-                    first_token = now - started
-                reasoning.append(delta.reasoning)
-                content.append(delta.content)
-                if delta.usage is not None:
-                    usage = delta.usage
-                text = "".join(content).strip()
-                interval_passed = now - last_update >= self._settings.update_interval
-                if reply.limits.can_edit and text and text != shown and interval_passed:
-                    await reply.update(clip(text, limit))
-                    shown, last_update = text, time.monotonic()
-                    if first_visible is None:
-                        first_visible = last_update - started
-        except (LLMTimeout, LLMStreamBroken) as error:
-            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
+
+        def ended(outcome: Outcome, ending: str, notice: str = "") -> Answer:
+            metrics.MODEL_ENDINGS.labels(ending).inc()
             text = "".join(content).strip()
-            if not text:
-                log.warning("model failed before any answer text: %s", error)
-                return self._retrieval_only(passages, language, timings, started, usage, web=web)
-            log.warning("model stream ended early: %s", error)
-            notice = phrase("cut_off", language)
             return Answer(
-                text=f"{text}\n\n{notice}",
-                outcome=Outcome.FAILED,
+                text=f"{text}\n\n{notice}" if notice else text,
+                outcome=outcome,
                 language=language,
-                reasoning="".join(reasoning),
-                citations=_citations(text, passages, web),
+                reasoning="".join(reasoning).strip(),
+                citations=_citations(text, passages, web, numbers, first_web),
                 usage=usage,
                 timings=replace(
                     timings,
@@ -451,25 +519,86 @@ class Conversation:
                     total=time.monotonic() - started,
                 ),
                 notice=notice,
+                prompt=sent,
+                model_text=text,
             )
+
+        try:
+            stream = self._llm.stream_chat(
+                fitted.messages, max_tokens=max(16, min(self._llm.settings.max_tokens, room))
+            )
+            async for delta in stream:
+                now = time.monotonic()
+                if first_token is None and (delta.content or delta.reasoning):
+                    first_token = now - started
+                reasoning.append(delta.reasoning)
+                content.append(delta.content)
+                if delta.usage is not None:
+                    usage = delta.usage
+                finish = delta.finish_reason or finish
+                text = "".join(content).strip()
+                interval_passed = now - last_update >= self._settings.update_interval
+                if reply.limits.can_edit and text and text != shown and interval_passed:
+                    await reply.update(clip(text, limit))
+                    shown, last_update = text, time.monotonic()
+                    if first_visible is None:
+                        first_visible = last_update - started
+        except LLMContextExceeded:
+            raise
+        except (LLMTimeout, LLMStreamBroken, LLMServerError) as error:
+            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
+            if not "".join(content).strip():
+                log.warning("model failed before any answer text: %s", error)
+                return self._retrieval_only(passages, language, timings, started, usage, web=web)
+            log.warning("model stream ended early: %s", error)
+            if isinstance(error, LLMServerError):
+                full = error.context
+                key = "server_full" if full else "server_error"
+                return ended(Outcome.INTERRUPTED, key, phrase(key, language))
+            if isinstance(error, LLMTimeout) and error.own_limit:
+                seconds = self._llm.settings.total_timeout
+                return ended(
+                    Outcome.TIMED_OUT, "own_timeout", phrase("timed_out", language, seconds=seconds)
+                )
+            return ended(Outcome.FAILED, "stalled", phrase("cut_off", language))
         except (LLMEmptyAnswer, LLMError) as error:
             metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
             log.warning("model unavailable, answering from retrieval only: %s", error)
             return self._retrieval_only(passages, language, timings, started, usage, web=web)
-        text = "".join(content).strip()
+        if finish == "length":
+            log.warning(
+                "answer hit the length limit (%d completion tokens, %d prompt tokens)",
+                usage.completion_tokens, usage.prompt_tokens,
+            )  # fmt: skip
+            return ended(Outcome.TRUNCATED, "length", phrase("truncated", language))
+        return ended(Outcome.ANSWERED, "stop")
+
+    async def _too_long_alone(self, question: str, language: str, started: float) -> Answer | None:
+        """The over-long question's answer, when it cannot fit the model's context even alone:
+        said before retrieval, whatever the knowledge base holds."""
+        if self._llm is None or self._llm.breaker_open:
+            return None
+        await self._llm.server_info()
+        budget = self._llm.budget()
+        try:
+            await self._fit(question, [], [], [], language, budget)
+        except QuestionTooLong as error:
+            return self._too_long(error.tokens, error.limit, language, Timings(), started)
+        return None
+
+    def _too_long(
+        self, tokens: int, limit: int, language: str, timings: Timings, started: float
+    ) -> Answer:
+        """The question does not fit the model's context, even with the history left out."""
+        metrics.MODEL_ENDINGS.labels("too_long").inc()
+        log.warning("question too long for the model: %d prompt tokens, %d allowed", tokens, limit)
+        notice = phrase("too_long_for_model", language, tokens=tokens, limit=max(limit, 0))
         return Answer(
-            text=text,
-            outcome=Outcome.ANSWERED,
+            text=notice,
+            outcome=Outcome.TOO_LONG,
             language=language,
-            reasoning="".join(reasoning).strip(),
-            citations=_citations(text, passages, web),
-            usage=usage,
-            timings=replace(
-                timings,
-                first_token=first_token,
-                first_visible=first_visible,
-                total=time.monotonic() - started,
-            ),
+            timings=replace(timings, total=time.monotonic() - started),
+            notice=notice,
         )
 
     def _retrieval_only(
@@ -482,7 +611,8 @@ class Conversation:
         *,
         web: Sequence[WebSource] = (),
     ) -> Answer:
-        notice = phrase("retrieval_only", language)
+        # no model configured is a setting, not an outage: say so plainly
+        notice = phrase("retrieval_only" if self._llm is not None else "model_off", language)
         excerpts = []
         for number, passage in enumerate(passages, start=1):
             excerpt = clip(re.sub(r"\n\s*\n+", "\n", passage.text.strip()), 500)
@@ -494,7 +624,7 @@ class Conversation:
             text=notice + "\n\n" + "\n\n".join(excerpts),
             outcome=Outcome.RETRIEVAL_ONLY,
             language=language,
-            citations=_citations("", passages, web),
+            citations=_all_citations(passages, web),
             usage=usage or Usage(),
             timings=replace(timings, total=time.monotonic() - started),
             notice=notice,
@@ -504,7 +634,19 @@ class Conversation:
         self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
     ) -> Answer:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
-        stored = await self._persist(thread_id, inbound, answer)
+        # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
+        answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
+        try:
+            stored = await self._persist(thread_id, inbound, answer)
+        except Exception:
+            # the answer is written: the asker gets it (without buttons) even if it cannot be
+            # stored; the error still ends in the log and the error metric
+            log.exception("turn of %s/%s not stored", inbound.platform, inbound.message_id)
+            metrics.ANSWER_ERRORS.labels(inbound.platform, "store").inc()
+            await reply.finish(answer)
+            metrics.record_answer(inbound.platform, answer)
+            await ending.mark(self._store.mark_answered, inbound.platform, inbound.message_id)
+            return answer
         await reply.finish(stored)
         metrics.record_answer(inbound.platform, stored)
         if stored.outcome is Outcome.ANSWERED:
@@ -539,19 +681,29 @@ def _web_citation(number: int, source: WebSource) -> Citation:
 
 
 def _citations(
-    text: str, passages: Sequence[Passage], web: Sequence[WebSource] = ()
+    text: str,
+    passages: Sequence[Passage],
+    web: Sequence[WebSource] = (),
+    numbers: Sequence[int] = (),
+    first_web: int | None = None,
 ) -> tuple[Citation, ...]:
-    """The sources the answer cites by number; all of them when it cites none. Web results are
-    numbered after the knowledge passages."""
-    total = len(passages) + len(web)
-    cited = sorted({int(n) for n in _CITE.findall(text) if 1 <= int(n) <= total})
-    numbers = cited or list(range(1, total + 1))
-    return tuple(
-        _citation(n, passages[n - 1])
-        if n <= len(passages)
-        else _web_citation(n, web[n - len(passages) - 1])
-        for n in numbers
-    )
+    """The sources the answer cites by number, and only those: an answer that cites nothing
+    lists nothing. `numbers`: the passages' numbers in the prompt (default 1, 2, …); web
+    results are numbered from `first_web` (default: after the passages)."""
+    numbers = list(numbers) or list(range(1, len(passages) + 1))
+    first = first_web or max(numbers, default=0) + 1
+    sources = {n: _citation(n, p) for n, p in zip(numbers, passages, strict=True)}
+    sources |= {first + i: _web_citation(first + i, w) for i, w in enumerate(web)}
+    cited = sorted({int(n) for n in _CITE.findall(text)} & sources.keys())
+    return tuple(sources[n] for n in cited)
+
+
+def _all_citations(
+    passages: Sequence[Passage], web: Sequence[WebSource] = ()
+) -> tuple[Citation, ...]:
+    """Every source, numbered as shown (a retrieval-only answer quotes them all)."""
+    shown = "".join(f"[{n}]" for n in range(1, len(passages) + len(web) + 1))
+    return _citations(shown, passages, web)
 
 
 def _with_web_notice(answer: Answer, web: WebReport | None) -> Answer:

@@ -36,6 +36,29 @@ MODEL_FAILURE = "model_failure"
 UNRESOLVED_TURNS = "unresolved_turns"
 BUTTON = "button"
 
+# What each trigger is called where a person reads it (notices, the console).
+TRIGGER_LABELS: dict[str, dict[str, str]] = {
+    ASKED_FOR_HUMAN: {"en": "asked for a person", "zh": "提问人要求转人工"},
+    NO_GROUNDING: {"en": "nothing in the knowledge base", "zh": "知识库中没有相关内容"},
+    NEGATIVE_FEEDBACK: {"en": "marked not helpful", "zh": "提问人反馈没有帮助"},
+    MODEL_FAILURE: {"en": "the model server failed", "zh": "模型服务出错"},
+    UNRESOLVED_TURNS: {"en": "several turns unresolved", "zh": "多轮对话仍未解决"},
+    BUTTON: {"en": "clicked Talk to a person", "zh": "点击了转人工按钮"},
+}
+
+
+def trigger_label(trigger: str, language: str = "en") -> str:
+    """A trigger as words (`asked_for_human` -> "asked for a person"); unknown ones as given."""
+    labels = TRIGGER_LABELS.get(trigger)
+    return labels.get(language, labels["en"]) if labels else trigger
+
+
+def trigger_labels(trigger: str) -> str:
+    """Both languages, for a notice read by a mixed team: "提问人要求转人工 / asked for a person"."""
+    if trigger not in TRIGGER_LABELS:
+        return trigger
+    return f"{trigger_label(trigger, 'zh')} / {trigger_label(trigger, 'en')}"
+
 
 def asks_for_human(text: str) -> bool:
     """True when the whole message is a request to talk to a person."""

@@ -231,7 +231,14 @@ class HandoffQueries:
         )  # fmt: skip
         first, last = Turn.__table__.alias("first"), Turn.__table__.alias("last")
         stmt = (
-            select(Thread, counts.c.turns, first.c.question, last.c.outcome)
+            select(
+                Thread,
+                counts.c.turns,
+                first.c.question,
+                last.c.outcome,
+                first.c.asker_name,
+                first.c.asker_id,
+            )
             .join(counts, counts.c.thread_id == Thread.id)
             .join(first, first.c.id == counts.c.first)
             .join(last, last.c.id == counts.c.last)
@@ -250,8 +257,9 @@ class HandoffQueries:
                 first_question=q,
                 last_outcome=o,
                 last_message_at=t.last_message_at,
+                asker=name or asker_id or "",
             )
-            for t, n, q, o in rows
+            for t, n, q, o, name, asker_id in rows
         ]
 
     async def feedback_for(self, turn_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str]]]:

@@ -42,8 +42,9 @@ class HandoffRecord:
     resolved_by: str | None
 
     def waiting_minutes(self, now: datetime) -> float:
-        """Minutes from the escalation to the first human response (or to `now` while none)."""
-        end = self.responded_at or self.taken_at or now
+        """Minutes from the escalation to the first human reply (or to `now` while none);
+        taking a thread is not a reply."""
+        end = self.responded_at or now
         return (end - self.escalated_at).total_seconds() / 60
 
 
@@ -72,6 +73,7 @@ class ThreadSummary:
     first_question: str
     last_outcome: str
     last_message_at: datetime
+    asker: str = ""  # who asked the first question (display name, else platform id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +126,10 @@ def figures(
     resolved_without_handoff: int,
 ) -> Figures:
     """The figures from the handoffs escalated in [since, until) and the thread counts."""
-    first = [
-        ((h.responded_at or h.taken_at) - h.escalated_at).total_seconds()  # type: ignore[operator]
+    first = [  # the first reply a person wrote; a Take alone answers nobody
+        (h.responded_at - h.escalated_at).total_seconds()
         for h in handoffs
-        if (h.responded_at or h.taken_at) is not None
+        if h.responded_at is not None
     ]
     resolution = [
         (h.resolved_at - h.escalated_at).total_seconds()

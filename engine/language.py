@@ -42,10 +42,42 @@ PHRASES: dict[str, dict[str, str]] = {
         "so here are the most relevant passages from the knowledge base.",
         "zh": "⚠️ 仅检索结果：语言模型暂时不可用，以下是知识库中最相关的段落。",
     },
+    "model_off": {
+        "en": "No language model is set up here, so these are the most relevant passages "
+        "from the knowledge base, as written.",
+        "zh": "此处未配置语言模型，以下是知识库中最相关的原文段落。",
+    },
     "cut_off": {
         "en": "⚠️ The answer was cut off: the model server stopped responding. "
         "Ask again in a moment.",
         "zh": "⚠️ 回答中断：模型服务没有继续响应，请稍后再问一次。",
+    },
+    "truncated": {
+        "en": "⚠️ This answer is incomplete: it reached the model's length limit. "
+        "Ask me to continue, or ask a narrower question.",
+        "zh": "⚠️ 回答不完整：已达到模型的回答长度上限。可以让我继续，或把问题问得更具体些。",
+    },
+    "server_error": {
+        "en": "⚠️ The answer stopped: the model server reported an error while writing it. "
+        "Ask again in a moment.",
+        "zh": "⚠️ 回答中断：模型服务在生成回答时报告了错误，请稍后再问一次。",
+    },
+    "server_full": {
+        "en": "⚠️ The answer stopped: the model server ran out of room while answering several "
+        "questions at once. Ask again in a moment.",
+        "zh": "⚠️ 回答中断：模型服务同时处理的问题太多，空间不足。请稍后再问一次。",
+    },
+    "timed_out": {
+        "en": "⚠️ The answer was stopped after {seconds:g} seconds, the time limit for one answer. "
+        "Ask a narrower question, or ask again.",
+        "zh": "⚠️ 回答已达到单次 {seconds:g} 秒的时限，已停止。可以把问题问得更具体些，或再问一次。",
+    },
+    "too_long_for_model": {
+        "en": "Your question is too long for the language model to read at once (about {tokens} "
+        "tokens with its context; it can take about {limit}). Please shorten it or split it "
+        "into smaller questions.",
+        "zh": "您的问题太长，语言模型一次读不完（连同参考资料约 {tokens} 个词元，上限约 {limit}）。"
+        "请精简或拆成几个小问题。",
     },
     "escalated": {
         "en": "I've asked a colleague to help with this; a person will reply in this thread.",

@@ -1,5 +1,9 @@
 """The SGLang (or any OpenAI-compatible) client: streaming chat with the model's thinking split
-off, timeouts, retries before the first token only, bounded concurrency and a circuit breaker."""
+off, timeouts, retries before the first token only, bounded concurrency and a circuit breaker.
+
+Only server faults feed the breaker (cannot connect, 5xx, a stall, a cut connection, an error
+chunk); an answer cut by `max_tokens` or by teambot's own `total_timeout`, or a prompt larger
+than the context, is the request's doing and does not. A completed stream resets the count."""
 
 from __future__ import annotations
 
@@ -21,15 +25,22 @@ from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from engine.breaker import Breaker
+from engine.budget import Budget, TokenCounter
 from engine.config import LLMSettings
 from engine.messages import Usage
+from engine.server_info import ServerInfo, count_tokens, discover
 from engine.think import CLOSE, OPEN, ThinkSplitter
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Models whose chat template opens <think> itself, so the output carries only </think>.
-_OPENS_THINK = re.compile(r"(?i)(?<![a-z0-9])(r1|qwq)(?![0-9])|reason|think")
+DEFAULT_CONTEXT = 8192  # when neither the server nor [llm] context_size says
+DEFAULT_CONCURRENCY = 8  # when neither the server nor [llm] max_concurrency says
+# How servers word "the prompt is larger than the context" (llama.cpp, SGLang, vLLM, OpenAI).
+_CONTEXT_ERROR = re.compile(
+    r"(?i)exceed_context_size|context (size|length|window)|maximum context|context_length"
+)
+_N_CTX = re.compile(r"(?i)context (?:size|length)[^0-9]{0,20}\(?(\d+)")
 
 
 class LLMError(Exception):
@@ -46,7 +57,38 @@ class LLMUnavailable(LLMError):
 
 
 class LLMTimeout(LLMError):
-    """No first token within first_token_timeout, a gap over idle_timeout, or total_timeout."""
+    """No first token within first_token_timeout, a gap over idle_timeout, or total_timeout
+    (`which` names the limit)."""
+
+    def __init__(self, message: str, *, which: str, after_output: bool = False):
+        super().__init__(message, after_output=after_output)
+        self.which = which
+
+    @property
+    def own_limit(self) -> bool:
+        """teambot's total_timeout ended an answer that was still streaming: not a server fault."""
+        return self.which == "total_timeout" and self.after_output
+
+
+class LLMContextExceeded(LLMError):
+    """The server refused the prompt as larger than its context (`n_ctx` when it said)."""
+
+    def __init__(self, message: str, *, n_ctx: int | None = None, prompt_tokens: int | None = None):
+        super().__init__(message)
+        self.n_ctx, self.prompt_tokens = n_ctx, prompt_tokens
+
+
+class LLMServerError(LLMError):
+    """The server sent an error chunk in the middle of the answer."""
+
+    def __init__(self, message: str, *, detail: str, after_output: bool):
+        super().__init__(message, after_output=after_output)
+        self.detail = detail
+
+    @property
+    def context(self) -> bool:
+        """The shared context ran out (too many answers at once): capacity, not a dead server."""
+        return bool(_CONTEXT_ERROR.search(self.detail))
 
 
 class LLMStreamBroken(LLMError):
@@ -86,8 +128,13 @@ class ServerReport:
     reachable: bool
     models: tuple[str, ...] = ()
     model: str = ""
+    model_served: bool = True  # the configured model is among those the server lists
     health_ok: bool | None = None
     reasoning_parser: str | None = None
+    kind: str = "openai"
+    context: int | None = None  # what the server reported
+    slots: int | None = None
+    reasoning: str = ""  # how teambot treats the model's thinking, and why
     reasoning_separated: bool | None = None  # None: could not tell (model did not think)
     latency: float | None = None  # seconds for a tiny chat completion
     error: str = ""
@@ -98,6 +145,33 @@ Chunk = Mapping[str, Any]  # one decoded `chat.completion.chunk` of the stream
 
 class _ServerError(Exception):
     """The server sent an error event, a chunk that is not JSON, or a wrong content type."""
+
+
+class _ErrorEvent(_ServerError):
+    """An `{"error": …}` chunk: the server's own report of a failure."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"error event: {detail}")
+        self.detail = detail
+
+
+class _Slots:
+    """A semaphore whose size can change: the bound follows the server once it says."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._busy = 0
+        self._free = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._free:
+            await self._free.wait_for(lambda: self._busy < self.limit)
+            self._busy += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._free:
+            self._busy -= 1
+            self._free.notify_all()
 
 
 @dataclass
@@ -122,13 +196,14 @@ class LLMClient:
         http_client: httpx.AsyncClient | None = None,
         open_think: bool | None = None,
     ):
-        """open_think forces the ThinkSplitter hold rule; None decides by the model's name."""
+        """open_think forces the ThinkSplitter hold rule; None: [llm] reasoning, else what the
+        server says (SGLang's reasoning parser, llama.cpp's chat template)."""
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.root_url = self.base_url.removesuffix("/v1")
         self._own_http = http_client is None
         timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
-        pool = settings.max_concurrency + 4  # the probe and model lookups beside the chats
+        pool = (settings.max_concurrency or 64) + 4  # the probe and lookups beside the chats
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=limits)
         key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -138,10 +213,87 @@ class LLMClient:
         self._openai = AsyncOpenAI(
             base_url=self.base_url, api_key=key or "EMPTY", max_retries=0, http_client=client
         )
-        self._sem = asyncio.Semaphore(settings.max_concurrency)
+        self._sem = _Slots(settings.max_concurrency or DEFAULT_CONCURRENCY)
         self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset)
         self._model = settings.model
+        if open_think is None and settings.reasoning != "auto":
+            open_think = settings.reasoning == "opens_think"
         self._open_think = open_think
+        self._info: ServerInfo | None = None
+        self._info_failed_at: float | None = None
+        self._info_lock = asyncio.Lock()
+        self._counter = TokenCounter()
+        self._learned_context: int | None = None
+
+    async def server_info(self) -> ServerInfo:
+        """What the server says about itself, asked once (again after a failure, at most every
+        breaker_reset seconds); adapts the concurrency bound and the token counter."""
+        if self._info is not None:
+            return self._info
+        async with self._info_lock:
+            failed = self._info_failed_at
+            if self._info is not None:
+                return self._info
+            if failed is not None and time.monotonic() - failed < self.settings.breaker_reset:
+                return ServerInfo()
+            # bounded as a whole: a server that accepts and never answers must not hold up
+            # the first question for every endpoint's timeout in turn
+            limit = min(self.settings.connect_timeout + 3, self.settings.first_token_timeout)
+            try:
+                async with asyncio.timeout(limit):
+                    info = await discover(self._http, self.root_url, self._headers, limit)
+            except (httpx.HTTPError, TimeoutError) as exc:
+                log.info("model server at %s did not describe itself: %r", self.base_url, exc)
+                self._info_failed_at = time.monotonic()
+                return ServerInfo()
+            self._adopt(info)
+            return info
+
+    def _adopt(self, info: ServerInfo) -> None:
+        self._info = info
+        if not self.settings.max_concurrency and info.slots:
+            self._sem.limit = info.slots
+        if info.tokenize:
+            self._counter = TokenCounter(self._count_remote)
+        if self._open_think is None and info.opens_think is not None:
+            self._open_think = info.opens_think
+        log.info(
+            "model server %s (%s): context %s, %s at once, tokenizer %s, thinking %s",
+            self.base_url, info.kind, info.context or "not reported", self._sem.limit,
+            "remote" if info.tokenize else "estimated", self._reasoning_rule(info),
+        )  # fmt: skip
+
+    async def _count_remote(self, text: str) -> int:
+        return await count_tokens(
+            self._http, self.root_url, self._headers, text, self.settings.connect_timeout + 3
+        )
+
+    @property
+    def counter(self) -> TokenCounter:
+        """Counts prompt tokens: the server's tokenizer once it offered one, else an estimate."""
+        return self._counter
+
+    @property
+    def concurrency(self) -> int:
+        return self._sem.limit
+
+    def budget(self) -> Budget:
+        """The context (the server's, capped by [llm] context_size) and the answer's share."""
+        reported = self._learned_context or (self._info.context if self._info else None)
+        configured = self.settings.context_size or None
+        context = min(c for c in (reported, configured) if c) if reported or configured else None
+        context = context or DEFAULT_CONTEXT
+        return Budget(context, min(self.settings.max_tokens, context // 2))
+
+    def _reasoning_rule(self, info: ServerInfo | None) -> str:
+        if self.settings.reasoning != "auto":
+            return f"{self.settings.reasoning} ([llm] reasoning)"
+        if info is not None and info.reasoning_parser:
+            return f"separated by the server (reasoning parser {info.reasoning_parser})"
+        if info is not None and info.opens_think is not None:
+            opens = "opens <think>: answers held until </think>" if info.opens_think else "plain"
+            return f"{opens} (the server's chat template)"
+        return "plain until the model writes </think> unopened (server did not say)"
 
     @property
     def breaker_open(self) -> bool:
@@ -152,7 +304,10 @@ class LLMClient:
         if self._breaker.open:
             return "unavailable (retrieval-only answers until it recovers)"
         if self._breaker.failures:
-            return f"failing ({self._breaker.failures} in a row; retrieval-only answers meanwhile)"
+            return (
+                f"failing ({self._breaker.failures} in a row; still asked — retrieval-only "
+                f"answers after {self._breaker.limit} in a row)"
+            )
         if not self._breaker.answered:
             return "not contacted yet (the first question will tell)"
         return "ok"
@@ -162,37 +317,64 @@ class LLMClient:
         if self._own_http:
             await self._http.aclose()
 
-    async def stream_chat(self, messages: list[dict[str, str]]) -> AsyncGenerator[Delta, None]:
+    async def stream_chat(
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None
+    ) -> AsyncGenerator[Delta, None]:
         """Stream an answer; the last Delta carries usage and finish_reason.
 
         Before any Delta: LLMUnavailable (connect error, 5xx, 429 are first retried
         max_retries times), LLMTimeout (not retried: a slow server gets no extra load), or a
-        plain LLMError for a 4xx request error. After output started: LLMTimeout or
-        LLMStreamBroken, never retried. At the end: LLMEmptyAnswer when there was no answer text.
+        plain LLMError for a 4xx request error (LLMContextExceeded for a prompt over the
+        context). After output started: LLMTimeout, LLMStreamBroken or LLMServerError (an error
+        chunk), never retried. At the end: LLMEmptyAnswer when there was no answer text.
         Timeouts count from when a concurrency slot is free. Stop early with `aclosing`.
         """
         trial = self._admit()
+        await self.server_info()
         try:
-            async with self._sem, aclosing(self._stream(messages)) as deltas:
+            async with self._sem, aclosing(self._stream(messages, max_tokens)) as deltas:
                 async for delta in deltas:
                     yield delta
-        except (LLMUnavailable, LLMTimeout, LLMStreamBroken):
+        except LLMTimeout as error:
+            if not error.own_limit:
+                self._breaker.failure()
+            raise
+        except LLMServerError as error:
+            if not error.context:
+                self._breaker.failure()
+            raise
+        except LLMContextExceeded as error:
+            if error.n_ctx:
+                self._learned_context = error.n_ctx
+            raise
+        except LLMEmptyAnswer:
+            self._breaker.success()  # the server answered; the model spent its tokens thinking
+            raise
+        except (LLMUnavailable, LLMStreamBroken):
             self._breaker.failure()
             raise
+        else:
+            self._breaker.success()
         finally:
             if trial:
                 self._breaker.trial = False
 
-    async def complete(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+    async def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None
+    ) -> tuple[str, str, Usage]:
         """One non-streaming answer: (content, reasoning, usage). Same errors and think rule."""
         trial = self._admit()
         try:
             async with self._sem:
                 try:
                     async with asyncio.timeout(self.settings.total_timeout):
-                        result = await self._retrying(lambda: self._complete_once(messages))
+                        result = await self._retrying(
+                            lambda: self._complete_once(messages, max_tokens)
+                        )
                 except TimeoutError:
-                    raise LLMTimeout(self._timeout_msg("total_timeout")) from None
+                    raise LLMTimeout(
+                        self._timeout_msg("total_timeout"), which="total_timeout"
+                    ) from None
         except (LLMUnavailable, LLMTimeout):
             self._breaker.failure()
             raise
@@ -210,17 +392,29 @@ class LLMClient:
         except LLMError as exc:
             return replace(report, error=str(exc))
         model = self.settings.model or (models[0] if models else "")
-        report = replace(report, reachable=True, models=tuple(models), model=model)
+        served = not self.settings.model or self.settings.model in models
+        report = replace(
+            report, reachable=True, models=tuple(models), model=model, model_served=served
+        )
         try:
+            info = await discover(
+                self._http, self.root_url, self._headers, self.settings.connect_timeout + 3
+            )
+            self._adopt(info)
+            report = replace(
+                report,
+                kind=info.kind,
+                context=info.context,
+                slots=info.slots,
+                reasoning_parser=info.reasoning_parser,
+                reasoning=self._reasoning_rule(info),
+            )
             health = await self._http.get(f"{self.root_url}/health", headers=self._headers)
             report = replace(report, health_ok=health.status_code == 200)
-            for path in ("/model_info", "/get_model_info"):
-                info = await self._http.get(self.root_url + path, headers=self._headers)
-                if info.status_code == 200:
-                    report = replace(report, reasoning_parser=info.json().get("reasoning_parser"))
-                    break
         except (httpx.HTTPError, ValueError, AttributeError):
             pass  # not SGLang, or an older one: the OpenAI API is what matters
+        if not served:
+            return replace(report, error=f"the server does not serve model {model!r}")
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.first_token_timeout):
@@ -282,6 +476,13 @@ class LLMClient:
 
     def _status_error(self, status: int, exc: str) -> LLMError:
         detail = f"the model server at {self.base_url} answered HTTP {status}"
+        if status == 400 and _CONTEXT_ERROR.search(exc):
+            n_ctx, prompt = _context_numbers(exc)
+            return LLMContextExceeded(
+                f"{detail}: the prompt is larger than the model's context ({exc[:300]})",
+                n_ctx=n_ctx,
+                prompt_tokens=prompt,
+            )
         if status in (401, 403):
             return LLMUnavailable(
                 f"{detail}: set TEAMBOT_LLM__API_KEY to the key SGLang was started with "
@@ -291,10 +492,8 @@ class LLMClient:
             return LLMUnavailable(f"{detail} ({exc}). {self._fix()}", retryable=True)
         return LLMError(f"{detail}, rejecting the request: {exc}")
 
-    def _hold(self, model: str) -> bool:
-        if self._open_think is not None:
-            return self._open_think
-        return bool(_OPENS_THINK.search(model))
+    def _hold(self) -> bool:
+        return bool(self._open_think)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
@@ -315,6 +514,8 @@ class LLMClient:
             raise self._api_error(exc) from exc
 
     async def _model_name(self) -> str:
+        if not self._model and self._info is not None and self._info.models:
+            self._model = self._info.models[0]
         if not self._model:
             models = await self._list_models()
             if not models:
@@ -322,17 +523,21 @@ class LLMClient:
             self._model = models[0]
         return self._model
 
-    def _request(self, messages: list[dict[str, str]], model: str) -> dict[str, Any]:
+    def _request(
+        self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None
+    ) -> dict[str, Any]:
         s = self.settings
         return {
             "messages": messages,
             "model": model,
             "temperature": s.temperature,
             "top_p": s.top_p,
-            "max_tokens": s.max_tokens,
+            "max_tokens": max_tokens or s.max_tokens,
         }
 
-    async def _open_once(self, messages: list[dict[str, str]], total_deadline: float) -> _Opened:
+    async def _open_once(
+        self, messages: list[dict[str, str]], total_deadline: float, max_tokens: int | None
+    ) -> _Opened:
         """Send the request and read up to the first chunk that carries text (or finishes).
 
         The stream is read with httpx and httpx-sse rather than openai's stream: building openai's
@@ -344,7 +549,7 @@ class LLMClient:
             async with asyncio.timeout_at(deadline):
                 model = await self._model_name()
                 body = {
-                    **self._request(messages, model),
+                    **self._request(messages, model, max_tokens),
                     "stream": True,
                     "stream_options": {"include_usage": True},
                 }
@@ -374,20 +579,28 @@ class LLMClient:
                     retryable=True,
                 )
         except TimeoutError:
-            raise LLMTimeout(self._timeout_msg(which)) from None
+            raise LLMTimeout(self._timeout_msg(which), which=which) from None
         except (openai.APIError, httpx.HTTPError) as exc:
             raise self._api_error(exc) from exc
+        except _ErrorEvent as exc:
+            if _CONTEXT_ERROR.search(exc.detail):
+                raise self._status_error(400, exc.detail) from exc
+            raise LLMUnavailable(
+                f"the model server at {self.base_url} failed the request: {exc}. {self._fix()}",
+                retryable=True,
+            ) from exc
         except _ServerError as exc:
             raise LLMUnavailable(
                 f"the model server at {self.base_url} failed the request: {exc}. {self._fix()}",
                 retryable=True,
             ) from exc
 
-    async def _stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[Delta, None]:
+    async def _stream(
+        self, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> AsyncGenerator[Delta, None]:
         total_deadline = _now() + self.settings.total_timeout
-        opened = await self._retrying(lambda: self._open_once(messages, total_deadline))
-        self._breaker.success()
-        splitter = ThinkSplitter(hold=self._hold(opened.model))
+        opened = await self._retrying(lambda: self._open_once(messages, total_deadline, max_tokens))
+        splitter = ThinkSplitter(hold=self._hold())
         usage: Usage | None = None
         finish: str | None = None
         answer, reasoning_all, pending = "", "", list(opened.first)
@@ -406,7 +619,16 @@ class LLMClient:
                     except StopAsyncIteration:
                         break
                     except TimeoutError:
-                        raise LLMTimeout(self._timeout_msg(which), after_output=started) from None
+                        raise LLMTimeout(
+                            self._timeout_msg(which), which=which, after_output=started
+                        ) from None
+                    except _ErrorEvent as exc:
+                        raise LLMServerError(
+                            f"the model server at {self.base_url} reported an error mid-answer: "
+                            f"{exc.detail}",
+                            detail=exc.detail,
+                            after_output=started,
+                        ) from exc
                     except (httpx.HTTPError, _ServerError) as exc:
                         raise LLMStreamBroken(
                             f"the model server at {self.base_url} cut the answer off ({exc!r}).",
@@ -450,11 +672,13 @@ class LLMClient:
             )
         yield Delta(content, reasoning, usage, finish)
 
-    async def _complete_once(self, messages: list[dict[str, str]]) -> tuple[str, str, Usage]:
+    async def _complete_once(
+        self, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> tuple[str, str, Usage]:
         try:
             model = await self._model_name()
             result = await self._openai.chat.completions.create(
-                stream=False, **self._request(messages, model)
+                stream=False, **self._request(messages, model, max_tokens)
             )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise self._api_error(exc) from exc
@@ -466,7 +690,7 @@ class LLMClient:
         if reasoning:
             splitter.separate()
         content, more = splitter.feed((choice.message.content or "") if choice else "")
-        rest, unclosed = splitter.finish(truncated=finish == "length" and self._hold(model))
+        rest, unclosed = splitter.finish(truncated=finish == "length" and self._hold())
         content, reasoning = content + rest, (reasoning or "") + more + unclosed
         if not content.strip():
             raise LLMEmptyAnswer(
@@ -499,8 +723,9 @@ async def _chunks(response: httpx.Response) -> AsyncGenerator[Chunk, None]:
                 raise _ServerError(f"a stream chunk is not JSON: {event.data[:200]!r}") from None
             if not isinstance(chunk, dict):
                 raise _ServerError(f"a stream chunk is not an object: {event.data[:200]!r}")
-            if chunk.get("error"):
-                raise _ServerError(f"error event: {json.dumps(chunk['error'])[:500]}")
+            if error := chunk.get("error"):
+                message = error.get("message") if isinstance(error, dict) else None
+                raise _ErrorEvent(str(message or json.dumps(error))[:500])
             yield chunk
     except SSEError as exc:
         raise _ServerError(str(exc)) from None
@@ -536,3 +761,18 @@ def _usage(usage: CompletionUsage) -> Usage:
     details = usage.prompt_tokens_details
     cached = details.cached_tokens if details is not None else None
     return Usage(usage.prompt_tokens, usage.completion_tokens, cached)
+
+
+def _context_numbers(text: str) -> tuple[int | None, int | None]:
+    """(n_ctx, n_prompt_tokens) from a context-size refusal: llama.cpp's JSON fields, else the
+    numbers in SGLang's / vLLM's wording."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("n_ctx"), int):
+        prompt = error.get("n_prompt_tokens")
+        return error["n_ctx"], prompt if isinstance(prompt, int) else None
+    match = _N_CTX.search(text)
+    return (int(match.group(1)) if match else None), None

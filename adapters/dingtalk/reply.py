@@ -11,7 +11,7 @@ from typing import Protocol
 
 from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
-from adapters.dingtalk.convert import ReplyTarget, answer_markdown
+from adapters.dingtalk.convert import ReplyTarget, answer_markdown, partial_markdown
 from engine.messages import Answer, EscalationNotice, ThreadKey
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
@@ -89,7 +89,7 @@ class DingTalkReplyChannel:
                 self._inputting = True
             key = self._settings.card_content_key
             await self._outbox.api.stream_card(
-                self._card_id, key, clip(text, self.limits.max_chars)
+                self._card_id, key, clip(partial_markdown(text), self.limits.max_chars)
             )
         except (DingTalkApiError, OSError, ValueError) as error:
             log.warning("DingTalk card update failed, the answer will come as markdown: %s", error)

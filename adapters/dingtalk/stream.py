@@ -15,6 +15,7 @@ import time
 from typing import Any
 from urllib.parse import quote_plus
 
+import requests as _requests
 import websockets
 from dingtalk_stream import Credential, DingTalkStreamClient
 from dingtalk_stream import card_replier as _sdk_card_replier
@@ -23,6 +24,28 @@ from dingtalk_stream import stream as _sdk_stream
 from dingtalk_stream import utils as _sdk_utils
 
 log = logging.getLogger(__name__)
+
+
+class _TimedRequests:
+    """`requests` as the SDK's stream module sees it, with a timeout on every call: the SDK
+    opens the connection (and `check()` with it) with no timeout, so a gateway that accepts
+    and never answers would hold the reconnect loop forever."""
+
+    timeout = 10.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_requests, name)
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return _requests.post(*args, **kwargs)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return _requests.get(*args, **kwargs)
+
+
+_sdk_stream.requests = _TimedRequests()
 
 OPEN_CONNECTION_PATH = "/v1.0/gateway/connections/open"
 
@@ -58,6 +81,7 @@ class StreamConnection(DingTalkStreamClient):
         watchdog_idle: float,
         backoff_initial: float,
         backoff_max: float,
+        open_timeout: float = 10.0,
     ) -> None:
         sdk_log = logging.getLogger("adapters.dingtalk.sdk")
         sdk_log.addFilter(_QuietPings())
@@ -65,6 +89,7 @@ class StreamConnection(DingTalkStreamClient):
         self.endpoint = endpoint
         self.watchdog_idle = watchdog_idle
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.open_timeout = open_timeout
         self.connected = False
         self.last_frame: float | None = None  # monotonic time of the last frame received
         self.connects = 0
@@ -85,7 +110,7 @@ class StreamConnection(DingTalkStreamClient):
         delay = self.backoff_initial
         while not self._stopping:
             point_sdk_at(self.endpoint)
-            connection = await asyncio.to_thread(self.open_connection)
+            connection = await self.open()
             if self._stopping:
                 break
             if not connection or "endpoint" not in connection:
@@ -114,7 +139,7 @@ class StreamConnection(DingTalkStreamClient):
                 watchdog = asyncio.create_task(self._watch(websocket))
                 async for raw in websocket:
                     self.last_frame = time.monotonic()
-                    self._spawn(json.loads(raw))
+                    self._frame(raw)
         except (OSError, websockets.exceptions.WebSocketException, ValueError) as error:
             self.last_error = f"{type(error).__name__}: {error}"
             log.warning("DingTalk Stream connection lost: %s", self.last_error)
@@ -124,6 +149,27 @@ class StreamConnection(DingTalkStreamClient):
             if watchdog is not None:
                 watchdog.cancel()
         return delay
+
+    def _frame(self, raw: str | bytes) -> None:
+        """One frame off the socket; one the gateway garbled is logged, not fatal."""
+        try:
+            frame = json.loads(raw)
+            if not isinstance(frame, dict):
+                raise ValueError(f"a JSON {type(frame).__name__}, not an object")
+        except ValueError as error:  # UnicodeDecodeError is a ValueError too
+            log.warning("DingTalk Stream: a frame that is not a JSON object was skipped: %s", error)
+            return
+        self._spawn(frame)
+
+    async def open(self) -> dict[str, Any] | None:
+        """The SDK's `open_connection` in a thread, bounded even if the thread itself hangs."""
+        _TimedRequests.timeout = self.open_timeout
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.open_connection), self.open_timeout + 5
+            )
+        except TimeoutError:
+            return None
 
     def _spawn(self, frame: dict[str, Any]) -> None:
         # route_message runs the handler and sends the ack; ours return at once.

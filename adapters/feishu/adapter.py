@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,11 +37,16 @@ from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
+from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from engine.language import detect
 from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
+
+REMEMBERED_CLICKS = 10_000
+REQUEST_WINDOW = 300  # seconds: a signed request older or newer than this is refused (replays)
+HANDLED = {"im.message.receive_v1", "card.action.trigger"}
 
 # Scopes the adapter needs, each with what it is for (`teambot doctor` names the missing ones).
 SCOPES: list[tuple[tuple[str, ...], str, bool]] = [
@@ -56,6 +63,11 @@ SCOPES: list[tuple[tuple[str, ...], str, bool]] = [
     ),
 ]
 CARDKIT_SCOPE = (("cardkit:card:write",), "stream answers into CardKit cards (创建与更新卡片)")
+# names in the agents' console: missing ones only cost names (ids are shown instead)
+NAME_SCOPES = [
+    (("contact:user.base:readonly",), "askers' names in the agents' console (获取用户基本信息)"),
+    (("im:chat:readonly", "im:chat"), "group names in the agents' console (获取群组信息)"),
+]
 AGENT_SCOPE = (
     ("im:message.group_msg",),
     "see agents' replies in escalated threads without an @mention (获取群组中所有消息)",
@@ -72,6 +84,7 @@ class FeishuAdapter:
         self._core = core
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
         self._api = FeishuApi(settings.app_id, secret, settings.domain, settings.request_timeout)
+        self.directory = FeishuDirectory(self._api)  # names for the console
         self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else ""
         self._token = (
             settings.verification_token.get_secret_value() if settings.verification_token else ""
@@ -97,6 +110,9 @@ class FeishuAdapter:
         self._watchdog: asyncio.Task[None] | None = None
         self._last_event: float | None = None
         self.channels: list[FeishuReplyChannel] = []  # the latest few, for tests and benchmarks
+        # clicks seen lately; the long connection calls in from its own thread, hence the lock
+        self._clicks: OrderedDict[str, None] = OrderedDict()
+        self._clicks_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -213,13 +229,32 @@ class FeishuAdapter:
         loop = self._loop
         if clicked is None or loop is None or loop.is_closed():
             return P2CardActionTriggerResponse({})
-        loop.call_soon_threadsafe(self._accept_click, clicked, user)
+        if self._seen_click(event):
+            log.info("feishu: a card click delivered again was acknowledged, not repeated")
+        else:
+            loop.call_soon_threadsafe(self._accept_click, clicked, user)
         toast = (
             "感谢反馈 / Thanks for the feedback"
             if clicked.action == "up"
             else "正在转人工 / Asking a colleague"
         )
         return P2CardActionTriggerResponse({"toast": {"type": "success", "content": toast}})
+
+    def _seen_click(self, event: P2CardActionTrigger) -> bool:
+        """Whether this click (its event id, else its token) was handled already: a replayed
+        or redelivered "转人工" click must escalate once."""
+        header_id = event.header.event_id if event.header else None
+        token = event.event.token if event.event else None
+        key = header_id or token
+        if not key:
+            return False
+        with self._clicks_lock:
+            if key in self._clicks:
+                return True
+            self._clicks[key] = None
+            while len(self._clicks) > REMEMBERED_CLICKS:
+                self._clicks.popitem(last=False)
+        return False
 
     def _accept(self, event: P2ImMessageReceiveV1) -> None:
         if not self._accepting:
@@ -314,9 +349,24 @@ class FeishuAdapter:
                 self.dispatcher._verify_sign(raw, self._encrypt_key)
             except Exception:
                 return _refuse(401, "signature check failed", request)
+            stale = _stale(raw.headers.get(LARK_REQUEST_TIMESTAMP, ""), time.time())
+            if stale:
+                return _refuse(401, stale, request)
         if not self._accepting:
             return JSONResponse({"msg": "starting or stopping"}, status_code=503)
+        kind = _event_type(plain)
+        if kind not in HANDLED:
+            # acknowledged, or Feishu would redeliver an event this bot never handles forever
+            log.info("feishu webhook: event type %r is not handled here; acknowledged", kind)
+            return JSONResponse({})
         answer = self.dispatcher.do(raw)  # calls our handlers, which only schedule work
+        if (answer.status_code or 200) >= 500:
+            log.warning(
+                "feishu webhook: a signed %s event could not be read (%s); acknowledged",
+                kind,
+                (answer.content or b"")[:200].decode("utf-8", "replace"),
+            )
+            return JSONResponse({})
         return Response(
             content=answer.content or b"",
             status_code=answer.status_code or 200,
@@ -363,6 +413,7 @@ class FeishuAdapter:
             wanted.append((*CARDKIT_SCOPE, True))
         if self._settings.agents:
             wanted.append((*AGENT_SCOPE, False))
+        wanted.extend((names, why, False) for names, why in NAME_SCOPES)
         missing = [
             (names, why, needed) for names, why, needed in wanted if not set(names) & granted
         ]
@@ -376,6 +427,28 @@ class FeishuAdapter:
             )
             for names, why, needed in missing
         ]
+
+
+def _stale(stamp: str, now: float) -> str:
+    """Why a signed request's timestamp is refused (a replay window like Slack's), or ""."""
+    try:
+        sent = float(stamp)
+    except ValueError:
+        return "X-Lark-Request-Timestamp is missing or not a number"
+    if not abs(now - sent) <= REQUEST_WINDOW:  # also catches nan
+        return f"request timestamp is more than {REQUEST_WINDOW} s away from now (a replay?)"
+    return ""
+
+
+def _event_type(plain: dict[str, Any]) -> str:
+    """The event's type: the 2.0 schema's header.event_type, or the 1.0 event.type."""
+    header = plain.get("header")
+    if isinstance(header, dict) and header.get("event_type"):
+        return str(header["event_type"])
+    event = plain.get("event")
+    if isinstance(event, dict) and event.get("type"):
+        return str(event["type"])
+    return str(plain.get("type") or "")
 
 
 def _refuse(status: int, why: str, request: Request) -> Response:

@@ -16,6 +16,9 @@ from typing import Any
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
+from adapters.markdown import to_feishu
+from engine import clean
+from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -162,10 +165,7 @@ def _clean(text: str, names: Mapping[str, str]) -> str:
 
 
 def _sent_at(create_time: int | str | None) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(create_time or 0) / 1000, UTC) if create_time else _now()
-    except (TypeError, ValueError):
-        return _now()
+    return clean.when(create_time, millis=True)
 
 
 def _now() -> datetime:
@@ -199,12 +199,17 @@ def streaming_card(placeholder: str, *, streaming: bool) -> dict[str, Any]:
 
 def partial_card(text: str) -> dict[str, Any]:
     """The card while the answer grows (message patch mode)."""
-    return streaming_card(text, streaming=False)
+    return streaming_card(partial_markdown(text), streaming=False)
+
+
+def partial_markdown(text: str) -> str:
+    """A streamed prefix as card Markdown, unfinished markup held back."""
+    return to_feishu(text, partial=True) or "…"
 
 
 def final_card(answer: Answer, text: str, target: ReplyTarget | None) -> dict[str, Any]:
     """The finished card: the answer, numbered sources, and the feedback buttons."""
-    elements: list[dict[str, Any]] = [_markdown(text or "…", ANSWER_ELEMENT)]
+    elements: list[dict[str, Any]] = [_markdown(to_feishu(text) or "…", ANSWER_ELEMENT)]
     if answer.citations:
         elements.append({"tag": "hr"})
         elements.append(_markdown(sources_markdown(answer.citations), "sources"))
@@ -293,12 +298,13 @@ def click(value: Mapping[str, Any] | None) -> Click | None:
 
 def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> dict[str, Any]:
     """The card posted in the escalation chat."""
+    question = notice.question.replace("<", "&#60;").replace(">", "&#62;")
     lines = [
-        f"**问题 / Question**\n{notice.question or '—'}",
-        f"**触发 / Trigger**: {notice.trigger}",
+        f"**问题 / Question**\n{question or '—'}",
+        f"**触发 / Trigger**: {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append(f"**对话摘要 / Summary**\n{notice.summary}")
+        lines.append(f"**对话摘要 / Summary**\n{to_feishu(notice.summary)}")
     if link:
         lines.append(f"[打开原会话 / Open the conversation]({link})")
     if agents:

@@ -17,6 +17,7 @@ from adapters.feishu.convert import (
     escalation_card,
     final_card,
     partial_card,
+    partial_markdown,
     plain_text,
     request_uuid,
     streaming_card,
@@ -141,7 +142,8 @@ class FeishuReplyChannel:
         if self._card_id is not None:
             self._sequence += 1
             uuid = request_uuid("txt", self._card_id, self._sequence)
-            await self._api.stream_text(self._card_id, ANSWER_ELEMENT, text, self._sequence, uuid)
+            shown = partial_markdown(text)
+            await self._api.stream_text(self._card_id, ANSWER_ELEMENT, shown, self._sequence, uuid)
         else:
             await self._api.patch_card(self._message_id, partial_card(text))
 

@@ -25,6 +25,7 @@ from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.slack import convert
 from adapters.slack.checks import SlackConfigError, reason, resolve_mode, run_checks
 from adapters.slack.config import SlackSettings
+from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
 from engine.escalation import asks_for_human
 from engine.language import detect
@@ -54,6 +55,7 @@ class SlackAdapter:
             ],
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        self.directory = SlackDirectory(self._client)  # names for the console
         self._app = AsyncApp(
             name="teambot",
             client=self._client,
@@ -92,11 +94,25 @@ class SlackAdapter:
         async def slack_events(request: Request) -> Response:
             if self._problem:
                 return Response(status_code=503, content=self._problem)
+            bad = convert.malformed_request(request.headers, await request.body())
+            if bad:
+                client = request.client.host if request.client else "?"
+                log.warning("slack: refused a malformed request from %s: %s", client, bad)
+                return Response(status_code=400, content=bad)
             retry = request.headers.get("x-slack-retry-num")
             if retry:
                 reason = request.headers.get("x-slack-retry-reason", "")
                 log.info("slack: redelivery %s (%s); answered once by message id", retry, reason)
-            response = await handler.handle(request)
+            try:
+                response = await handler.handle(request)
+            except Exception:  # a request Bolt could not read is the sender's fault: 400
+                log.warning("slack: a request could not be processed", exc_info=True)
+                return Response(status_code=400, content="request could not be processed")
+            if response.status_code >= 500:
+                # Bolt could not process what the sender posted (it logged why): a retry
+                # would fail the same way, so it is refused rather than asked for again
+                log.warning("slack: a request Bolt could not process was refused with 400")
+                return Response(status_code=400, content="request could not be processed")
             if response.status_code == 401:
                 client = request.client.host if request.client else "?"
                 log.warning(

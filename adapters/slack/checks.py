@@ -18,6 +18,9 @@ SCOPES = {
     "groups:history": "thread follow-ups and thread context in private channels",
     "im:history": "read direct messages",
     "mpim:history": "read group direct messages",
+    "users:read": "askers' names in the console",
+    "channels:read": "channel names in the console",
+    "groups:read": "private channel names in the console",
 }
 ESSENTIAL = {"app_mentions:read", "chat:write"}
 

@@ -6,9 +6,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
+from adapters.markdown import to_mrkdwn
+from engine import clean
+from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -55,6 +58,36 @@ def message_id(event: Mapping[str, Any]) -> str:
     if client_msg_id:
         return str(client_msg_id)
     return f"{event.get('channel', '')}:{event.get('ts', '')}"
+
+
+def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
+    """Why an Events API request cannot be a Slack request (answered 400 before Bolt reads it,
+    which would fail with a 500 on these), or "" when it may be one."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    stamp = headers.get("x-slack-request-timestamp")
+    if stamp is not None and not (stamp.isascii() and stamp.strip().isdigit()):
+        return "X-Slack-Request-Timestamp is not a number"
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        payload = parse_qs(text).get("payload")
+        if payload is None:
+            return ""
+        text = payload[0]
+    elif kind != "application/json":
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "body is not JSON"
+    if not isinstance(parsed, dict):
+        return "body is not a JSON object"
+    for name in ("event", "user", "team", "channel", "container", "view", "message"):
+        if parsed.get(name) is not None and not isinstance(parsed[name], dict):
+            return f"{name} is not a JSON object"
+    return ""
 
 
 def is_from_person(event: Mapping[str, Any], bot_user_id: str) -> bool:
@@ -138,10 +171,7 @@ def to_inbound(
     text = f"{context}\n\nQuestion: {question}" if context and question else question
     profile = event.get("user_profile") or {}
     name = profile.get("display_name") or profile.get("real_name") or ""
-    try:
-        sent_at = datetime.fromtimestamp(float(event.get("ts") or 0), tz=UTC)
-    except ValueError:
-        sent_at = datetime.now(UTC)
+    sent_at = clean.when(event.get("ts"))  # "1e20", "inf", "abc": now, never an OverflowError
     is_dm = event.get("channel_type") == "im" or place.channel.startswith("D")
     return Inbound(
         platform=PLATFORM,
@@ -187,45 +217,15 @@ def thread_context(
 
 # -- Markdown -> Slack mrkdwn -------------------------------------------------------------------
 
-_CODE = re.compile(r"(```[\s\S]*?(?:```|$)|`[^`\n]+`)")
-_BOLD = "\x00"
-
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _inline(text: str) -> str:
-    text = _escape(text)
-    text = re.sub(
-        r"^#{1,6}\s+(.+?)\s*#*\s*$", lambda m: f"{_BOLD}{m.group(1)}{_BOLD}", text, flags=re.M
-    )
-    text = re.sub(r"^(\s*)[-*+]\s+(?=\S)", r"\1• ", text, flags=re.M)
-    text = re.sub(r"!?\[([^\]\n]+)\]\((https?://[^)\s]+)\)", r"<\2|\1>", text)
-    text = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", rf"{_BOLD}\1{_BOLD}", text)
-    text = re.sub(r"__(?=\S)(.+?)(?<=\S)__", rf"{_BOLD}\1{_BOLD}", text)
-    text = re.sub(r"~~(?=\S)(.+?)(?<=\S)~~", r"~\1~", text)
-    text = re.sub(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![*\w])", r"_\1_", text)
-    text = text.replace(_BOLD * 2, "")
-    return text.replace(_BOLD, "*")
-
-
-def markdown_to_mrkdwn(text: str) -> str:
-    """The model's Markdown as Slack mrkdwn: bold, italics, lists, headings, links, code kept."""
-    parts = _CODE.split(text)
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2 == 0:
-            out.append(_inline(part))
-        elif part.startswith("```"):
-            body = part[3:].removesuffix("```")
-            body = re.sub(
-                r"^[\w+-]*\n", "", body, count=1
-            )  # the language tag has no meaning in Slack
-            out.append(f"```{_escape(body)}```")
-        else:
-            out.append(_escape(part))
-    return "".join(out)
+def markdown_to_mrkdwn(text: str, *, partial: bool = False) -> str:
+    """The model's Markdown as Slack mrkdwn (adapters/markdown.py); `partial` for a streamed
+    prefix, which holds back markup that is not closed yet."""
+    return to_mrkdwn(text, partial=partial)
 
 
 # -- Answer -> Block Kit ------------------------------------------------------------------------
@@ -339,15 +339,16 @@ def escalation_message(
     notice: EscalationNotice, *, permalink: str, mention: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The notice for the human channel: who to ping, the question, a link to the thread."""
-    head = f"{mention} a thread needs a person".strip()
+    head = f"{mention} 需要人工 / a thread needs a person".strip()
     question = clip(_escape(notice.question), 1500) or "(no question text)"
-    link = f"<{permalink}|Open the thread>" if permalink else str(notice.thread)
-    lines = [f"*{head}* ({_escape(notice.trigger)})", f">{question}".replace("\n", "\n>"), link]
+    link = f"<{permalink}|打开会话 / Open the thread>" if permalink else str(notice.thread)
+    why = _escape(trigger_labels(notice.trigger))
+    lines = [f"*{head}* ({why})", f">{question}".replace("\n", "\n>"), link]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
     ]
     if notice.summary:
-        summary = clip(_escape(notice.summary), 2800)
+        summary = clip(to_mrkdwn(notice.summary), 2800)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": summary}]})
     text = f"{head}: {clip(notice.question, 200)} {permalink}".strip()
     return text, blocks

@@ -153,7 +153,7 @@ class SlackReplyChannel:
         await self._client.chat_update(
             channel=self._place.channel,
             ts=self._ts,
-            text=clip(markdown_to_mrkdwn(text), MESSAGE_CHARS),
+            text=clip(markdown_to_mrkdwn(text, partial=True), MESSAGE_CHARS),
         )
 
     async def _stop_flusher(self) -> None:

@@ -1,4 +1,9 @@
-"""The built-in web chat: an HTTP + server-sent-events adapter that doubles as the test backend."""
+"""The built-in web chat: an HTTP + server-sent-events adapter that doubles as the test backend.
+
+POST /api/chat streams one answer (with keep-alives while the model thinks); an open page
+listens on /api/threads/{chat}/{thread}/events, where an agent's reply from the console lands
+(`reply_channel`), so a handoff in the web chat is a conversation, not a dead end.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from adapters.base import AdapterStatus, Check, Core
-from adapters.web.convert import ChatRequest, answer_to_json, to_inbound
+from adapters.markdown import to_html
+from adapters.web.convert import (
+    ChatRequest,
+    EscalateRequest,
+    answer_to_json,
+    thread_key,
+    to_inbound,
+)
+from engine.escalation import BUTTON
+from engine.language import phrase
 from engine.messages import Answer, EscalationNotice, ThreadKey
 from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE = 10.0  # seconds shutdown waits for web chat answers in flight
 
 
 class FeedbackRequest(BaseModel):
@@ -45,7 +61,9 @@ class WebReplyChannel:
 
     async def update(self, text: str) -> None:
         self.updates.append(text)
-        self.events.put_nowait({"type": "update", "text": text})
+        self.events.put_nowait(
+            {"type": "update", "text": text, "html": to_html(text, partial=True)}
+        )
 
     async def finish(self, answer: Answer) -> None:
         self.final = answer
@@ -57,6 +75,58 @@ class WebReplyChannel:
         log.warning("escalation from the web chat: %s (%s)", notice.thread, notice.trigger)
 
 
+class Pages:
+    """The web threads' open pages in this process: a console reply reaches each at once."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[ThreadKey, set[asyncio.Queue[dict[str, Any]]]] = {}
+
+    def listen(self, key: ThreadKey) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._listeners.setdefault(key, set()).add(queue)
+        return queue
+
+    def leave(self, key: ThreadKey, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        listeners = self._listeners.get(key, set())
+        listeners.discard(queue)
+        if not listeners:
+            self._listeners.pop(key, None)
+
+    def publish(self, key: ThreadKey, event: dict[str, Any]) -> int:
+        """Send `event` to every open page of the thread; how many there were."""
+        listeners = self._listeners.get(key, set())
+        for queue in listeners:
+            queue.put_nowait(event)
+        return len(listeners)
+
+
+class PageChannel:
+    """Posts into a web thread unprompted (an agent's console reply): to its open pages."""
+
+    def __init__(self, pages: Pages, key: ThreadKey) -> None:
+        self._pages, self._key = pages, key
+
+    @property
+    def limits(self) -> ChannelLimits:
+        return ChannelLimits(max_chars=20_000, can_edit=False)
+
+    async def open(self) -> None: ...
+
+    async def update(self, text: str) -> None: ...
+
+    async def finish(self, answer: Answer) -> None:
+        event = {"type": "agent", "text": answer.text, "html": to_html(answer.text)}
+        shown = self._pages.publish(self._key, event)
+        log.info("web thread %s: a person's reply reached %d open page(s)", self._key, shown)
+
+    async def post_escalation(self, notice: EscalationNotice) -> None:
+        log.warning("escalation from the web chat: %s (%s)", notice.thread, notice.trigger)
+
+
+KEEP_ALIVE_SECONDS = 5.0  # well under the 30-60 s after which proxies cut a silent stream
+LISTEN_SECONDS = 60.0  # a page's event stream ends after this; the browser reconnects
+
+
 class WebAdapter:
     """POST /api/chat answers one message as a stream of server-sent events."""
 
@@ -65,6 +135,8 @@ class WebAdapter:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._tasks: set[asyncio.Task[Answer | None]] = set()
+        self.pages = Pages()
+        self._closing = asyncio.Event()
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -78,16 +150,38 @@ class WebAdapter:
             await self._core.feedback(request.turn_id, request.chat_id, request.value)
             return {"status": "recorded"}
 
+        @router.post("/api/escalate")
+        async def escalate(request: EscalateRequest) -> dict[str, Any]:
+            """The "Talk to a person" button: the thread goes to the console's inbox."""
+            channel = WebReplyChannel()
+            key = thread_key(request.chat_id, request.thread_id)
+            await self._core.escalate(key, channel, trigger=BUTTON, requested_by=request.chat_id)
+            if channel.final is not None:
+                return {"escalated": True, **answer_to_json(channel.final)}
+            text = phrase("already_escalated", request.language)
+            return {"escalated": False, "text": text, "html": to_html(text)}
+
+        @router.get("/api/threads/{chat_id}/{thread_id}/events")
+        async def events(chat_id: str, thread_id: str) -> StreamingResponse:
+            key = thread_key(chat_id, thread_id)
+            return StreamingResponse(self._listen(key), media_type="text/event-stream")
+
         return router
 
     async def start(self) -> None:
         """Nothing to connect: the web chat rides on teambot's own HTTP server."""
 
     async def stop(self) -> None:
-        await self.drain()
+        self._closing.set()  # open pages' event streams end; their browsers reconnect elsewhere
+        # answers in flight get a grace period; the rest are cancelled and told (engine/ending)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
-        return None  # the browser that asked is gone; the web chat cannot push
+        return PageChannel(self.pages, key)
 
     def status(self) -> AdapterStatus:
         return AdapterStatus(connected=None, mode="http", detail="built-in web chat")
@@ -104,7 +198,13 @@ class WebAdapter:
         task.add_done_callback(self._tasks.discard)
         while True:
             getter = asyncio.ensure_future(channel.events.get())
-            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, task}, timeout=KEEP_ALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:  # the model is still thinking: say so, and keep proxies from cutting us
+                getter.cancel()
+                yield _sse({"type": "thinking"})
+                continue
             if getter in done:
                 event = getter.result()
                 yield _sse(event)
@@ -121,10 +221,32 @@ class WebAdapter:
             error = task.exception()
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
-                yield _sse({"type": "error", "message": f"teambot failed: {error}"})
+                # never the error itself: it can carry SQL, parameters and paths
+                yield _sse(
+                    {
+                        "type": "error",
+                        "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
+                    }
+                )
             elif task.result() is None:
                 yield _sse({"type": "duplicate"})
             return
+
+    async def _listen(self, key: ThreadKey) -> AsyncIterator[str]:
+        queue = self.pages.listen(key)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + LISTEN_SECONDS
+        try:
+            yield "retry: 2000\n\n"
+            while not self._closing.is_set() and loop.time() < until:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _sse(event)
+        finally:
+            self.pages.leave(key, queue)
 
     async def drain(self) -> None:
         """Wait for answers in flight (used at shutdown)."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engine.messages import Answer, ChatType, Inbound, Sender
+from adapters.markdown import to_html
+from engine.messages import Answer, ChatType, Inbound, Sender, ThreadKey
 
 PLATFORM = "web"
 TENANT = "local"
@@ -20,6 +21,18 @@ class ChatRequest(BaseModel):
     message_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
     text: str = Field(max_length=100_000)
     sender_name: str = Field(default="", max_length=100)
+
+
+class EscalateRequest(BaseModel):
+    """A "Talk to a person" click in the web chat."""
+
+    chat_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
+    thread_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
+    language: str = Field(default="en", pattern=r"^(en|zh)$")
+
+
+def thread_key(chat_id: str, thread_id: str) -> ThreadKey:
+    return ThreadKey(PLATFORM, TENANT, chat_id, thread_id)
 
 
 def to_inbound(request: ChatRequest) -> Inbound:
@@ -40,6 +53,7 @@ def to_inbound(request: ChatRequest) -> Inbound:
 def answer_to_json(answer: Answer) -> dict[str, Any]:
     return {
         "text": answer.text,
+        "html": to_html(answer.text),
         "outcome": answer.outcome.value,
         "language": answer.language,
         "notice": answer.notice,

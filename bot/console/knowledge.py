@@ -12,18 +12,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.console.auth import COOKIE, Session, Signer
-from bot.console.config import ConsoleSettings
+from bot.console.accounts import SignedIn
 from bot.limits import BodyLimit
 from knowledge import (
     ORIGINS,
@@ -36,20 +33,13 @@ from knowledge.explain import explain
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.console.routes import Console
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/console/sources"
 UPLOAD_PATH = f"{PREFIX}/upload"
 UPLOAD_FILES = 5  # a request may carry this many files at the per-file limit
-
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
-_templates.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M UTC") if d else "—"
-_templates.filters["score"] = lambda v: "—" if v is None else f"{v:.3f}"
-_templates.filters["rank"] = lambda v: "—" if v is None else f"#{v}"
 
 
 class UploadLimit:
@@ -65,65 +55,39 @@ class UploadLimit:
         await (self._uploads if upload else self._normal)(scope, receive, send)
 
 
-def is_admin(session: Session) -> bool:
-    """Knowledge changes are for admins; with the one shared console password every agent is
-    one, with named accounts the session's role decides."""
-    return getattr(session, "role", "admin") == "admin"
-
-
-def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -> APIRouter:
-    """The /console/sources routes; `app` returns the running App (None while starting)."""
-    router = APIRouter(prefix=PREFIX)
-    password = settings.password.get_secret_value() if settings.password else ""
-    signer = Signer(password) if password else None
+def sources_routes(router: APIRouter, console: Console) -> None:
+    """The /console/sources routes, on the console's router (admins only)."""
     runs: dict[str, dict[str, Any]] = {}  # source -> refresh progress, for the page's poller
-    background: set[asyncio.Task[Any]] = set()
-
-    def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = _templates.get_template(template).render(prefix="/console", **values)
-        return HTMLResponse(html, status_code=status)
+    background = console.background
+    render = console.render
 
     def guarded(
-        handler: Callable[[Request, Session, dict[str, Any]], Awaitable[Response]], *, post: bool
+        handler: Callable[[Request, SignedIn, dict[str, Any]], Awaitable[Response]], *, post: bool
     ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
-            if signer is None:
-                return render("unavailable.html", status=503)
-            session = signer.read(request.cookies.get(COOKIE))
-            if session is None:
-                target = quote(request.url.path)
-                return RedirectResponse(f"/console/login?next={target}", status_code=303)
-            if not is_admin(session):
+            who = await console._who(request)
+            if isinstance(who, Response):
+                return who
+            if not who.admin:
                 return render("error.html", status=403, message="仅限管理员 / Admins only")
-            core = app()
-            if core is None:
-                return render("unavailable.html", status=503)
             fields: dict[str, Any] = {}
             if post:
                 fields = await _fields(request)
-                if not signer.csrf_ok(session, str(fields.get("csrf", ""))):
+                if not who.csrf_ok(str(fields.get("csrf", ""))):
                     return render("error.html", status=403, message="CSRF token missing or wrong")
-            request.state.core = core
-            return await handler(request, session, fields)
+            request.state.core = console.running()
+            return await handler(request, who, fields)
 
         return run
 
-    def common(request: Request, session: Session) -> dict[str, Any]:
-        assert signer is not None
-        return {
-            "user": session.user,
-            "csrf": signer.csrf(session),
-            "active": "sources",
-            "notice": request.query_params.get("notice", ""),
-            "error": request.query_params.get("error", ""),
-            "origins": ORIGINS,
-        }
+    def common(request: Request, who: SignedIn) -> dict[str, Any]:
+        return {**console.common(request, who, "sources"), "origins": ORIGINS}
 
     def back(path: str = "", notice: str = "", error: str = "") -> RedirectResponse:
         query = f"?notice={quote(notice)}" if notice else f"?error={quote(error)}" if error else ""
         return RedirectResponse(f"{PREFIX}{path}{query}", status_code=303)
 
-    async def overview(request: Request, session: Session, **extra: Any) -> Response:
+    async def overview(request: Request, who: SignedIn, **extra: Any) -> Response:
         core: App = request.state.core
         from jobs.scheduler import next_cron, zone
 
@@ -136,7 +100,7 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
         chats = request.query_params.get("chat", "")
         return render(
             "knowledge_sources.html",
-            **common(request, session),
+            **common(request, who),
             sources=statuses,
             upcoming=upcoming,
             runs=runs,
@@ -145,10 +109,10 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
             **extra,
         )
 
-    async def page(request: Request, session: Session, fields: dict[str, Any]) -> Response:
-        return await overview(request, session)
+    async def page(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
+        return await overview(request, who)
 
-    async def try_question(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def try_question(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         query = request.query_params.get("q", "").strip()[:500]
         chat = request.query_params.get("chat", "").strip()[:200]
@@ -157,9 +121,9 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
         collections = retriever.collections_for(platform, chat_id) if chat else None
         collections = collections or (core.knowledge.settings.default_collection,)
         explanation = await explain(retriever, query, collections) if query else None
-        return await overview(request, session, query=query, explanation=explanation)
+        return await overview(request, who, query=query, explanation=explanation)
 
-    async def upload(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def upload(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         from knowledge.uploads import upload as accept
 
         core: App = request.state.core
@@ -167,9 +131,9 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
         if not contents:
             return back(error="没有选择文件 / No file chosen")
         results = await accept(core.knowledge, contents)
-        return await overview(request, session, results=results)
+        return await overview(request, who, results=results)
 
-    async def refresh(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def refresh(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         name = request.path_params["name"]
         try:
@@ -200,10 +164,10 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
         task.add_done_callback(background.discard)
         return back(notice=f"刷新已开始 / Refresh of {name} started")
 
-    async def progress(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def progress(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         return JSONResponse(runs)
 
-    async def remove(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def remove(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         name = request.path_params["name"]
         from bot.knowledge_ops import OperatorError, remove_source
@@ -219,7 +183,7 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
             notice=f"已删除来源 / Removed source {name}: {documents} documents, {chunks} chunks"
         )
 
-    async def source(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def source(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         name = request.path_params["name"]
         documents = await core.knowledge.catalog.documents(name)
@@ -228,23 +192,21 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
             return render("error.html", status=404, message=f"没有来源 / No source named {name}")
         return render(
             "knowledge_source.html",
-            **common(request, session),
+            **common(request, who),
             source=statuses[name],
             documents=documents,
         )
 
-    async def chunks(request: Request, session: Session, fields: dict[str, Any]) -> Response:
+    async def chunks(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         name = request.path_params["name"]
         uri = request.query_params.get("uri", "")
         found = await core.knowledge.store.document_chunks(name, uri)
         return render(
-            "knowledge_chunks.html", **common(request, session), name=name, uri=uri, chunks=found
+            "knowledge_chunks.html", **common(request, who), source_name=name, uri=uri, chunks=found
         )
 
-    async def delete_document(
-        request: Request, session: Session, fields: dict[str, Any]
-    ) -> Response:
+    async def delete_document(request: Request, who: SignedIn, fields: dict[str, Any]) -> Response:
         core: App = request.state.core
         name = request.path_params["name"]
         uri = str(fields.get("uri", ""))
@@ -268,18 +230,17 @@ def knowledge_router(settings: ConsoleSettings, app: Callable[[], App | None]) -
             notice=f"已删除文档 / Deleted {uri}: {removed} chunks{later}",
         )
 
-    router.add_api_route("", guarded(page, post=False), methods=["GET"])
-    router.add_api_route("/try", guarded(try_question, post=False), methods=["GET"])
-    router.add_api_route("/progress", guarded(progress, post=False), methods=["GET"])
-    router.add_api_route("/upload", guarded(upload, post=True), methods=["POST"])
-    router.add_api_route("/{name}", guarded(source, post=False), methods=["GET"])
-    router.add_api_route("/{name}/chunks", guarded(chunks, post=False), methods=["GET"])
-    router.add_api_route("/{name}/refresh", guarded(refresh, post=True), methods=["POST"])
-    router.add_api_route("/{name}/remove", guarded(remove, post=True), methods=["POST"])
+    router.add_api_route("/sources", guarded(page, post=False), methods=["GET"])
+    router.add_api_route("/sources/try", guarded(try_question, post=False), methods=["GET"])
+    router.add_api_route("/sources/progress", guarded(progress, post=False), methods=["GET"])
+    router.add_api_route("/sources/upload", guarded(upload, post=True), methods=["POST"])
+    router.add_api_route("/sources/{name}", guarded(source, post=False), methods=["GET"])
+    router.add_api_route("/sources/{name}/chunks", guarded(chunks, post=False), methods=["GET"])
+    router.add_api_route("/sources/{name}/refresh", guarded(refresh, post=True), methods=["POST"])
+    router.add_api_route("/sources/{name}/remove", guarded(remove, post=True), methods=["POST"])
     router.add_api_route(
-        "/{name}/documents/delete", guarded(delete_document, post=True), methods=["POST"]
+        "/sources/{name}/documents/delete", guarded(delete_document, post=True), methods=["POST"]
     )
-    return router
 
 
 async def _fields(request: Request) -> dict[str, Any]:

@@ -59,6 +59,25 @@ def forbidden(ip: IPAddress) -> bool:
     return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 
+def _host_and_ports(entry: str) -> tuple[str, set[int] | None]:
+    """An allow_hosts entry split into its host (name, address or network) and the extra ports
+    it allows: an empty set for none, None for any ("host:*")."""
+    if entry.startswith("["):  # [v6] or [v6]:port
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:  # name:port or v4:port (bare IPv6 has several colons)
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    if port == "*":
+        return host, None
+    if port.isdigit() and 0 < int(port) < 65536:
+        return host, {int(port)}
+    if port:
+        raise ValueError(f"[web] allow_hosts entry {entry!r}: the port must be a number or *")
+    return host, set()
+
+
 def _matches(host: str, domains: Sequence[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
@@ -76,12 +95,20 @@ class Guard:
     ) -> None:
         self._names: set[str] = set()
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for entry in allow_hosts:
-            entry = entry.strip().lower().strip("[]")
+        # allowlisting a host lifts the address rule, not the port rule: 80/443 unless the entry
+        # names its port ("wiki.corp:8080", "[fd00::1]:8443", "127.0.0.1:*" for any)
+        self._ports: dict[str, set[int] | None] = {}
+        for raw in allow_hosts:
+            entry, ports = _host_and_ports(raw.strip().lower())
             try:
-                self._networks.append(ipaddress.ip_network(entry, strict=False))
+                network = ipaddress.ip_network(entry, strict=False)
+                self._networks.append(network)
+                key = str(network)
             except ValueError:
-                self._names.add(entry.rstrip("."))
+                key = entry.rstrip(".")
+                self._names.add(key)
+            known = self._ports.get(key, set())
+            self._ports[key] = None if ports is None or known is None else known | ports
         self._allow = [d.strip().lower().strip(".") for d in allow_domains if d.strip()]
         self._deny = [d.strip().lower().strip(".") for d in deny_domains if d.strip()]
         self._resolve = resolve
@@ -114,9 +141,23 @@ class Guard:
                     f"{host} resolves to {ip}, a private, loopback, link-local or reserved "
                     "address (add it to [web] allow_hosts if it is an intranet site to search)"
                 )
-        if not allowlisted_name and not self._in_networks(addresses[0]) and port != _PORTS[scheme]:
-            raise Refused(f"port {port} is not allowed for {host} (only 80 and 443)")
+        if port != _PORTS[scheme] and not self._port_allowed(host, addresses[0], port):
+            raise Refused(
+                f"port {port} is not allowed for {host} (only 80 and 443; allowlist "
+                f'"{host}:{port}" in [web] allow_hosts for an intranet site on another port)'
+            )
         return Target(url, scheme, host, port, str(addresses[0]), path)
+
+    def _port_allowed(self, host: str, address: IPAddress, port: int) -> bool:
+        """Whether an allow_hosts entry for this host (or a network holding it) names `port`."""
+        keys = [host] + [
+            str(n) for n in self._networks if n.version == address.version and address in n
+        ]
+        for key in keys:
+            ports = self._ports.get(key, set())
+            if ports is None or port in ports:
+                return True
+        return False
 
     def _in_networks(self, ip: IPAddress) -> bool:
         return any(ip in network for network in self._networks if network.version == ip.version)

@@ -17,7 +17,7 @@ from adapters.slack.adapter import SlackAdapter
 from adapters.slack.config import SlackSettings
 from adapters.slack.reply import SlackReplyChannel
 from adapters.web.adapter import WebAdapter
-from engine.messages import ThreadKey
+from engine.messages import Answer, Outcome, ThreadKey
 
 CORE: Any = object()
 
@@ -55,5 +55,13 @@ def test_dingtalk_posts_through_the_openapi() -> None:
     assert unconfigured.reply_channel(key) is None
 
 
-def test_web_chat_cannot_post_unprompted() -> None:
-    assert WebAdapter(CORE).reply_channel(ThreadKey("web", "local", "c", "t")) is None
+async def test_web_chat_posts_into_the_threads_open_pages() -> None:
+    adapter = WebAdapter(CORE)
+    key, other = ThreadKey("web", "local", "c", "t"), ThreadKey("web", "local", "c", "u")
+    page, elsewhere = adapter.pages.listen(key), adapter.pages.listen(other)
+    channel = adapter.reply_channel(key)
+    assert channel is not None
+    await channel.finish(Answer(text="**Mei** · support\n\nHi", outcome=Outcome.HANDED_OFF))
+    event = page.get_nowait()
+    assert event["type"] == "agent" and "<strong>Mei</strong>" in event["html"]
+    assert elsewhere.empty()

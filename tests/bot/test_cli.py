@@ -52,6 +52,7 @@ def test_ask_without_a_model_server_answers_from_retrieval(env: dict[str, str]) 
     env["TEAMBOT_LLM__BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
     code, output = run(env, "ask", "How many days of annual leave do I get?")
     assert code == 0, output
+    assert output.lstrip().startswith("loading…"), "a cold start says something at once"
     assert "Retrieval-only answer" in output
     assert "leave-policy.md" in output
     assert "retrieval_only" in output
@@ -82,8 +83,31 @@ def test_doctor_reports_the_model_server(env: dict[str, str], fake_sglang: FakeS
 def test_doctor_reports_an_unreachable_model_server(env: dict[str, str]) -> None:
     env["TEAMBOT_LLM__BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
     code, output = run(env, "doctor")
-    assert code == 0, output
+    assert code == 1, output  # configured but unreachable: a failed check
     assert "unreachable" in output and "retrieval-only" in output
+
+
+def test_doctor_fails_when_the_configured_model_is_not_served(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    env["TEAMBOT_LLM__MODEL"] = "Qwen/Qwen2.5-7B-Instruct"
+    code, output = run(env, "doctor")
+    assert code == 1, output
+    assert "'Qwen/Qwen2.5-7B-Instruct' is not served" in output
+    assert "DeepSeek-R1-Distill-Qwen-7B" in output  # what it does serve
+
+
+def test_doctor_shows_the_servers_limits_and_how_thinking_is_decided(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    fake_sglang.behave(flavour="llamacpp", context=4096, slots=2, reasoning="none")
+    fake_sglang.behave(model="acme/reasoning-r1")  # a name that says nothing
+    code, output = run(env, "doctor")
+    assert code == 0, output
+    assert "llama.cpp: context 4096 tokens · 2 at once" in " ".join(output.split())
+    assert "thinking: plain (the server's chat template)" in " ".join(output.split())
 
 
 def test_ingest_reports_progress_and_skipped_files(env: dict[str, str], tmp_path: Path) -> None:
@@ -129,3 +153,82 @@ def test_unreachable_database_is_one_clear_line(env: dict[str, str]) -> None:
     assert code == 1
     assert "cannot start" in output and "127.0.0.1:" in output
     assert "Traceback" not in output
+
+
+def test_sources_lists_runs_from_the_catalog(env: dict[str, str], tmp_path: Path) -> None:
+    env["COLUMNS"] = "200"
+    code, output = run(env, "sources")  # a fresh folder: no database yet, nothing created
+    assert code == 0, output
+    assert "no knowledge sources yet" in output
+    assert not (tmp_path / "data").exists()
+    docs = tmp_path / "handbook"
+    docs.mkdir()
+    (docs / "printers.md").write_text("# Printers\n\nThe third-floor printer is called Ada-3.\n")
+    assert run(env, "ingest", str(docs))[0] == 0
+    code, output = run(env, "sources")
+    assert code == 0, output
+    row = next(line for line in output.splitlines() if "handbook" in line)
+    # a folder added with `ingest` is a source the scheduler refreshes (#13): it has a next run
+    assert "directory" in row and "ok" in row and "not configured" not in row
+
+
+@pytest.mark.parametrize(
+    ("platform", "named"),
+    [
+        ("SLACK", "TEAMBOT_SLACK__BOT_TOKEN"),
+        ("FEISHU", "TEAMBOT_FEISHU__APP_SECRET"),
+        ("DINGTALK", "TEAMBOT_DINGTALK__CLIENT_SECRET"),
+    ],
+)
+def test_platform_enabled_without_credentials_is_one_clear_row(
+    env: dict[str, str], platform: str, named: str
+) -> None:
+    env[f"TEAMBOT_{platform}__ENABLED"] = "true"
+    env["TEAMBOT_LLM__ENABLED"] = "false"
+    env["COLUMNS"] = "400"
+    code, output = run(env, "doctor")
+    assert code == 1, output
+    row = next(line for line in output.splitlines() if f"{platform.lower()}: settings" in line)
+    assert row.startswith("error") and named in row
+    assert f"[{platform.lower()}] enabled = false" in row
+    assert "Traceback" not in output and "SLACK_BOT_TOKEN" not in output.replace(named, "")
+    code, output = run(env, "serve", "--port", str(closed_port()))
+    assert code == 2, output
+    assert named in output and "Traceback" not in output
+
+
+def test_doctor_names_the_config_file_it_read(env: dict[str, str], tmp_path: Path) -> None:
+    env["TEAMBOT_LLM__ENABLED"] = "false"
+    env["COLUMNS"] = "300"
+    code, output = run(env, "doctor")
+    assert "defaults + environment" in output and "teambot init" in output
+    (tmp_path / "teambot.toml").write_text("[log]\nlevel = 'INFO'\n")
+    code, output = run(env, "doctor")
+    assert code == 0, output
+    assert str((tmp_path / "teambot.toml").resolve()) in output
+    assert "defaults + environment" not in output
+
+
+def test_doctor_hints_at_a_missing_v1(env: dict[str, str], fake_sglang: FakeSGLang) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url.removesuffix("/v1")
+    env["COLUMNS"] = "400"
+    _, output = run(env, "doctor")
+    assert "unreachable" in output and "404" in output
+    assert f"try {fake_sglang.base_url}" in output
+
+
+def test_ask_prints_warnings_as_one_tidy_line_after_the_answer(
+    env: dict[str, str], fake_sglang: FakeSGLang
+) -> None:
+    env["TEAMBOT_LLM__BASE_URL"] = fake_sglang.base_url
+    fake_sglang.behave(reasoning="none", answer="Open the VPN client [1] and press Reset now.")
+    fake_sglang.behave(error_after_tokens=4, error_message="CUDA error:\n  out of memory")
+    code, output = run(env, "ask", "How do I reset my VPN connection?")
+    assert code == 0, output
+    lines = output.splitlines()
+    ended = next(i for i, line in enumerate(lines) if line.startswith("interrupted"))
+    warnings = [i for i, line in enumerate(lines) if line.startswith("warning ")]
+    assert warnings and min(warnings) > ended, output  # after the answer, not inside it
+    assert "WARNING" not in output and "engine.conversation" not in output
+    assert len(warnings) == 1 and "model stream ended early" in lines[warnings[0]]
+    assert lines[warnings[0]].endswith("…") and warnings[0] == len(lines) - 1  # one line

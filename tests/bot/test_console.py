@@ -1,285 +1,153 @@
-"""The agents' console in real headless Chromium (Debian's `chromium`, driven by Playwright):
-login, an escalated thread listed, take, reply into the thread, resolve, approve the FAQ
-candidate, and the next asker answered from it. Plus the closed-without-password and CSRF
-checks over plain HTTP."""
+"""The console's sign-in over real HTTP: no account, no console; the old shared password
+bootstraps one admin; CSRF; logins throttled per client address and overall with a lockout the
+person sees, also against guesses sent all at once; logout and a password change end sessions
+on the server, so a copied cookie stops working."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import socket
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from pydantic import SecretStr
 
-from adapters.base import AdapterStatus, Check, Core
-from adapters.web.adapter import WebAdapter
-from bot import server as server_module
-from bot.console.auth import COOKIE, Signer
-from bot.console.config import ConsoleSettings
-from bot.server import create_server
-from bot.settings import Settings
-from engine.config import ConversationSettings, LLMSettings, StorageSettings
-from engine.messages import Answer, ChatType, EscalationNotice, Inbound, Sender, ThreadKey
-from engine.ports import ChannelLimits, ReplyChannel
-from knowledge import KnowledgeSettings
+from bot.console import agents_cli
+from bot.console.accounts import Role
+from bot.console.auth import COOKIE
+from bot.console.throttle import LoginThrottle
+from tests.bot.served import PASSWORD, make_settings, serve
 from tests.fakes.sglang import FakeSGLang
 
-CHROMIUM = os.environ.get("TEAMBOT_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-PASSWORD = "correct horse battery staple"
+
+async def _login(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    return await client.post("/console/login", data={"name": name, "password": password})
 
 
-class FakeChannel:
-    """Posts into a thread of the fake platform: what the console's replies reach."""
-
-    def __init__(self, adapter: FakeChatAdapter, key: ThreadKey) -> None:
-        self._adapter, self._key = adapter, key
-
-    @property
-    def limits(self) -> ChannelLimits:
-        return ChannelLimits()
-
-    async def open(self) -> None: ...
-
-    async def update(self, text: str) -> None: ...
-
-    async def finish(self, answer: Answer) -> None:
-        self._adapter.thread(self._key).append(answer.text)
-
-    async def post_escalation(self, notice: EscalationNotice) -> None:
-        self._adapter.escalations.append(notice)
-
-
-class FakeChatAdapter:
-    """A platform that can post unprompted; its threads are lists of message texts."""
-
-    name = "fakechat"
-
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.threads: dict[ThreadKey, list[str]] = {}
-        self.escalations: list[EscalationNotice] = []
-
-    def thread(self, key: ThreadKey) -> list[str]:
-        return self.threads.setdefault(key, [])
-
-    async def ask(self, text: str, thread: str) -> Answer | None:
-        message = Inbound(
-            "fakechat", "T1", "support", ChatType.GROUP, thread, uuid.uuid4().hex,
-            Sender("u-ada", "Ada"), text,
-        )  # fmt: skip
-        self.thread(message.thread_key).append(text)
-        return await self.core.handle(message, FakeChannel(self, message.thread_key))
-
-    def router(self) -> None:
-        return None
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
-        return FakeChannel(self, key)
-
-    def status(self) -> AdapterStatus:
-        return AdapterStatus(connected=None, mode="fake")
-
-    async def check(self) -> list[Check]:
-        return []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _settings(tmp_path: Path, fake: FakeSGLang, password: str | None) -> Settings:
-    data = tmp_path / "data"
-    return Settings(
-        storage=StorageSettings(url=f"sqlite+aiosqlite:///{data / 'teambot.db'}"),
-        llm=LLMSettings(base_url=fake.base_url, first_token_timeout=5, idle_timeout=2),
-        conversation=ConversationSettings(update_interval=0.05),
-        knowledge=KnowledgeSettings(persist_dir=data / "chroma"),
-        console=ConsoleSettings(
-            password=SecretStr(password) if password else None, faq_dir=str(data / "faq")
-        ),
-    )
-
-
-@pytest.fixture
-async def served(
+async def test_no_account_no_console(
     tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[str, FakeChatAdapter, Settings]]:
-    """teambot's server in this process (uvicorn, ephemeral port) with the fake platform."""
-    made: list[FakeChatAdapter] = []
-
-    def adapters(settings: Settings, core: Core) -> list[Any]:
-        made.append(FakeChatAdapter(core))
-        return [WebAdapter(core), made[0]]
-
-    monkeypatch.setattr(server_module, "build_adapters", adapters)
-    settings = _settings(tmp_path, fake_sglang, PASSWORD)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_server(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(1200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.1)
-    if not server.started:
-        await task  # raises what stopped it
-        pytest.fail("the server did not start within 120 s")
-    try:
-        yield f"http://127.0.0.1:{port}", made[0], settings
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-async def test_console_is_closed_without_a_password(
-    tmp_path: Path, fake_sglang: FakeSGLang
 ) -> None:
-    app = create_server(_settings(tmp_path, fake_sglang, None))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
-        for path in ("/console/login", "/console/escalations"):
-            response = await client.get(path)
-            assert response.status_code == 503
-            assert "TEAMBOT_CONSOLE__PASSWORD" in response.text
+    settings = make_settings(tmp_path, fake_sglang, None)
+    async with serve(settings, monkeypatch) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            for path in ("/console/login", "/console/escalations"):
+                response = await client.get(path)
+                assert response.status_code == 503
+                assert "teambot agents add" in response.text
+            # the first admin made from a shell opens the console, no restart
+            await agents_cli.add(settings.storage.url, "mei", "a long password", Role.ADMIN)
+            assert (await client.get("/console/login")).status_code == 200
+            assert (await _login(client, "mei", "a long password")).status_code == 303
 
 
-async def test_console_refuses_posts_without_the_csrf_token(
-    tmp_path: Path, fake_sglang: FakeSGLang
+async def test_the_shared_password_bootstraps_one_admin_and_posts_need_csrf(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = create_server(_settings(tmp_path, fake_sglang, PASSWORD))
-    signer = Signer(PASSWORD)
-    cookie, session = signer.issue("mei", 1)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
-        anonymous = await client.get("/console/escalations")
-        assert anonymous.status_code == 303 and "/console/login" in anonymous.headers["location"]
-        client.cookies.set(COOKIE, cookie, path="/console")
-        refused = await client.post("/console/threads/1/resolve", data={"csrf": "forged"})
-        assert refused.status_code == 403
-        forged = Signer("another password").issue("mei", 1)[0]
-        client.cookies.set(COOKIE, forged, path="/console")
-        assert (await client.get("/console/escalations")).status_code == 303
-        wrong = await client.post("/console/login", data={"name": "mei", "password": "nope"})
-        assert wrong.status_code == 401
-    assert signer.csrf_ok(session, signer.csrf(session))
+    settings = make_settings(tmp_path, fake_sglang, PASSWORD)
+    async with serve(settings, monkeypatch) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            anonymous = await client.get("/console/escalations")
+            assert (
+                anonymous.status_code == 303 and "/console/login" in anonymous.headers["location"]
+            )
+            assert (await _login(client, "anyone", PASSWORD)).status_code == 401
+            signed_in = await _login(client, "admin", PASSWORD)
+            assert signed_in.status_code == 303
+            page = await client.get("/console/escalations")
+            assert page.status_code == 200 and "admin" in page.text
+            refused = await client.post("/console/threads/1/resolve", data={"csrf": "forged"})
+            assert refused.status_code == 403
+            agents = await client.get("/console/agents")
+            assert agents.status_code == 200 and "管理员" in agents.text
+    assert [a.name for a in await agents_cli.listing(settings.storage.url)] == ["admin"]
 
 
-def _browser_or_skip() -> Any:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed: pip install -e '.[test]'")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian)")
-    return async_playwright
-
-
-async def test_console_in_chromium_take_reply_resolve_learn(
-    served: tuple[str, FakeChatAdapter, Settings],
+async def test_a_client_is_locked_out_after_failures_and_sees_it(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async_playwright = _browser_or_skip()
-    url, platform, settings = served
-    question = "How do I get a parking permit for the Pudong office?"
-    first = await platform.ask(question, thread="th-parking")
-    assert first is not None
-    handed = await platform.ask("转人工", thread="th-parking")
-    assert handed is not None and handed.outcome == "handed_off"
-    assert platform.escalations and platform.escalations[-1].question == question
-    key = ThreadKey("fakechat", "T1", "support", "th-parking")
+    settings = make_settings(tmp_path, fake_sglang, PASSWORD, login_attempts_per_client=5)
+    async with serve(settings, monkeypatch) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(5):
+                assert (await _login(client, "admin", "guess")).status_code == 401
+            locked = await _login(client, "admin", PASSWORD)  # right, but too late
+            assert locked.status_code == 429
+            assert "locked for 15 min" in locked.text and "锁定" in locked.text
+            assert int(locked.headers["retry-after"]) > 800
+            assert client.cookies.get(COOKIE) is None
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(f"{url}/console")
-            assert "/console/login" in page.url
-            await page.fill("#name", "Mei")
-            await page.fill("#password", PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url("**/console/escalations")
 
-            row = page.locator("#waiting tr[data-thread]", has_text=question)
-            await row.wait_for()
-            assert "fakechat" in await row.inner_text()
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shot = ARTIFACTS / "escalations.png"
-            await page.screenshot(path=str(shot), full_page=True)
-            print(f"\nscreenshot of the Escalations page: {shot}")
+async def test_guesses_sent_at_once_are_throttled_like_guesses_in_a_row(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, fake_sglang, PASSWORD, login_attempts_per_client=5)
+    async with serve(settings, monkeypatch) as (url, _):
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+            guesses = await asyncio.gather(
+                *(_login(client, "admin", f"guess {n}") for n in range(60))
+            )
+            codes = sorted(r.status_code for r in guesses)
+            assert codes.count(401) == 5 and codes.count(429) == 55, codes
+            assert (await _login(client, "admin", PASSWORD)).status_code == 429
 
-            await row.get_by_role("button", name="接手 Take").click()
-            taken = page.locator("#taken tr[data-thread]", has_text=question)
-            await taken.wait_for()
-            assert "Mei" in await taken.inner_text()
 
-            answer = "Ask facilities at desk B2 with your badge; the permit takes one working day."
-            await taken.locator("textarea").fill(answer)
-            await taken.get_by_role("button", name="发送 Send").click()
-            await page.locator(".notice", has_text="Sent").wait_for()
-            assert platform.thread(key)[-1] == answer  # the reply reached the thread
+def test_the_overall_limit_locks_every_client() -> None:
+    throttle = LoginThrottle(per_client=100, overall=10, window=60, lockout=300)
+    for n in range(10):
+        assert throttle.begin(f"10.0.0.{n}") is None  # ten addresses, one guess each
+    lockout = throttle.begin("10.0.0.99")
+    assert lockout is not None and lockout.everyone and lockout.minutes == 5
+    assert throttle.begin("192.168.1.1") is not None  # a fresh address too
 
-            await taken.get_by_role("button", name="解决 Resolve").click()
-            await page.locator("#resolved tr[data-thread]", has_text=question).wait_for()
-            assert await page.locator("#waiting tr[data-thread]", has_text=question).count() == 0
 
-            await page.get_by_role("link", name="知识 Knowledge").click()
-            candidate = page.locator("[data-candidate]", has_text=question)
-            await candidate.wait_for()
-            assert answer in await candidate.locator("textarea").input_value()
-            await candidate.get_by_role("button", name="批准 Approve").click()
-            await page.locator(".notice", has_text="Approved and indexed").wait_for(timeout=60_000)
+def test_a_success_forgives_only_its_own_client() -> None:
+    throttle = LoginThrottle(per_client=3, overall=100, window=60, lockout=60)
+    for _ in range(3):
+        assert throttle.begin("a") is None
+    assert throttle.begin("b") is None
+    throttle.succeeded("b")
+    assert throttle.begin("a") is not None  # a's fourth attempt
+    assert throttle.begin("b") is None
 
-            await page.get_by_role("link", name="数据 Dashboard").click()
-            figures = {
-                name: await page.locator(f"[data-figure={name}]").first.inner_text()
-                for name in ("escalation_rate", "first_response", "resolution", "bot_share")
-            }
-            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-            print(f"figures from this run (last 24 h): {figures}")
-            assert figures["escalation_rate"] == "100.0%"
-            assert figures["first_response"] != "—" and figures["resolution"] != "—"
 
-            await page.goto(f"{url}/console/conversations?q=parking")
-            await page.get_by_role("link", name=str(key)).click()
-            await page.locator(".turn", has_text=answer).wait_for()  # the agent's words
-            assert "asked_for_human" in await page.inner_text("main")
-        finally:
-            await browser.close()
+async def test_logout_and_a_password_change_end_sessions_on_the_server(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, fake_sglang, None)
+    async with serve(settings, monkeypatch) as (url, _):
+        await agents_cli.add(settings.storage.url, "mei", "first password", Role.AGENT)
+        async with (
+            httpx.AsyncClient(base_url=url) as laptop,
+            httpx.AsyncClient(base_url=url) as phone,
+        ):
+            assert (await _login(laptop, "mei", "first password")).status_code == 303
+            copied = laptop.cookies.get(COOKIE)
+            assert copied
+            page = await laptop.get("/console/escalations")
+            csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            assert (await laptop.post("/console/logout", data={"csrf": csrf})).status_code == 303
+            # the copied cookie is dead on the server, not just deleted in this browser
+            phone.cookies.set(COOKIE, copied, path="/console")
+            reused = await phone.get("/console/escalations")
+            assert reused.status_code == 303 and "/console/login" in reused.headers["location"]
 
-    faq = Path(settings.console.faq_dir) / "handoff-faq.csv"
-    assert answer in faq.read_text(encoding="utf-8")
-    # the learning loop closed: the next asker is answered from the person's answer, cited
-    again = await platform.ask(question, thread="th-parking-2")
-    assert again is not None
-    assert any(c.source == "handoff-faq" for c in again.citations), again.citations
-    async with httpx.AsyncClient() as client:
-        scraped = (await client.get(f"{url}/metrics")).text
-    assert "teambot_escalation_rate" in scraped
-    assert "teambot_handoff_first_response_seconds_count" in scraped
-    with contextlib.suppress(Exception):
-        print("metrics:", [ln for ln in scraped.splitlines() if ln.startswith("teambot_resolved")])
+            assert (await _login(laptop, "mei", "first password")).status_code == 303
+            phone.cookies.clear()
+            assert (await _login(phone, "mei", "first password")).status_code == 303
+            page = await laptop.get("/console/password")
+            csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            changed = await laptop.post(
+                "/console/password",
+                data={
+                    "csrf": csrf,
+                    "current": "first password",
+                    "new": "second password",
+                    "again": "second password",
+                },
+            )
+            assert changed.status_code == 303 and "/console/login" in changed.headers["location"]
+            assert (await phone.get("/console/escalations")).status_code == 303  # signed out
+            assert (await _login(phone, "mei", "first password")).status_code == 401
+            assert (await _login(phone, "mei", "second password")).status_code == 303
+        # the shell ends sessions too
+        assert await agents_cli.passwd(settings.storage.url, "mei", "third password") == 1

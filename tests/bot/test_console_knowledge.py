@@ -18,7 +18,6 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from bot.console.auth import COOKIE, Signer
 from bot.console.config import ConsoleSettings
 from bot.server import create_server
 from bot.settings import Settings
@@ -107,7 +106,7 @@ async def test_knowledge_page_upload_try_delete_in_chromium(
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             await page.goto(f"{url}/console/sources")
-            await page.fill("#name", "Mei")
+            await page.fill("#name", "admin")
             await page.fill("#password", PASSWORD)
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/console/sources")
@@ -171,13 +170,25 @@ async def test_knowledge_page_upload_try_delete_in_chromium(
 
 
 async def test_knowledge_page_is_for_logged_in_admins_with_the_csrf_token(
-    tmp_path: Path, sample_index: Path
+    served: tuple[str, Settings],
 ) -> None:
-    app = create_server(_settings(tmp_path, sample_index))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+    from bot.console import agents_cli
+
+    url, settings = served
+    async with httpx.AsyncClient(base_url=url) as client:
         anonymous = await client.get("/console/sources")
         assert anonymous.status_code == 303 and "/console/login" in anonymous.headers["location"]
-        client.cookies.set(COOKIE, Signer(PASSWORD).issue("mei", 1)[0], path="/console")
+        login = await client.post("/console/login", data={"name": "admin", "password": PASSWORD})
+        assert login.status_code == 303, login.text
         refused = await client.post("/console/sources/sample/remove", data={"csrf": "forged"})
-        assert refused.status_code in (403, 503)  # no CSRF token (or, unstarted, no core)
+        assert refused.status_code == 403
+        assert (await client.get("/console/sources")).status_code == 200
+    # the shared password made the admin above; an agent account sees no knowledge page
+    await agents_cli.add(settings.storage.url, "lin", "an agent password", agents_cli.Role.AGENT)
+    async with httpx.AsyncClient(base_url=url) as agent:
+        login = await agent.post(
+            "/console/login", data={"name": "lin", "password": "an agent password"}
+        )
+        assert login.status_code == 303, login.text
+        page = await agent.get("/console/sources")
+        assert page.status_code == 403 and "Admins only" in page.text

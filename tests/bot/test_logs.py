@@ -48,3 +48,33 @@ def test_json_lines_carry_the_request_id_and_are_redacted(
     assert entry["request_id"] == rid and entry["level"] == "INFO"
     assert entry["message"] == "asker [phone] used [secret]"
     logging.getLogger().handlers.clear()
+
+
+def test_redaction_of_encoded_and_unusual_forms() -> None:
+    from bot.logs import Redactor
+
+    redact = Redactor()
+    for line in (
+        'GET /search?q=alice.wong%40example.com HTTP/1.1" 200',
+        "call +86 138 1234 5678 or 0086 13812345678",
+        "手机１３８１２３４５６７８",
+        "phone 138.1234.5678",
+        "mail ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+        "q=%2B86%20138%201234%205678",
+    ):
+        masked = redact(line)
+        assert "1234" not in masked and "５６７８" not in masked and "alice" not in masked, masked
+    assert redact("问题：怎么连，VPN？") == "问题：怎么连，VPN？"  # Chinese punctuation kept
+
+
+def test_url_printing_loggers_are_quiet_by_default() -> None:
+    import logging
+
+    from bot.logs import setup_logging
+
+    setup_logging("INFO", json_lines=False, redact=True)
+    for name in ("httpx", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)  # what uvicorn does after us
+        assert not logger.filter(logger.makeRecord(name, logging.INFO, "", 0, "GET /", (), None))
+        assert logger.filter(logger.makeRecord(name, logging.WARNING, "", 0, "GET /", (), None))

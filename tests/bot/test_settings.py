@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib.resources import files
 from pathlib import Path
@@ -113,6 +114,14 @@ def test_sample_config_lists_every_key_with_its_default(tmp_path: Path) -> None:
             if (section, key) in secrets:
                 assert f"# {key}" in text, f"[{section}] {key}: say how to set the secret"
                 continue
+            if key not in sample[section] and value in ({}, []):
+                # Tables and lists of tables are shown as commented examples only: an active
+                # `key = {}` above them would make the uncommented example a duplicate key.
+                assert f"# {key}:" in text, f"[{section}] {key}: say what it is"
+                assert re.search(rf"^# (\[+{section}\.{key}\b|{key} =)", text, re.M), (
+                    f"[{section}] {key}: give an example"
+                )
+                continue
             assert key in sample[section], f"[{section}] {key} missing from sample_config.toml"
             written = sample[section][key]
             if key.endswith("_dir"):
@@ -146,3 +155,68 @@ def test_sample_config_source_examples_are_valid_and_complete() -> None:
         if callable(getattr(SourceSettings.model_fields[key], "default_factory", None)):
             value = SourceSettings.model_fields[key].default_factory()  # type: ignore[misc,call-arg]
         assert first[key] == value, key
+
+
+def sample_text() -> str:
+    return files("bot").joinpath("sample_config.toml").read_text(encoding="utf-8")
+
+
+def _parses(line: str) -> bool:
+    try:
+        tomllib.loads(line)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def sample_examples(text: str) -> list[list[int]]:
+    """Commented-out TOML in the sample: groups of line numbers, each starting at a `# [table]`
+    header or at the first of a run of commented `# key = value` lines."""
+    groups: list[list[int]] = []
+    previous = -2
+    for number, line in enumerate(text.splitlines()):
+        if not line.startswith("# "):
+            continue
+        body = line[2:]
+        header = body.lstrip().startswith("[")
+        if not (header or "=" in body) or not _parses(body):
+            continue
+        if header or number != previous + 1:
+            groups.append([])
+        groups[-1].append(number)
+        previous = number
+    return groups
+
+
+def test_every_example_in_the_sample_loads_when_uncommented(tmp_path: Path) -> None:
+    """What an admin does first: uncomment one example in the file `teambot init` wrote."""
+    text = sample_text()
+    groups = sample_examples(text)
+    lines = text.splitlines()
+    shown = {"\n".join(lines[n] for n in group) for group in groups}
+    assert len(groups) >= 6, shown  # escalation and web channels, chat collections, sources
+    (tmp_path / "as-written.toml").write_text(text, encoding="utf-8")
+    load_settings(tmp_path / "as-written.toml")
+    for group in groups:
+        edited = list(lines)
+        for number in group:
+            edited[number] = edited[number][2:]
+        config = tmp_path / "teambot.toml"
+        config.write_text("\n".join(edited) + "\n", encoding="utf-8")
+        example = "\n".join(edited[n] for n in group)
+        try:
+            load_settings(config)
+        except ConfigError as error:
+            pytest.fail(f"uncommenting this example breaks the file:\n{example}\n{error}")
+
+
+def test_every_key_in_the_sample_has_a_comment() -> None:
+    lines = sample_text().splitlines()
+    bare = []
+    for number, line in enumerate(lines):
+        if not line or line.startswith(("#", "[", " ")):
+            continue
+        above = lines[number - 1] if number else ""
+        if " #" not in line.partition("=")[2] and not above.startswith("# "):
+            bare.append(line)
+    assert not bare, "keys without a comment:\n" + "\n".join(bare)

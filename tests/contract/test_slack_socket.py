@@ -312,7 +312,7 @@ async def test_buttons_record_feedback_and_escalate(
     assert permalink["message_ts"] == event["ts"]
     assert "<!subteam^S0AGENTS>" in body and QUESTION in body
     assert (
-        f"<https://fake.slack.com/archives/C0GENERAL/p{event['ts'].replace('.', '')}|Open the thread>"
+        f"<https://fake.slack.com/archives/C0GENERAL/p{event['ts'].replace('.', '')}|打开会话 / Open the thread>"
         in body
     )
     told = posts(slack, "C0GENERAL")[-1]

@@ -118,7 +118,7 @@ async def replicas(root: Path, database: str) -> AsyncIterator[tuple[str, str]]:
 async def console_client(url: str) -> tuple[httpx.AsyncClient, str]:
     """A client logged in to the console at `url`, and its CSRF token."""
     client = httpx.AsyncClient(base_url=url, timeout=60)
-    login = await client.post("/console/login", data={"name": "ops", "password": PASSWORD})
+    login = await client.post("/console/login", data={"name": "admin", "password": PASSWORD})
     assert login.status_code == 303, login.text
     page = await client.get("/console/sources")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)

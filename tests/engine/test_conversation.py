@@ -38,7 +38,9 @@ async def test_answer_streams_with_citations_and_without_reasoning(core: Core) -
 
 @pytest.mark.parametrize("mode", ["inline", "open_ended"])
 async def test_inline_thinking_never_reaches_the_reply(core: Core, mode: str) -> None:
-    core.fake.behave(reasoning=mode, reasoning_text="SECRET-THOUGHT inline")
+    # open_ended: the server's chat template (llama.cpp /props) says that it opens <think>
+    flavour = "llamacpp" if mode == "open_ended" else "sglang"
+    core.fake.behave(reasoning=mode, reasoning_text="SECRET-THOUGHT inline", flavour=flavour)
     answer, reply = await core.ask(VPN_QUESTION)
     assert answer is not None and answer.outcome is Outcome.ANSWERED
     assert "think>" not in answer.text

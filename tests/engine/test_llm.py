@@ -25,7 +25,7 @@ from engine.llm import (
     ThinkSplitter,
 )
 from engine.messages import Usage
-from tests.fakes.sglang import DEFAULT_REASONING, FakeSGLang, default_answer
+from tests.fakes.sglang import DEFAULT_REASONING, FakeSGLang, default_answer, tokenize
 
 QUESTION = [
     {"role": "user", "content": "Passages:\n[1] VPN setup guide\n\nHow do I set up the VPN?"}
@@ -92,7 +92,9 @@ async def test_separate_reasoning_stays_out_of_content(
 async def test_inline_think_is_stripped_even_when_tags_split(
     fake_sglang: FakeSGLang, make_client: MakeClient, mode: str, chunk_chars: int | None
 ) -> None:
-    fake_sglang.behave(reasoning=mode, chunk_chars=chunk_chars)
+    # open_ended: llama.cpp's /props shows a chat template that opens <think> itself
+    flavour = "llamacpp" if mode == "open_ended" else "sglang"
+    fake_sglang.behave(reasoning=mode, chunk_chars=chunk_chars, flavour=flavour)
     content, reasoning, deltas = await collect(make_client(fake_sglang.base_url))
     assert content == ANSWER
     assert reasoning.strip() == DEFAULT_REASONING
@@ -160,7 +162,9 @@ async def test_usage_reports_prefix_cache_hits(
         )
     )[2]
     assert first.usage is not None and first.usage.cached_tokens == 0
-    assert second.usage is not None and second.usage.cached_tokens == first.usage.prompt_tokens
+    # the first prompt and the answer the server generated for it (RadixAttention keeps both)
+    reused = first.usage.prompt_tokens + 1 + len(tokenize(ANSWER))
+    assert second.usage is not None and second.usage.cached_tokens == reused
     assert second.usage.completion_tokens > 0
     fake_sglang.behave(cache_report=False)
     *_, third = (await collect(client))[2]
@@ -282,6 +286,8 @@ async def test_max_tokens_inside_think_is_an_empty_answer(
     fake_sglang: FakeSGLang, make_client: MakeClient, mode: str
 ) -> None:
     fake_sglang.behave(reasoning=mode, reasoning_text="hmm " * 40)
+    if mode == "open_ended":
+        fake_sglang.behave(flavour="llamacpp")
     client = make_client(fake_sglang.base_url, max_tokens=16)
     deltas: list[Delta] = []
     with pytest.raises(LLMEmptyAnswer, match="TEAMBOT_LLM__MAX_TOKENS") as err:

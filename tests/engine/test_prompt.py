@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from engine.prompt import INSTRUCTIONS, HistoryTurn, build_messages, trim_history
+from engine.prompt import (
+    INSTRUCTIONS,
+    HistoryTurn,
+    build_messages,
+    numbering,
+    render_turn,
+    trim_history,
+)
 from knowledge import Passage
 
 
@@ -52,3 +59,16 @@ def test_long_passages_are_clipped() -> None:
     messages = build_messages("q", [passage("A", "w" * 5000)], [], language="en", passage_chars=100)
     assert "w" * 100 + "…" in messages[-1]["content"]
     assert "w" * 101 not in messages[-1]["content"]
+
+
+def test_passages_keep_their_number_across_the_thread_and_are_not_repeated() -> None:
+    vpn, wifi, leave = passage("VPN", "reset it"), passage("WiFi", "join it"), passage("Leave", "x")
+    first = render_turn("q1", [vpn, wifi], language="en")
+    assert "[1] VPN\nreset it" in first and "[2] WiFi\njoin it" in first
+    second = render_turn("q2", [wifi, leave], language="en", earlier=[first])
+    assert "[2] WiFi (given above)" in second and "join it" not in second
+    assert "[3] Leave\nx" in second
+    numbers, above = numbering([wifi, leave], [first], 1200)
+    assert numbers == [2, 3] and above == {2}
+    # once the turn that gave it is no longer in the prompt, the passage is given again
+    assert "[1] WiFi\njoin it" in render_turn("q3", [wifi], language="en")

@@ -43,5 +43,5 @@ def test_split_chinese_at_sentence_end() -> None:
 def test_clip_and_estimate() -> None:
     assert clip("abcdef", 4) == "abc…"
     assert clip("abc", 4) == "abc"
-    assert estimate_tokens("中文") == 2
-    assert estimate_tokens("abcdefgh") == 2
+    assert estimate_tokens("中文") == 4  # errs high: small-vocabulary tokenizers spend ~1.8
+    assert estimate_tokens("abcdefgh") == 3

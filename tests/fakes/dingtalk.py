@@ -45,6 +45,7 @@ class Behaviour:
     token_lifetime: int = 7200
     ping_interval: float | None = None  # seconds between SYSTEM ping frames; None: no pings
     refuse_open: bool = False  # the gateway answers connections/open with HTTP 503
+    hang_open: bool = False  # the gateway takes connections/open and never answers
 
 
 class FakeDingTalk:
@@ -118,6 +119,11 @@ class FakeDingTalk:
         await self.sockets[-1].send_str(json.dumps(frame, ensure_ascii=False))
         return frame_id
 
+    async def send_raw(self, text: str) -> None:
+        """Any text as one frame on the newest connection (a garbled or hostile frame)."""
+        await self.wait_for(lambda: bool(self.sockets))
+        await self.sockets[-1].send_str(text)
+
     async def ack(self, frame_id: str, within: float = 5.0) -> dict[str, Any]:
         await self.wait_for(lambda: frame_id in self.acks, within)
         return self.acks[frame_id]
@@ -169,6 +175,10 @@ class FakeDingTalk:
             )
         if self.behaviour.refuse_open:
             return web.json_response({"code": "ServiceUnavailable"}, status=503)
+        while self.behaviour.hang_open:
+            await asyncio.sleep(0.1)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the client gave up
         self.opens += 1
         ticket = uuid.uuid4().hex
         self._tickets.add(ticket)

@@ -36,6 +36,8 @@ ALL_SCOPES = (
     "im:message.group_at_msg:readonly",
     "im:message.p2p_msg:readonly",
     "cardkit:card:write",
+    "contact:user.base:readonly",
+    "im:chat:readonly",
 )
 
 
@@ -151,6 +153,8 @@ class FakeFeishu(ThreadedServer):
         r.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
         r.add_get("/open-apis/bot/v3/info", self._bot_info)
         r.add_get("/open-apis/application/v6/scopes", self._scopes)
+        r.add_get("/open-apis/im/v1/chats/{chat_id}", self._chat)
+        r.add_get("/open-apis/contact/v3/users/{user_id}", self._user)
         r.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
         r.add_post("/open-apis/im/v1/messages", self._create)
         r.add_patch("/open-apis/im/v1/messages/{message_id}", self._ok)
@@ -223,6 +227,17 @@ class FakeFeishu(ThreadedServer):
             "ip_white_list": [],
         }
         return web.json_response({"code": 0, "msg": "ok", "bot": bot})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        chat = request.match_info["chat_id"]
+        data = {"name": f"IT 支持群 {chat[-4:]}", "chat_mode": "group"}
+        return web.json_response({"code": 0, "msg": "ok", "data": data})
+
+    async def _user(self, request: web.Request) -> web.Response:
+        if request.query.get("user_id_type") != "open_id":
+            return web.json_response({"code": 99991672, "msg": "bad user_id_type"})
+        user = {"open_id": request.match_info["user_id"], "name": "张三"}
+        return web.json_response({"code": 0, "msg": "ok", "data": {"user": user}})
 
     async def _scopes(self, request: web.Request) -> web.Response:
         scopes = [

@@ -18,7 +18,7 @@ Pages (each is a search result when its path is in `results`):
 - /redirect/ok      → /page/normal (relative)
 
 By hand: `python -m tests.fakes.searx --port 8888`, then `[web] searxng_url =
-"http://127.0.0.1:8888"` and `allow_hosts = ["127.0.0.1"]`.
+"http://127.0.0.1:8888"` and `allow_hosts = ["127.0.0.1:*"]`.
 """
 
 from __future__ import annotations

@@ -11,10 +11,19 @@ Reasoning modes (what SGLang + model produce):
 - open_ended: no parser, the template opened <think>: content is `reasoning</think>answer`.
 - none: a model that does not think.
 
-Tokens are whitespace words (the text is streamed one word, or `chunk_chars` characters, per
-chunk). The prompt is `<|role|>` plus the words of each message; `cached_tokens` is the longest
-common token prefix with any earlier prompt (at most prompt_tokens - 1, as SGLang recomputes the
-last token), like RadixAttention.
+Flavours: `sglang` answers `/get_model_info`, `/model_info`, `/get_server_info`, `/server_info`
+(context length, `reasoning_parser`, `max_running_requests`) and reports `max_model_len` at
+`/v1/models`; `llamacpp` answers `/props` (`default_generation_settings.n_ctx`, `total_slots`,
+`chat_template`) and reports `meta.n_ctx` at `/v1/models`. Both offer `POST /tokenize`.
+
+Tokens: a whitespace word is one token, a CJK character two (real BPE tokenizers spend ~1-2 on
+one), so the prompt and `/tokenize` agree. Answers stream one word (or `chunk_chars`
+characters) per chunk. The prompt is `<|role|>` plus the tokens of each message. A prompt of
+`context` tokens or more is refused with HTTP 400 (llama.cpp's `exceed_context_size_error`
+shape, or SGLang's); generation stops with `finish_reason: "length"` at `max_tokens` or when the
+context is full. `cached_tokens` is the longest common token prefix with any earlier request's
+prompt-plus-answer (at most prompt_tokens - 1, as SGLang recomputes the last token), like
+RadixAttention, which keeps a finished request's output in its tree too.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from aiohttp import web
 from tests.fakes.threaded import ThreadedServer
 
 Reasoning = Literal["separate", "inline", "open_ended", "none"]
+Flavour = Literal["sglang", "llamacpp"]
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
 DEFAULT_REASONING = "The user asks a question. Let me look at the passages and answer briefly."
 
@@ -55,24 +65,62 @@ class Behaviour:
     chunk_chars: int | None = None  # stream N characters per chunk instead of one word
     healthy: bool = True
     api_key: str | None = None  # --api-key
+    flavour: Flavour = "sglang"
+    context: int = 32768  # tokens the server holds for one request (--context-length / -c)
+    slots: int = 4  # llama.cpp --parallel (total_slots); SGLang max_running_requests = 4 * slots
+    tokenize: bool = True  # POST /tokenize answers
+    report_context: bool = True  # False: the context size is in no answer (only in a refusal)
+    error_after_tokens: int | None = None  # send an error chunk after N content chunks
+    error_message: str = "Context size has been exceeded."
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
-    """Echo the question (a `Question:` line, else the last line); cite [1] when given passages."""
+    """Echo the question (a `Question:` line, else the last line); cite [1] when given numbered
+    passages or web results.
+    A follow-up rewrite request ("… Standalone question:") gets "follow-up (earlier question)"."""
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
     lines = users[-1].strip().splitlines() if users and users[-1].strip() else [""]
+    if lines[-1] == "Standalone question:":  # a follow-up rewrite: join it to what came before
+        earlier = [
+            x.removeprefix("Earlier question:").strip()
+            for x in lines
+            if x.startswith("Earlier question:")
+        ]
+        follow = [x.removeprefix("Follow-up:").strip() for x in lines if x.startswith("Follow-up:")]
+        return f"{follow[-1] if follow else ''} ({earlier[-1] if earlier else ''})"
     asked = [
         line.removeprefix("Question:").strip() for line in lines if line.startswith("Question:")
     ]
     question = asked[-1] if asked else lines[-1]
     text = f'I saw your question "{question}".'
-    if any("[1]" in str(m.get("content") or "") for m in messages):
+    given = ("[1]", '<web_result number="1"')  # numbered passages or web results
+    if any(g in str(m.get("content") or "") for m in messages for g in given):
         text += " The knowledge base answers it [1]."
     return text
 
 
 def _choice(**fields: Any) -> dict[str, Any]:
     return {"index": 0, **fields, "logprobs": None, "matched_stop": None}
+
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """The fake tokenizer: a word is one token, a CJK character two."""
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text):
+        piece = match.group()
+        tokens.extend((piece, "\u0300") if len(piece) == 1 and piece >= "\u3400" else (piece,))
+    return tokens
+
+
+def prompt_tokens_of(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        t
+        for m in messages
+        for t in [f"<|{m.get('role')}|>", *tokenize(str(m.get("content") or ""))]
+    ]
 
 
 def split_tokens(text: str, chunk_chars: int | None) -> list[str]:
@@ -151,6 +199,10 @@ class FakeSGLang(ThreadedServer):
         app.router.add_get("/health", self._health)
         app.router.add_get("/model_info", self._model_info)
         app.router.add_get("/get_model_info", self._model_info)
+        app.router.add_get("/server_info", self._server_info)
+        app.router.add_get("/get_server_info", self._server_info)
+        app.router.add_get("/props", self._props)
+        app.router.add_post("/tokenize", self._tokenize)
         return app
 
     @web.middleware
@@ -171,25 +223,67 @@ class FakeSGLang(ThreadedServer):
         return web.Response(status=200 if self.behaviour.healthy else 503)
 
     async def _models(self, request: web.Request) -> web.Response:
-        model = self.behaviour.model
-        card = dict(id=model, object="model", created=int(time.time()), owned_by="sglang")
-        card.update(root=model, max_model_len=131072)
+        b = self.behaviour
+        card: dict[str, Any] = dict(id=b.model, object="model", created=int(time.time()))
+        if b.flavour == "llamacpp":
+            card.update(owned_by="llamacpp", meta={"n_ctx_train": 8192, "n_ctx": b.context})
+        else:
+            card.update(owned_by="sglang", root=b.model, max_model_len=b.context)
+        if not b.report_context:
+            card.pop("max_model_len", None)
+            card.pop("meta", None)
         return web.json_response({"object": "list", "data": [card]})
+
+    async def _server_info(self, request: web.Request) -> web.Response:
+        b = self.behaviour
+        if b.flavour != "sglang":
+            raise web.HTTPNotFound()
+        parser = "deepseek-r1" if b.reasoning == "separate" else None
+        context = b.context if b.report_context else None
+        info = dict(model_path=b.model, context_length=context, reasoning_parser=parser)
+        info.update(max_running_requests=4 * b.slots, version="0.5.23")
+        info["internal_states"] = [{"max_total_num_tokens": 8 * b.context}]
+        return web.json_response(info)
+
+    async def _props(self, request: web.Request) -> web.Response:
+        b = self.behaviour
+        if b.flavour != "llamacpp":
+            raise web.HTTPNotFound()
+        opens = "<think>\n" if b.reasoning == "open_ended" else ""
+        template = (
+            "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+            f"{{% if add_generation_prompt %}}<|assistant|>{opens}{{% endif %}}"
+        )
+        settings = {"n_ctx": b.context if b.report_context else None, "params": {}}
+        return web.json_response(
+            dict(default_generation_settings=settings, total_slots=b.slots, model_path=b.model)
+            | dict(chat_template=template, build_info="fake")
+        )
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """llama.cpp reads `content` and answers `tokens`; SGLang reads `prompt`, adds `count`."""
+        b = self.behaviour
+        if not b.tokenize:
+            raise web.HTTPNotFound()
+        body = await request.json()
+        text = body.get("content", body.get("prompt", ""))
+        ids = [hash(t) % 50_000 for t in tokenize(str(text))]
+        if b.flavour == "llamacpp":
+            return web.json_response({"tokens": ids})
+        return web.json_response({"tokens": ids, "count": len(ids), "max_model_len": b.context})
 
     async def _model_info(self, request: web.Request) -> web.Response:
         b = self.behaviour
+        if b.flavour != "sglang":
+            raise web.HTTPNotFound()
         parser = "deepseek-r1" if b.reasoning == "separate" else None
         info = dict(model_path=b.model, tokenizer_path=b.model, is_generation=True)
         info.update(preferred_sampling_params=None, weight_version="default")
         return web.json_response({**info, "reasoning_parser": parser, "tool_call_parser": None})
 
-    def _account(self, body: dict[str, Any]) -> tuple[int, int]:
-        """Record the request; (prompt_tokens, cached_tokens) from the simulated radix cache."""
-        tokens = [
-            w
-            for m in body.get("messages", [])
-            for w in [f"<|{m.get('role')}|>", *str(m.get("content") or "").split()]
-        ]
+    def _account(self, body: dict[str, Any]) -> tuple[list[str], int]:
+        """Record the request; (prompt tokens, cached_tokens) from the simulated radix cache."""
+        tokens = prompt_tokens_of(body.get("messages", []))
         cached = 0
         with self._lock:
             self._requests.append(body)
@@ -203,7 +297,29 @@ class FakeSGLang(ThreadedServer):
                     n += 1
                 cached = max(cached, n)
             self._prompts.append(tokens)
-        return len(tokens), min(cached, max(len(tokens) - 1, 0))
+        return tokens, min(cached, max(len(tokens) - 1, 0))
+
+    def _remember_answer(self, prompt: list[str], answer: str) -> None:
+        """A finished request's output joins the cache, as in RadixAttention."""
+        with self._lock:
+            self._prompts.append([*prompt, "<|assistant|>", *tokenize(answer)])
+
+    @staticmethod
+    def _too_long(b: Behaviour, prompt_tokens: int) -> web.Response:
+        if b.flavour == "llamacpp":
+            message = (
+                f"request ({prompt_tokens} tokens) exceeds the available context size "
+                f"({b.context} tokens), try increasing it"
+            )
+            error = dict(code=400, message=message, type="exceed_context_size_error")
+            error.update(n_prompt_tokens=prompt_tokens, n_ctx=b.context)
+            return web.json_response({"error": error}, status=400)
+        message = (
+            f"The input ({prompt_tokens} tokens) is longer than the model's context length "
+            f"({b.context} tokens)."
+        )
+        body = dict(object="error", message=message, type="BadRequestError", param=None, code=400)
+        return web.json_response(body, status=400)
 
     def _fail_now(self) -> int | None:
         with self._lock:
@@ -225,8 +341,11 @@ class FakeSGLang(ThreadedServer):
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json()
-        prompt_tokens, cached = self._account(body)
+        prompt, cached = self._account(body)
+        prompt_tokens = len(prompt)
         b = self.behaviour
+        if prompt_tokens >= b.context:
+            return self._too_long(b, prompt_tokens)
         if (status := self._fail_now()) is not None:
             error: dict[str, Any] = dict(
                 object="error", message=f"simulated HTTP {status}", param=None
@@ -246,9 +365,12 @@ class FakeSGLang(ThreadedServer):
         pieces = [("reasoning_content", t) for t in thinking]  # (delta field, text)
         pieces += [("content", t) for t in split_tokens(raw, b.chunk_chars)]
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        room = b.context - prompt_tokens
+        limit = room if max_tokens is None else min(int(max_tokens), room)
         finish = "stop"
-        if max_tokens is not None and len(pieces) > int(max_tokens):
-            pieces, finish = pieces[: int(max_tokens)], "length"
+        if len(pieces) > limit:
+            pieces, finish = pieces[:limit], "length"
+        self._remember_answer(prompt, "".join(t for f, t in pieces if f == "content"))
         details = {"cached_tokens": cached} if b.cache_report else None
         usage: dict[str, Any] = dict(prompt_tokens=prompt_tokens, completion_tokens=len(pieces))
         usage.update(total_tokens=prompt_tokens + len(pieces), prompt_tokens_details=details)
@@ -288,14 +410,20 @@ class FakeSGLang(ThreadedServer):
         await resp.prepare(request)
 
         async def send(delta: dict[str, Any] | None, finish_reason: str | None = None) -> None:
+            if delta is not None and "error" in delta:  # llama.cpp: an error event, then the end
+                await resp.write(f"data: {json.dumps(delta)}\n\n".encode())
+                return
             choices = [] if delta is None else [_choice(delta=delta, finish_reason=finish_reason)]
             chunk = {**head, "object": "chat.completion.chunk", "choices": choices}
             chunk["usage"] = usage if delta is None else None
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         try:
-            await self._emit(request, b, pieces, send)
+            ended = await self._emit(request, b, pieces, send)
             if request.transport is None or request.transport.is_closing():
+                return resp
+            if ended == "error":
+                await resp.write_eof()
                 return resp
             with self._lock:
                 self.timings[self._index_of[id(body)]][1] = time.monotonic()
@@ -310,19 +438,26 @@ class FakeSGLang(ThreadedServer):
 
     async def _emit(
         self, request: web.Request, b: Behaviour, pieces: list[tuple[str, str]], send: Any
-    ) -> None:
+    ) -> str | None:
         await asyncio.sleep(b.latency)
         if b.hang_before_first:
-            return await self._hang(request)
+            await self._hang(request)
+            return None
         await send({"role": "assistant", "content": ""})
         sent = 0
         for field, text in pieces:
             if field == "content":
+                if b.error_after_tokens is not None and sent >= b.error_after_tokens:
+                    error = dict(code=500, message=b.error_message, type="server_error")
+                    await send({"error": error})
+                    return "error"
                 if b.hang_after_tokens is not None and sent >= b.hang_after_tokens:
-                    return await self._hang(request)
+                    await self._hang(request)
+                    return None
                 if b.cut_after_tokens is not None and sent >= b.cut_after_tokens:
                     await asyncio.sleep(0.05)  # let the client read what was sent
-                    return self._abort(request)
+                    self._abort(request)
+                    return None
                 sent += 1
             await send({field: text})
             if b.token_delay:

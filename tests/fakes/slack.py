@@ -30,7 +30,10 @@ APP_ID = "A0APP"
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-1-test-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-ALL_SCOPES = "app_mentions:read,chat:write,channels:history,groups:history,im:history,mpim:history"
+ALL_SCOPES = (
+    "app_mentions:read,chat:write,channels:history,groups:history,im:history,mpim:history,"
+    "users:read,channels:read,groups:read"
+)
 
 
 @dataclass
@@ -303,6 +306,17 @@ class FakeSlack:
 
     def _chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"channel": args["channel"], "ts": args["ts"]}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args["channel"])
+        is_im = channel.startswith("D")
+        name = "" if is_im else channel.removeprefix("C0").lower()
+        return {"channel": {"id": channel, "name": name, "is_im": is_im}}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args["user"])
+        name = user.removeprefix("U0").capitalize()  # U0ADA -> Ada
+        return {"user": {"id": user, "name": name.lower(), "profile": {"display_name": name}}}
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         messages = self.threads.get((args["channel"], args["ts"]), [])

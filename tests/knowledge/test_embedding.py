@@ -85,3 +85,72 @@ async def test_embedding_threads_bound_torch() -> None:
         assert await one.run(torch.get_num_threads) == 1
     finally:
         await one.close()
+
+
+@pytest.mark.parametrize(
+    ("model", "query", "passage", "reads_chinese"),
+    [
+        ("", "", "", False),  # the bundled all-MiniLM-L6-v2
+        ("intfloat/multilingual-e5-small", "query: ", "passage: ", True),
+        ("/models/e5-base-v2", "query: ", "passage: ", False),
+        (
+            "BAAI/bge-small-en-v1.5",
+            "Represent this sentence for searching relevant passages: ",
+            "",
+            False,
+        ),
+        ("BAAI/bge-small-zh-v1.5", "为这个句子生成表示以用于检索相关文章：", "", True),
+        ("BAAI/bge-m3", "", "", True),
+        ("nomic-ai/nomic-embed-text-v1.5", "search_query: ", "search_document: ", False),
+        ("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "", "", True),
+        ("/models/our-own-model", "", "", True),  # unknown: its tokenizer decides
+    ],
+)
+def test_prefixes_and_languages_are_known_by_family(
+    model: str, query: str, passage: str, reads_chinese: bool
+) -> None:
+    from knowledge.families import profile
+
+    known = profile(model)
+    assert (known.query_prefix, known.passage_prefix) == (query, passage)
+    assert known.reads("zh") is reads_chinese
+    assert known.reads("en")
+
+
+def test_configured_prefixes_and_languages_override_the_family() -> None:
+    from knowledge.families import profile
+
+    custom = profile(
+        "intfloat/e5-small-v2", query_prefix="", passage_prefix="doc: ", languages=["multi"]
+    )
+    assert (custom.query_prefix, custom.passage_prefix) == ("", "doc: ")
+    assert custom.reads("zh")
+
+
+async def test_prefixes_reach_the_model(embedder: Embedder) -> None:
+    prefixed = Embedder(query_prefix="query: ", passage_prefix="passage: ")
+    prefixed._model = embedder._load()  # the same loaded model, other prefixes
+    try:
+        (passage,) = await prefixed.embed(["reset the VPN"])
+        (raw,) = await embedder.embed(["passage: reset the VPN"])
+        question, _ = await prefixed.embed_query("how to reset the VPN")
+        (raw_question,) = await embedder.embed(["query: how to reset the VPN"])
+    finally:
+        await prefixed.close()
+    assert passage == pytest.approx(raw, abs=1e-5)
+    assert question == pytest.approx(raw_question, abs=1e-5)
+    assert prefixed.fingerprint != embedder.fingerprint == ""
+
+
+async def test_readable_counts_unknown_wordpieces_and_declared_languages(
+    embedder: Embedder,
+) -> None:
+    assert await embedder.run(embedder.readable, "reset the VPN") == 1.0
+    assert await embedder.run(embedder.readable, "年假有几天") == 0.0  # not English
+    multilingual = Embedder(languages=["multi"])
+    multilingual._model = embedder._load()
+    try:
+        share = await multilingual.run(multilingual.readable, "年假有几天")
+    finally:
+        await multilingual.close()
+    assert 0.0 < share < 1.0  # MiniLM's tokenizer knows some of these characters, not all

@@ -27,7 +27,7 @@ async def test_question_finds_its_document(
 
 
 async def test_vpn_reset_section_is_retrieved(sample_kb: KnowledgeBase) -> None:
-    passages = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=3)
+    passages = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=3, per_document=0)
 
     assert {p.location for p in passages} == {"sample/vpn.md"}
     assert "Connecting to the VPN > Resetting the VPN" in {p.section for p in passages}
@@ -36,8 +36,24 @@ async def test_vpn_reset_section_is_retrieved(sample_kb: KnowledgeBase) -> None:
     assert reset.title == "Connecting to the VPN"
     assert reset.source == "sample"
     assert reset.chunk_id.startswith("sample:")
-    wider = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=5)
+    wider = await sample_kb.retriever.retrieve("How do I reset my VPN?", k=5, per_document=0)
     assert any("Reset VPN profile" in p.text for p in wider)
+
+
+async def test_distinct_documents_fill_the_passages(sample_kb: KnowledgeBase) -> None:
+    """Uncapped, the VPN page's chunks take every place; capped at two a document, the next
+    places go to other documents, and the VPN page's other chunks follow them."""
+    question = "How do I reset my VPN?"
+    uncapped = await sample_kb.retriever.retrieve(question, k=4, per_document=0)
+    assert [p.location for p in uncapped] == ["sample/vpn.md"] * 4
+    capped = await sample_kb.retriever.retrieve(question, k=4)  # per_document = 2 (default)
+    assert [p.location for p in capped[:2]] == ["sample/vpn.md"] * 2
+    assert "sample/vpn.md" not in {p.location for p in capped[2:]}
+    assert capped[:2] == uncapped[:2]
+    everything = await sample_kb.retriever.retrieve(question, k=100)
+    assert len(everything) == await sample_kb.store.count()  # the cap reorders, never drops
+    one = await sample_kb.retriever.retrieve(question, k=4, per_document=1)
+    assert len({p.location for p in one}) == 4
 
 
 async def test_chinese_question_finds_reimbursement(sample_kb: KnowledgeBase) -> None:
@@ -94,3 +110,69 @@ async def test_zero_k_returns_nothing(sample_kb: KnowledgeBase) -> None:
 
 async def test_empty_collection_returns_nothing(kb: KnowledgeBase) -> None:
     assert await kb.retriever.retrieve("How do I reset my VPN?") == []
+
+
+async def test_an_english_only_model_does_not_rank_chinese_questions(
+    sample_kb: KnowledgeBase,
+) -> None:
+    """The bundled model declares English: for a Chinese question the fused ranking is BM25's,
+    not BM25's pushed around by near-random similarities."""
+    from tests.perf.knowledge_eval import CHINESE
+
+    embedder = sample_kb.embedder
+    for question, _ in CHINESE[:12]:
+        assert await embedder.run(embedder.readable, question) == 0.0
+        hybrid = await sample_kb.retriever.retrieve(question, k=5, per_document=0)
+        lexical = await sample_kb.retriever.retrieve(question, k=5, per_document=0, mode="lexical")
+        assert [p.chunk_id for p in hybrid] == [p.chunk_id for p in lexical], question
+
+
+async def test_english_questions_still_use_both_sides(sample_kb: KnowledgeBase) -> None:
+    embedder = sample_kb.embedder
+    question = "What happens when my password is too old?"
+    assert await embedder.run(embedder.readable, question) == 1.0
+    hybrid = await sample_kb.retriever.retrieve(question, k=5, per_document=0)
+    dense = await sample_kb.retriever.retrieve(question, k=5, per_document=0, mode="dense")
+    lexical = await sample_kb.retriever.retrieve(question, k=5, per_document=0, mode="lexical")
+    ids = [p.chunk_id for p in hybrid]
+    assert ids != [p.chunk_id for p in lexical] or ids == [p.chunk_id for p in dense]
+    assert set(ids) & {p.chunk_id for p in dense}
+
+
+def test_dense_trust_gates_half_read_questions() -> None:
+    from knowledge.retriever import READABLE_GATE, dense_trust
+
+    assert dense_trust(0.0) == 0.0
+    assert dense_trust(READABLE_GATE - 0.01) == 0.0
+    assert dense_trust(0.8) == 0.8 * 0.8
+    assert dense_trust(1.0) == 1.0
+
+
+def test_chinese_scores_are_rescaled_onto_the_common_floor() -> None:
+    from knowledge.retriever import _rescale
+
+    assert _rescale(0.25, 0.25, 0.30) == pytest.approx(0.30)
+    assert _rescale(0.0, 0.25, 0.30) == 0.0 and _rescale(1.0, 0.25, 0.30) == pytest.approx(1.0)
+    assert _rescale(0.20, 0.25, 0.30) < 0.30 < _rescale(0.26, 0.25, 0.30)
+    scores = [_rescale(x / 20, 0.25, 0.30) for x in range(21)]
+    assert scores == sorted(scores)  # never reorders
+
+
+async def test_a_chinese_question_meets_its_own_floor(sample_kb: KnowledgeBase) -> None:
+    from knowledge.retriever import Retriever
+
+    question = "报销需要多少天内提交"
+    common = Retriever(
+        sample_kb.embedder,
+        sample_kb.store,
+        sample_kb.settings.model_copy(update={"min_score_zh": None}),
+        sample_kb.live,
+    )
+    raw = (await common.retrieve(question, k=1))[0].score
+    calibrated = (await sample_kb.retriever.retrieve(question, k=1))[0].score
+    assert sample_kb.settings.min_score_zh == 0.25
+    assert calibrated == pytest.approx(0.30 + (raw - 0.25) * 0.70 / 0.75)
+    english = "How do I reset my VPN?"
+    assert (await common.retrieve(english, k=1))[0].score == (
+        await sample_kb.retriever.retrieve(english, k=1)
+    )[0].score

@@ -52,7 +52,7 @@ async def test_added_latency_of_a_lookup(fake_web: FakeWeb) -> None:
         return WebSettings(
             mode="on_request",
             searxng_url=fake_web.url,
-            allow_hosts=["127.0.0.1"],  # the fakes are the "intranet" here
+            allow_hosts=["127.0.0.1:*"],  # the fakes are the "intranet" here
             fetch_pages=3,
             cache_ttl=cache_ttl,
         )

@@ -150,4 +150,4 @@ def test_escalation_markdown_mentions_agents_and_carries_the_question() -> None:
     target = reply_target(parse(bot_message()))
     text = escalation_markdown(notice, ["agent-bob", "agent-eve"], target)
     assert "@agent-bob @agent-eve" in text
-    assert "VPN is down" in text and "Ada (staff-ada)" in text and "asked_for_human" in text
+    assert "VPN is down" in text and "Ada (staff-ada)" in text and "asked for a person" in text

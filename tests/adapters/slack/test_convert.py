@@ -128,12 +128,12 @@ def test_markdown_to_mrkdwn() -> None:
         "```bash\nvpn --reset && echo ok\n```"
     )
     assert convert.markdown_to_mrkdwn(md) == (
-        "*Reset the VPN*\n"
-        "*Quit* the client, then _restart_ it.\n"
-        "• open `vpn &lt;reset&gt;`\n"
-        "• see <https://wiki.example.com/vpn?a=1&amp;b=2|the guide>\n"
-        "1. ~old~ new\n"
-        "```vpn --reset &amp;&amp; echo ok\n```"
+        "*Reset the VPN*\n\n"
+        "*Quit* the client, then _restart_ it.\n\n"
+        "• open `vpn &lt;reset&gt;`\n\n"  # a new marker starts a new list (CommonMark)
+        "• see <https://wiki.example.com/vpn?a=1&amp;b=2|the guide>\n\n"
+        "1. ~old~ new\n\n"
+        "```\nvpn --reset &amp;&amp; echo ok\n```"
     )
     assert convert.markdown_to_mrkdwn("2 * 3 * 4 and a_b_c") == "2 * 3 * 4 and a_b_c"
 
@@ -195,6 +195,6 @@ def test_escalation_notice_mentions_and_links() -> None:
     )
     body = blocks[0]["text"]["text"]
     assert "<!subteam^S0AGENTS>" in body and "VPN &lt;broken&gt;" in body
-    assert "<https://fake.slack.com/archives/C0GENERAL/p10|Open the thread>" in body
-    assert text.startswith("<!subteam^S0AGENTS> a thread needs a person")
+    assert "<https://fake.slack.com/archives/C0GENERAL/p10|打开会话 / Open the thread>" in body
+    assert text.startswith("<!subteam^S0AGENTS> 需要人工 / a thread needs a person")
     assert json.dumps(blocks)  # serialisable as Slack wants it

@@ -31,7 +31,7 @@ def web_settings(fake: FakeWeb, **overrides: Any) -> WebSettings:
     values: dict[str, Any] = {
         "mode": "on_request",
         "searxng_url": fake.url,
-        "allow_hosts": ["127.0.0.1"],
+        "allow_hosts": ["127.0.0.1:*"],
         "timeout": 2.0,
         "cache_ttl": 0,
     }

@@ -14,7 +14,7 @@ from tests.fakes.searx import NORMAL_FACT, FakeWeb
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    guard = Guard(allow_hosts=["127.0.0.1"])  # the fakes' intranet allowlist
+    guard = Guard(allow_hosts=["127.0.0.1:*"])  # the fakes' intranet allowlist
     built = Fetcher(guard, timeout=1.0, max_bytes=200_000, max_redirects=3)
     yield built
     await built.close()

@@ -65,7 +65,7 @@ async def test_refused_without_an_allowlist(url: str) -> None:
 
 async def test_names_are_checked_after_resolution_every_address() -> None:
     guard = Guard(
-        allow_hosts=["127.0.0.1"],
+        allow_hosts=["127.0.0.1:*"],
         resolve=stub_resolver(
             {
                 "intranet.example": ["10.1.2.3"],
@@ -86,12 +86,33 @@ async def test_names_are_checked_after_resolution_every_address() -> None:
 
 async def test_allowlist_accepts_names_ips_and_networks() -> None:
     resolve = stub_resolver({"wiki.corp": ["10.20.1.5"], "git.corp": ["10.30.0.7"]})
-    guard = Guard(allow_hosts=["wiki.corp", "10.30.0.0/16", "127.0.0.1"], resolve=resolve)
+    guard = Guard(
+        allow_hosts=["wiki.corp:8080", "10.30.0.0/16", "127.0.0.1:*", "[fd00::1]:8443"],
+        resolve=resolve,
+    )
     assert (await guard.check("http://wiki.corp:8080/page")).address == "10.20.1.5"
     assert (await guard.check("http://git.corp/x")).address == "10.30.0.7"
     assert (await guard.check("http://127.0.0.1:9/x")).port == 9
+    assert (await guard.check("https://[fd00::1]:8443/")).port == 8443
     with pytest.raises(Refused):
         await guard.check("http://10.99.0.1/")
+
+
+async def test_allowlisted_hosts_keep_the_port_rule() -> None:
+    """Allowlisting lifts the address rule only: other ports must be named in the entry."""
+    resolve = stub_resolver({"wiki.corp": ["10.20.1.5"], "git.corp": ["10.30.0.7"]})
+    guard = Guard(allow_hosts=["wiki.corp:8080", "10.30.0.0/16"], resolve=resolve)
+    for url in (
+        "http://wiki.corp:22/",
+        "http://wiki.corp:6379/",
+        "http://git.corp:8080/",
+        "http://10.30.0.7:5432/",
+    ):
+        with pytest.raises(Refused, match="port"):
+            await guard.check(url)
+    assert (await guard.check("https://wiki.corp/")).port == 443
+    with pytest.raises(ValueError, match="port"):
+        Guard(allow_hosts=["wiki.corp:http"])
 
 
 async def test_domain_allow_and_deny_lists() -> None:
@@ -127,7 +148,7 @@ async def test_redirect_to_a_private_address_is_refused_before_connecting(
 
     http = httpx.AsyncClient(event_hooks={"request": [record]}, trust_env=False)
     fetcher = Fetcher(
-        Guard(allow_hosts=["127.0.0.1"]), timeout=2, max_bytes=100_000, max_redirects=3, http=http
+        Guard(allow_hosts=["127.0.0.1:*"]), timeout=2, max_bytes=100_000, max_redirects=3, http=http
     )
     try:
         with pytest.raises(Refused, match="private, loopback, link-local"):
@@ -154,7 +175,7 @@ async def test_connection_goes_to_the_checked_address_with_the_original_host(
         sent.append((str(request.url), request.headers["host"]))
 
     http = httpx.AsyncClient(event_hooks={"request": [record]}, trust_env=False)
-    guard = Guard(allow_hosts=["127.0.0.1"], resolve=resolve)
+    guard = Guard(allow_hosts=["127.0.0.1:*"], resolve=resolve)
     fetcher = Fetcher(guard, timeout=2, max_bytes=100_000, max_redirects=3, http=http)
     try:
         page = await fetcher.fetch(f"http://pages.test:{fake_web.port}/page/normal")

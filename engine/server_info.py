@@ -1,0 +1,134 @@
+"""What the model server says about itself: context size, parallel slots, how it handles the
+model's thinking, and whether it can count tokens.
+
+SGLang answers `/get_server_info` (`/server_info` since 0.5) with its launch arguments
+(`reasoning_parser`, `max_running_requests`, `context_length`) and puts `max_model_len` on each
+`/v1/models` card; llama.cpp's `llama-server` answers `/props` (`default_generation_settings.n_ctx`
+per slot, `total_slots`, `chat_template`) and `meta.n_ctx` on its cards. Both tokenize at
+`POST /tokenize`. Every question here is optional: a server that answers none of them is an
+OpenAI-compatible server like any other, and teambot falls back to its settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+# A chat template that writes <think> into the generation prompt: the model's output then
+# carries only the closing </think>, so answer text must be held back until it comes.
+_OPENS_THINK = re.compile(r"add_generation_prompt[\s\S]*?<think>")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the server reported; None where it did not say."""
+
+    kind: str = "openai"  # sglang | llama.cpp | openai (nothing beyond the OpenAI API)
+    models: tuple[str, ...] = ()
+    context: int | None = None  # tokens one request may hold (prompt + answer)
+    slots: int | None = None  # requests the server runs at once
+    reasoning_parser: str | None = None  # SGLang --reasoning-parser: thinking arrives separated
+    opens_think: bool | None = None  # llama.cpp: the chat template opens <think> itself
+    tokenize: bool = False  # POST /tokenize answers
+
+
+async def discover(
+    http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], seconds: float
+) -> ServerInfo:
+    """Ask the server at `root_url` (no /v1) what it is; raises httpx.HTTPError when it is
+    unreachable, else answers with what it could learn."""
+    models = await _get(http, f"{root_url}/v1/models", headers, seconds, required=True)
+    cards = [c for c in (models or {}).get("data") or [] if isinstance(c, dict)]
+    names = tuple(str(c.get("id")) for c in cards if c.get("id"))
+    card = cards[0] if cards else {}
+    meta: dict[str, Any] = card["meta"] if isinstance(card.get("meta"), dict) else {}
+    props = await _get(http, f"{root_url}/props", headers, seconds)
+    server = None
+    for path in ("/server_info", "/get_server_info"):
+        if props is None and (server := await _get(http, root_url + path, headers, seconds)):
+            break
+    kind = "llama.cpp" if props else "sglang" if server else "openai"
+    generation = (props or {}).get("default_generation_settings")
+    generation = generation if isinstance(generation, dict) else {}
+    context = _int(generation.get("n_ctx")) or _int(meta.get("n_ctx"))
+    context = (
+        context or _int(card.get("max_model_len")) or _int((server or {}).get("context_length"))
+    )
+    slots = _int((props or {}).get("total_slots")) or _running(server)
+    parser = (server or {}).get("reasoning_parser") or None
+    template = (props or {}).get("chat_template")
+    opens = bool(_OPENS_THINK.search(template)) if isinstance(template, str) and template else None
+    if parser:
+        opens = False  # SGLang's parser takes the thinking out of `content` itself
+    tokenize = await _can_tokenize(http, root_url, headers, seconds)
+    return ServerInfo(kind, names, context, slots, parser, opens, tokenize)
+
+
+async def count_tokens(
+    http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], text: str, seconds: float
+) -> int:
+    """Tokens in `text` by the server's own tokenizer (llama.cpp reads `content`, SGLang and
+    vLLM `prompt`; neither adds special tokens here)."""
+    body = {"content": text, "prompt": text, "add_special": False, "add_special_tokens": False}
+    response = await http.post(f"{root_url}/tokenize", json=body, headers=headers, timeout=seconds)
+    response.raise_for_status()
+    data = response.json()
+    if isinstance(data.get("count"), int):
+        return int(data["count"])
+    tokens = data.get("tokens")
+    if not isinstance(tokens, list):
+        raise ValueError(f"/tokenize answered without tokens: {str(data)[:200]}")
+    return len(tokens)
+
+
+async def _can_tokenize(
+    http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], seconds: float
+) -> bool:
+    try:
+        return await count_tokens(http, root_url, headers, "hello", seconds) > 0
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
+async def _get(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    seconds: float,
+    *,
+    required: bool = False,
+) -> dict[str, Any] | None:
+    try:
+        response = await http.get(url, headers=headers, timeout=seconds)
+    except httpx.HTTPError:
+        if required:
+            raise
+        return None
+    if required:
+        response.raise_for_status()
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _running(server: Mapping[str, Any] | None) -> int | None:
+    if not server:
+        return None
+    states = server.get("internal_states")
+    first = states[0] if isinstance(states, list) and states and isinstance(states[0], dict) else {}
+    return _int(server.get("max_running_requests")) or _int(first.get("max_running_requests"))
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -1,0 +1,143 @@
+"""teambot's server in this process for the console and web chat tests: uvicorn on a free
+loopback port, the web chat, and a fake chat platform whose threads the console can post into."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from adapters.base import AdapterStatus, Check, Core
+from adapters.web.adapter import WebAdapter
+from bot import server as server_module
+from bot.console.config import ConsoleSettings
+from bot.server import create_server
+from bot.settings import Settings
+from engine.config import ConversationSettings, LLMSettings, StorageSettings
+from engine.messages import Answer, ChatType, EscalationNotice, Inbound, Sender, ThreadKey
+from engine.ports import ChannelLimits, ReplyChannel
+from knowledge import KnowledgeSettings
+from tests.fakes.sglang import FakeSGLang
+
+PASSWORD = "correct horse battery staple"
+
+
+class FakeChannel:
+    """Posts into a thread of the fake platform: what the console's replies reach."""
+
+    def __init__(self, adapter: FakeChatAdapter, key: ThreadKey) -> None:
+        self._adapter, self._key = adapter, key
+
+    @property
+    def limits(self) -> ChannelLimits:
+        return ChannelLimits()
+
+    async def open(self) -> None: ...
+
+    async def update(self, text: str) -> None: ...
+
+    async def finish(self, answer: Answer) -> None:
+        self._adapter.thread(self._key).append(answer.text)
+
+    async def post_escalation(self, notice: EscalationNotice) -> None:
+        self._adapter.escalations.append(notice)
+
+
+class FakeChatAdapter:
+    """A platform that can post unprompted; its threads are lists of message texts."""
+
+    name = "fakechat"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.threads: dict[ThreadKey, list[str]] = {}
+        self.escalations: list[EscalationNotice] = []
+
+    def thread(self, key: ThreadKey) -> list[str]:
+        return self.threads.setdefault(key, [])
+
+    async def ask(self, text: str, thread: str) -> Answer | None:
+        message = Inbound(
+            "fakechat", "T1", "support", ChatType.GROUP, thread, uuid.uuid4().hex,
+            Sender("u-ada", "Ada"), text,
+        )  # fmt: skip
+        self.thread(message.thread_key).append(text)
+        return await self.core.handle(message, FakeChannel(self, message.thread_key))
+
+    def router(self) -> None:
+        return None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+        return FakeChannel(self, key)
+
+    def status(self) -> AdapterStatus:
+        return AdapterStatus(connected=None, mode="fake")
+
+    async def check(self) -> list[Check]:
+        return []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(
+    tmp_path: Path, fake: FakeSGLang, password: str | None, **console: Any
+) -> Settings:
+    data = tmp_path / "data"
+    return Settings(
+        storage=StorageSettings(url=f"sqlite+aiosqlite:///{data / 'teambot.db'}"),
+        llm=LLMSettings(base_url=fake.base_url, first_token_timeout=15, idle_timeout=5),
+        conversation=ConversationSettings(update_interval=0.05),
+        knowledge=KnowledgeSettings(persist_dir=data / "chroma"),
+        console=ConsoleSettings(
+            password=SecretStr(password) if password else None,
+            faq_dir=str(data / "faq"),
+            **console,
+        ),
+    )
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[str, FakeChatAdapter]]:
+    """teambot's server (uvicorn, ephemeral port) with the web chat and the fake platform."""
+    made: list[FakeChatAdapter] = []
+
+    def adapters(settings: Settings, core: Core) -> list[Any]:
+        made.append(FakeChatAdapter(core))
+        return [WebAdapter(core), made[0]]
+
+    monkeypatch.setattr(server_module, "build_adapters", adapters)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_server(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(1200):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.1)
+    if not server.started:
+        await task  # raises what stopped it
+        pytest.fail("the server did not start within 120 s")
+    try:
+        yield f"http://127.0.0.1:{port}", made[0]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
