@@ -66,6 +66,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
+    if seed:
+        await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None
     await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:

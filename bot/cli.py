@@ -229,106 +229,79 @@ def chat() -> None:
 
 @cli.command()
 def ingest(
-    path: Annotated[
-        Path,
-        typer.Argument(
-            exists=True,
-            help="a folder (or one file): .md .txt .html .pdf .docx, FAQ sheets .csv .xlsx",
-        ),
-    ],
-    source: Annotated[
-        str | None, typer.Option(help="source name (default: the folder name)")
+    path: Annotated[Path, typer.Argument(exists=True, help="a folder (or file) of documents")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "--source", help="source name (default: the folder name)"),
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="knowledge collection (default: the default one)")
     ] = None,
 ) -> None:
-    """Index a folder of documents into the knowledge base (only changed files are re-embedded)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Add a folder as a knowledge source and index it now (only changed files are re-embedded);
+    it is then refreshed on its schedule. Live at once in a running `teambot serve`."""
+    from bot import knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
-
-    async def main() -> None:
-        knowledge = await _open_knowledge(settings)
-        try:
-            with Progress(
-                TextColumn("{task.description:<11}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                tasks: dict[str, int] = {}
-
-                def report(phase: str, done: int, total: int) -> None:
-                    if phase not in tasks:
-                        tasks[phase] = progress.add_task(phase, total=total)
-                    progress.update(tasks[phase], completed=done, total=total)
-
-                result = await knowledge.ingestor.ingest_path(
-                    path, source=source or path.resolve().name, progress=report
-                )
-        finally:
-            await knowledge.close()
-        console.print(
-            f"{result.files_seen} files: {result.files_indexed} indexed, "
-            f"{result.files_unchanged} unchanged, {len(result.failed)} failed; "
-            f"{result.chunks} chunks in {result.seconds:.1f} s"
-        )
-        for uri, error in result.failed.items():
-            errors.print(
-                f"[yellow]skipped[/yellow] {escape(uri)}: {escape(error)}", highlight=False
-            )
-
-    _run(main)
+    if not knowledge_cli.ingest(settings, path, name, collection):
+        raise typer.Exit(1)
 
 
-@cli.command()
-def sources() -> None:
-    """List the knowledge sources: documents, chunks, last run, its result, next run."""
-    from rich.table import Table
-    from sqlalchemy.exc import SQLAlchemyError
+sources_cli = typer.Typer(
+    help="Knowledge sources: list them (no subcommand), add or remove one.",
+    invoke_without_command=True,
+)
+cli.add_typer(sources_cli, name="sources")
 
-    from jobs.scheduler import next_run, zone
+
+@sources_cli.callback()
+def sources(ctx: typer.Context) -> None:
+    """List the knowledge sources: origin, documents, chunks, last run, its result, next run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bot import knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
+    knowledge_cli.show(settings)
 
-    async def main() -> list[tuple[str, ...]]:
-        # The catalog alone: listing sources never loads the embedding model or the vector store.
-        from bot.source_table import configured_sources, source_statuses
 
-        try:
-            tz = zone(settings.knowledge.timezone)
-            configured = {s.name: s for s in configured_sources(settings.knowledge)}
-            rows: list[tuple[str, ...]] = []
-            for status in await source_statuses(settings.knowledge, settings.storage.url):
-                source = configured.get(status.name)
-                upcoming = next_run(source, tz) if source else None
-                rows.append(
-                    (
-                        status.name,
-                        status.kind,
-                        status.collection,
-                        str(status.documents),
-                        str(status.chunks),
-                        _when(status.last_run, tz),
-                        status.result + (f" ({status.failed} failed)" if status.failed else ""),
-                        _when(upcoming, tz) if source else "not configured",
-                    )
-                )
-            return rows
-        except (OSError, SQLAlchemyError) as error:
-            errors.print(
-                f"[red]cannot read the catalog[/red]: {escape(str(error))}", highlight=False
-            )
-            errors.print(f"database: {escape(_redact_url(settings.storage.url))}", highlight=False)
-            raise typer.Exit(1) from error
+@sources_cli.command("add")
+def sources_add(
+    name: Annotated[str, typer.Argument(help="unique name, shown in citations")],
+    kind: Annotated[str, typer.Argument(help="directory | url | sitemap")],
+    location: Annotated[str, typer.Argument(help="a folder, a page URL or a sitemap URL")],
+    schedule: Annotated[
+        str | None, typer.Option(help="cron (minute hour day month dow); default daily 03:00")
+    ] = None,
+    collection: Annotated[str | None, typer.Option(help="knowledge collection")] = None,
+) -> None:
+    """Add a source at run time and index it now (kept in the catalog beside teambot.toml's)."""
+    from bot import knowledge_cli
 
-    table = Table(
-        "source", "kind", "collection", "documents", "chunks", "last run", "result", "next run"
-    )
-    for row in _run(main):
-        table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    settings = _settings()
+    _logging(settings, quiet=True)
+    fields = {
+        "name": name,
+        "kind": kind,
+        "location": location,
+        "schedule": schedule,
+        "collection": collection,
+    }
+    if not knowledge_cli.add(settings, fields):
+        raise typer.Exit(1)
+
+
+@sources_cli.command("remove")
+def sources_remove(name: Annotated[str, typer.Argument(help="the source to delete")]) -> None:
+    """Delete a source with its documents, chunks and vectors, and say how many."""
+    from bot import knowledge_cli
+
+    settings = _settings()
+    _logging(settings, quiet=True)
+    if not knowledge_cli.remove(settings, name):
+        raise typer.Exit(1)
 
 
 @cli.command()
@@ -336,54 +309,11 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
 ) -> None:
     """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from knowledge import UnknownSourceError
+    from bot import knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
-
-    async def main() -> bool:
-        knowledge = await _open_knowledge(settings)
-        ok = True
-        try:
-            names = [source] if source else [s.name for s in knowledge.sources]
-            if not names:
-                errors.print("no knowledge sources configured: add [[knowledge.sources]]")
-                return False
-            for name in names:
-                with Progress(
-                    TextColumn(f"{escape(name)} {{task.description:<10}}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                ) as progress:
-                    tasks: dict[str, int] = {}
-
-                    def report(
-                        phase: str, done: int, total: int, tasks: dict[str, int] = tasks
-                    ) -> None:
-                        if phase not in tasks:
-                            tasks[phase] = progress.add_task(phase, total=total)
-                        progress.update(tasks[phase], completed=done, total=total)
-
-                    try:
-                        result = await knowledge.refresh(name, report)
-                    except UnknownSourceError as error:
-                        errors.print(f"[red]{escape(str(error.args[0]))}[/red]", highlight=False)
-                        return False
-                console.print(f"{result.result}: {escape(result.summary())}", highlight=False)
-                for uri, error in result.failed.items():
-                    errors.print(
-                        f"[yellow]skipped[/yellow] {escape(uri)}: {escape(error)}", highlight=False
-                    )
-                ok = ok and result.result in ("ok", "partial")
-        finally:
-            await knowledge.close()
-        return ok
-
-    if not _run(main):
+    if not knowledge_cli.refresh(settings, source):
         raise typer.Exit(1)
 
 

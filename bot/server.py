@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -20,9 +21,10 @@ from sqlalchemy import text
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
+from bot.admin import Holder, admin_router
 from bot.app import Application
+from bot.console.knowledge import UploadLimit
 from bot.console.routes import console_router
-from bot.limits import BodyLimit
 from bot.recovery import schedule_recovery
 from bot.settings import Settings
 from engine import clean
@@ -36,13 +38,23 @@ log = logging.getLogger(__name__)
 
 def create_server(settings: Settings) -> FastAPI:
     """A FastAPI app for `settings`: the application (the adapters' Core) is built first and
-    opened in the lifespan, closed at shutdown."""
+    opened in the lifespan, closed at shutdown. On the embedded default the server also holds
+    the data folder, so the CLI's knowledge commands come to it (bot/admin.py)."""
     application = Application(settings)
     adapters: list[Adapter] = build_adapters(settings, application)
+    held: dict[str, Holder] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        app = await application.open()
+        if not settings.knowledge.chroma_url:  # embedded: this server is the index's one writer
+            folder = settings.knowledge.persist_dir
+            held["holder"] = await asyncio.to_thread(Holder.take, folder, settings.server.port)
+        try:
+            app = await application.open()
+        except BaseException:
+            if "holder" in held:
+                held.pop("holder").release()
+            raise
         app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
         started: list[Adapter] = []
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
@@ -83,10 +95,17 @@ def create_server(settings: Settings) -> FastAPI:
                 except Exception:  # one adapter failing to stop must not keep the rest open
                     log.exception("adapter %s did not stop cleanly", adapter.name)
             await application.close()
+            if "holder" in held:
+                held.pop("holder").release()
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
     server.add_exception_handler(RequestValidationError, invalid_request)
-    server.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    server.add_middleware(
+        UploadLimit, max_bytes=settings.server.max_body_bytes, knowledge=settings.knowledge
+    )
+    server.include_router(
+        admin_router(application.running, lambda: held["holder"].token if held else None)
+    )
     adapter_registry = CollectorRegistry()
     adapter_registry.register(AdapterCollector(adapters))
 

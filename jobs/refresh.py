@@ -9,8 +9,9 @@ from knowledge import KnowledgeBase, RefreshReport
 log = logging.getLogger(__name__)
 
 
-async def refresh_source(kb: KnowledgeBase, name: str) -> RefreshReport | None:
-    """Refresh `name` now; the report is also in the catalog (`teambot sources` shows it)."""
+async def refresh_source(kb: KnowledgeBase, name: str, schedule: str = "") -> RefreshReport | None:
+    """Refresh `name` now; the report is also in the catalog (`teambot sources` shows it).
+    (`schedule` only tells the scheduler which cron the job was made for.)"""
     try:
         report = await kb.refresh(name)
     except Exception:  # the scheduler must keep running whatever one source does
@@ -21,10 +22,13 @@ async def refresh_source(kb: KnowledgeBase, name: str) -> RefreshReport | None:
     return report
 
 
-async def reload_live(kb: KnowledgeBase) -> None:
-    """Pick up refreshes that another process (`teambot refresh`, a replica) committed."""
+async def reload_live(kb: KnowledgeBase) -> bool:
+    """Pick up changes another process (`teambot refresh`, a replica) committed; True when
+    there were any."""
     try:
         if await kb.reload():
-            log.info("knowledge index reloaded from the catalog")
+            log.info("knowledge index reloaded from the catalog: %d chunks live", len(kb.live))
+            return True
     except Exception:
         log.exception("reloading the knowledge index failed")
+    return False

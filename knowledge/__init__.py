@@ -13,11 +13,20 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from knowledge.catalog import Catalog, CatalogBase
+from knowledge.catalog import Catalog, CatalogBase, Registered, SourceBusyError
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
 from knowledge.families import unread_share
 from knowledge.reembed import ModelStore, Reembedder, open_serving, reembed
+from knowledge.registry import (
+    ORIGINS,
+    SAMPLE_SOURCE,
+    UPLOADS_SOURCE,
+    all_sources,
+    has_real_sources,
+    origin_of,
+    overview,
+)
 from knowledge.rerank import Reranker
 from knowledge.store import VectorStore
 from knowledge.types import (
@@ -50,6 +59,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ORIGINS",
+    "SAMPLE_SOURCE",
+    "UPLOADS_SOURCE",
     "CatalogBase",
     "Chunk",
     "Document",
@@ -63,17 +75,23 @@ __all__ = [
     "Progress",
     "RefreshReport",
     "Retriever",
+    "SourceBusyError",
+    "SourceConflictError",
     "SourceSettings",
     "SourceStatus",
+    "UnknownSourceError",
     "VectorStore",
 ]
 
-SAMPLE_SOURCE = "sample"
 log = logging.getLogger(__name__)
 
 
 class UnknownSourceError(KeyError):
-    """A source name that is not configured."""
+    """A source name that is neither configured nor added at run time."""
+
+
+class SourceConflictError(ValueError):
+    """A change the source's origin does not allow (e.g. removing a config-file source)."""
 
 
 class KnowledgeBase:
@@ -110,6 +128,7 @@ class KnowledgeBase:
         self.retriever = Retriever(embedder, store, settings, live, self.reranker)
         self.ingestor = Ingestor(embedder, store, settings, catalog, live)
         self._generation = -1
+        self._registered: list[Registered] = []
         self.pending: Reembedder | None = None  # a model change waiting for its re-embed
         self._spare: Embedder | None = None  # the configured model while the old one serves
         self._reembedding: asyncio.Task[float] | None = None
@@ -128,14 +147,7 @@ class KnowledgeBase:
         SQLite file beside the embedded store, created on first use (tests, scripts). Pass
         `embedder` to share one loaded model between knowledge bases.
         """
-        if database_url:
-            catalog = await Catalog.open(database_url)
-        else:
-            folder = await asyncio.to_thread(
-                lambda: Path(settings.persist_dir).expanduser().resolve()
-            )
-            path = folder / "catalog.db"
-            catalog = await Catalog.open(f"sqlite+aiosqlite:///{path}", create=True)
+        catalog = await open_catalog(settings, database_url)
         from knowledge.live import LiveIndex
 
         owns = embedder is None
@@ -160,19 +172,25 @@ class KnowledgeBase:
         """The bundled sample helpdesk handbook (Markdown, HTML, an FAQ sheet; English and Chinese)."""
         return Path(__file__).resolve().parent / "sample"
 
+    def sample_source(self) -> SourceSettings:
+        return SourceSettings(
+            name=SAMPLE_SOURCE,
+            kind="directory",
+            location=str(self.sample_path()),
+            collection=self.settings.default_collection,
+        )
+
     @property
     def sources(self) -> list[SourceSettings]:
-        """The configured sources; with none, the bundled sample (when seed_sample is on)."""
-        if self.settings.sources or not self.settings.seed_sample:
-            return list(self.settings.sources)
-        return [
-            SourceSettings(
-                name=SAMPLE_SOURCE,
-                kind="directory",
-                location=str(self.sample_path()),
-                collection=self.settings.default_collection,
-            )
-        ]
+        """The config file's sources, then those added at run time (as of the last reload)."""
+        return all_sources(self.settings, self._registered)
+
+    def origin(self, name: str) -> str:
+        """config | runtime | upload | sample | faq (see `ORIGINS`)."""
+        for entry in self._registered:
+            if entry.name == name:
+                return origin_of(entry, self.settings)
+        return "config"
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -180,28 +198,75 @@ class KnowledgeBase:
                 return source
         names = ", ".join(s.name for s in self.sources) or "none"
         raise UnknownSourceError(
-            f"no knowledge source named {name!r} (configured: {names}); add a "
-            "[[knowledge.sources]] entry to teambot.toml"
+            f"no knowledge source named {name!r} (known: {names}); add one with "
+            "`teambot sources add NAME directory PATH`, `teambot ingest PATH` or a "
+            "[[knowledge.sources]] entry in teambot.toml"
         )
 
-    async def refresh(self, name: str, progress: Progress | None = None) -> RefreshReport:
-        """Refresh one configured source now (see `knowledge.ingest`)."""
-        return await self.ingestor.refresh(self.source(name), progress=progress)
+    async def refresh(
+        self, name: str, progress: Progress | None = None, *, wait: bool = False
+    ) -> RefreshReport:
+        """Refresh one source now (see `knowledge.ingest`). Uploads are never pruned: a replica
+        without the uploaded file must not remove it for everyone."""
+        source = self.source(name)
+        prune = self.origin(name) != "upload"
+        return await self.ingestor.refresh(source, progress=progress, prune=prune, wait=wait)
+
+    async def add_source(
+        self, source: SourceSettings, origin: str = "runtime"
+    ) -> tuple[int, int] | None:
+        """Register a source added at run time (refresh it next); returns what the sample's
+        stepping aside removed (documents, chunks), if it did."""
+        if source.name in {s.name for s in self.settings.sources}:
+            raise SourceConflictError(
+                f"knowledge source {source.name!r} is defined in teambot.toml: change it there"
+            )
+        if source.name == SAMPLE_SOURCE:
+            raise SourceConflictError(f"{SAMPLE_SOURCE!r} is the bundled sample's name")
+        spec = source.model_dump(mode="json")
+        await self.catalog.register(source.name, source.kind, source.collection, origin, spec)
+        await self.reload()
+        return await self.retire_sample() if origin in ("runtime", "upload") else None
+
+    async def remove_source(self, name: str) -> tuple[int, int]:
+        """Delete a source added at run time with its documents, chunks and vectors:
+        (documents, chunks). A refresh of it running here is cancelled, one elsewhere waited for."""
+        if name in {s.name for s in self.settings.sources}:
+            raise SourceConflictError(
+                f"knowledge source {name!r} is defined in teambot.toml: remove its "
+                "[[knowledge.sources]] entry (it would come back at the next start)"
+            )
+        await self.reload()
+        if name not in {r.name for r in self._registered}:
+            self.source(name)  # raises UnknownSourceError with the known names
+        removed = await self.ingestor.delete_source(name)
+        await self.reload()
+        return removed
+
+    async def retire_sample(self) -> tuple[int, int] | None:
+        """Remove the bundled sample from the index (documents, chunks); None when absent."""
+        await self.reload()
+        if SAMPLE_SOURCE not in {r.name for r in self._registered}:
+            return None
+        removed = await self.ingestor.delete_source(SAMPLE_SOURCE)
+        await self.reload()
+        log.info(
+            "the bundled sample handbook stepped aside for your own knowledge: removed %d "
+            "documents, %d chunks",
+            *removed,
+        )
+        return removed
+
+    async def settle_sample(self) -> tuple[int, int] | None:
+        """At start: retire the sample when seed_sample is off or real sources exist."""
+        await self.reload()
+        if self.settings.seed_sample and not has_real_sources(self.settings, self._registered):
+            return None
+        return await self.retire_sample()
 
     async def statuses(self) -> list[SourceStatus]:
-        """Configured sources first (never-run ones too), then sources only the catalog knows."""
-        known = await self.catalog.statuses()
-        rows = []
-        for source in self.sources:
-            found = known.pop(source.name, None)
-            rows.append(
-                found
-                or SourceStatus(source.name, source.kind, source.collection, 0, 0, 0, None, "never")
-            )
-        from dataclasses import replace
-
-        rows.extend(replace(s, configured=False) for s in known.values())
-        return rows
+        """Configured and added sources first (never-run ones too), then orphans."""
+        return await overview(self.settings, self.catalog)
 
     async def warmup(self) -> None:
         """Load the embedding model and jieba's dictionary now, not in the first question."""
@@ -210,29 +275,55 @@ class KnowledgeBase:
         await asyncio.gather(self.embedder.warmup(), asyncio.to_thread(lexical_warmup))
 
     async def reload(self) -> bool:
-        """Rebuild the live index from the catalog when another process changed it."""
-        from knowledge.live import LiveChunk, LiveIndex
+        """Bring the live index (and the source list) up to the catalog when another process
+        changed it: one cheap query when nothing did; otherwise only the chunks that differ are
+        swapped in or out, so the cost follows the change, not the size of the knowledge."""
+        from knowledge.live import LiveChunk
 
         generation = await self.catalog.generation()
         if generation == self._generation:
             return False
-        documents = await self.catalog.live()
-        chunks = [
-            LiveChunk(chunk_id, doc.collection, tokens.split())
-            for doc in documents
-            for chunk_id, tokens in zip(doc.chunk_ids, doc.tokens, strict=False)
+        self._registered = await self.catalog.registered()
+        if self._generation >= 0 and all(
+            g in self.catalog.produced for g in range(self._generation + 1, generation + 1)
+        ):  # only this process's changes, which it swapped in itself
+            self._generation = generation
+            return True
+        wanted = {
+            chunk_id: (document, collection)
+            for document, collection, ids in await self.catalog.chunk_map()
+            for chunk_id in ids
+        }
+        live = self.live.current.chunks
+        remove = [i for i, collection in live.items() if wanted.get(i, (0, ""))[1] != collection]
+        changed = {doc for i, (doc, coll) in wanted.items() if live.get(i) != coll}
+        found = await self.catalog.tokens(changed)
+        add = [
+            LiveChunk(chunk_id, wanted[chunk_id][1], tokens.split())
+            for ids, all_tokens in found.values()
+            for chunk_id, tokens in zip(ids, all_tokens, strict=False)
+            if chunk_id in wanted and live.get(chunk_id) != wanted[chunk_id][1]
         ]
-        fresh = LiveIndex()
-        await asyncio.to_thread(fresh.swap, chunks, ())
-        self.live.adopt(fresh)
+        if add or remove:
+            await asyncio.to_thread(self.live.swap, add, remove)
         self._generation = generation
         return True
 
     async def ensure_sample(self, progress: Progress | None = None) -> RefreshReport | None:
-        """Index the sample handbook as source "sample" when it is the source and nothing is
-        indexed yet."""
-        if self.settings.sources or not self.settings.seed_sample or len(self.live) > 0:
+        """Index the sample handbook as source "sample" while there is no real source and
+        nothing is indexed yet."""
+        await self.reload()
+        if (
+            not self.settings.seed_sample
+            or has_real_sources(self.settings, self._registered)
+            or len(self.live) > 0
+        ):
             return None
+        sample = self.sample_source()
+        await self.catalog.register(
+            sample.name, sample.kind, sample.collection, "sample", sample.model_dump(mode="json")
+        )
+        await self.reload()
         return await self.refresh(SAMPLE_SOURCE, progress)
 
     async def language_warning(self, sample: int = 500) -> str:
@@ -293,3 +384,11 @@ class KnowledgeBase:
             await self.reranker.close()
         if self._owns_embedder:
             await self.embedder.close()
+
+
+async def open_catalog(settings: KnowledgeSettings, database_url: str | None) -> Catalog:
+    """teambot's database, or (standalone) a SQLite catalog beside the embedded store."""
+    if database_url:
+        return await Catalog.open(database_url)
+    folder = await asyncio.to_thread(lambda: Path(settings.persist_dir).expanduser().resolve())
+    return await Catalog.open(f"sqlite+aiosqlite:///{folder / 'catalog.db'}", create=True)

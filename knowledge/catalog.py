@@ -1,15 +1,18 @@
 """The document catalog: which documents each source holds, their hashes, chunks and runs.
 
-Three tables (declared here, migrated by Alembic in bot/migrations): `knowledge_sources` (one row
-per source: last run, a lease so that one refresh of a source runs at a time across processes),
-`knowledge_documents` (source, uri, content hash, chunk ids and their lexical tokens, last seen,
-last indexed, status, error) and `knowledge_runs` (every run's report).
+Four tables (declared here, migrated by Alembic in bot/migrations): `knowledge_sources` (one row
+per source: where it came from, the settings of a source added at run time, last run, a lease
+so that one change to a source runs at a time across processes), `knowledge_documents` (source,
+uri, content hash, chunk ids and their lexical tokens, last seen, last indexed, status, error),
+`knowledge_runs` (every run's report) and `knowledge_state` (one row: a generation that every
+committed change bumps, so that every process notices any change with one cheap query).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from knowledge.timestamps import UTCDateTime, utcnow
@@ -61,6 +64,17 @@ class SourceRow(CatalogBase):
     last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_result: Mapped[str] = mapped_column(String(16), default="never")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(16), default="config", server_default="config")
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class StateRow(CatalogBase):
+    """One row: `generation` grows with every committed change to the knowledge."""
+
+    __tablename__ = "knowledge_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -137,11 +151,59 @@ def _make_parent(path: str) -> None:
     Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A source as the catalog registered it: its origin, and its settings when added at run
+    time (None for config-file sources, whose settings live in teambot.toml)."""
+
+    name: str
+    origin: str
+    spec: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """One document as the console lists it."""
+
+    uri: str
+    title: str
+    chunks: int
+    status: str
+    error: str
+    last_indexed_at: datetime | None
+
+
+class SourceBusyError(RuntimeError):
+    """Another change to the source held it longer than the caller would wait."""
+
+
+async def _bump(conn: AsyncConnection) -> int:
+    """Grow the knowledge generation inside the caller's transaction; the new value."""
+    found = await conn.scalar(
+        update(StateRow).values(generation=StateRow.generation + 1).returning(StateRow.generation)
+    )
+    if found is None:  # a catalog made by create_all (no migration seeded the row)
+        await conn.execute(insert(StateRow).values(id=1, generation=1))
+        return 1
+    return int(found)
+
+
 class Catalog:
     """Async access to the catalog tables."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # generations this process committed: its own changes are live here already, so a
+        # reload that sees only these need not rebuild the live index
+        self.produced: set[int] = set()
+
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that changes the knowledge: it bumps the generation when it commits."""
+        async with self.engine.begin() as conn:
+            yield conn
+            generation = await _bump(conn)
+        self.produced.add(generation)
 
     @classmethod
     async def open(cls, url: str, *, create: bool = False) -> Catalog:
@@ -181,12 +243,34 @@ class Catalog:
             )
             return [LiveDocument(r.collection, list(r.chunk_ids), list(r.tokens)) for r in rows]
 
+    async def chunk_map(self) -> list[tuple[int, str, list[str]]]:
+        """(document id, collection, chunk ids) of every document: what should be live."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(DocumentRow.id, DocumentRow.collection, DocumentRow.chunk_ids)
+            )
+            return [(r.id, r.collection, list(r.chunk_ids)) for r in rows]
+
+    async def tokens(self, documents: Iterable[int]) -> dict[int, tuple[list[str], list[str]]]:
+        """document id -> (chunk ids, their lexical tokens) for the given documents."""
+        wanted = sorted(set(documents))
+        found: dict[int, tuple[list[str], list[str]]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = await conn.execute(
+                    select(DocumentRow.id, DocumentRow.chunk_ids, DocumentRow.tokens).where(
+                        DocumentRow.id.in_(wanted[start : start + 500])
+                    )
+                )
+                found.update((r.id, (list(r.chunk_ids), list(r.tokens))) for r in rows)
+        return found
+
     async def commit(
         self, source: str, indexed: Sequence[Indexed], removed: Iterable[str] = ()
     ) -> None:
         """Make new versions current and forget removed documents, in one transaction."""
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             for doc in indexed:
                 values: dict[str, Any] = {
                     "collection": doc.collection,
@@ -261,8 +345,16 @@ class Catalog:
                         )
                     )
 
-    async def acquire(self, source: str, kind: str, collection: str) -> datetime | None:
-        """Take the source's lease for a run; None when another run holds it."""
+    async def acquire(
+        self,
+        source: str,
+        kind: str | None = None,
+        collection: str | None = None,
+        *,
+        run: bool = True,
+    ) -> datetime | None:
+        """Take the source's lease for a run (or, without `run`, for a change that is not a run:
+        the last start stays); None when another change holds it."""
         now = utcnow()
         async with self.engine.begin() as conn:
             # replicas starting together register the same source: the first insert wins
@@ -270,17 +362,28 @@ class Catalog:
             await conn.execute(
                 dialect.insert(SourceRow)
                 .values(
-                    name=source, kind=kind, collection=collection, last_result="never", generation=0
+                    name=source,
+                    kind=kind or "directory",
+                    collection=collection or "default",
+                    last_result="never",
+                    generation=0,
                 )
                 .on_conflict_do_nothing(index_elements=["name"])
             )
+            values: dict[str, Any] = {"running_since": now}
+            if run:
+                values["last_started_at"] = now
+            if kind:
+                values["kind"] = kind
+            if collection:
+                values["collection"] = collection
             taken = await conn.execute(
                 update(SourceRow)
                 .where(
                     SourceRow.name == source,
                     or_(SourceRow.running_since.is_(None), SourceRow.running_since < now - LEASE),
                 )
-                .values(running_since=now, last_started_at=now, kind=kind, collection=collection)
+                .values(**values)
             )
             return now if taken.rowcount else None
 
@@ -322,9 +425,86 @@ class Catalog:
     async def generation(self) -> int:
         """Grows with every committed change to any source (to notice other processes' runs)."""
         async with self.engine.connect() as conn:
-            total = await conn.scalar(select(func.coalesce(func.sum(SourceRow.generation), 0)))
-            count = await conn.scalar(select(func.count()).select_from(SourceRow))
-            return int(total or 0) * 1000 + int(count or 0)
+            value = await conn.scalar(select(func.max(StateRow.generation)))
+            return int(value or 0)
+
+    async def register(
+        self, name: str, kind: str, collection: str, origin: str, spec: dict[str, Any] | None = None
+    ) -> None:
+        """Record a source and where it came from (and, when added at run time, its settings)."""
+        async with self._changing() as conn:
+            dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+            values = {"kind": kind, "collection": collection, "origin": origin, "spec": spec}
+            await conn.execute(
+                dialect.insert(SourceRow)
+                .values(name=name, last_result="never", generation=0, **values)
+                .on_conflict_do_update(index_elements=["name"], set_=values)
+            )
+
+    async def registered(self) -> list[Registered]:
+        """Every source the catalog knows, with its origin and run-time settings."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(SourceRow.name, SourceRow.origin, SourceRow.spec))
+            return [Registered(r.name, r.origin or "config", r.spec) for r in rows]
+
+    async def documents(self, source: str) -> list[DocumentInfo]:
+        """The documents of one source, by uri."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    DocumentRow.uri,
+                    DocumentRow.title,
+                    DocumentRow.chunk_ids,
+                    DocumentRow.status,
+                    DocumentRow.error,
+                    DocumentRow.last_indexed_at,
+                )
+                .where(DocumentRow.source == source)
+                .order_by(DocumentRow.uri)
+            )
+            return [
+                DocumentInfo(r.uri, r.title, len(r.chunk_ids), r.status, r.error, r.last_indexed_at)
+                for r in rows
+            ]
+
+    async def last_errors(self) -> dict[str, str]:
+        """source -> the error of its latest run ("" when that run had none)."""
+        async with self.engine.connect() as conn:
+            latest = (
+                select(RunRow.source, func.max(RunRow.id).label("id"))
+                .group_by(RunRow.source)
+                .subquery()
+            )
+            rows = await conn.execute(
+                select(RunRow.source, RunRow.error, RunRow.failures).join(
+                    latest, RunRow.id == latest.c.id
+                )
+            )
+            found: dict[str, str] = {}
+            for source, error, failures in rows:
+                detail = error or "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3])
+                found[source] = detail
+            return found
+
+    async def unlock(self, source: str) -> None:
+        """Free the source's lease without recording a run."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(SourceRow).where(SourceRow.name == source).values(running_since=None)
+            )
+
+    async def drop(self, source: str) -> tuple[int, list[str]]:
+        """Forget a source, its documents and its row; returns (documents, chunk ids)."""
+        async with self._changing() as conn:
+            rows = list(
+                await conn.execute(
+                    select(DocumentRow.chunk_ids).where(DocumentRow.source == source)
+                )
+            )
+            ids = [i for (chunk_ids,) in rows for i in chunk_ids]
+            await conn.execute(delete(DocumentRow).where(DocumentRow.source == source))
+            await conn.execute(delete(SourceRow).where(SourceRow.name == source))
+            return len(rows), ids
 
     async def statuses(self) -> dict[str, SourceStatus]:
         """Every source the catalog knows, with its document and chunk counts."""
@@ -354,12 +534,13 @@ class Catalog:
                 failed,
                 row.last_started_at,
                 result,
+                origin=row.origin or "config",
             )
         return found
 
     async def forget(self, source: str) -> list[str]:
         """Drop a source from the catalog; returns its chunk ids (to delete from the store)."""
-        async with self.engine.begin() as conn:
+        async with self._changing() as conn:
             rows = await conn.execute(
                 select(DocumentRow.chunk_ids).where(DocumentRow.source == source)
             )

@@ -141,6 +141,17 @@ class KnowledgeSettings(BaseModel):
         default=True,
         description="with no sources configured, the bundled sample handbook is source 'sample'",
     )
+    reload_seconds: float = Field(
+        default=1.0,
+        ge=0.2,
+        le=60,
+        description="how often every process checks the catalog for changes made elsewhere",
+    )
+    uploads_dir: Path = Field(
+        default=Path("./data/uploads"),
+        description="where console uploads are kept (source uploads)",
+    )
+    upload_max_mb: float = Field(default=20, gt=0, le=100, description="largest upload per file")
     timezone: str = Field(default="", description="zone of the cron schedules; empty = local")
     default_collection: str = Field(default="default", pattern=NAME_PATTERN)
     chat_collections: dict[str, list[str]] = Field(

@@ -20,9 +20,11 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
-from knowledge.catalog import Catalog, Indexed, Known
+from knowledge.catalog import Catalog, Indexed, Known, SourceBusyError
 from knowledge.chunking import chunk_document, embed_text
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder
@@ -40,6 +42,11 @@ Progress = Callable[[str, int, int], None]
 # Bump when chunking changes so that every document is re-indexed once.
 CHUNKER_VERSION = 2
 _FLUSH_CHUNKS = 256  # embed, write and swap in groups of about this many chunks
+WAIT_SECONDS = 120.0  # how long a change waits for another change to the same source
+
+
+class _Cancelled(Exception):
+    """The source is being removed: stop reading it."""
 
 
 def chunk_id(source: str, uri: str, index: int, version: str = "") -> str:
@@ -68,6 +75,7 @@ class Ingestor:
         self._catalog = catalog
         self._live = live
         self._locks: dict[str, asyncio.Lock] = {}
+        self._cancel: set[str] = set()
 
     def content_hash(self, document: Document) -> str:
         """Hash of a document's text and of everything that shapes its chunks and vectors."""
@@ -79,9 +87,15 @@ class Ingestor:
         return hashlib.sha256((header + document.text).encode()).hexdigest()
 
     async def refresh(
-        self, source: SourceSettings, *, progress: Progress | None = None
+        self,
+        source: SourceSettings,
+        *,
+        progress: Progress | None = None,
+        prune: bool = True,
+        wait: bool = False,
     ) -> RefreshReport:
-        """One run over a configured source; see the module docstring."""
+        """One run over a configured source; see the module docstring. With `wait`, a run
+        already going on for the source is waited for instead of skipping this one."""
         total = [0]
 
         def on_total(n: int) -> None:
@@ -95,7 +109,8 @@ class Ingestor:
             read_source(source, on_total),
             progress,
             total,
-            prune=True,
+            prune=prune,
+            wait=wait,
         )
 
     async def ingest_path(
@@ -143,6 +158,7 @@ class Ingestor:
         source: str,
         collection: str | None = None,
         progress: Progress | None = None,
+        wait: bool = False,
     ) -> RefreshReport:
         """Index already-loaded documents (nothing is removed)."""
 
@@ -152,51 +168,91 @@ class Ingestor:
 
         return await self._run(
             source,
-            "documents",
+            None,  # the source keeps the kind it was registered with
             collection or self._settings.default_collection,
             items(),
             progress,
             [len(documents)],
             prune=False,
+            wait=wait,
         )
 
-    async def delete_document(self, uri: str, *, source: str) -> None:
-        """Remove one document from the catalog, the live index and the store."""
-        known = await self._catalog.known(source)
-        if uri in known:
+    async def delete_document(self, uri: str, *, source: str) -> int:
+        """Remove one document from the catalog, the live index and the store; its chunk count
+        (0 when the source has no such document)."""
+        async with self.exclusive(source):
+            known = await self._catalog.known(source)
+            if uri not in known:
+                return 0
             await self._remove(source, [known[uri]])
+            return len(known[uri].chunk_ids)
 
-    async def delete_source(self, source: str) -> None:
-        """Remove a whole knowledge source."""
-        ids = await self._catalog.forget(source)
-        await self._retire(ids)
-        await self._store.delete_source(source)
+    async def delete_source(self, source: str) -> tuple[int, int]:
+        """Remove a whole knowledge source: (documents, chunks) removed. A refresh of it in this
+        process is cancelled; one elsewhere is waited for."""
+        self._cancel.add(source)
+        try:
+            async with self.exclusive(source):
+                documents, ids = await self._catalog.drop(source)
+                await self._retire(ids)
+                await self._store.delete_source(source)
+                return documents, len(ids)
+        finally:
+            self._cancel.discard(source)
+
+    @asynccontextmanager
+    async def exclusive(self, source: str) -> AsyncIterator[datetime]:
+        """Hold the source for one change: this process's lock, then the catalog's lease
+        (waited for up to WAIT_SECONDS; SourceBusyError after that)."""
+        lock = self._locks.setdefault(source, asyncio.Lock())
+        async with lock:
+            deadline = time.monotonic() + WAIT_SECONDS
+            started = await self._catalog.acquire(source, run=False)
+            while started is None:
+                if time.monotonic() > deadline:
+                    raise SourceBusyError(
+                        f"knowledge source {source!r} is being changed by another process; "
+                        "try again when its refresh has finished"
+                    )
+                await asyncio.sleep(0.25)
+                started = await self._catalog.acquire(source, run=False)
+            try:
+                yield started
+            finally:
+                await self._catalog.unlock(source)
 
     async def _run(
         self,
         source: str,
-        kind: str,
+        kind: str | None,
         collection: str,
         items: AsyncIterator[tuple[str, Document | str]],
         progress: Progress | None,
         total: list[int],
         *,
         prune: bool,
+        wait: bool = False,
     ) -> RefreshReport:
         clock = time.perf_counter()
         report = RefreshReport(source=source)
         lock = self._locks.setdefault(source, asyncio.Lock())
-        if lock.locked():
+        if lock.locked() and not wait:
             report.skipped, report.error = True, "a refresh of this source is already running"
             return report
         async with lock:
             started = await self._catalog.acquire(source, kind, collection)
+            deadline = time.monotonic() + (WAIT_SECONDS if wait else 0.0)
+            while started is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                started = await self._catalog.acquire(source, kind, collection)
             if started is None:
                 report.skipped = True
                 report.error = "another process is refreshing this source"
                 return report
             try:
                 await self._scan(source, collection, items, progress, total, report, prune=prune)
+            except _Cancelled:
+                report.error = "cancelled: the source is being removed"
             except Exception as exc:  # a bug or a store failure: record it, never kill the job
                 log.exception("refresh of %s failed", source)
                 report.error = report.error or f"{type(exc).__name__}: {exc}"
@@ -224,6 +280,8 @@ class Ingestor:
         embedded = [0, 0]  # done, total
         try:
             async for uri, item in items:
+                if source in self._cancel:
+                    raise _Cancelled
                 seen.add(uri)
                 if isinstance(item, str):
                     report.failed[uri] = item

@@ -109,4 +109,8 @@ class SourceStatus:
     failed: int
     last_run: datetime | None
     result: str  # ok | partial | failed | running | never
-    configured: bool = True
+    configured: bool = True  # in teambot.toml or added at run time (not an orphan of either)
+    origin: str = "config"  # config | runtime | upload | sample | faq (see knowledge.ORIGINS)
+    error: str = ""  # the latest run's error, or its first failed documents
+    location: str = ""  # folder, URL or sitemap
+    schedule: str = ""  # cron; "" = never refreshed on a schedule

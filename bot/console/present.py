@@ -41,6 +41,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "running": ("刷新中", "refreshing"),
     "never": ("从未运行", "never run"),
     "managed": ("托管", "managed"),
+    "orphan": ("孤儿（配置中已删除）", "orphan: no longer configured"),
     # knowledge source kinds
     "directory": ("文件夹", "folder"),
     "url": ("网页", "web pages"),
@@ -118,5 +119,7 @@ def templates(clock: Clock) -> Environment:
         autoescape=select_autoescape(["html"]),
     )
     env.filters.update(duration=duration, percent=percent, when=clock.when, t=words, md=markdown)
+    env.filters["score"] = lambda v: "—" if v is None else f"{v:.3f}"
+    env.filters["rank"] = lambda v: "—" if v is None else f"#{v}"
     env.globals["zone"] = clock.zone_name
     return env

@@ -43,6 +43,7 @@ NAV: list[tuple[str, str, str]] = [
     ("escalations", "/escalations", "升级 Escalations"),
     ("conversations", "/conversations", "会话 Conversations"),
     ("knowledge", "/knowledge", "知识 Knowledge"),
+    ("sources", "/sources", "知识库 Sources"),
     ("dashboard", "/dashboard", "数据 Dashboard"),
 ]
 
@@ -210,6 +211,9 @@ def console_router(
     _dashboard_routes(router, console)
     _knowledge_routes(router, console)
     _agent_routes(router, console)
+    from bot.console.knowledge import sources_routes  # imports this module's Console
+
+    sources_routes(router, console)
     return router
 
 

@@ -117,10 +117,17 @@ def test_ingest_reports_progress_and_skipped_files(env: dict[str, str], tmp_path
     (docs / "broken.md").write_bytes(b"\xff\xfe\x00\x00" + bytes(range(256)) * 4)
     code, output = run(env, "ingest", str(docs))
     assert code == 0, output
-    assert "2 files: 1 indexed" in output and "1 failed" in output
+    assert "registered source docs" in output  # a source now, refreshed on its schedule
+    assert "1 added" in output and "1 failed" in output
     assert "broken.md" in output
     code, output = run(env, "ingest", str(docs))
     assert "1 unchanged" in output
+    code, output = run(env, "refresh", "docs")  # `teambot refresh` knows it like any source
+    assert code == 0 and "1 unchanged" in output, output
+    code, output = run({**env, "COLUMNS": "240"}, "sources")
+    assert code == 0 and "docs" in output and "added at run time" in output, output
+    code, output = run(env, "sources", "remove", "docs")
+    assert code == 0 and "removed source docs: 2 documents, 1 chunks" in output, output
 
 
 def test_wrong_config_value_stops_with_the_key_and_fix(env: dict[str, str]) -> None:
@@ -152,7 +159,7 @@ def test_sources_lists_runs_from_the_catalog(env: dict[str, str], tmp_path: Path
     env["COLUMNS"] = "200"
     code, output = run(env, "sources")  # a fresh folder: no database yet, nothing created
     assert code == 0, output
-    assert "sample" in output and "never" in output
+    assert "no knowledge sources yet" in output
     assert not (tmp_path / "data").exists()
     docs = tmp_path / "handbook"
     docs.mkdir()
@@ -161,7 +168,8 @@ def test_sources_lists_runs_from_the_catalog(env: dict[str, str], tmp_path: Path
     code, output = run(env, "sources")
     assert code == 0, output
     row = next(line for line in output.splitlines() if "handbook" in line)
-    assert "directory" in row and "ok" in row and "not configured" in row
+    # a folder added with `ingest` is a source the scheduler refreshes (#13): it has a next run
+    assert "directory" in row and "ok" in row and "not configured" not in row
 
 
 @pytest.mark.parametrize(

@@ -99,3 +99,24 @@ async def test_sources_status_lists_configured_and_orphaned_sources(kb: Knowledg
     )
     assert statuses["stale"].result == "never" and statuses["stale"].last_run is None
     assert statuses["old"].configured is False
+
+
+async def test_sources_added_or_removed_elsewhere_get_or_lose_their_job(
+    kb: KnowledgeBase, tmp_path: Path, embedder: Embedder
+) -> None:
+    scheduler = await start_scheduler(kb, start=False)
+    other = await KnowledgeBase.open(kb.settings, embedder=embedder)  # another process
+    try:
+        added = tmp_path / "added"
+        added.mkdir()
+        await other.add_source(_source(added, "added", "15 4 * * *"))
+        reload = scheduler.get_job("knowledge:reload")
+        await reload.func()  # what the scheduler runs every reload_seconds
+        job = scheduler.get_job("refresh:added")
+        assert job is not None and job.args[1] == "added"
+        await other.remove_source("added")
+        await reload.func()
+        assert scheduler.get_job("refresh:added") is None
+        assert scheduler.get_job("refresh:fresh") is not None  # config sources stay
+    finally:
+        await other.close()
