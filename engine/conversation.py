@@ -53,7 +53,7 @@ from engine.prompt import (
     render_turn,
     trim_history,
 )
-from engine.store import ConversationStore, ThreadRecord, TurnRecord
+from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
 from engine.trace import new_request_id
@@ -106,21 +106,65 @@ class Conversation:
         return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
 
     async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        """The design's steps: accept, claim, decide (language, context, thread state, a person
+        asked for), limit, answer (history, retrieval, web, model), escalate, finish."""
         started = time.monotonic()
         new_request_id(inbound.platform, inbound.message_id)
         metrics.RECEIVED.labels(inbound.platform).inc()
+        if not await self._accepts(inbound):
+            return None
+        escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
+        claim = await self._claim(inbound, escalation)
+        if claim is None:
+            return None
+        language = inbound.language_hint or detect(inbound.text)
+        inbound = with_thread_context(inbound, answered_before=bool(claim.history))
+        thread = claim.thread
+        if resolves(inbound.text):
+            return await self._resolved_by_asker(thread, inbound, language, reply)
+        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            # A person owns this thread: record the message, say nothing.
+            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
+            return await self._persist(thread.id, inbound, answer)
+        if thread.state == ThreadState.RESOLVED:
+            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
+        if escalation.on_request and asks_for_human(inbound.text):
+            text = await self._lifecycle.hand_off(
+                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
+            )
+            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
+        if (rejection := await self._rejection(inbound, language)) is not None:
+            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
+        await reply.open(language)
+        question = inbound.text.strip()
+        if (too_long := await self._too_long_alone(question, language, started)) is not None:
+            return await self._finish(thread.id, inbound, too_long, reply)
+        answer = await self._answer(inbound, claim.history, language, reply, started)
+        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
+        if trigger is not None:
+            answer = await self._escalated(
+                thread, inbound, answer, trigger, escalation, language, reply
+            )
+        return await self._finish(thread.id, inbound, answer, reply)
+
+    async def _accepts(self, inbound: Inbound) -> bool:
+        """On the allowlists, and addressed to the bot."""
         if not self._policy.allowed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
             log.info(
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
-            return None
+            return False
         if not await self._addressed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_addressed").inc()
-            return None
-        escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
-        # dedupe, thread and its last turns in one transaction: the answer needs the history
-        # turns, the unresolved-turns trigger as many as it counts
+            return False
+        return True
+
+    async def _claim(self, inbound: Inbound, escalation: EscalationSettings) -> Claim | None:
+        """Dedupe, thread and its last turns in one transaction (the answer needs the history
+        turns, the unresolved-turns trigger as many as it counts); None for a redelivery."""
         claim = await self._store.claim(
             inbound.platform,
             inbound.message_id,
@@ -132,47 +176,39 @@ class Conversation:
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
-            return None
-        language = inbound.language_hint or detect(inbound.text)
-        thread = claim.thread
-        inbound = with_thread_context(inbound, answered_before=bool(claim.history))
-        if resolves(inbound.text):
-            await self._store.set_state(
-                thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
-            )
-            await self._lifecycle.observe_resolution(thread.id)
-            answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
-        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
-            # A person owns this thread: record the message, say nothing.
-            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
-            return await self._persist(thread.id, inbound, answer)
-        if thread.state == ThreadState.RESOLVED:
-            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
+        return claim
 
-        if escalation.on_request and asks_for_human(inbound.text):
-            text = await self._lifecycle.hand_off(
-                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
-            )
-            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
+    async def _resolved_by_asker(
+        self, thread: ThreadRecord, inbound: Inbound, language: str, reply: ReplyChannel
+    ) -> Answer | None:
+        await self._store.set_state(
+            thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
+        )
+        await self._lifecycle.observe_resolution(thread.id)
+        answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
+        return await self._finish(thread.id, inbound, answer, reply)
 
+    async def _rejection(self, inbound: Inbound, language: str) -> str | None:
+        """Why the message is not answered (empty, too long, rate limited), or None."""
         rejection = self._reject(inbound, language)
         if rejection is None and not await self._policy.within_limits(inbound):
             metrics.IGNORED.labels(inbound.platform, "rate_limited").inc()
             rejection = phrase("rate_limited", language)
-        if rejection is not None:
-            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
+        return rejection
 
-        await reply.open(language)
-        records = (
-            claim.history[-self._settings.history_turns :] if self._settings.history_turns else ()
-        )
+    async def _answer(
+        self,
+        inbound: Inbound,
+        turns: Sequence[TurnRecord],
+        language: str,
+        reply: ReplyChannel,
+        started: float,
+    ) -> Answer:
+        """History, the standalone query, retrieval, the web lookup, then the model's answer (or
+        the passages alone, or "no knowledge")."""
+        records = turns[-self._settings.history_turns :] if self._settings.history_turns else ()
         history = trim_history(_history(records), self._settings.history_tokens)
         question = inbound.text.strip()
-        if (too_long := await self._too_long_alone(question, language, started)) is not None:
-            return await self._finish(thread.id, inbound, too_long, reply)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
         query = await standalone(
             question,
@@ -181,11 +217,9 @@ class Conversation:
             seconds=self._settings.rewrite_timeout,
         )
         passages = await self._retrieve(query, inbound)
-        retrieval_s = time.monotonic() - started
-        timings = Timings(retrieval=retrieval_s)
+        timings = Timings(retrieval=time.monotonic() - started)
         web = await self._look_up(inbound, question, passages, language)
         sources = web.sources if web is not None else ()
-
         if not passages and not sources:
             answer = Answer(
                 text=phrase("no_knowledge", language),
@@ -199,21 +233,30 @@ class Conversation:
             answer = await self._generate(
                 question, passages, history, language, reply, timings, started, web=sources
             )
-        answer = answers.with_web_notice(answer, web)
-        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
-        if trigger is not None:
-            follow = await self._lifecycle.hand_off(
-                thread.id,
-                inbound.thread_key,
-                reply,
-                trigger,
-                escalation,
-                language,
-                question=question,
-                citations=answer.citations,
-            )
-            answer = replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
-        return await self._finish(thread.id, inbound, answer, reply)
+        return answers.with_web_notice(answer, web)
+
+    async def _escalated(
+        self,
+        thread: ThreadRecord,
+        inbound: Inbound,
+        answer: Answer,
+        trigger: str,
+        escalation: EscalationSettings,
+        language: str,
+        reply: ReplyChannel,
+    ) -> Answer:
+        """Hand the thread to a person after this answer; the answer says so at its end."""
+        follow = await self._lifecycle.hand_off(
+            thread.id,
+            inbound.thread_key,
+            reply,
+            trigger,
+            escalation,
+            language,
+            question=inbound.text.strip(),
+            citations=answer.citations,
+        )
+        return replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
 
     async def _addressed(self, inbound: Inbound) -> bool:
         """Whether the message is for the bot: a mention, a direct message, or a follow-up in a
