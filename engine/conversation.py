@@ -7,26 +7,24 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from datetime import datetime
 
-from engine import clean, ending, metrics
+from engine import answers, clean, ending, metrics
 from engine.budget import Budget, Fitted, QuestionTooLong, fit
 from engine.config import ConversationSettings, PolicySettings
 from engine.context import with_thread_context
 from engine.escalation import (
     ASKED_FOR_HUMAN,
     MODEL_FAILURE,
-    NEGATIVE_FEEDBACK,
     NO_GROUNDING,
     UNRESOLVED_TURNS,
     EscalationSettings,
     asks_for_human,
-    follow_up,
     resolves,
 )
 from engine.followup import Query, merge, standalone
 from engine.language import detect, phrase
+from engine.lifecycle import ThreadLifecycle
 from engine.llm import (
     LLMClient,
     LLMContextExceeded,
@@ -39,8 +37,6 @@ from engine.llm import (
 from engine.messages import (
     Answer,
     ChatType,
-    Citation,
-    EscalationNotice,
     Inbound,
     Outcome,
     ThreadKey,
@@ -55,10 +51,9 @@ from engine.prompt import (
     heading,
     numbering,
     render_turn,
-    section,
     trim_history,
 )
-from engine.store import ConversationStore, ThreadRecord, TurnRecord
+from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
 from engine.trace import new_request_id
@@ -67,7 +62,6 @@ from knowledge import Passage, Retriever
 
 log = logging.getLogger(__name__)
 
-_CITE = re.compile(r"\[(\d{1,2})\]")
 # Outcomes where the model server let the asker down: they may hand the thread to a person.
 _MODEL_FAILED = (Outcome.RETRIEVAL_ONLY, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.TIMED_OUT)
 
@@ -101,7 +95,9 @@ class Conversation:
         self._instructions_as = "system" if instructions_as == "system" else "user"
         self._policy = policy or Policy(PolicySettings())
         self._repeats = metrics.RepeatWatch()
-        self._escalation = escalation or EscalationSettings()
+        self._lifecycle = ThreadLifecycle(
+            store, escalation or EscalationSettings(), history_turns=settings.history_turns
+        )
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
@@ -110,21 +106,65 @@ class Conversation:
         return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
 
     async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
+        """The design's steps: accept, claim, decide (language, context, thread state, a person
+        asked for), limit, answer (history, retrieval, web, model), escalate, finish."""
         started = time.monotonic()
         new_request_id(inbound.platform, inbound.message_id)
         metrics.RECEIVED.labels(inbound.platform).inc()
+        if not await self._accepts(inbound):
+            return None
+        escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
+        claim = await self._claim(inbound, escalation)
+        if claim is None:
+            return None
+        language = inbound.language_hint or detect(inbound.text)
+        inbound = with_thread_context(inbound, answered_before=bool(claim.history))
+        thread = claim.thread
+        if resolves(inbound.text):
+            return await self._resolved_by_asker(thread, inbound, language, reply)
+        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            # A person owns this thread: record the message, say nothing.
+            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
+            return await self._persist(thread.id, inbound, answer)
+        if thread.state == ThreadState.RESOLVED:
+            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
+        if escalation.on_request and asks_for_human(inbound.text):
+            text = await self._lifecycle.hand_off(
+                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
+            )
+            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
+        if (rejection := await self._rejection(inbound, language)) is not None:
+            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
+        await reply.open(language)
+        question = inbound.text.strip()
+        if (too_long := await self._too_long_alone(question, language, started)) is not None:
+            return await self._finish(thread.id, inbound, too_long, reply)
+        answer = await self._answer(inbound, claim.history, language, reply, started)
+        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
+        if trigger is not None:
+            answer = await self._escalated(
+                thread, inbound, answer, trigger, escalation, language, reply
+            )
+        return await self._finish(thread.id, inbound, answer, reply)
+
+    async def _accepts(self, inbound: Inbound) -> bool:
+        """On the allowlists, and addressed to the bot."""
         if not self._policy.allowed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
             log.info(
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
-            return None
+            return False
         if not await self._addressed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_addressed").inc()
-            return None
-        escalation = self._escalation.for_chat(inbound.platform, inbound.chat_id)
-        # dedupe, thread and its last turns in one transaction: the answer needs the history
-        # turns, the unresolved-turns trigger as many as it counts
+            return False
+        return True
+
+    async def _claim(self, inbound: Inbound, escalation: EscalationSettings) -> Claim | None:
+        """Dedupe, thread and its last turns in one transaction (the answer needs the history
+        turns, the unresolved-turns trigger as many as it counts); None for a redelivery."""
         claim = await self._store.claim(
             inbound.platform,
             inbound.message_id,
@@ -136,47 +176,39 @@ class Conversation:
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
-            return None
-        language = inbound.language_hint or detect(inbound.text)
-        thread = claim.thread
-        inbound = with_thread_context(inbound, answered_before=bool(claim.history))
-        if resolves(inbound.text):
-            await self._store.set_state(
-                thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
-            )
-            await self._observe_resolution(thread.id)
-            answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
-        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
-            # A person owns this thread: record the message, say nothing.
-            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
-            return await self._persist(thread.id, inbound, answer)
-        if thread.state == ThreadState.RESOLVED:
-            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
+        return claim
 
-        if escalation.on_request and asks_for_human(inbound.text):
-            text = await self._escalate(
-                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
-            )
-            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
+    async def _resolved_by_asker(
+        self, thread: ThreadRecord, inbound: Inbound, language: str, reply: ReplyChannel
+    ) -> Answer | None:
+        await self._store.set_state(
+            thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
+        )
+        await self._lifecycle.observe_resolution(thread.id)
+        answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
+        return await self._finish(thread.id, inbound, answer, reply)
 
+    async def _rejection(self, inbound: Inbound, language: str) -> str | None:
+        """Why the message is not answered (empty, too long, rate limited), or None."""
         rejection = self._reject(inbound, language)
         if rejection is None and not await self._policy.within_limits(inbound):
             metrics.IGNORED.labels(inbound.platform, "rate_limited").inc()
             rejection = phrase("rate_limited", language)
-        if rejection is not None:
-            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
+        return rejection
 
-        await reply.open(language)
-        records = (
-            claim.history[-self._settings.history_turns :] if self._settings.history_turns else ()
-        )
+    async def _answer(
+        self,
+        inbound: Inbound,
+        turns: Sequence[TurnRecord],
+        language: str,
+        reply: ReplyChannel,
+        started: float,
+    ) -> Answer:
+        """History, the standalone query, retrieval, the web lookup, then the model's answer (or
+        the passages alone, or "no knowledge")."""
+        records = turns[-self._settings.history_turns :] if self._settings.history_turns else ()
         history = trim_history(_history(records), self._settings.history_tokens)
         question = inbound.text.strip()
-        if (too_long := await self._too_long_alone(question, language, started)) is not None:
-            return await self._finish(thread.id, inbound, too_long, reply)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
         query = await standalone(
             question,
@@ -185,11 +217,9 @@ class Conversation:
             seconds=self._settings.rewrite_timeout,
         )
         passages = await self._retrieve(query, inbound)
-        retrieval_s = time.monotonic() - started
-        timings = Timings(retrieval=retrieval_s)
+        timings = Timings(retrieval=time.monotonic() - started)
         web = await self._look_up(inbound, question, passages, language)
         sources = web.sources if web is not None else ()
-
         if not passages and not sources:
             answer = Answer(
                 text=phrase("no_knowledge", language),
@@ -203,21 +233,30 @@ class Conversation:
             answer = await self._generate(
                 question, passages, history, language, reply, timings, started, web=sources
             )
-        answer = _with_web_notice(answer, web)
-        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
-        if trigger is not None:
-            follow = await self._escalate(
-                thread.id,
-                inbound.thread_key,
-                reply,
-                trigger,
-                escalation,
-                language,
-                question=question,
-                citations=answer.citations,
-            )
-            answer = replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
-        return await self._finish(thread.id, inbound, answer, reply)
+        return answers.with_web_notice(answer, web)
+
+    async def _escalated(
+        self,
+        thread: ThreadRecord,
+        inbound: Inbound,
+        answer: Answer,
+        trigger: str,
+        escalation: EscalationSettings,
+        language: str,
+        reply: ReplyChannel,
+    ) -> Answer:
+        """Hand the thread to a person after this answer; the answer says so at its end."""
+        follow = await self._lifecycle.hand_off(
+            thread.id,
+            inbound.thread_key,
+            reply,
+            trigger,
+            escalation,
+            language,
+            question=inbound.text.strip(),
+            citations=answer.citations,
+        )
+        return replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
 
     async def _addressed(self, inbound: Inbound) -> bool:
         """Whether the message is for the bot: a mention, a direct message, or a follow-up in a
@@ -251,111 +290,27 @@ class Conversation:
                 return UNRESOLVED_TURNS
         return None
 
+    # -- thread lifecycle (engine/lifecycle.py) ------------------------------------------------
+
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
         """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
-        thread = await self._store.thread(key)
-        escalation = self._escalation.for_chat(key.platform, key.chat_id)
-        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
-            return
-        if not escalation.enabled(trigger):
-            return
-        history = await self._store.history(thread.id, 1)
-        language = history[-1].language if history else "en"
-        text = await self._escalate(thread.id, key, reply, trigger, escalation, language)
-        await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
-        log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
+        await self._lifecycle.escalate(key, reply, trigger=trigger, requested_by=requested_by)
 
     async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
-        """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet.
-
-        `text` (what the agent wrote) is kept for the learning loop and starts the first-response
-        clock; True only when this message took an escalated thread over."""
-        thread = await self._store.thread(key)
-        if thread.state not in (ThreadState.ESCALATED, ThreadState.HUMAN):
-            return False
-        took = thread.state == ThreadState.ESCALATED
-        if took:
-            await self.take(thread.id, agent_id)
-        if text.strip() and not resolves(text) and not asks_for_human(text):
-            await self._store.add_human_reply(thread.id, text.strip())
-            now = datetime.now(UTC)
-            handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
-            if handoff is not None and handoff.responded_at == now:
-                metrics.HANDOFF_FIRST_RESPONSE.labels(key.platform).observe(
-                    (now - handoff.escalated_at).total_seconds()
-                )
-        return took
+        """An agent wrote in the thread; True when this took an escalated thread over."""
+        return await self._lifecycle.human_replied(key, agent_id, text)
 
     async def take(self, thread_id: int, agent: str) -> ThreadRecord:
-        """A person takes the thread (console "take", or their message in it): the bot goes quiet."""
-        thread = await self._store.thread_by_id(thread_id)
-        if thread is None:
-            raise LookupError(f"no thread with id {thread_id}")
-        return await self._store.set_state(
-            thread.id, ThreadState.HUMAN, taken_by=agent, trigger=thread.escalation_trigger
-        )
+        """A person takes the thread (console "take", or their message in it)."""
+        return await self._lifecycle.take(thread_id, agent)
 
     async def resolve(
         self, thread_id: int, *, by: str, now: datetime | None = None
     ) -> ThreadRecord | None:
         """Mark the thread resolved (console, idle timeout); None when it already was."""
-        thread = await self._store.thread_by_id(thread_id)
-        if thread is None:
-            raise LookupError(f"no thread with id {thread_id}")
-        if thread.state == ThreadState.RESOLVED:
-            return None
-        resolved = await self._store.set_state(
-            thread.id,
-            ThreadState.RESOLVED,
-            taken_by=thread.taken_by,
-            trigger=thread.escalation_trigger,
-            by=by,
-            now=now,
-        )
-        await self._observe_resolution(thread.id)
-        return resolved
-
-    async def _observe_resolution(self, thread_id: int) -> None:
-        handoff = await self._store.handoff(thread_id)
-        if handoff is not None and handoff.resolved_at is not None:
-            seconds = (handoff.resolved_at - handoff.escalated_at).total_seconds()
-            metrics.HANDOFF_RESOLUTION.labels(handoff.key.platform).observe(max(seconds, 0.0))
-
-    async def _escalate(
-        self,
-        thread_id: int,
-        key: ThreadKey,
-        reply: ReplyChannel,
-        trigger: str,
-        escalation: EscalationSettings,
-        language: str,
-        *,
-        question: str = "",
-        citations: tuple[Citation, ...] = (),
-    ) -> str:
-        """Mark the thread escalated, notify the human channel; returns what to tell the asker."""
-        records = await self._store.history(thread_id, self._settings.history_turns)
-        asked = [
-            r.question for r in records if r.question.strip() and r.outcome is not Outcome.COMMAND
-        ]
-        summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
-        asked_now = question or (asked[-1] if asked else "")
-        await self._store.set_state(
-            thread_id, ThreadState.ESCALATED, trigger=trigger, question=asked_now
-        )
-        metrics.ESCALATIONS.labels(key.platform, trigger).inc()
-        await reply.post_escalation(
-            EscalationNotice(
-                thread=key,
-                question=asked_now,
-                trigger=trigger,
-                summary=summary,
-                citations=citations or (records[-1].citations if records else ()),
-            )
-        )
-        return follow_up(datetime.now(UTC), escalation, language)
+        return await self._lifecycle.resolve(thread_id, by=by, now=now)
 
     async def feedback(
         self,
@@ -365,15 +320,8 @@ class Conversation:
         comment: str = "",
         reply: ReplyChannel | None = None,
     ) -> None:
-        """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
-        it); "down" escalates where the channel says so and the adapter gave a reply channel."""
-        await self._store.add_feedback(turn_id, user_id, value, comment)
-        if value != "down" or reply is None:
-            return
-        turn = await self._store.turn(turn_id)
-        thread = await self._store.thread_by_id(turn.thread_id) if turn else None
-        if thread is not None:
-            await self.escalate(thread.key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
+        """A helpful ("up") / not helpful ("down") click; "down" may escalate (see lifecycle)."""
+        await self._lifecycle.feedback(turn_id, user_id, value, comment, reply)
 
     def _reject(self, inbound: Inbound, language: str) -> str | None:
         text = inbound.text.strip()
@@ -523,7 +471,7 @@ class Conversation:
                 outcome=outcome,
                 language=language,
                 reasoning="".join(reasoning).strip(),
-                citations=_citations(text, passages, web, numbers, first_web),
+                citations=answers.citations(text, passages, web, numbers, first_web),
                 usage=usage,
                 timings=replace(
                     timings,
@@ -637,7 +585,7 @@ class Conversation:
             text=notice + "\n\n" + "\n\n".join(excerpts),
             outcome=Outcome.RETRIEVAL_ONLY,
             language=language,
-            citations=_all_citations(passages, web),
+            citations=answers.all_citations(passages, web),
             usage=usage or Usage(),
             timings=replace(timings, total=time.monotonic() - started),
             notice=notice,
@@ -670,70 +618,3 @@ class Conversation:
         # add_turn also marks the event answered, in the same transaction
         turn_id = await self._store.add_turn(thread_id, inbound, answer)
         return replace(answer, turn_id=turn_id)
-
-
-def _citation(number: int, passage: Passage) -> Citation:
-    return Citation(
-        number=number,
-        title=passage.title,
-        source=passage.source,
-        location=passage.location,
-        section=section(passage),
-    )
-
-
-def _web_citation(number: int, source: WebSource) -> Citation:
-    return Citation(
-        number=number,
-        title=source.title,
-        source=urlsplit(source.url).hostname or source.url,
-        location=source.url,
-        kind="web",
-        fetched_at=source.fetched_at,
-    )
-
-
-def _citations(
-    text: str,
-    passages: Sequence[Passage],
-    web: Sequence[WebSource] = (),
-    numbers: Sequence[int] = (),
-    first_web: int | None = None,
-) -> tuple[Citation, ...]:
-    """The sources the answer cites by number, and only those: an answer that cites nothing
-    lists nothing. `numbers`: the passages' numbers in the prompt (default 1, 2, …); web
-    results are numbered from `first_web` (default: after the passages)."""
-    numbers = list(numbers) or list(range(1, len(passages) + 1))
-    first = first_web or max(numbers, default=0) + 1
-    sources = {n: _citation(n, p) for n, p in zip(numbers, passages, strict=True)}
-    sources |= {first + i: _web_citation(first + i, w) for i, w in enumerate(web)}
-    cited = sorted({int(n) for n in _CITE.findall(text)} & sources.keys())
-    return tuple(sources[n] for n in cited)
-
-
-def _all_citations(
-    passages: Sequence[Passage], web: Sequence[WebSource] = ()
-) -> tuple[Citation, ...]:
-    """Every source, numbered as shown (a retrieval-only answer quotes them all)."""
-    shown = "".join(f"[{n}]" for n in range(1, len(passages) + len(web) + 1))
-    return _citations(shown, passages, web)
-
-
-def _with_web_notice(answer: Answer, web: WebReport | None) -> Answer:
-    """Say in the answer when the web was asked for but could not be used."""
-    if web is None:
-        return answer
-    if web.off:
-        key = "web_off"
-    elif web.unavailable:
-        key = "web_unavailable"
-    elif web.refused and not web.sources:
-        key = "web_refused"
-    else:
-        return answer
-    notice = phrase(key, answer.language)
-    return replace(
-        answer,
-        text=f"{answer.text}\n\n{notice}",
-        notice=f"{answer.notice}\n{notice}".strip(),
-    )

@@ -81,7 +81,7 @@ def test_business_hours_promise() -> None:
 
 
 def use(core: Core, **settings: object) -> None:
-    core.conversation._escalation = EscalationSettings(**settings)  # type: ignore[arg-type]
+    core.conversation._lifecycle.escalation = EscalationSettings(**settings)  # type: ignore[arg-type]
 
 
 async def test_no_grounding_escalates_only_where_the_channel_says_so(core: Core) -> None:

@@ -1,0 +1,159 @@
+"""A thread's life after the first answer: escalate to a person, a person takes it, resolve,
+feedback, a person replied (docs/architecture.md, "Thread lifecycle")."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from engine import metrics
+from engine.escalation import (
+    NEGATIVE_FEEDBACK,
+    EscalationSettings,
+    asks_for_human,
+    follow_up,
+    resolves,
+)
+from engine.messages import Answer, Citation, EscalationNotice, Outcome, ThreadKey
+from engine.ports import ReplyChannel
+from engine.store import ConversationStore, ThreadRecord
+from engine.tables import ThreadState
+from engine.text import clip
+
+log = logging.getLogger(__name__)
+
+
+class ThreadLifecycle:
+    """State changes of a thread and what they tell people; Conversation composes one."""
+
+    def __init__(
+        self, store: ConversationStore, escalation: EscalationSettings, *, history_turns: int
+    ) -> None:
+        self._store = store
+        self.escalation = escalation  # per chat: .for_chat(platform, chat_id)
+        self._history_turns = history_turns
+
+    async def escalate(
+        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+    ) -> None:
+        """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
+        thread = await self._store.thread(key)
+        escalation = self.escalation.for_chat(key.platform, key.chat_id)
+        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            return
+        if not escalation.enabled(trigger):
+            return
+        history = await self._store.history(thread.id, 1)
+        language = history[-1].language if history else "en"
+        text = await self.hand_off(thread.id, key, reply, trigger, escalation, language)
+        await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
+        log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
+
+    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
+        """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet.
+
+        `text` (what the agent wrote) is kept for the learning loop and starts the first-response
+        clock; True only when this message took an escalated thread over."""
+        thread = await self._store.thread(key)
+        if thread.state not in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            return False
+        took = thread.state == ThreadState.ESCALATED
+        if took:
+            await self.take(thread.id, agent_id)
+        if text.strip() and not resolves(text) and not asks_for_human(text):
+            await self._store.add_human_reply(thread.id, text.strip())
+            now = datetime.now(UTC)
+            handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
+            if handoff is not None and handoff.responded_at == now:
+                metrics.HANDOFF_FIRST_RESPONSE.labels(key.platform).observe(
+                    (now - handoff.escalated_at).total_seconds()
+                )
+        return took
+
+    async def take(self, thread_id: int, agent: str) -> ThreadRecord:
+        """A person takes the thread (console "take", or their message in it): the bot goes quiet."""
+        thread = await self._store.thread_by_id(thread_id)
+        if thread is None:
+            raise LookupError(f"no thread with id {thread_id}")
+        return await self._store.set_state(
+            thread.id, ThreadState.HUMAN, taken_by=agent, trigger=thread.escalation_trigger
+        )
+
+    async def resolve(
+        self, thread_id: int, *, by: str, now: datetime | None = None
+    ) -> ThreadRecord | None:
+        """Mark the thread resolved (console, idle timeout); None when it already was."""
+        thread = await self._store.thread_by_id(thread_id)
+        if thread is None:
+            raise LookupError(f"no thread with id {thread_id}")
+        if thread.state == ThreadState.RESOLVED:
+            return None
+        resolved = await self._store.set_state(
+            thread.id,
+            ThreadState.RESOLVED,
+            taken_by=thread.taken_by,
+            trigger=thread.escalation_trigger,
+            by=by,
+            now=now,
+        )
+        await self.observe_resolution(thread.id)
+        return resolved
+
+    async def observe_resolution(self, thread_id: int) -> None:
+        """Record how long the handoff took, once the thread is resolved."""
+        handoff = await self._store.handoff(thread_id)
+        if handoff is not None and handoff.resolved_at is not None:
+            seconds = (handoff.resolved_at - handoff.escalated_at).total_seconds()
+            metrics.HANDOFF_RESOLUTION.labels(handoff.key.platform).observe(max(seconds, 0.0))
+
+    async def hand_off(
+        self,
+        thread_id: int,
+        key: ThreadKey,
+        reply: ReplyChannel,
+        trigger: str,
+        escalation: EscalationSettings,
+        language: str,
+        *,
+        question: str = "",
+        citations: tuple[Citation, ...] = (),
+    ) -> str:
+        """Mark the thread escalated, notify the human channel; returns what to tell the asker."""
+        records = await self._store.history(thread_id, self._history_turns)
+        asked = [
+            r.question for r in records if r.question.strip() and r.outcome is not Outcome.COMMAND
+        ]
+        summary = "\n".join(f"Q: {r.question}\nA: {clip(r.answer, 300)}" for r in records[-3:])
+        asked_now = question or (asked[-1] if asked else "")
+        await self._store.set_state(
+            thread_id, ThreadState.ESCALATED, trigger=trigger, question=asked_now
+        )
+        metrics.ESCALATIONS.labels(key.platform, trigger).inc()
+        await reply.post_escalation(
+            EscalationNotice(
+                thread=key,
+                question=asked_now,
+                trigger=trigger,
+                summary=summary,
+                citations=citations or (records[-1].citations if records else ()),
+            )
+        )
+        return follow_up(datetime.now(UTC), escalation, language)
+
+    async def feedback(
+        self,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        comment: str = "",
+        reply: ReplyChannel | None = None,
+    ) -> None:
+        """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
+        it); "down" escalates where the channel says so and the adapter gave a reply channel."""
+        await self._store.add_feedback(turn_id, user_id, value, comment)
+        if value != "down" or reply is None:
+            return
+        turn = await self._store.turn(turn_id)
+        thread = await self._store.thread_by_id(turn.thread_id) if turn else None
+        if thread is not None:
+            await self.escalate(thread.key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
