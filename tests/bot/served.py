@@ -124,10 +124,15 @@ async def serve(
         return [WebAdapter(core), made[0]]
 
     monkeypatch.setattr(server_module, "build_adapters", adapters)
+    async with running(create_server(settings)) as url:
+        yield url, made[0]
+
+
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[str]:
+    """An ASGI app served by uvicorn on an ephemeral loopback port, until the block ends."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_server(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     for _ in range(1200):
         if server.started or task.done():
@@ -137,7 +142,7 @@ async def serve(
         await task  # raises what stopped it
         pytest.fail("the server did not start within 120 s")
     try:
-        yield f"http://127.0.0.1:{port}", made[0]
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from bot.console.config import ConsoleSettings
@@ -23,6 +21,7 @@ from bot.server import create_server
 from bot.settings import Settings
 from engine.config import LLMSettings, StorageSettings
 from knowledge import KnowledgeSettings
+from tests.bot.served import running
 
 CHROMIUM = os.environ.get("TEAMBOT_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -30,12 +29,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "knowledge"
 PASSWORD = "knowledge page password"
 CANTEEN = "# Canteen\n\nThe canteen serves lunch from 11:30 to 13:30 on weekdays, building C.\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _settings(tmp_path: Path, sample_index: Path) -> Settings:
@@ -58,23 +51,8 @@ def _settings(tmp_path: Path, sample_index: Path) -> Settings:
 @pytest.fixture
 async def served(tmp_path: Path, sample_index: Path) -> AsyncIterator[tuple[str, Settings]]:
     settings = _settings(tmp_path, sample_index)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_server(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(1200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.1)
-    if not server.started:
-        await task
-        pytest.fail("the server did not start within 120 s")
-    try:
-        yield f"http://127.0.0.1:{port}", settings
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+    async with running(create_server(settings)) as url:
+        yield url, settings
 
 
 def _browser_or_skip():  # type: ignore[no-untyped-def]
