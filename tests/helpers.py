@@ -113,6 +113,16 @@ def inbound(
     )
 
 
+def child_env(**settings: str) -> dict[str, str]:
+    """The environment of a `teambot` child process: this process's TEAMBOT_ variables and
+    proxies left out (loopback fakes only), `settings` (TEAMBOT_ names) on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(name, None)
+    env.update(settings)
+    return env
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

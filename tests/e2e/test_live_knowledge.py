@@ -5,7 +5,6 @@ for it, and after `teambot sources remove` the document is no longer cited."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import closed_port
+from tests.helpers import child_env, closed_port
 
 CANTEEN = "When does the canteen serve lunch?"
 ROOMS = "How do I book a meeting room?"
@@ -71,10 +70,7 @@ def serve(
     """`teambot serve` in `workdir` with the sample index copied in, retrieval-only answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(sample_index, workdir / "chroma")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
-    env.update(
+    env = child_env(
         TEAMBOT_LLM__ENABLED="false",
         TEAMBOT_KNOWLEDGE__PERSIST_DIR=str(workdir / "chroma"),
         TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",

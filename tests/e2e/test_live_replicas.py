@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_replicas import database, wait_ready
-from tests.helpers import closed_port
+from tests.helpers import child_env, closed_port
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "replica console password"
@@ -66,10 +65,7 @@ def chroma_server(folder: Path) -> Iterator[str]:
 
 
 def replica_env(database: str, chroma_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
-    env.update(
+    env = child_env(
         TEAMBOT_STORAGE__URL=database,
         TEAMBOT_KNOWLEDGE__CHROMA_URL=chroma_url,
         TEAMBOT_KNOWLEDGE__COLLECTION="live-kb",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from tests.fakes.slack import (
     signed_headers,
     user_message,
 )
-from tests.helpers import PG_URL, closed_port
+from tests.helpers import PG_URL, child_env, closed_port
 
 pytestmark = pytest.mark.postgres
 
@@ -59,10 +58,7 @@ def serve_env(database: str, model_url: str, **settings: str) -> dict[str, str]:
     """The environment of a `teambot serve` child answering Slack (HTTP mode) from the fake
     SGLang: this process's TEAMBOT_ variables and proxies left out, `settings` (TEAMBOT_ names)
     on top. The caller adds TEAMBOT_SLACK__API_URL once its FakeSlack runs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
-    env.update(
+    env = child_env(
         TEAMBOT_STORAGE__URL=database,
         TEAMBOT_LLM__BASE_URL=model_url,
         TEAMBOT_KNOWLEDGE__COLLECTION="test-kb",
