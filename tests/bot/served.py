@@ -4,6 +4,8 @@ loopback port, the web chat, and a fake chat platform whose threads the console 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -146,3 +148,27 @@ async def running(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+CHROMIUM = os.environ.get("TEAMBOT_TEST_CHROMIUM", "/usr/bin/chromium")
+# Debian's chromium, headless, with nothing that reaches for the (closed) network
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def browser_or_skip() -> Any:
+    """Playwright's async_playwright, or a skip that says what to install."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: pip install -e '.[test]'")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian)")
+    return async_playwright

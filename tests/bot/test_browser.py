@@ -15,9 +15,7 @@ Screenshots go to tests/artifacts/screens on every run (the path is printed).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +25,9 @@ import pytest
 from bot.console import agents_cli
 from bot.console.accounts import Role
 from engine.messages import ThreadKey
-from tests.bot.served import make_settings, serve
+from tests.bot.served import ARGS, CHROMIUM, browser_or_skip, make_settings, serve
 from tests.fakes.sglang import FakeSGLang
 
-CHROMIUM = os.environ.get("TEAMBOT_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SCREENS = Path(__file__).resolve().parents[1] / "artifacts" / "screens"
 AGENT, AGENT_PASSWORD = "Mei", "mei's long password"
 QUESTION = "How many days of annual leave do I get?"
@@ -49,16 +37,6 @@ ANSWER = (
     "Unused days carry over for *30 days*. <script>window.pwned = 1</script>"
 )
 AGENT_REPLY = "Hi! Up to **5 days** carry over if your manager agrees."
-
-
-def _browser_or_skip() -> Any:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed: pip install -e '.[test]'")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian)")
-    return async_playwright
 
 
 async def _shot(page: Any, name: str) -> None:
@@ -86,7 +64,7 @@ async def _fits(page: Any, width: int) -> None:
 async def test_web_chat_and_console_in_chromium(
     width: int, tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async_playwright = _browser_or_skip()
+    async_playwright = browser_or_skip()
     print(f"\nscreenshots of this run: {SCREENS}")
     fake_sglang.behave(answer=ANSWER, latency=2.5)
     settings = make_settings(tmp_path, fake_sglang, None)
@@ -172,7 +150,7 @@ async def test_web_chat_and_console_in_chromium(
 async def test_platform_thread_take_reply_resolve_learn(
     tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async_playwright = _browser_or_skip()
+    async_playwright = browser_or_skip()
     settings = make_settings(tmp_path, fake_sglang, None)
     question = "How do I get a parking permit for the Pudong office?"
     answer = "Ask facilities at desk B2 with your badge; the permit takes one working day."

@@ -7,7 +7,6 @@ run (the path is printed)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,11 +20,8 @@ from bot.server import create_server
 from bot.settings import Settings
 from engine.config import LLMSettings, StorageSettings
 from knowledge import KnowledgeSettings
-from tests.bot.served import running
+from tests.bot.served import ARGS, CHROMIUM, browser_or_skip, running
 
-CHROMIUM = os.environ.get("TEAMBOT_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "knowledge"
 PASSWORD = "knowledge page password"
 CANTEEN = "# Canteen\n\nThe canteen serves lunch from 11:30 to 13:30 on weekdays, building C.\n"
@@ -55,20 +51,10 @@ async def served(tmp_path: Path, sample_index: Path) -> AsyncIterator[tuple[str,
         yield url, settings
 
 
-def _browser_or_skip():  # type: ignore[no-untyped-def]
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed: pip install -e '.[test]'")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian)")
-    return async_playwright
-
-
 async def test_knowledge_page_upload_try_delete_in_chromium(
     served: tuple[str, Settings], tmp_path: Path
 ) -> None:
-    async_playwright = _browser_or_skip()
+    async_playwright = browser_or_skip()
     url, settings = served
     files = tmp_path / "upload"
     files.mkdir()
