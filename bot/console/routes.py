@@ -323,8 +323,8 @@ def _escalation_routes(router: APIRouter, console: Console) -> None:
             chat, asker = await console.names(h.key, asker)
             return Row(h, h.waiting_minutes(now), sla, console.can_post(h.key), asker, chat)
 
-        open_ = [await row(h) for h in await core.store.handoffs(resolved=False)]
-        resolved = [await row(h) for h in await core.store.handoffs(resolved=True, limit=30)]
+        open_ = [await row(h) for h in await core.store.handoffs.listed(resolved=False)]
+        resolved = [await row(h) for h in await core.store.handoffs.listed(resolved=True, limit=30)]
         return console.render(
             "escalations.html",
             **console.common(request, who, "escalations"),
@@ -402,7 +402,7 @@ def _escalation_routes(router: APIRouter, console: Console) -> None:
 def _conversation_routes(router: APIRouter, console: Console) -> None:
     async def conversations(request: Request, who: SignedIn) -> Response:
         query = request.query_params.get("q", "")[:200]
-        threads = await console.running().store.search_threads(query, limit=100)
+        threads = await console.running().store.handoffs.search_threads(query, limit=100)
         names = {t.id: await console.names(t.key, t.asker) for t in threads}
         return console.render(
             "conversations.html",
@@ -419,7 +419,7 @@ def _conversation_routes(router: APIRouter, console: Console) -> None:
         if thread is None:
             return console.render("error.html", status=404, message=f"no thread {thread_id}")
         turns = await core.store.history(thread_id, 500)
-        feedback = await core.store.feedback_for([t.id for t in turns])
+        feedback = await core.store.handoffs.feedback_for([t.id for t in turns])
         first = (turns[0].asker_name or turns[0].asker_id) if turns else ""
         chat, asker = await console.names(thread.key, first)
         return console.render(
@@ -430,7 +430,7 @@ def _conversation_routes(router: APIRouter, console: Console) -> None:
             thread=thread,
             turns=turns,
             feedback=feedback,
-            handoff=await core.store.handoff(thread_id),
+            handoff=await core.store.handoffs.latest(thread_id),
             can_post=console.can_post(thread.key),
         )
 
@@ -445,8 +445,8 @@ def _dashboard_routes(router: APIRouter, console: Console) -> None:
     async def dashboard(request: Request, who: SignedIn) -> Response:
         store = console.running().store
         now = datetime.now(UTC)
-        week = await store.figures(now - FIGURES_WINDOW, now)
-        day = await store.figures(now - timedelta(days=1), now)
+        week = await store.handoffs.figures(now - FIGURES_WINDOW, now)
+        day = await store.handoffs.figures(now - timedelta(days=1), now)
         metrics.record_figures(week)
         windows = [
             ("最近 24 小时 / Last 24 hours", day),
@@ -472,9 +472,9 @@ def _knowledge_routes(router: APIRouter, console: Console) -> None:
             "knowledge.html",
             **console.common(request, who, "knowledge"),
             sources=await core.knowledge.statuses(),
-            pending=await core.store.candidates(CandidateStatus.PENDING),
+            pending=await core.store.handoffs.candidates(CandidateStatus.PENDING),
             decided=[
-                c for c in await core.store.candidates(limit=50)
+                c for c in await core.store.handoffs.candidates(limit=50)
                 if c.status is not CandidateStatus.PENDING
             ],
             faq_path=str(faq.path),
@@ -491,7 +491,7 @@ def _knowledge_routes(router: APIRouter, console: Console) -> None:
         approve = decision == "approve"
         core = console.running()
         status = CandidateStatus.APPROVED if approve else CandidateStatus.REJECTED
-        decided = await core.store.decide_candidate(
+        decided = await core.store.handoffs.decide_candidate(
             candidate_id, status, who.agent, answer=fields.get("answer")
         )
         if decided is None:
