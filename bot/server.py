@@ -23,8 +23,9 @@ from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.admin import Holder, admin_router
 from bot.app import Application
+from bot.console.deps import Console
 from bot.console.knowledge import UploadLimit
-from bot.console.routes import console_router
+from bot.console.routes import mount_console
 from bot.recovery import schedule_recovery
 from bot.settings import Settings
 from engine import clean
@@ -119,14 +120,10 @@ def create_server(settings: Settings) -> FastAPI:
         if router is not None:
             server.include_router(router)
     if settings.console.enabled:
-        server.include_router(
-            console_router(
-                settings.console,
-                application.running,
-                adapters,
-                web_chat=settings.server.web_chat,
-            )
+        console = Console(
+            settings.console, application.running, adapters, web_chat=settings.server.web_chat
         )
+        mount_console(server, console)
     if settings.server.web_chat:
         from bot.webchat import webchat_router
 

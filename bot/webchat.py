@@ -94,7 +94,7 @@ def webchat_router(app: Callable[[], App | None]) -> APIRouter:
             messages.append({"role": "me", "text": turn.question})
             if turn.answer:
                 messages.append(_bot(turn.answer, turn.outcome, turn.language, turn.id, turn))
-        handoff = await core.store.handoff(thread.id)
+        handoff = await core.store.handoffs.latest(thread.id)
         if handoff is not None and handoff.answer.strip():
             messages.append(
                 {"role": "agent", "html": to_html(handoff.answer), "agent": handoff.taken_by}

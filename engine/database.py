@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import StaticPool
@@ -21,6 +24,32 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # create_engine); a busy connection is not, as SQLAlchemy's pool_pre_ping would (three round
 # trips on asyncpg for every checkout).
 IDLE_PING_SECONDS = 10.0
+
+
+class Database:
+    """An engine with its session maker: what every store holds, shared by the stores of one
+    database (engine/store.py, engine/handoff_store.py)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {self.dialect!r}: use sqlite+aiosqlite:///PATH"
+                " or postgresql+asyncpg://USER@HOST:PORT/DB"
+            )
+
+    def insert(self, model: Any) -> Any:
+        """INSERT for this dialect, with its ON CONFLICT clauses."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(model)
+        return sqlite.insert(model)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
 
 
 def create_engine(

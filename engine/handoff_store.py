@@ -1,5 +1,7 @@
 """The store's handoff side: escalation bookkeeping, SLA queries, the agents' console and the
-FAQ candidates of the learning loop. A mixin of ConversationStore (engine/store.py)."""
+FAQ candidates of the learning loop. `HandoffStore` shares the database of a ConversationStore
+(engine/store.py), which holds one as `store.handoffs`; `track_handoff` runs inside the
+ConversationStore's own state change, in its transaction."""
 
 from __future__ import annotations
 
@@ -8,12 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import distinct, func, or_, select, update
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from engine.database import Database
 from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary, figures
 from engine.messages import ThreadKey
 from engine.records import ThreadRecord, thread_record
@@ -29,65 +28,16 @@ from engine.tables import (
 )
 
 
-class HandoffQueries:
-    """Methods of ConversationStore that serve handoffs and the console."""
+class HandoffStore:
+    """Handoffs, the console's thread queries and the FAQ candidates, on a shared `Database`."""
 
-    _engine: AsyncEngine
-    _sessions: async_sessionmaker[AsyncSession]
-    _dialect: str
+    def __init__(self, database: Database) -> None:
+        self._sessions = database.sessions
+        self._engine = database.engine
 
-    async def _track_handoff(
-        self,
-        session: Any,
-        thread: Thread,
-        before: ThreadState,
-        state: ThreadState,
-        question: str,
-        by: str,
-        now: datetime,
-    ) -> None:
-        open_handoff = await session.scalar(
-            select(Handoff)
-            .where(Handoff.thread_id == thread.id, Handoff.resolved_at.is_(None))
-            .order_by(Handoff.id.desc())
-            .limit(1)
-        )
-        if state is ThreadState.ESCALATED:
-            if open_handoff is not None:  # a stale one (should not happen): close it
-                open_handoff.resolved_at, open_handoff.resolved_by = now, "superseded"
-            session.add(
-                Handoff(
-                    thread_id=thread.id,
-                    trigger=thread.escalation_trigger or "",
-                    question=question,
-                    escalated_at=now,
-                    answer="",
-                    renotified=0,
-                )
-            )
-        elif open_handoff is None:
-            return
-        elif state is ThreadState.HUMAN:
-            open_handoff.taken_at = open_handoff.taken_at or now
-            open_handoff.taken_by = thread.taken_by or open_handoff.taken_by
-        elif state is ThreadState.RESOLVED:
-            open_handoff.resolved_at, open_handoff.resolved_by = now, by or "asker"
-            if (
-                before is ThreadState.HUMAN
-                and open_handoff.answer.strip()
-                and open_handoff.question
-            ):
-                session.add(
-                    FaqCandidate(
-                        thread_id=thread.id,
-                        handoff_id=open_handoff.id,
-                        question=open_handoff.question,
-                        answer=open_handoff.answer.strip(),
-                        answered_by=open_handoff.taken_by or "",
-                        status=CandidateStatus.PENDING.value,
-                        created_at=now,
-                    )
-                )
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     # -- handoffs -------------------------------------------------------------------------
 
@@ -114,9 +64,9 @@ class HandoffQueries:
                 update(Thread).where(Thread.id == thread_id).values(last_message_at=now)
             )
             handoff_id = row.id
-        return await self.handoff_by_id(handoff_id)
+        return await self._by_id(handoff_id)
 
-    async def handoff(self, thread_id: int) -> HandoffRecord | None:
+    async def latest(self, thread_id: int) -> HandoffRecord | None:
         """The thread's latest handoff, if it ever had one."""
         stmt = (
             _handoffs_query()
@@ -126,12 +76,12 @@ class HandoffQueries:
         )
         return next(iter(await self._handoffs(stmt)), None)
 
-    async def handoff_by_id(self, handoff_id: int) -> HandoffRecord | None:
+    async def _by_id(self, handoff_id: int) -> HandoffRecord | None:
         return next(
             iter(await self._handoffs(_handoffs_query().where(Handoff.id == handoff_id))), None
         )
 
-    async def handoffs(self, *, resolved: bool, limit: int = 100) -> list[HandoffRecord]:
+    async def listed(self, *, resolved: bool, limit: int = 100) -> list[HandoffRecord]:
         """Open handoffs, oldest escalation first; or resolved ones, latest resolution first."""
         if resolved:
             stmt = _handoffs_query().where(Handoff.resolved_at.is_not(None))
@@ -141,7 +91,7 @@ class HandoffQueries:
             stmt = stmt.order_by(Handoff.escalated_at, Handoff.id)
         return await self._handoffs(stmt.limit(limit))
 
-    async def unanswered_handoffs(self, below_level: int) -> list[HandoffRecord]:
+    async def unanswered(self, below_level: int) -> list[HandoffRecord]:
         """Open handoffs nobody took or answered, with fewer than `below_level` reminders sent."""
         stmt = _handoffs_query().where(
             Handoff.resolved_at.is_(None),
@@ -314,6 +264,58 @@ class HandoffQueries:
             assert row is not None
             await session.refresh(row)
             return _candidate_record(row)
+
+
+async def track_handoff(
+    session: AsyncSession,
+    thread: Thread,
+    before: ThreadState,
+    state: ThreadState,
+    question: str,
+    by: str,
+    now: datetime,
+) -> None:
+    """The handoff rows that go with a thread's state change, in the same `session`: escalating
+    opens one, a person taking over stamps it, resolving closes it and turns what the person
+    answered into an FAQ candidate."""
+    open_handoff = await session.scalar(
+        select(Handoff)
+        .where(Handoff.thread_id == thread.id, Handoff.resolved_at.is_(None))
+        .order_by(Handoff.id.desc())
+        .limit(1)
+    )
+    if state is ThreadState.ESCALATED:
+        if open_handoff is not None:  # a stale one (should not happen): close it
+            open_handoff.resolved_at, open_handoff.resolved_by = now, "superseded"
+        session.add(
+            Handoff(
+                thread_id=thread.id,
+                trigger=thread.escalation_trigger or "",
+                question=question,
+                escalated_at=now,
+                answer="",
+                renotified=0,
+            )
+        )
+    elif open_handoff is None:
+        return
+    elif state is ThreadState.HUMAN:
+        open_handoff.taken_at = open_handoff.taken_at or now
+        open_handoff.taken_by = thread.taken_by or open_handoff.taken_by
+    elif state is ThreadState.RESOLVED:
+        open_handoff.resolved_at, open_handoff.resolved_by = now, by or "asker"
+        if before is ThreadState.HUMAN and open_handoff.answer.strip() and open_handoff.question:
+            session.add(
+                FaqCandidate(
+                    thread_id=thread.id,
+                    handoff_id=open_handoff.id,
+                    question=open_handoff.question,
+                    answer=open_handoff.answer.strip(),
+                    answered_by=open_handoff.taken_by or "",
+                    status=CandidateStatus.PENDING.value,
+                    created_at=now,
+                )
+            )
 
 
 def _handoffs_query() -> Any:

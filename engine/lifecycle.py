@@ -63,7 +63,9 @@ class ThreadLifecycle:
         if text.strip() and not resolves(text) and not asks_for_human(text):
             await self._store.add_human_reply(thread.id, text.strip())
             now = datetime.now(UTC)
-            handoff = await self._store.record_human_message(thread.id, agent_id, text, now=now)
+            handoff = await self._store.handoffs.record_human_message(
+                thread.id, agent_id, text, now=now
+            )
             if handoff is not None and handoff.responded_at == now:
                 metrics.HANDOFF_FIRST_RESPONSE.labels(key.platform).observe(
                     (now - handoff.escalated_at).total_seconds()
@@ -101,7 +103,7 @@ class ThreadLifecycle:
 
     async def observe_resolution(self, thread_id: int) -> None:
         """Record how long the handoff took, once the thread is resolved."""
-        handoff = await self._store.handoff(thread_id)
+        handoff = await self._store.handoffs.latest(thread_id)
         if handoff is not None and handoff.resolved_at is not None:
             seconds = (handoff.resolved_at - handoff.escalated_at).total_seconds()
             metrics.HANDOFF_RESOLUTION.labels(handoff.key.platform).observe(max(seconds, 0.0))

@@ -1,8 +1,8 @@
 """`ConversationStore`: threads, turns, dedupe and feedback in SQLite or PostgreSQL.
 
 Every method is one short transaction and returns frozen records (engine/records.py), never ORM
-objects. The handoff and console queries live in engine/handoff_store.py (a mixin), the engine
-setup in engine/database.py.
+objects. The handoff and console queries live in engine/handoff_store.py (`store.handoffs`, on
+the same database), the engine and the shared session maker in engine/database.py.
 Race safety comes from unique constraints (dedupe, thread get-or-create, feedback upsert), so it
 holds across replicas, not only across tasks.
 """
@@ -15,16 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    async_sessionmaker,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import clean
-from engine.database import IDLE_PING_SECONDS, create_engine
-from engine.handoff_store import HandoffQueries
+from engine.database import IDLE_PING_SECONDS, Database, create_engine
+from engine.handoff_store import HandoffStore, track_handoff
 from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary
 from engine.messages import Answer, Inbound, Outcome, ThreadKey
 from engine.records import (
@@ -55,6 +51,7 @@ __all__ = [
     "ConversationStore",
     "Figures",
     "HandoffRecord",
+    "HandoffStore",
     "ThreadRecord",
     "ThreadSummary",
     "TurnRecord",
@@ -66,18 +63,17 @@ __all__ = [
 _HUMAN = "(a colleague replied) "
 
 
-class ConversationStore(HandoffQueries):
-    """The engine's relational storage; the schema must exist (`bot.db.upgrade`)."""
+class ConversationStore:
+    """The engine's relational storage; the schema must exist (`bot.db.upgrade`).
+
+    `handoffs` holds the handoff and console queries, on the same database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self._database = Database(engine)
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._dialect = engine.dialect.name
-        if self._dialect not in ("sqlite", "postgresql"):
-            raise ValueError(
-                f"unsupported database {self._dialect!r}: use sqlite+aiosqlite:///PATH"
-                " or postgresql+asyncpg://USER@HOST:PORT/DB"
-            )
+        self._sessions = self._database.sessions
+        self._insert = self._database.insert
+        self.handoffs = HandoffStore(self._database)
 
     @classmethod
     def from_url(
@@ -105,7 +101,7 @@ class ConversationStore(HandoffQueries):
         return self._engine
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await self._database.close()
 
     # -- dedupe ---------------------------------------------------------------------------
 
@@ -283,7 +279,7 @@ class ConversationStore(HandoffQueries):
             row.state_changed_at = now
             row.taken_by = taken_by
             row.escalation_trigger = trigger
-            await self._track_handoff(session, row, before, state, question, by, now)
+            await track_handoff(session, row, before, state, question, by, now)
             await session.flush()
             return thread_record(row)
 
@@ -389,11 +385,6 @@ class ConversationStore(HandoffQueries):
         return {r.user_id: (FeedbackValue(r.value), r.comment) for r in rows}
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _insert(self, model: Any) -> Any:
-        if self._dialect == "postgresql":
-            return postgresql.insert(model)
-        return sqlite.insert(model)
 
     def _new_thread(self, key: ThreadKey, now: datetime) -> Any:
         """INSERT an open thread for `key` unless it exists."""

@@ -21,7 +21,7 @@ from engine.escalation import EscalationSettings
 from engine.handoffs import Figures, HandoffRecord
 from engine.messages import EscalationNotice, ThreadKey
 from engine.ports import ReplyChannel
-from engine.store import ConversationStore
+from engine.store import ConversationStore, HandoffStore
 from engine.text import clip
 from jobs.faq import ManagedFaq
 from jobs.lock import job_lock
@@ -76,14 +76,14 @@ async def remind_unanswered(
         if not mine:
             return posted
         by_name = {adapter.name: adapter for adapter in adapters}
-        for handoff in await store.unanswered_handoffs(REMINDER_LEVELS):
+        for handoff in await store.handoffs.unanswered(REMINDER_LEVELS):
             sla = escalation.for_chat(handoff.key.platform, handoff.key.chat_id).sla_minutes
             waited = (now - handoff.escalated_at).total_seconds() / 60
             level = min(REMINDER_LEVELS, int(waited // sla))
             if level <= handoff.renotified:
                 continue
             # Claim the level first: a reminder is posted at most once, whatever happens next.
-            if not await store.mark_renotified(handoff.id, handoff.renotified, level):
+            if not await store.handoffs.mark_renotified(handoff.id, handoff.renotified, level):
                 continue
             if await _post_reminder(store, handoff, by_name, level, waited, sla):
                 posted.append((handoff.id, level))
@@ -128,7 +128,7 @@ async def _post_reminder(
 
 
 async def close_idle(
-    store: ConversationStore,
+    handoffs: HandoffStore,
     conversation: Conversation,
     escalation: EscalationSettings,
     *,
@@ -139,11 +139,11 @@ async def close_idle(
         return []
     now = now or datetime.now(UTC)
     closed: list[int] = []
-    async with job_lock(store.engine, "handoff:idle") as mine:
+    async with job_lock(handoffs.engine, "handoff:idle") as mine:
         if not mine:
             return closed
         before = now - timedelta(hours=escalation.idle_resolve_hours)
-        for thread in await store.idle_threads(before):
+        for thread in await handoffs.idle_threads(before):
             if await conversation.resolve(thread.id, by="idle", now=now) is not None:
                 closed.append(thread.id)
                 metrics.IDLE_RESOLVED.inc()
@@ -152,10 +152,10 @@ async def close_idle(
     return closed
 
 
-async def update_figures(store: ConversationStore, *, now: datetime | None = None) -> Figures:
+async def update_figures(handoffs: HandoffStore, *, now: datetime | None = None) -> Figures:
     """The handoff figures of the last FIGURES_WINDOW, also set as Prometheus gauges."""
     now = now or datetime.now(UTC)
-    figures = await store.figures(now - FIGURES_WINDOW, now)
+    figures = await handoffs.figures(now - FIGURES_WINDOW, now)
     metrics.record_figures(figures)
     return figures
 
@@ -175,10 +175,10 @@ class HandoffJobs:
         await _safely("remind", remind_unanswered(self.store, self.escalation, self.adapters))
 
     async def idle(self) -> None:
-        await _safely("idle", close_idle(self.store, self.conversation, self.escalation))
+        await _safely("idle", close_idle(self.store.handoffs, self.conversation, self.escalation))
 
     async def figures(self) -> None:
-        await _safely("figures", update_figures(self.store))
+        await _safely("figures", update_figures(self.store.handoffs))
 
     async def index_faq(self) -> None:
         if self.knowledge is None or self.faq is None:

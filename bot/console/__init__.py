@@ -1,6 +1,7 @@
 """The agents' console at /console: escalations, conversations, knowledge, figures.
 
-Server-rendered (Jinja2, plain forms); `routes.console_router` is mounted by `bot.server`.
+Server-rendered (Jinja2, plain forms): module-level routes, one module per page group, that
+`routes.mount_console` puts on the server (`bot.server`).
 """
 
 from __future__ import annotations

@@ -151,3 +151,32 @@ async def test_logout_and_a_password_change_end_sessions_on_the_server(
             assert (await _login(phone, "mei", "second password")).status_code == 303
         # the shell ends sessions too
         assert await agents_cli.passwd(settings.storage.url, "mei", "third password") == 1
+
+
+async def test_the_guards_refuse_in_order_sign_in_then_csrf_then_admins(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, fake_sglang, None)
+    async with serve(settings, monkeypatch) as (url, _):
+        await agents_cli.add(settings.storage.url, "mei", "mei's long password", Role.AGENT)
+        async with httpx.AsyncClient(base_url=url) as client:
+            anonymous = await client.post("/console/agents", data={"csrf": "forged"})
+            assert anonymous.status_code == 303
+            assert anonymous.headers["location"] == "/console/login?next=/console/agents"
+            assert (await _login(client, "mei", "mei's long password")).status_code == 303
+            page = await client.get("/console/escalations")
+            csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            # a form: its token first, whoever sent it; then admins only
+            forged = await client.post("/console/agents", data={"csrf": "forged", "name": "zed"})
+            assert forged.status_code == 403 and "CSRF" in forged.text
+            agent = await client.post("/console/agents", data={"csrf": csrf, "name": "zed"})
+            assert agent.status_code == 403 and "Admins only" in agent.text
+            assert (await client.get("/console/agents")).status_code == 403
+            # the sources pages refuse a non-admin before they read the (possibly large) form
+            upload = await client.post("/console/sources/upload", data={"csrf": "forged"})
+            assert upload.status_code == 403
+            assert "Admins only" in upload.text and "CSRF" not in upload.text
+            # an agent's own form goes through
+            taken = await client.post("/console/threads/999/take", data={"csrf": csrf})
+            assert taken.status_code == 303
+            assert taken.headers["location"] == "/console/escalations?error=no%20thread%20999"

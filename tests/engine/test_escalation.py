@@ -161,10 +161,10 @@ async def test_resolving_a_human_answered_thread_makes_an_faq_candidate(core: Co
     assert not await core.conversation.human_replied(key, "agent-7", "It ships in 3 days.")
     answer, _ = await core.ask("已解决", thread="mon")
     assert answer is not None and answer.outcome is Outcome.COMMAND
-    [candidate] = await core.store.candidates()
+    [candidate] = await core.store.handoffs.candidates()
     assert candidate.question == "How do I order a second monitor?"
     assert candidate.answer == "Use the IT shop, form HW-2.\n\nIt ships in 3 days."
     assert candidate.answered_by == "agent-7"
-    handoff = await core.store.handoff(candidate.thread_id)
+    handoff = await core.store.handoffs.latest(candidate.thread_id)
     assert handoff is not None and handoff.resolved_by == "asker"
     assert handoff.responded_at is not None

@@ -29,34 +29,34 @@ async def test_search_threads_transcript_feedback(store: ConversationStore) -> N
     )
     await store.add_feedback(first, "u1", "down", "wrong")
 
-    everything = await store.search_threads()
+    everything = await store.handoffs.search_threads()
     assert [t.id for t in everything] == [other.id, vpn.id]
-    [found] = await store.search_threads("vpn 100%")  # case-insensitive, % taken literally
+    [found] = await store.handoffs.search_threads("vpn 100%")  # case-insensitive, % taken literally
     assert (found.id, found.turns, found.first_question) == (vpn.id, 2, "VPN 100% broken?")
     assert found.last_outcome == "answered"
-    assert await store.search_threads("100_") == []
-    [chinese] = await store.search_threads("报销")
+    assert await store.handoffs.search_threads("100_") == []
+    [chinese] = await store.handoffs.search_threads("报销")
     assert chinese.id == other.id and chinese.last_outcome == "no_knowledge"
-    assert await store.feedback_for([first]) == {first: [("u1", "down", "wrong")]}
-    assert await store.feedback_for([]) == {}
+    assert await store.handoffs.feedback_for([first]) == {first: [("u1", "down", "wrong")]}
+    assert await store.handoffs.feedback_for([]) == {}
 
 
 async def test_handoff_lifecycle_rows(store: ConversationStore) -> None:
     thread = await store.thread(ThreadKey("slack", "T", "C", "9"))
     await store.set_state(thread.id, ThreadState.ESCALATED, trigger="button", question="q?")
-    [waiting] = await store.handoffs(resolved=False)
+    [waiting] = await store.handoffs.listed(resolved=False)
     assert (waiting.trigger, waiting.question, waiting.state) == ("button", "q?", "escalated")
     await store.set_state(thread.id, ThreadState.HUMAN, taken_by="mei")
     # resolved without any words from the person: no FAQ candidate
     await store.set_state(thread.id, ThreadState.RESOLVED, by="console:mei")
-    [done] = await store.handoffs(resolved=True)
+    [done] = await store.handoffs.listed(resolved=True)
     assert (done.taken_by, done.resolved_by) == ("mei", "console:mei")
-    assert await store.handoffs(resolved=False) == []
-    assert await store.candidates() == []
+    assert await store.handoffs.listed(resolved=False) == []
+    assert await store.handoffs.candidates() == []
     # reopened and escalated again: a second handoff row
     await store.set_state(thread.id, ThreadState.OPEN)
     await store.set_state(thread.id, ThreadState.ESCALATED, trigger="asked_for_human")
-    latest = await store.handoff(thread.id)
+    latest = await store.handoffs.latest(thread.id)
     assert latest is not None and latest.id != done.id and latest.resolved_at is None
 
 

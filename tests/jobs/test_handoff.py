@@ -122,7 +122,7 @@ async def test_unreachable_platform_claims_the_level_and_posts_nothing(
     await escalate(store, KEY, T0, "q")
     later = T0 + timedelta(minutes=16)
     assert await remind_unanswered(store, EscalationSettings(), [Mute()], now=later) == []
-    assert (await store.handoff((await store.thread(KEY)).id)).renotified == 1  # type: ignore[union-attr]
+    assert (await store.handoffs.latest((await store.thread(KEY)).id)).renotified == 1  # type: ignore[union-attr]
 
 
 async def test_close_idle_and_learning_loop_candidate(store: ConversationStore) -> None:
@@ -134,22 +134,24 @@ async def test_close_idle_and_learning_loop_candidate(store: ConversationStore) 
 
     # the escalation is from T0, but the agent's message counts as activity
     now = datetime.now(UTC)
-    assert await close_idle(store, core, settings, now=now + timedelta(hours=23)) == []
-    closed = await close_idle(store, core, settings, now=now + timedelta(hours=25))
+    assert await close_idle(store.handoffs, core, settings, now=now + timedelta(hours=23)) == []
+    closed = await close_idle(store.handoffs, core, settings, now=now + timedelta(hours=25))
     assert closed == [human_id, quiet.id]
     thread = await store.thread_by_id(human_id)
     assert thread is not None and thread.state == ThreadState.RESOLVED
-    handoff = await store.handoff(human_id)
+    handoff = await store.handoffs.latest(human_id)
     assert handoff is not None and handoff.resolved_by == "idle" and handoff.taken_by == "mei"
 
-    [candidate] = await store.candidates(CandidateStatus.PENDING)
+    [candidate] = await store.handoffs.candidates(CandidateStatus.PENDING)
     assert candidate.question == "How do I get a parking permit?"
     assert candidate.answer == "Ask facilities at desk B2; it takes a day."
     assert candidate.answered_by == "mei"
-    approved = await store.decide_candidate(candidate.id, CandidateStatus.APPROVED, "lead")
+    approved = await store.handoffs.decide_candidate(candidate.id, CandidateStatus.APPROVED, "lead")
     assert approved is not None and approved.status == CandidateStatus.APPROVED
-    assert await store.decide_candidate(candidate.id, CandidateStatus.REJECTED, "x") is None
-    assert await close_idle(store, core, EscalationSettings(idle_resolve_hours=0)) == []
+    assert (
+        await store.handoffs.decide_candidate(candidate.id, CandidateStatus.REJECTED, "x") is None
+    )
+    assert await close_idle(store.handoffs, core, EscalationSettings(idle_resolve_hours=0)) == []
 
 
 async def test_figures_from_a_controlled_clock(store: ConversationStore) -> None:
@@ -166,10 +168,12 @@ async def test_figures_from_a_controlled_clock(store: ConversationStore) -> None
     await store.set_state(
         human, ThreadState.HUMAN, taken_by="mei", now=start + timedelta(minutes=5)
     )
-    await store.record_human_message(human, "mei", "Here.", now=start + timedelta(minutes=6))
+    await store.handoffs.record_human_message(
+        human, "mei", "Here.", now=start + timedelta(minutes=6)
+    )
     await core.resolve(human, by="console:mei", now=start + timedelta(minutes=20))
 
-    figures = await update_figures(store, now=now + timedelta(minutes=1))
+    figures = await update_figures(store.handoffs, now=now + timedelta(minutes=1))
     assert (figures.threads, figures.escalated) == (2, 1)
     assert figures.escalation_rate == 0.5
     assert figures.first_response_median == 360
