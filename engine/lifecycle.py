@@ -30,6 +30,8 @@ from engine.text import clip
 
 log = logging.getLogger(__name__)
 
+_PEOPLE_OWN = (ThreadState.ESCALATED, ThreadState.HUMAN)  # the bot records, says nothing
+
 
 class ThreadLifecycle:
     """State changes of a thread and what they tell people; Conversation composes one."""
@@ -82,10 +84,7 @@ class ThreadLifecycle:
         """The threads a person owns that an agent's message in this chat goes to."""
         if inbound.threaded:
             thread = await self._store.find_thread(inbound.thread_key)
-            owned = thread is not None and thread.state in (
-                ThreadState.ESCALATED,
-                ThreadState.HUMAN,
-            )
+            owned = thread is not None and thread.state in _PEOPLE_OWN
             return [inbound.thread_key] if owned else []
         waiting = await self._store.waiting_threads(
             inbound.platform, inbound.tenant, inbound.chat_id
