@@ -158,7 +158,7 @@ class Conversation:
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
             return False
-        if await self._lifecycle.agent_wrote(inbound):
+        if inbound.sender.is_agent and await self._lifecycle.agent_wrote(inbound):
             return False
         if not await self._addressed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_addressed").inc()
