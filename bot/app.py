@@ -138,6 +138,3 @@ class Application:
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
         await self.conversation.escalate(key, reply, trigger=trigger, requested_by=requested_by)
-
-    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
-        return await self.conversation.human_replied(key, agent_id, text)

@@ -150,12 +150,15 @@ class Conversation:
         return await self._finish(thread.id, inbound, answer, reply)
 
     async def _accepts(self, inbound: Inbound) -> bool:
-        """On the allowlists, and addressed to the bot."""
+        """On the allowlists, not an agent's reply where people own the conversation (recorded
+        there instead: engine/lifecycle.py), and addressed to the bot."""
         if not self._policy.allowed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
             log.info(
                 "message in %s:%s ignored: not on the allowlist", inbound.platform, inbound.chat_id
             )
+            return False
+        if inbound.sender.is_agent and await self._lifecycle.agent_wrote(inbound):
             return False
         if not await self._addressed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_addressed").inc()
@@ -260,9 +263,12 @@ class Conversation:
 
     async def _addressed(self, inbound: Inbound) -> bool:
         """Whether the message is for the bot: a mention, a direct message, or a follow-up in a
-        thread the bot already took part in (the store knows, whichever replica answered)."""
+        thread the bot already took part in (the store knows, whichever replica answered). Where
+        the platform has no threads, a group message without a mention is for someone else."""
         if inbound.mentioned or inbound.chat_type is ChatType.DIRECT:
             return True
+        if not inbound.threaded:
+            return False
         return await self._store.find_thread(inbound.thread_key) is not None
 
     def _policy_trigger(

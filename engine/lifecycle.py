@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from engine import metrics
+from engine import ending, metrics
 from engine.escalation import (
     NEGATIVE_FEEDBACK,
     EscalationSettings,
@@ -14,13 +14,23 @@ from engine.escalation import (
     follow_up,
     resolves,
 )
-from engine.messages import Answer, Citation, EscalationNotice, Outcome, ThreadKey
+from engine.messages import (
+    Answer,
+    ChatType,
+    Citation,
+    EscalationNotice,
+    Inbound,
+    Outcome,
+    ThreadKey,
+)
 from engine.ports import ReplyChannel
 from engine.store import ConversationStore, ThreadRecord
 from engine.tables import ThreadState
 from engine.text import clip
 
 log = logging.getLogger(__name__)
+
+_PEOPLE_OWN = (ThreadState.ESCALATED, ThreadState.HUMAN)  # the bot records, says nothing
 
 
 class ThreadLifecycle:
@@ -48,6 +58,39 @@ class ThreadLifecycle:
         text = await self.hand_off(thread.id, key, reply, trigger, escalation, language)
         await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
+
+    async def agent_wrote(self, inbound: Inbound) -> bool:
+        """An agent's message in a group, where people own the conversation: in a thread that is
+        escalated or taken, or — where the platform has no threads — in a chat where escalated
+        askers wait (those the agent @mentions, else all of them). There it is a person's reply,
+        recorded once and never answered; True when it was one."""
+        if not inbound.sender.is_agent or inbound.chat_type is not ChatType.GROUP:
+            return False
+        keys = await self._owned_by_people(inbound)
+        if not keys:
+            return False
+        platform, message_id = inbound.platform, inbound.message_id
+        if not await self._store.claim_event(platform, message_id, inbound.thread_key):
+            metrics.DEDUPLICATED.labels(platform).inc()
+            return True  # a redelivery: recorded the first time
+        agent = inbound.sender.id
+        for key in keys:
+            if await self.human_replied(key, agent, inbound.text):
+                log.info("%s taken over by agent %s", key, agent)
+        await ending.mark(self._store.mark_answered, platform, message_id)  # nothing to answer
+        return True
+
+    async def _owned_by_people(self, inbound: Inbound) -> list[ThreadKey]:
+        """The threads a person owns that an agent's message in this chat goes to."""
+        if inbound.threaded:
+            thread = await self._store.find_thread(inbound.thread_key)
+            owned = thread is not None and thread.state in _PEOPLE_OWN
+            return [inbound.thread_key] if owned else []
+        waiting = await self._store.waiting_threads(
+            inbound.platform, inbound.tenant, inbound.chat_id
+        )
+        named = [thread.key for thread, asker in waiting if asker in inbound.mentions]
+        return named or [thread.key for thread, _ in waiting]
 
     async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
         """An agent wrote in an escalated thread: it is theirs now and the bot stays quiet.

@@ -49,10 +49,13 @@ class Sender:
     id: str
     display_name: str = ""
     is_bot: bool = False
+    is_agent: bool = False  # one of the platform's configured agents (who take escalations)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", clean.ident(self.id))
         object.__setattr__(self, "display_name", clean.text(self.display_name, clean.MAX_NAME))
+        object.__setattr__(self, "is_bot", bool(self.is_bot))
+        object.__setattr__(self, "is_agent", bool(self.is_agent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,8 @@ class Inbound:
     raw: Mapping[str, Any] | None = None
     history: tuple[ThreadMessage, ...] = ()  # earlier messages of the thread, oldest first
     language_hint: str = ""  # "zh" | "en" when the platform knows better than the text
+    mentions: tuple[str, ...] = ()  # user ids the message @mentions, the bot left out
+    threaded: bool = True  # False: the platform has no threads (DingTalk's per-asker windows)
 
     def __post_init__(self) -> None:
         for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
@@ -104,6 +109,9 @@ class Inbound:
         object.__setattr__(self, "mentioned", bool(self.mentioned))
         object.__setattr__(self, "attachments", tuple(self.attachments)[:50])
         object.__setattr__(self, "history", tuple(self.history)[-50:])
+        mentions = (clean.ident(m) for m in tuple(self.mentions)[:50])
+        object.__setattr__(self, "mentions", tuple(m for m in mentions if m))
+        object.__setattr__(self, "threaded", bool(self.threaded))
         hint = self.language_hint if self.language_hint in ("zh", "en") else ""
         object.__setattr__(self, "language_hint", hint)
         sent_at = self.sent_at

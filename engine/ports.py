@@ -38,7 +38,9 @@ class ReplyChannel(Protocol):
 
 class Core(Protocol):
     """What an adapter may ask of the core (engine.conversation.Conversation is one): the core
-    decides whether and how to answer; the adapter verifies, converts, acks and renders."""
+    decides whether and how to answer, and whether an agent's message takes a thread over; the
+    adapter verifies, converts (marking agents, mentions, whether the platform has threads),
+    acks and renders."""
 
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer one message (None: already handled, or not for the bot)."""
@@ -58,6 +60,3 @@ class Core(Protocol):
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
         """A "Talk to a person" click: the thread goes to the escalation channel."""
-
-    async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
-        """An agent wrote `text` in the thread; True when this took an escalated thread over."""

@@ -246,6 +246,33 @@ class ConversationStore:
         """The thread for `key` if it exists (never creates one)."""
         return await self._find_thread(key)
 
+    async def waiting_threads(
+        self, platform: str, tenant: str, chat_id: str
+    ) -> list[tuple[ThreadRecord, str]]:
+        """The escalated threads of one chat still waiting for a person, oldest first, each with
+        its asker (who asked its first turn): where a platform has no threads, an agent writing
+        in the chat takes them over (engine/lifecycle.py)."""
+        asker = (
+            select(Turn.asker_id)
+            .where(Turn.thread_id == Thread.id)
+            .order_by(Turn.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(Thread.__table__, asker.label("asker"))
+            .where(
+                Thread.platform == platform,
+                Thread.tenant == tenant,
+                Thread.chat_id == chat_id,
+                Thread.state == ThreadState.ESCALATED.value,
+            )
+            .order_by(Thread.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(thread_record(row), row.asker or "") for row in rows]
+
     async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
         """The thread with this row id, if any."""
         async with self._sessions() as session:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,20 +32,21 @@ from adapters.dingtalk.convert import (
     escalation_markdown,
     mention,
     parse,
-    plain_text,
     reply_target,
     title_of,
     to_inbound,
-    wants_answer,
 )
 from adapters.dingtalk.reply import DingTalkReplyChannel
 from adapters.dingtalk.stream import StreamConnection
+from adapters.streaming import Recent
 from engine.messages import EscalationNotice, ThreadKey
 from engine.text import split_text
 
 log = logging.getLogger(__name__)
 
 START_WAIT = 5.0  # seconds start() waits for the first connection before returning anyway
+REMEMBERED_CARDS = 2000
+REMEMBERED_DIRECT = 10_000
 _HELPFUL, _UNHELPFUL, _HUMAN = {"helpful", "up"}, {"unhelpful", "down"}, {"human", "escalate"}
 
 
@@ -113,9 +113,9 @@ class DingTalkAdapter:
                 Card_Callback_Router_Topic, _CardActions(self)
             )
         self._windows = ThreadWindows(settings.thread_idle_minutes * 60)
-        self._escalated: OrderedDict[str, dict[str, ThreadKey]] = OrderedDict()
-        self._cards: OrderedDict[str, _Card] = OrderedDict()
-        self._direct: dict[str, str] = {}  # one-to-one conversation ids seen (for reply_channel)
+        self._cards: Recent[str, _Card] = Recent(REMEMBERED_CARDS)  # for their button clicks
+        # one-to-one conversation ids seen lately (for reply_channel)
+        self._direct: Recent[str, str] = Recent(REMEMBERED_DIRECT)
         self._in_flight = InFlight("dingtalk")
         self._run: asyncio.Task[None] | None = None
         self._accepting = False
@@ -292,8 +292,7 @@ class DingTalkAdapter:
         except Exception as error:  # any malformed frame: log it, keep the connection
             log.warning("DingTalk bot message not understood, dropped: %s", error)
             return AckMessage.STATUS_OK, "OK"  # a redelivery would not parse any better
-        if wants_answer(message):
-            self._spawn(self._answer(message, data))
+        self._spawn(self._answer(message, data))
         return AckMessage.STATUS_OK, "OK"
 
     def card_action(self, data: Mapping[str, Any]) -> tuple[int, Any]:
@@ -328,30 +327,13 @@ class DingTalkAdapter:
             message.conversation_title or "one to one",
             target.staff_id,
         )
-        if target.staff_id in self._settings.agents and await self._take_over(message, target):
-            return
         if not target.group:
-            self._direct[target.conversation_id] = target.staff_id
+            self._direct.put(target.conversation_id, target.staff_id)
         thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
-        inbound = to_inbound(message, thread, raw)
+        # an agent writing where escalated askers wait takes their threads: the core finds them
+        inbound = to_inbound(message, thread, raw, self._settings.agents)
         reply = DingTalkReplyChannel(self._settings, self, target, inbound.thread_key)
         await self._core.handle(inbound, reply)
-
-    async def _take_over(self, message: ChatbotMessage, agent: ReplyTarget) -> bool:
-        """An agent wrote where escalated askers wait: those threads become theirs."""
-        waiting = self._escalated.get(agent.conversation_id)
-        if not waiting:
-            return False
-        mentioned = {u.staff_id for u in message.at_users or [] if u.staff_id}
-        chosen = {s: k for s, k in waiting.items() if s in mentioned} or dict(waiting)
-        took = False
-        for asker, key in chosen.items():
-            said = plain_text(message)
-            took = await self._core.human_replied(key, agent.staff_id, said) or took
-            waiting.pop(asker, None)  # taken now, or no longer escalated
-        if not waiting:
-            self._escalated.pop(agent.conversation_id, None)
-        return took
 
     # -- outbound (the Outbox the reply channels use) --
 
@@ -371,11 +353,6 @@ class DingTalkAdapter:
         await self.api.send_markdown(group=target.group, to=to, title=title, text=body)
 
     async def post_escalation(self, notice: EscalationNotice, target: ReplyTarget) -> None:
-        waiting = self._escalated.setdefault(target.conversation_id, {})
-        waiting[target.staff_id] = notice.thread
-        self._escalated.move_to_end(target.conversation_id)
-        while len(self._escalated) > 1000:
-            self._escalated.popitem(last=False)
         group = self._settings.escalation_conversation_id
         if not group:
             log.warning("DingTalk escalation of %s not posted: no escalation group", notice.thread)
@@ -387,9 +364,7 @@ class DingTalkAdapter:
     def remember_card(
         self, out_track_id: str, turn_id: int | None, key: ThreadKey, target: ReplyTarget
     ) -> None:
-        self._cards[out_track_id] = _Card(turn_id, key, target)
-        while len(self._cards) > 2000:
-            self._cards.popitem(last=False)
+        self._cards.put(out_track_id, _Card(turn_id, key, target))
 
     def _missing_credentials(self) -> str:
         if not self._settings.client_id:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dingtalk_stream import ChatbotMessage
 
 from adapters.markdown import to_dingtalk
+from adapters.streaming import Recent
 from engine import clean
 from engine.escalation import trigger_labels
 from engine.messages import Answer, Attachment, ChatType, EscalationNotice, Inbound, Outcome, Sender
@@ -70,6 +70,16 @@ def wants_answer(message: ChatbotMessage) -> bool:
     return not is_group(message) or bool(message.is_in_at_list)
 
 
+def mentioned_staff(message: ChatbotMessage) -> tuple[str, ...]:
+    """The staff ids a message @mentions, the bot left out (it has a dingtalkId, no staffId)."""
+    bot = message.chatbot_user_id
+    return tuple(
+        str(user.staff_id)
+        for user in message.at_users or []
+        if user.staff_id and (not bot or user.dingtalk_id != bot)
+    )
+
+
 def plain_text(message: ChatbotMessage) -> str:
     """Text and rich text reduced to plain text, the leading @mentions removed."""
     if message.message_type == "text" and message.text is not None:
@@ -99,8 +109,13 @@ def attachments(message: ChatbotMessage) -> tuple[Attachment, ...]:
     return (Attachment(_ATTACHMENT_KINDS.get(kind, "other"), name),)
 
 
-def to_inbound(message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any]) -> Inbound:
+def to_inbound(
+    message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any], agents: Collection[str] = ()
+) -> Inbound:
+    """One bot message as the core's Inbound; `agents`: the staff ids of the people who take
+    escalated threads. A DingTalk group has no threads (see ThreadWindows)."""
     sent_at = clean.when(message.create_at, millis=True)  # "abc", 1e20: now, not a crash
+    sender = staff_id(message)
     return Inbound(
         platform=PLATFORM,
         tenant=str(message.chatbot_corp_id or message.sender_corp_id or ""),
@@ -108,12 +123,16 @@ def to_inbound(message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any]) 
         chat_type=ChatType.GROUP if is_group(message) else ChatType.DIRECT,
         thread_id=thread_id,
         message_id=str(message.message_id),
-        sender=Sender(id=staff_id(message), display_name=str(message.sender_nick or "")),
+        sender=Sender(
+            id=sender, display_name=str(message.sender_nick or ""), is_agent=sender in agents
+        ),
         text=plain_text(message),
         mentioned=wants_answer(message),
         attachments=attachments(message),
         sent_at=sent_at,
         raw=dict(raw),
+        mentions=mentioned_staff(message),
+        threaded=False,
     )
 
 
@@ -138,18 +157,15 @@ class ThreadWindows:
 
     def __init__(self, idle_seconds: float, capacity: int = 10_000) -> None:
         self._idle = idle_seconds
-        self._capacity = capacity
-        self._windows: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        self._windows: Recent[tuple[str, str], tuple[float, float]] = Recent(capacity)
 
     def thread_id(self, conversation_id: str, asker: str, now: float) -> str:
         """The asker's current thread in the conversation; `now` in epoch seconds."""
         key = (conversation_id, asker)
-        start, last = self._windows.pop(key, (now, now))
+        start, last = self._windows.get(key) or (now, now)
         if now - last > self._idle:
             start = now
-        self._windows[key] = (start, now)
-        while len(self._windows) > self._capacity:
-            self._windows.popitem(last=False)
+        self._windows.put(key, (start, now))
         return f"{asker}@{int(start)}"
 
     def __len__(self) -> int:

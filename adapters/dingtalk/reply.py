@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from typing import Protocol
 
 from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import ReplyTarget, answer_markdown, partial_markdown
+from adapters.streaming import Coalescer, ReplyTimings
 from engine.messages import Answer, EscalationNotice, ThreadKey
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
@@ -61,9 +61,9 @@ class DingTalkReplyChannel:
         self._card_ok = False
         self._created = False
         self._inputting = False
-        self._last_update = 0.0
         self._notice: asyncio.Task[None] | None = None
-        self.first_visible: float | None = None  # monotonic time of the first visible reply
+        self.timings = ReplyTimings()
+        self._edits = Coalescer(self._stream, settings.update_interval, timings=self.timings)
 
     @property
     def limits(self) -> ChannelLimits:
@@ -78,12 +78,13 @@ class DingTalkReplyChannel:
             self._notice = asyncio.create_task(self._notice_later())
 
     async def update(self, text: str) -> None:
-        if self._card is None or not await self._card:
-            return
-        now = time.monotonic()
-        if now - self._last_update < self._settings.update_interval:
-            return  # too soon: dropped, a later update or the final text supersedes it
-        self._last_update = now
+        if self._card is not None:
+            self._edits.push(text)
+
+    async def _stream(self, text: str) -> bool:
+        """One streamed text into the AI card; False: the card is given up for markdown."""
+        if self._card is None or not await self._card or not self._card_ok:
+            return False
         try:
             if not self._inputting:
                 await self._outbox.api.update_card(self._card_id, {"flowStatus": INPUTTING})
@@ -95,8 +96,11 @@ class DingTalkReplyChannel:
         except (DingTalkApiError, OSError, ValueError) as error:
             log.warning("DingTalk card update failed, the answer will come as markdown: %s", error)
             self._card_ok = False
+            return False
+        return True
 
     async def finish(self, answer: Answer) -> None:
+        await self._edits.close()
         await self._end_notice()
         if self._card is not None and await self._card and await self._finish_card(answer):
             return
@@ -109,15 +113,17 @@ class DingTalkReplyChannel:
     async def post_escalation(self, notice: EscalationNotice) -> None:
         await self._outbox.post_escalation(notice, self._target)
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, *, notice: bool = False) -> None:
         await self._outbox.send_markdown(self._target, text)
-        if self.first_visible is None:
-            self.first_visible = time.monotonic()
+        if notice:
+            self.timings.placeholder_shown()
+        else:
+            self.timings.text_shown()
 
     async def _notice_later(self) -> None:
         await asyncio.sleep(self._settings.thinking_notice_after)
         try:
-            await self._send(THINKING.get(self._language, THINKING["en"]))
+            await self._send(THINKING.get(self._language, THINKING["en"]), notice=True)
         except Exception as error:  # a lost notice must not cost the answer
             log.warning("DingTalk thinking notice failed: %s", error)
 
@@ -147,7 +153,7 @@ class DingTalkReplyChannel:
         except (DingTalkApiError, OSError, ValueError) as error:
             log.warning("DingTalk AI card failed, answering with markdown: %s", error)
             return False
-        self.first_visible = time.monotonic()
+        self.timings.placeholder_shown()
         self._created = self._card_ok = True
         return True
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -39,6 +37,7 @@ from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, received
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
+from adapters.streaming import Recent
 from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
@@ -109,9 +108,7 @@ class FeishuAdapter:
         self._watchdog: asyncio.Task[None] | None = None
         self._last_event: float | None = None
         self.channels: list[FeishuReplyChannel] = []  # the latest few, for tests and benchmarks
-        # clicks seen lately; the long connection calls in from its own thread, hence the lock
-        self._clicks: OrderedDict[str, None] = OrderedDict()
-        self._clicks_lock = threading.Lock()
+        self._clicks: Recent[str, bool] = Recent(REMEMBERED_CLICKS)  # clicks seen lately
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -247,20 +244,14 @@ class FeishuAdapter:
         key = header_id or token
         if not key:
             return False
-        with self._clicks_lock:
-            if key in self._clicks:
-                return True
-            self._clicks[key] = None
-            while len(self._clicks) > REMEMBERED_CLICKS:
-                self._clicks.popitem(last=False)
-        return False
+        return not self._clicks.add(key, True)
 
     def _accept(self, event: P2ImMessageReceiveV1) -> None:
         if not self._accepting:
             return
         self._last_event = time.monotonic()
         try:
-            message = received(event, self.bot_open_id)
+            message = received(event, self.bot_open_id, self._settings.agents)
         except Exception:  # a malformed event must not take the intake down
             log.exception("feishu: event could not be read")
             return
@@ -273,18 +264,8 @@ class FeishuAdapter:
             message.event_id,
             inbound.chat_id,
         )
-        if inbound.sender.id in self._settings.agents:
-            self._spawn(self._agent_message(message.target, inbound.sender.id, inbound.text))
-            if not inbound.mentioned:
-                return
-        elif not inbound.mentioned:
-            return  # a group message for someone else
-        channel = self._channel(message.target)
-        self._spawn(self._core.handle(inbound, channel))
-
-    async def _agent_message(self, target: ReplyTarget, agent: str, text: str = "") -> None:
-        if await self._core.human_replied(target.key, agent, text):
-            log.info("feishu: %s taken over by agent %s", target.key, agent)
+        # a mention, a follow-up, an agent's reply or chatter: the core decides from the store
+        self._spawn(self._core.handle(inbound, self._channel(message.target)))
 
     def _accept_click(self, clicked: Click, user: str) -> None:
         if not self._accepting:

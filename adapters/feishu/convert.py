@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,8 +66,11 @@ class Received:
     from_app: bool
 
 
-def received(event: P2ImMessageReceiveV1, bot_open_id: str) -> Received | None:
-    """The event as an Inbound (mention placeholders removed), or None when it has no message."""
+def received(
+    event: P2ImMessageReceiveV1, bot_open_id: str, agents: Collection[str] = ()
+) -> Received | None:
+    """The event as an Inbound (mention placeholders removed), or None when it has no message;
+    `agents`: the open ids of the people who take escalated threads."""
     data = event.event
     message = data.message if data is not None else None
     if message is None or not message.message_id or not message.chat_id:
@@ -78,11 +81,14 @@ def received(event: P2ImMessageReceiveV1, bot_open_id: str) -> Received | None:
     tenant = (header.tenant_key if header else None) or (sender.tenant_key if sender else "") or ""
     names: dict[str, str] = {}
     mentioned = False
+    others: list[str] = []
     for mention in message.mentions or []:
         open_id = mention.id.open_id if mention.id else None
         if mention.key:
             names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
         mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
+        if open_id and open_id != bot_open_id:
+            others.append(open_id)
     text, attachments = message_text(message.message_type or "", message.content or "", names)
     chat_type = ChatType.DIRECT if message.chat_type == "p2p" else ChatType.GROUP
     thread_id = message.thread_id or message.root_id or message.message_id
@@ -93,9 +99,14 @@ def received(event: P2ImMessageReceiveV1, bot_open_id: str) -> Received | None:
         chat_type=chat_type,
         thread_id=thread_id,
         message_id=message.message_id,
-        sender=Sender(id=sender_id, is_bot=bool(sender and sender.sender_type == "app")),
+        sender=Sender(
+            id=sender_id,
+            is_bot=bool(sender and sender.sender_type == "app"),
+            is_agent=sender_id in agents,
+        ),
         text=text,
         mentioned=mentioned or chat_type == ChatType.DIRECT,
+        mentions=tuple(others),
         attachments=attachments,
         sent_at=_sent_at(message.create_time),
         raw=json.loads(JSON.marshal(event)),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 from adapters.feishu.client import FeishuApi, FeishuApiError
@@ -22,6 +21,7 @@ from adapters.feishu.convert import (
     request_uuid,
     streaming_card,
 )
+from adapters.streaming import Coalescer, ReplyTimings
 from engine.language import phrase
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
@@ -41,19 +41,11 @@ class ReplyOptions:
     agents: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ReplyTimings:
-    """Monotonic clock readings, for the latency benchmark."""
-
-    card_shown: float | None = None
-    first_text: float | None = None
-
-
 class FeishuReplyChannel:
-    """ReplyChannel for Feishu: CardKit streaming (or message patch) throttled per interval.
+    """ReplyChannel for Feishu: CardKit streaming (or message patch) at most once per interval.
 
-    update() never waits for the network: it keeps the latest text and one background task
-    sends it when the interval allows, so a slow Open API does not slow the model stream.
+    update() never waits for the network (adapters/streaming.py): a slow Open API does not slow
+    the model stream.
     """
 
     def __init__(
@@ -72,14 +64,10 @@ class FeishuReplyChannel:
         self._message_id: str | None = None  # the card message
         self._card_id: str | None = None  # CardKit entity (streaming mode)
         self._sequence = 0
-        self._latest = ""
-        self._shown = ""
-        self._last_sent = 0.0
         self._broken = False
-        self._finished = False
         self._lock = asyncio.Lock()  # one Open API call at a time, in order
-        self._flusher: asyncio.Task[None] | None = None
         self.timings = ReplyTimings()
+        self._edits = Coalescer(self._push, options.update_interval, timings=self.timings)
 
     @property
     def limits(self) -> ChannelLimits:
@@ -106,39 +94,25 @@ class FeishuReplyChannel:
                     uuid=request_uuid("open", self._scope),
                 )
                 # the first text may follow at once: two calls stay within the per-card limits
-                self.timings.card_shown = time.monotonic()
+                self.timings.placeholder_shown()
         except FeishuApiError as error:
             self._broken = True
             log.warning("feishu: card for %s not sent: %s", self._target.message_id, error)
 
     async def update(self, text: str) -> None:
-        if self._broken or self._finished or self._message_id is None:
-            return
-        self._latest = text
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._broken and self._message_id is not None:
+            self._edits.push(text)
 
-    async def _flush(self) -> None:
-        while not self._broken and not self._finished and self._latest != self._shown:
-            wait = self._last_sent + self._options.update_interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            text = self._latest
-            try:
-                async with self._lock:
-                    if self._finished:
-                        return
-                    await self._push(text)
-            except FeishuApiError as error:
-                self._broken = True
-                log.warning("feishu: card update failed, the answer will be sent plain: %s", error)
-                return
-            self._shown, self._last_sent = text, time.monotonic()
-            if self.timings.first_text is None:
-                self.timings.first_text = self._last_sent
+    async def _push(self, text: str) -> bool:
+        try:
+            async with self._lock:
+                await self._show_partial(text)
+        except FeishuApiError as error:
+            log.warning("feishu: card update failed, the answer will be sent plain: %s", error)
+            return False
+        return True
 
-    async def _push(self, text: str) -> None:
+    async def _show_partial(self, text: str) -> None:
         assert self._message_id is not None
         if self._card_id is not None:
             self._sequence += 1
@@ -149,10 +123,8 @@ class FeishuReplyChannel:
             await self._api.patch_card(self._message_id, partial_card(text))
 
     async def finish(self, answer: Answer) -> None:
-        self._finished = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._edits.close()
+        self._broken = self._broken or self._edits.broken
         pieces = split_text(answer.text or "…", CARD_MAX_CHARS)
         card = final_card(answer, pieces[0], self._target)
         async with self._lock:
@@ -188,8 +160,7 @@ class FeishuReplyChannel:
             await self._api.update_card(self._card_id, card, self._sequence, uuid)
         else:
             await self._api.patch_card(self._message_id, card)
-        if self.timings.first_text is None:
-            self.timings.first_text = time.monotonic()
+        self.timings.text_shown()
 
     async def _send_plain(self, answer: Answer) -> None:
         text = plain_text(answer, answer.text or "…")["text"]

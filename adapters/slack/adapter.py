@@ -228,21 +228,18 @@ class SlackAdapter:
             return
         if convert.mentions(str(event.get("text") or ""), self._bot_user_id):
             return  # the app_mention event for the same message answers it
-        if event.get("thread_ts"):
-            self._spawn(self._thread_message(event, self._tenant(body)))
-
-    async def _thread_message(self, event: dict[str, Any], tenant: str) -> None:
-        """A message in a thread without a mention: an agent taking over, or perhaps a follow-up
-        (the core decides from the store whether the bot took part in the thread)."""
-        key = convert.where(event, tenant).key
-        user = str(event.get("user") or "")
-        said = convert.plain_text(str(event.get("text") or ""), self._bot_user_id)
-        if user in self._settings.agents and await self._core.human_replied(key, user, said):
-            log.info("slack: agent %s took over thread %s", user, key)
+        if self._follow_ups_off(event):
             return
+        # a follow-up, an agent's reply, or chatter: the core decides from the store
+        self._spawn(self._answer(event, self._tenant(body), mentioned=False))
+
+    def _follow_ups_off(self, event: Mapping[str, Any]) -> bool:
+        """Whether un-mentioned messages of this channel are configured away ([slack]
+        follow_ups, followup_channels_off); never an agent's, which may take a thread over."""
+        if str(event.get("user") or "") in self._settings.agents:
+            return False
         channel = str(event.get("channel") or "")
-        if self._settings.follow_ups and channel not in self._settings.followup_channels_off:
-            await self._answer(event, tenant, mentioned=False)
+        return not self._settings.follow_ups or channel in self._settings.followup_channels_off
 
     async def _answer(self, event: Mapping[str, Any], tenant: str, *, mentioned: bool) -> None:
         if not convert.is_from_person(event, self._bot_user_id):
@@ -257,6 +254,7 @@ class SlackAdapter:
             bot_user_id=self._bot_user_id,
             mentioned=mentioned,
             history=history,
+            agents=self._settings.agents,
         )
         reply = SlackReplyChannel(
             self._client,

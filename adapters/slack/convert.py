@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -105,6 +105,15 @@ def mentions(text: str, user_id: str) -> bool:
     return bool(user_id) and f"<@{user_id}" in text
 
 
+_USER_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+def mentioned_users(text: str, bot_user_id: str) -> tuple[str, ...]:
+    """The user ids a message @mentions, in order, the bot left out."""
+    found = dict.fromkeys(_USER_MENTION.findall(text))
+    return tuple(user for user in found if user != bot_user_id)
+
+
 def where(event: Mapping[str, Any], tenant: str) -> Where:
     """Channels: the event's thread (thread_ts, else its ts). DMs: top level unless in a thread."""
     channel = str(event.get("channel", ""))
@@ -165,14 +174,18 @@ def to_inbound(
     bot_user_id: str,
     mentioned: bool,
     history: tuple[ThreadMessage, ...] = (),
+    agents: Collection[str] = (),
 ) -> Inbound:
-    """One Slack message as the core's Inbound; `history`: the thread's earlier messages."""
+    """One Slack message as the core's Inbound; `history`: the thread's earlier messages,
+    `agents`: the user ids of the people who take escalated threads."""
     place = where(event, tenant)
-    text = plain_text(str(event.get("text") or ""), bot_user_id)
+    raw_text = str(event.get("text") or "")
+    text = plain_text(raw_text, bot_user_id)
     profile = event.get("user_profile") or {}
     name = profile.get("display_name") or profile.get("real_name") or ""
     sent_at = clean.when(event.get("ts"))  # "1e20", "inf", "abc": now, never an OverflowError
     is_dm = event.get("channel_type") == "im" or place.channel.startswith("D")
+    user = str(event.get("user", ""))
     return Inbound(
         platform=PLATFORM,
         tenant=tenant,
@@ -180,9 +193,10 @@ def to_inbound(
         chat_type=ChatType.DIRECT if is_dm else ChatType.GROUP,
         thread_id=place.thread_id,
         message_id=message_id(event),
-        sender=Sender(id=str(event.get("user", "")), display_name=str(name)),
+        sender=Sender(id=user, display_name=str(name), is_agent=user in agents),
         text=text,
         mentioned=mentioned,
+        mentions=mentioned_users(raw_text, bot_user_id),
         attachments=attachments(event),
         sent_at=sent_at,
         raw=dict(event),

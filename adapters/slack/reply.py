@@ -1,11 +1,9 @@
-"""SlackReplyChannel: one answer in one Slack thread, streamed by throttled edits."""
+"""SlackReplyChannel: one answer in one Slack thread, streamed by coalesced edits."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -23,6 +21,7 @@ from adapters.slack.convert import (
     markdown_to_mrkdwn,
     mention_text,
 )
+from adapters.streaming import Coalescer, ReplyTimings
 from engine.language import phrase
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
@@ -37,8 +36,8 @@ SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError)
 class SlackReplyChannel:
     """Placeholder at once, edits at most every `update_interval`, Block Kit at the end.
 
-    `update()` never waits for Slack: it keeps the latest text and a background flusher sends
-    it when the interval allows, so a rate-limited edit (429, Retry-After) never stalls the model.
+    `update()` never waits for Slack (adapters/streaming.py): a rate-limited edit (429,
+    Retry-After) never stalls the model.
     """
 
     def __init__(
@@ -59,17 +58,9 @@ class SlackReplyChannel:
         self._native = settings.native_streaming and place.reply_ts is not None
         self._ts: str | None = None  # the message being edited or streamed
         self._streamed = ""  # text appended to a native stream so far
-        self._shown = ""
-        self._pending: str | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._editing = False
-        self._last_edit = 0.0
-        self._broken = False  # an edit failed: stop editing, the final goes as a new message
-        # For the latency benchmark: monotonic times of the placeholder and the first text shown.
-        self.created_at = time.monotonic()
-        self.placeholder_at: float | None = None
-        self.first_text_at: float | None = None
-        self.edits = 0
+        self._broken = False  # an edit or the native stream failed: the final goes anew
+        self.timings = ReplyTimings()
+        self._edits = Coalescer(self._show_partial, settings.update_interval, timings=self.timings)
 
     @property
     def limits(self) -> ChannelLimits:
@@ -100,39 +91,21 @@ class SlackReplyChannel:
             return
         self._ts = str(response["ts"])
         # The placeholder is a new message, not an edit: the first text may follow at once.
-        self.placeholder_at = time.monotonic()
+        self.timings.placeholder_shown()
 
     async def update(self, text: str) -> None:
-        if self._ts is None or self._broken or not text.strip():
-            return
-        self._pending = text  # a newer text replaces one not yet sent
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if self._ts is not None:
+            self._edits.push(text)
 
-    async def _flush(self) -> None:
-        while self._pending is not None and not self._broken:
-            wait = self._last_edit + self._settings.update_interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            text, self._pending = self._pending, None
-            if text is None or text == self._shown:
-                continue
-            self._editing = True
-            try:
-                await self._show_partial(text)
-            except SLACK_ERRORS as error:
-                log.warning("slack: streaming edit failed in %s: %s", self._place.key, error)
-                self._broken = True
-                return
-            finally:
-                self._editing = False
-                self._last_edit = time.monotonic()
-            self._shown = text
-            self.edits += 1
-            if self.first_text_at is None:
-                self.first_text_at = time.monotonic()
+    async def _show_partial(self, text: str) -> bool:
+        try:
+            await self._edit(text)
+        except SLACK_ERRORS as error:
+            log.warning("slack: streaming edit failed in %s: %s", self._place.key, error)
+            return False  # stop editing: the final answer goes as a new message
+        return True
 
-    async def _show_partial(self, text: str) -> None:
+    async def _edit(self, text: str) -> None:
         assert self._ts is not None
         if self._native:
             if not text.startswith(self._streamed) or len(text) > STREAM_CHARS:
@@ -150,20 +123,9 @@ class SlackReplyChannel:
             text=clip(markdown_to_mrkdwn(text, partial=True), MESSAGE_CHARS),
         )
 
-    async def _stop_flusher(self) -> None:
-        self._pending = None
-        flusher, self._flusher = self._flusher, None
-        if flusher is None or flusher.done():
-            return
-        if self._editing:
-            await asyncio.wait({flusher})  # let an edit on the wire land before the final one
-        else:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-
     async def finish(self, answer: Answer) -> None:
-        await self._stop_flusher()
+        await self._edits.close()
+        self._broken = self._broken or self._edits.broken
         if not answer.text.strip():
             return
         words = labels(answer.language)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from adapters.base import AdapterStatus, Check, Core
 from adapters.markdown import to_html
+from adapters.streaming import Coalescer
 from adapters.web.convert import (
     ChatRequest,
     EscalateRequest,
@@ -34,6 +35,9 @@ from engine.ports import ChannelLimits, ReplyChannel
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 10.0  # seconds shutdown waits for web chat answers in flight
+# Seconds between streamed updates to a page: smooth to read, and the page is not sent the whole
+# answer again (text and HTML) for every token the model writes.
+UPDATE_INTERVAL = 0.1
 
 
 class FeedbackRequest(BaseModel):
@@ -43,14 +47,18 @@ class FeedbackRequest(BaseModel):
 
 
 class WebReplyChannel:
-    """Collects what the core says as events; the HTTP handler streams them out."""
+    """Collects what the core says as events; the HTTP handler streams them out. Updates are
+    coalesced (adapters/streaming.py): at most one every `update_interval` seconds."""
 
-    def __init__(self, limits: ChannelLimits | None = None) -> None:
+    def __init__(
+        self, limits: ChannelLimits | None = None, *, update_interval: float = UPDATE_INTERVAL
+    ) -> None:
         self._limits = limits or ChannelLimits(max_chars=20_000, can_edit=True)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.updates: list[str] = []
+        self.updates: list[str] = []  # the texts the page was sent, in order
         self.final: Answer | None = None
         self.escalations: list[EscalationNotice] = []
+        self._edits = Coalescer(self._show, update_interval)
 
     @property
     def limits(self) -> ChannelLimits:
@@ -60,12 +68,17 @@ class WebReplyChannel:
         self.events.put_nowait({"type": "open"})
 
     async def update(self, text: str) -> None:
+        self._edits.push(text)
+
+    async def _show(self, text: str) -> bool:
         self.updates.append(text)
         self.events.put_nowait(
             {"type": "update", "text": text, "html": to_html(text, partial=True)}
         )
+        return True
 
     async def finish(self, answer: Answer) -> None:
+        await self._edits.close()
         self.final = answer
         self.events.put_nowait({"type": "final", "answer": answer_to_json(answer)})
 

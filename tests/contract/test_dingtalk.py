@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.config import DingTalkSettings
+from engine.tables import ThreadState
 from tests.fakes.dingtalk import CARD_TOPIC, FakeDingTalk, bot_message
 from tests.helpers import Core
 
@@ -323,9 +324,8 @@ async def test_picture_gets_the_text_only_reply(fake: FakeDingTalk, core: Core) 
 
 
 async def test_escalation_then_agent_takes_the_thread_over(fake: FakeDingTalk, core: Core) -> None:
-    async with running(
-        fake, core, escalation_conversation_id="cid-helpdesk", agents=["agent-bob"]
-    ) as adapter:
+    helpdesk = {"escalation_conversation_id": "cid-helpdesk", "agents": ["agent-bob"]}
+    async with running(fake, core, **helpdesk) as adapter:
         await fake.push(bot_message("转人工", webhook=fake.webhook()))
         await fake.wait_for(lambda: bool(fake.sent(GROUP_SEND)) and bool(fake.sent(WEBHOOK)))
         await adapter.drain()
@@ -337,6 +337,25 @@ async def test_escalation_then_agent_takes_the_thread_over(fake: FakeDingTalk, c
         again = bot_message("How do I reset my VPN connection?", webhook=fake.webhook())
         await settle(fake, adapter, await fake.push(again))
     assert len(fake.sent(WEBHOOK)) == 1
+
+
+async def test_an_agent_takes_the_waiting_asker_after_a_restart(
+    fake: FakeDingTalk, core: Core
+) -> None:
+    helpdesk = {"escalation_conversation_id": "cid-helpdesk", "agents": ["agent-bob"]}
+    async with running(fake, core, **helpdesk) as adapter:
+        await fake.push(bot_message("转人工", webhook=fake.webhook()))
+        await fake.wait_for(lambda: bool(fake.sent(GROUP_SEND)) and bool(fake.sent(WEBHOOK)))
+        await adapter.drain()
+    [(waiting, asker)] = await core.store.waiting_threads("dingtalk", "ding-corp", "cid-group-1")
+    assert asker == "staff-ada"
+    # who waits in the group comes from the store, not from the adapter's memory
+    async with running(fake, core, **helpdesk) as adapter:
+        agent = bot_message("我来处理", sender="agent-bob", nick="Bob", webhook=fake.webhook())
+        await settle(fake, adapter, await fake.push(agent))
+    thread = await core.store.thread(waiting.key)
+    assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "agent-bob")
+    assert len(fake.sent(WEBHOOK)) == 1  # the agent's message got no answer
 
 
 async def test_doctor_checks_credentials_and_gateway(fake: FakeDingTalk, core: Core) -> None:

@@ -133,6 +133,20 @@ async def test_group_message_without_mention_is_ignored(
     assert core.fake.requests == []
 
 
+async def test_unmentioned_reply_in_a_thread_the_bot_answered_is_answered(
+    adapter: FeishuAdapter, fake_feishu: FakeFeishu, core: Core
+) -> None:
+    await feed(adapter, message_event(VPN, message_id="om_root"))
+    follow = message_event(
+        "And on a Mac?", message_id="om_next", root_id="om_root", mention_bot=False
+    )
+    await feed(adapter, follow)
+    await feed(adapter, follow)  # redelivered: answered once
+    replies = fake_feishu.calls_to("POST", REPLY)
+    assert [r.path.rsplit("/", 2)[-2] for r in replies] == ["om_root", "om_next"]
+    assert len(core.fake.requests) == 2
+
+
 async def test_redelivered_event_is_answered_once(
     adapter: FeishuAdapter, fake_feishu: FakeFeishu
 ) -> None:

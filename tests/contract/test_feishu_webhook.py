@@ -121,7 +121,7 @@ async def test_card_click_over_the_webhook(
     await post(client, message_event(VPN, message_id="om_w2", token=TOKEN))
     await settle(adapter)
     [channel] = adapter.channels
-    assert channel.timings.card_shown is not None
+    assert channel.timings.placeholder is not None
     answer = (await core.store.history((await core.store.thread(channel._target.key)).id, 1))[0]
     value = {
         "tb": "up",

@@ -335,6 +335,23 @@ async def test_buttons_record_feedback_and_escalate(
     assert len(posts(slack)) == before
 
 
+async def test_with_follow_ups_off_an_agent_still_takes_the_thread_over(
+    slack: FakeSlack, start: Start, core: SlackCore
+) -> None:
+    adapter = await start(follow_ups=False)
+    event = user_message(f"<@{BOT_USER}> 转人工")
+    await slack.send_event(event)
+    await slack.wait_for(lambda: posts(slack, "C0HELPDESK"))
+    await adapter.drain()
+    key = ThreadKey("slack", TEAM, "C0GENERAL", event["ts"])
+    assert (await core.store.thread(key)).state == ThreadState.ESCALATED
+    takeover = user_message("On it", user="U0AGENT", kind="message", thread_ts=event["ts"])
+    await slack.wait_ack(await slack.send_event(takeover))
+    await adapter.drain()
+    thread = await core.store.thread(key)
+    assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "U0AGENT")
+
+
 async def test_dropped_connection_is_reconnected(slack: FakeSlack, start: Start) -> None:
     adapter = await start(watchdog_idle=3.0)
     assert adapter.status().connected is True

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from adapters.web.adapter import WebReplyChannel
-from engine.messages import Attachment, Outcome
+from engine.messages import Attachment, ChatType, Inbound, Outcome
 from engine.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
@@ -273,3 +274,34 @@ async def test_button_escalation_then_agent_takes_over(core: Core) -> None:
     assert again.escalations == []
     other = inbound("", "open-thread").thread_key
     assert not await core.conversation.human_replied(other, "agent-9")
+
+
+async def test_unmentioned_group_message_is_answered_only_in_a_thread_the_bot_answered(
+    core: Core,
+) -> None:
+    def group(text: str, thread: str, *, mentioned: bool, message_id: str = "") -> Inbound:
+        return replace(
+            inbound(text, thread, message_id or None),
+            platform="feishu",
+            chat_id="oc_group",
+            chat_type=ChatType.GROUP,
+            mentioned=mentioned,
+        )
+
+    # someone else's thread, unknown to the store: not for the bot
+    chatter = await core.conversation.handle(
+        group(VPN_QUESTION, "om_other", mentioned=False), WebReplyChannel()
+    )
+    assert chatter is None and core.fake.requests == []
+    assert await core.store.find_thread(group("", "om_other", mentioned=False).thread_key) is None
+    asked = await core.conversation.handle(
+        group(VPN_QUESTION, "om_1", mentioned=True), WebReplyChannel()
+    )
+    assert asked is not None and asked.outcome is Outcome.ANSWERED
+    # a follow-up in the thread the bot answered, without a mention: answered, once
+    follow = group("And on a Mac?", "om_1", mentioned=False, message_id="om_2")
+    reply = WebReplyChannel()
+    answer = await core.conversation.handle(follow, reply)
+    assert answer is not None and answer.outcome is Outcome.ANSWERED and reply.final is not None
+    assert await core.conversation.handle(follow, WebReplyChannel()) is None
+    assert len(core.fake.requests) == 2

@@ -132,6 +132,32 @@ async def test_set_state(store: ConversationStore) -> None:
         await store.set_state(thread.id + 1000, ThreadState.RESOLVED)
 
 
+async def test_waiting_threads_of_a_chat_with_their_askers(store: ConversationStore) -> None:
+    def window(asker: str, chat: str = "cid1") -> ThreadKey:
+        return ThreadKey("dingtalk", "corp", chat, f"{asker}@1700000000")
+
+    for asker, chat in (("alice", "cid1"), ("bob", "cid1"), ("carol", "cid1"), ("dan", "cid2")):
+        thread = await store.thread(window(asker, chat))
+        asked = Inbound(
+            platform="dingtalk",
+            tenant="corp",
+            chat_id=chat,
+            chat_type=ChatType.GROUP,
+            thread_id=thread.key.thread_id,
+            message_id=f"m-{asker}",
+            sender=Sender(asker),
+            text="转人工",
+        )
+        await store.add_turn(thread.id, asked, answer())
+        if asker != "carol":  # carol's thread is open: nobody waits there
+            await store.set_state(thread.id, ThreadState.ESCALATED, trigger="asked_for_human")
+    bob = await store.thread(window("bob"))
+    await store.set_state(bob.id, ThreadState.HUMAN, taken_by="mei")  # taken: no longer waiting
+    waiting = await store.waiting_threads("dingtalk", "corp", "cid1")
+    assert [(thread.key, asker) for thread, asker in waiting] == [(window("alice"), "alice")]
+    assert await store.waiting_threads("dingtalk", "other-corp", "cid1") == []
+
+
 async def test_history_returns_last_n_oldest_first(store: ConversationStore) -> None:
     thread = await store.thread(KEY)
     other = await store.thread(ThreadKey("slack", "T01", "C01", "elsewhere"))

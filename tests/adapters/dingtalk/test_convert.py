@@ -40,6 +40,16 @@ def test_group_text_mention_becomes_an_inbound() -> None:
     assert inbound.raw is not None and inbound.raw["msgId"] == "msgA"
 
 
+def test_agents_and_the_staff_they_mention_are_marked_in_a_chat_without_threads() -> None:
+    data = bot_message("@Bob 我来处理", sender="agent-mei", nick="Mei")
+    data["atUsers"].append({"dingtalkId": "$:LWCP_v1:$bob", "staffId": "staff-bob"})
+    inbound = to_inbound(parse(data), "agent-mei@100", data, agents=["agent-mei"])
+    assert inbound.sender.is_agent and inbound.mentions == ("staff-bob",)  # the bot left out
+    assert inbound.threaded is False
+    asker = to_inbound(parse(bot_message()), "staff-ada@100", data, agents=["agent-mei"])
+    assert not asker.sender.is_agent and asker.mentions == ()
+
+
 def test_group_message_without_mention_is_not_for_the_bot() -> None:
     assert not wants_answer(parse(bot_message(mentioned=False)))
     assert wants_answer(parse(bot_message(group=False)))

@@ -61,6 +61,18 @@ def test_other_mentions_keep_the_name_and_bot_not_mentioned() -> None:
     got = received(parse(payload), BOT_OPEN_ID)
     assert got is not None
     assert got.inbound.text == "@Li Lei can you check?" and not got.inbound.mentioned
+    assert got.inbound.mentions == ("ou_x",) and got.inbound.threaded
+
+
+def test_agents_are_marked_and_the_bot_is_not_among_the_mentions() -> None:
+    payload = message_event("I'll take it", sender="ou_mei", root_id="om_r")
+    message = payload["event"]["message"]  # type: ignore[index]
+    message["mentions"].append({"key": "@_user_2", "id": {"open_id": "ou_ada"}, "name": "Ada"})
+    got = received(parse(payload), BOT_OPEN_ID, agents=["ou_mei"])
+    assert got is not None and got.inbound.sender.is_agent and got.inbound.mentioned
+    assert got.inbound.mentions == ("ou_ada",)
+    asker = received(parse(message_event("q")), BOT_OPEN_ID, agents=["ou_mei"])
+    assert asker is not None and not asker.inbound.sender.is_agent
 
 
 def test_p2p_counts_as_mentioned() -> None:

@@ -42,6 +42,17 @@ def test_message_id_is_the_same_for_mention_and_message_events() -> None:
     assert convert.message_id(no_client_id) == "C0GENERAL:1700000001.000100"
 
 
+def test_agents_and_mentioned_users_without_the_bot() -> None:
+    event = mention(user="U0MEI", text=f"<@{BOT}> <@U0ADA|ada> is on it, <@U0BOB> <@U0ADA>")
+    inbound = convert.to_inbound(
+        event, tenant="T1", bot_user_id=BOT, mentioned=True, agents=["U0MEI"]
+    )
+    assert inbound.sender.is_agent and inbound.mentions == ("U0ADA", "U0BOB")
+    assert inbound.threaded and inbound.text == "@ada is on it, @U0BOB @U0ADA"
+    asker = convert.to_inbound(mention(), tenant="T1", bot_user_id=BOT, mentioned=True)
+    assert not asker.sender.is_agent and asker.mentions == ()
+
+
 def test_reply_goes_to_the_thread_or_starts_one() -> None:
     top = convert.where(mention(), "T1")
     assert (top.thread_id, top.reply_ts) == ("1700000001.000100", "1700000001.000100")
