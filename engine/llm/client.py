@@ -1,25 +1,19 @@
-"""The SGLang (or any OpenAI-compatible) client: streaming chat with the model's thinking split
-off, timeouts, retries before the first token only, bounded concurrency and a circuit breaker.
-
-Only server faults feed the breaker (cannot connect, 5xx, a stall, a cut connection, an error
-chunk); an answer cut by `max_tokens` or by teambot's own `total_timeout`, or a prompt larger
-than the context, is the request's doing and does not. A completed stream resets the count."""
+"""The client of one SGLang (or any OpenAI-compatible) server: streaming chat with the model's
+thinking split off, timeouts, retries before the first token only, bounded concurrency and a
+circuit breaker (errors.py says which failures feed it). A completed stream resets the count."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
 import openai
-from httpx_sse import EventSource, SSEError
 from openai import AsyncOpenAI
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -27,8 +21,19 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from engine.breaker import Breaker
 from engine.budget import Budget, TokenCounter
 from engine.config import LLMSettings
+from engine.llm import errors, sse
+from engine.llm.errors import (
+    CONTEXT_ERROR,
+    LLMContextExceeded,
+    LLMEmptyAnswer,
+    LLMError,
+    LLMServerError,
+    LLMStreamBroken,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from engine.llm.probe import ServerInfo, ServerReport, count_tokens, discover, reasoning_rule
 from engine.messages import Usage
-from engine.server_info import ServerInfo, count_tokens, discover
 from engine.think import CLOSE, OPEN, ThinkSplitter
 
 log = logging.getLogger(__name__)
@@ -36,78 +41,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_CONTEXT = 8192  # when neither the server nor [llm] context_size says
 DEFAULT_CONCURRENCY = 8  # when neither the server nor [llm] max_concurrency says
-# How servers word "the prompt is larger than the context" (llama.cpp, SGLang, vLLM, OpenAI).
-_CONTEXT_ERROR = re.compile(
-    r"(?i)exceed_context_size|context (size|length|window)|maximum context|context_length"
-)
-_N_CTX = re.compile(r"(?i)context (?:size|length)[^0-9]{0,20}\(?(\d+)")
-
-
-class LLMError(Exception):
-    """The model server gave no usable answer. `after_output`: some deltas were already yielded."""
-
-    def __init__(self, message: str, *, after_output: bool = False, retryable: bool = False):
-        super().__init__(message)
-        self.after_output = after_output
-        self.retryable = retryable
-
-
-class LLMUnavailable(LLMError):
-    """Cannot connect, 5xx, auth refused, or breaker open; always raised before any output."""
-
-
-class LLMTimeout(LLMError):
-    """No first token within first_token_timeout, a gap over idle_timeout, or total_timeout
-    (`which` names the limit)."""
-
-    def __init__(self, message: str, *, which: str, after_output: bool = False):
-        super().__init__(message, after_output=after_output)
-        self.which = which
-
-    @property
-    def own_limit(self) -> bool:
-        """teambot's total_timeout ended an answer that was still streaming: not a server fault."""
-        return self.which == "total_timeout" and self.after_output
-
-
-class LLMContextExceeded(LLMError):
-    """The server refused the prompt as larger than its context (`n_ctx` when it said)."""
-
-    def __init__(self, message: str, *, n_ctx: int | None = None, prompt_tokens: int | None = None):
-        super().__init__(message)
-        self.n_ctx, self.prompt_tokens = n_ctx, prompt_tokens
-
-
-class LLMServerError(LLMError):
-    """The server sent an error chunk in the middle of the answer."""
-
-    def __init__(self, message: str, *, detail: str, after_output: bool):
-        super().__init__(message, after_output=after_output)
-        self.detail = detail
-
-    @property
-    def context(self) -> bool:
-        """The shared context ran out (too many answers at once): capacity, not a dead server."""
-        return bool(_CONTEXT_ERROR.search(self.detail))
-
-
-class LLMStreamBroken(LLMError):
-    """The connection ended after output had started (never retried)."""
-
-
-class LLMEmptyAnswer(LLMError):
-    """The model produced no answer text, e.g. max_tokens ran out inside <think>."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reasoning: str = "",
-        usage: Usage | None = None,
-        finish_reason: str | None = None,
-    ):
-        super().__init__(message, after_output=bool(reasoning))
-        self.reasoning, self.usage, self.finish_reason = reasoning, usage, finish_reason
 
 
 @dataclass(frozen=True)
@@ -118,41 +51,6 @@ class Delta:
     reasoning: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class ServerReport:
-    """What `teambot doctor` shows about the model server."""
-
-    base_url: str
-    reachable: bool
-    models: tuple[str, ...] = ()
-    model: str = ""
-    model_served: bool = True  # the configured model is among those the server lists
-    health_ok: bool | None = None
-    reasoning_parser: str | None = None
-    kind: str = "openai"
-    context: int | None = None  # what the server reported
-    slots: int | None = None
-    reasoning: str = ""  # how teambot treats the model's thinking, and why
-    reasoning_separated: bool | None = None  # None: could not tell (model did not think)
-    latency: float | None = None  # seconds for a tiny chat completion
-    error: str = ""
-
-
-Chunk = Mapping[str, Any]  # one decoded `chat.completion.chunk` of the stream
-
-
-class _ServerError(Exception):
-    """The server sent an error event, a chunk that is not JSON, or a wrong content type."""
-
-
-class _ErrorEvent(_ServerError):
-    """An `{"error": …}` chunk: the server's own report of a failure."""
-
-    def __init__(self, detail: str):
-        super().__init__(f"error event: {detail}")
-        self.detail = detail
 
 
 class _Slots:
@@ -177,8 +75,8 @@ class _Slots:
 @dataclass
 class _Opened:
     response: httpx.Response
-    chunks: AsyncGenerator[Chunk, None]
-    first: list[Chunk]
+    chunks: AsyncGenerator[sse.Chunk, None]
+    first: list[sse.Chunk]
     model: str
 
     async def close(self) -> None:
@@ -262,7 +160,8 @@ class LLMClient:
         log.info(
             "model server %s (%s): context %s, %s at once, tokenizer %s, thinking %s",
             self.base_url, info.kind, info.context or "not reported", self._sem.limit,
-            "remote" if info.tokenize else "estimated", self._reasoning_rule(info),
+            "remote" if info.tokenize else "estimated",
+            reasoning_rule(self.settings.reasoning, info),
         )  # fmt: skip
 
     async def _count_remote(self, text: str) -> int:
@@ -286,16 +185,6 @@ class LLMClient:
         context = min(c for c in (reported, configured) if c) if reported or configured else None
         context = context or DEFAULT_CONTEXT
         return Budget(context, min(self.settings.max_tokens, context // 2))
-
-    def _reasoning_rule(self, info: ServerInfo | None) -> str:
-        if self.settings.reasoning != "auto":
-            return f"{self.settings.reasoning} ([llm] reasoning)"
-        if info is not None and info.reasoning_parser:
-            return f"separated by the server (reasoning parser {info.reasoning_parser})"
-        if info is not None and info.opens_think is not None:
-            opens = "opens <think>: answers held until </think>" if info.opens_think else "plain"
-            return f"{opens} (the server's chat template)"
-        return "plain until the model writes </think> unopened (server did not say)"
 
     @property
     def breaker_open(self) -> bool:
@@ -409,7 +298,7 @@ class LLMClient:
                 context=info.context,
                 slots=info.slots,
                 reasoning_parser=info.reasoning_parser,
-                reasoning=self._reasoning_rule(info),
+                reasoning=reasoning_rule(self.settings.reasoning, info),
             )
             health = await self._http.get(f"{self.root_url}/health", headers=self._headers)
             report = replace(report, health_ok=health.status_code == 200)
@@ -442,57 +331,12 @@ class LLMClient:
             raise LLMUnavailable(
                 f"the model server at {self.base_url} failed {self._breaker.failures} times in a "
                 f"row; not calling it for up to {self.settings.breaker_reset:g}s (circuit breaker "
-                f"open). {self._fix()}"
+                f"open). {errors.fix(self.base_url)}"
             )
         return trial
 
-    def _fix(self) -> str:
-        return (
-            "Check that SGLang is running (python -m sglang.launch_server --model-path <model> "
-            "--reasoning-parser deepseek-r1 --port 30000) or set TEAMBOT_LLM__BASE_URL "
-            f"(now {self.base_url})."
-        )
-
     def _timeout_msg(self, which: str) -> str:
-        return (
-            f"the model server at {self.base_url} exceeded {which} "
-            f"({getattr(self.settings, which):g}s); it may be overloaded. "
-            f"Raise TEAMBOT_LLM__{which.upper()} or add capacity."
-        )
-
-    def _empty_msg(self, finish: str | None) -> str:
-        if finish == "length":
-            return (
-                f"the model used all max_tokens ({self.settings.max_tokens}) before it "
-                "finished thinking; raise TEAMBOT_LLM__MAX_TOKENS."
-            )
-        return f"the model at {self.base_url} returned an empty answer (finish_reason={finish})."
-
-    def _api_error(self, exc: Exception) -> LLMError:
-        if isinstance(exc, openai.APIStatusError):
-            return self._status_error(exc.status_code, str(exc))
-        return LLMUnavailable(
-            f"cannot reach the model server at {self.base_url} ({exc!r}). {self._fix()}",
-            retryable=True,
-        )
-
-    def _status_error(self, status: int, exc: str) -> LLMError:
-        detail = f"the model server at {self.base_url} answered HTTP {status}"
-        if status == 400 and _CONTEXT_ERROR.search(exc):
-            n_ctx, prompt = _context_numbers(exc)
-            return LLMContextExceeded(
-                f"{detail}: the prompt is larger than the model's context ({exc[:300]})",
-                n_ctx=n_ctx,
-                prompt_tokens=prompt,
-            )
-        if status in (401, 403):
-            return LLMUnavailable(
-                f"{detail}: set TEAMBOT_LLM__API_KEY to the key SGLang was started with "
-                "(--api-key)."
-            )
-        if status == 429 or status >= 500:
-            return LLMUnavailable(f"{detail} ({exc}). {self._fix()}", retryable=True)
-        return LLMError(f"{detail}, rejecting the request: {exc}")
+        return errors.timeout_message(self.base_url, which, getattr(self.settings, which))
 
     def _hold(self) -> bool:
         return bool(self._open_think)
@@ -513,7 +357,7 @@ class LLMClient:
         try:
             return [m.id async for m in self._openai.models.list()]
         except (openai.APIError, httpx.HTTPError) as exc:
-            raise self._api_error(exc) from exc
+            raise errors.api_error(self.base_url, exc) from exc
 
     async def _model_name(self) -> str:
         if not self._model and self._info is not None and self._info.models:
@@ -521,7 +365,9 @@ class LLMClient:
         if not self._model:
             models = await self._list_models()
             if not models:
-                raise LLMUnavailable(f"{self.base_url}/models lists no models. {self._fix()}")
+                raise LLMUnavailable(
+                    f"{self.base_url}/models lists no models. {errors.fix(self.base_url)}"
+                )
             self._model = models[0]
         return self._model
 
@@ -540,10 +386,7 @@ class LLMClient:
     async def _open_once(
         self, messages: list[dict[str, str]], total_deadline: float, max_tokens: int | None
     ) -> _Opened:
-        """Send the request and read up to the first chunk that carries text (or finishes).
-
-        The stream is read with httpx and httpx-sse rather than openai's stream: building openai's
-        pydantic models for every chunk cost more CPU than the rest of the answer together."""
+        """Send the request and read up to the first chunk that carries text (or finishes)."""
         which, deadline = "first_token_timeout", _now() + self.settings.first_token_timeout
         if deadline > total_deadline:
             which, deadline = "total_timeout", total_deadline
@@ -562,12 +405,12 @@ class LLMClient:
                 if response.status_code >= 400:
                     await response.aread()
                     await response.aclose()
-                    raise self._status_error(response.status_code, response.text)
-                opened = _Opened(response, _chunks(response), [], model)
+                    raise errors.status_error(self.base_url, response.status_code, response.text)
+                opened = _Opened(response, sse.chunks(response), [], model)
                 try:
                     while True:
                         opened.first.append(chunk := await anext(opened.chunks))
-                        if _has_text(chunk) or any(c.get("finish_reason") for c in _choices(chunk)):
+                        if sse.has_text(chunk) or sse.finishes(chunk):
                             return opened
                 except StopAsyncIteration:
                     pass
@@ -577,23 +420,19 @@ class LLMClient:
                 await opened.close()
                 raise LLMUnavailable(
                     f"the model server at {self.base_url} ended the stream before the first "
-                    f"token. {self._fix()}",
+                    f"token. {errors.fix(self.base_url)}",
                     retryable=True,
                 )
         except TimeoutError:
             raise LLMTimeout(self._timeout_msg(which), which=which) from None
         except (openai.APIError, httpx.HTTPError) as exc:
-            raise self._api_error(exc) from exc
-        except _ErrorEvent as exc:
-            if _CONTEXT_ERROR.search(exc.detail):
-                raise self._status_error(400, exc.detail) from exc
+            raise errors.api_error(self.base_url, exc) from exc
+        except sse.ServerError as exc:
+            if isinstance(exc, sse.ErrorEvent) and CONTEXT_ERROR.search(exc.detail):
+                raise errors.status_error(self.base_url, 400, exc.detail) from exc
             raise LLMUnavailable(
-                f"the model server at {self.base_url} failed the request: {exc}. {self._fix()}",
-                retryable=True,
-            ) from exc
-        except _ServerError as exc:
-            raise LLMUnavailable(
-                f"the model server at {self.base_url} failed the request: {exc}. {self._fix()}",
+                f"the model server at {self.base_url} failed the request: {exc}. "
+                f"{errors.fix(self.base_url)}",
                 retryable=True,
             ) from exc
 
@@ -624,23 +463,23 @@ class LLMClient:
                         raise LLMTimeout(
                             self._timeout_msg(which), which=which, after_output=started
                         ) from None
-                    except _ErrorEvent as exc:
+                    except sse.ErrorEvent as exc:
                         raise LLMServerError(
                             f"the model server at {self.base_url} reported an error mid-answer: "
                             f"{exc.detail}",
                             detail=exc.detail,
                             after_output=started,
                         ) from exc
-                    except (httpx.HTTPError, _ServerError) as exc:
+                    except (httpx.HTTPError, sse.ServerError) as exc:
                         raise LLMStreamBroken(
                             f"the model server at {self.base_url} cut the answer off ({exc!r}).",
                             after_output=started,
                         ) from exc
-                usage = _usage_of(chunk.get("usage")) or usage
+                usage = sse.usage_of(chunk.get("usage")) or usage
                 content = reasoning = ""
-                for choice in _choices(chunk)[:1]:
+                for choice in sse.choices(chunk)[:1]:
                     delta = choice.get("delta") or {}
-                    if separate := _reasoning_in(delta):
+                    if separate := sse.reasoning_in(delta):
                         splitter.separate()
                         reasoning = separate
                     content, more = splitter.feed(delta.get("content") or "")
@@ -667,7 +506,7 @@ class LLMClient:
         if not (answer + content).strip():
             yield Delta(reasoning=reasoning, usage=usage, finish_reason=finish)
             raise LLMEmptyAnswer(
-                self._empty_msg(finish),
+                errors.empty_message(self.base_url, finish, self.settings.max_tokens),
                 reasoning=reasoning_all + reasoning,
                 usage=usage,
                 finish_reason=finish,
@@ -683,7 +522,7 @@ class LLMClient:
                 stream=False, **self._request(messages, model, max_tokens)
             )
         except (openai.APIError, httpx.HTTPError) as exc:
-            raise self._api_error(exc) from exc
+            raise errors.api_error(self.base_url, exc) from exc
         usage = _usage(result.usage) if result.usage else Usage()
         choice = result.choices[0] if result.choices else None
         finish = choice.finish_reason if choice else None
@@ -696,7 +535,10 @@ class LLMClient:
         content, reasoning = content + rest, (reasoning or "") + more + unclosed
         if not content.strip():
             raise LLMEmptyAnswer(
-                self._empty_msg(finish), reasoning=reasoning, usage=usage, finish_reason=finish
+                errors.empty_message(self.base_url, finish, self.settings.max_tokens),
+                reasoning=reasoning,
+                usage=usage,
+                finish_reason=finish,
             )
         return content, reasoning, usage
 
@@ -711,70 +553,7 @@ def _reasoning_of(obj: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def _chunks(response: httpx.Response) -> AsyncGenerator[Chunk, None]:
-    """The decoded chunks of an OpenAI-style SSE stream, up to `data: [DONE]`."""
-    try:
-        async for event in EventSource(response).aiter_sse():
-            if event.data == "[DONE]":
-                return
-            if not event.data:
-                continue
-            try:
-                chunk = json.loads(event.data)
-            except ValueError:
-                raise _ServerError(f"a stream chunk is not JSON: {event.data[:200]!r}") from None
-            if not isinstance(chunk, dict):
-                raise _ServerError(f"a stream chunk is not an object: {event.data[:200]!r}")
-            if error := chunk.get("error"):
-                message = error.get("message") if isinstance(error, dict) else None
-                raise _ErrorEvent(str(message or json.dumps(error))[:500])
-            yield chunk
-    except SSEError as exc:
-        raise _ServerError(str(exc)) from None
-
-
-def _choices(chunk: Chunk) -> list[Mapping[str, Any]]:
-    choices = chunk.get("choices")
-    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
-
-
-def _reasoning_in(delta: Mapping[str, Any]) -> str | None:
-    value = delta.get("reasoning_content") or delta.get("reasoning")
-    return value if isinstance(value, str) else None
-
-
-def _has_text(chunk: Chunk) -> bool:
-    return any(
-        (c.get("delta") or {}).get("content") or _reasoning_in(c.get("delta") or {})
-        for c in _choices(chunk)
-    )
-
-
-def _usage_of(raw: object) -> Usage | None:
-    """Usage from a chunk's `usage` object (SGLang: cached_tokens under prompt_tokens_details)."""
-    if not isinstance(raw, dict):
-        return None
-    details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), cached)
-
-
 def _usage(usage: CompletionUsage) -> Usage:
     details = usage.prompt_tokens_details
     cached = details.cached_tokens if details is not None else None
     return Usage(usage.prompt_tokens, usage.completion_tokens, cached)
-
-
-def _context_numbers(text: str) -> tuple[int | None, int | None]:
-    """(n_ctx, n_prompt_tokens) from a context-size refusal: llama.cpp's JSON fields, else the
-    numbers in SGLang's / vLLM's wording."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("n_ctx"), int):
-        prompt = error.get("n_prompt_tokens")
-        return error["n_ctx"], prompt if isinstance(prompt, int) else None
-    match = _N_CTX.search(text)
-    return (int(match.group(1)) if match else None), None

@@ -1,0 +1,37 @@
+"""The model server: one client (`client.py`: streaming and one-shot chat, the concurrency bound,
+the circuit breaker), its errors (`errors.py`), the SSE decoding of a streamed answer
+(`sse.py`), and what the server says about itself (`probe.py`)."""
+
+from __future__ import annotations
+
+from engine.config import LLMSettings
+from engine.llm.client import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, Delta, LLMClient
+from engine.llm.errors import (
+    LLMContextExceeded,
+    LLMEmptyAnswer,
+    LLMError,
+    LLMServerError,
+    LLMStreamBroken,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from engine.llm.probe import ServerInfo, ServerReport
+from engine.think import ThinkSplitter
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_CONTEXT",
+    "Delta",
+    "LLMClient",
+    "LLMContextExceeded",
+    "LLMEmptyAnswer",
+    "LLMError",
+    "LLMServerError",
+    "LLMSettings",
+    "LLMStreamBroken",
+    "LLMTimeout",
+    "LLMUnavailable",
+    "ServerInfo",
+    "ServerReport",
+    "ThinkSplitter",
+]
