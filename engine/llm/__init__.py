@@ -5,7 +5,7 @@ the circuit breaker), its errors (`errors.py`), the SSE decoding of a streamed a
 from __future__ import annotations
 
 from engine.config import LLMSettings
-from engine.llm.client import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, Delta, LLMClient
+from engine.llm.client import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, Delta, LLMClient, ToolCall
 from engine.llm.errors import (
     LLMContextExceeded,
     LLMEmptyAnswer,
@@ -34,4 +34,5 @@ __all__ = [
     "ServerInfo",
     "ServerReport",
     "ThinkSplitter",
+    "ToolCall",
 ]

@@ -32,7 +32,14 @@ from engine.llm.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
-from engine.llm.probe import ServerInfo, ServerReport, count_tokens, discover, reasoning_rule
+from engine.llm.probe import (
+    ServerInfo,
+    ServerReport,
+    count_tokens,
+    discover,
+    reasoning_rule,
+    tool_parser,
+)
 from engine.messages import Usage
 from engine.think import CLOSE, OPEN, ThinkSplitter
 
@@ -51,6 +58,14 @@ class Delta:
     reasoning: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model made to a tool it was offered: the name and the JSON arguments."""
+
+    name: str
+    arguments: str
 
 
 class _Slots:
@@ -274,6 +289,36 @@ class LLMClient:
                 self._breaker.trial = False
         self._breaker.success()
         return result
+
+    async def tool_calls(
+        self,
+        messages: list[dict[str, str]],
+        tools: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        seconds: float,
+    ) -> list[ToolCall]:
+        """The calls the model makes to `tools` in one short non-streaming answer ([] when it
+        answers in words). Through the breaker and the concurrency bound like every call, with
+        complete()'s errors; not retried (callers have a cheaper way to decide)."""
+        trial = self._admit()
+        try:
+            async with self._sem:
+                calls = await self._tool_answer(messages, tools, max_tokens, seconds)
+        except (LLMUnavailable, LLMTimeout):
+            self._breaker.failure()
+            raise
+        finally:
+            if trial:
+                self._breaker.trial = False
+        self._breaker.success()
+        return calls
+
+    async def tool_parser(self) -> str | None:
+        """The server's tool-call parser (SGLang `--tool-call-parser`); None when it names none."""
+        return await tool_parser(
+            self._http, self.root_url, self._headers, self.settings.connect_timeout + 3
+        )
 
     async def probe(self) -> ServerReport:
         """Check the server for `teambot doctor`; never raises, bypasses the breaker."""
@@ -512,6 +557,35 @@ class LLMClient:
                 finish_reason=finish,
             )
         yield Delta(content, reasoning, usage, finish)
+
+    async def _tool_answer(
+        self,
+        messages: list[dict[str, str]],
+        tools: list[dict[str, Any]],
+        max_tokens: int,
+        seconds: float,
+    ) -> list[ToolCall]:
+        try:
+            async with asyncio.timeout(seconds):
+                body: dict[str, Any] = {
+                    "messages": messages,
+                    "model": await self._model_name(),
+                    "tools": tools,
+                    "tool_choice": "auto",
+                    "temperature": 0.0,
+                    "max_tokens": max_tokens,
+                }
+                result = await self._openai.chat.completions.create(stream=False, **body)
+        except TimeoutError:
+            which = "first_token_timeout"
+            raise LLMTimeout(
+                errors.timeout_message(self.base_url, which, seconds), which=which
+            ) from None
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise errors.api_error(self.base_url, exc) from exc
+        calls = result.choices[0].message.tool_calls if result.choices else None
+        functions = [getattr(call, "function", None) for call in calls or ()]
+        return [ToolCall(str(f.name), f.arguments or "") for f in functions if f is not None]
 
     async def _complete_once(
         self, messages: list[dict[str, str]], max_tokens: int | None

@@ -120,6 +120,16 @@ async def count_tokens(
     return len(tokens)
 
 
+async def tool_parser(
+    http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], seconds: float
+) -> str | None:
+    """SGLang's `--tool-call-parser` as `/model_info` reports it; None when the server names none
+    or does not answer."""
+    info = await _get(http, f"{root_url}/model_info", headers, seconds)
+    parser = (info or {}).get("tool_call_parser")
+    return str(parser) if parser else None
+
+
 async def _can_tokenize(
     http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], seconds: float
 ) -> bool:
