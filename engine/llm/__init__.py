@@ -1,11 +1,11 @@
 """The model server: one client (`client.py`: streaming and one-shot chat, the concurrency bound,
 the circuit breaker), its errors (`errors.py`), the SSE decoding of a streamed answer
-(`sse.py`), and what the server says about itself (`probe.py`)."""
+(`sse.py`: the Deltas of a streamed answer), and what the server says about itself (`probe.py`)."""
 
 from __future__ import annotations
 
 from engine.config import LLMSettings
-from engine.llm.client import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, Delta, LLMClient, ToolCall
+from engine.llm.client import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, LLMClient, ToolCall
 from engine.llm.errors import (
     LLMContextExceeded,
     LLMEmptyAnswer,
@@ -16,6 +16,7 @@ from engine.llm.errors import (
     LLMUnavailable,
 )
 from engine.llm.probe import ServerInfo, ServerReport
+from engine.llm.sse import Delta
 from engine.think import ThinkSplitter
 
 __all__ = [

@@ -23,7 +23,6 @@ from engine.budget import Budget, TokenCounter
 from engine.config import LLMSettings
 from engine.llm import errors, sse
 from engine.llm.errors import (
-    CONTEXT_ERROR,
     LLMContextExceeded,
     LLMEmptyAnswer,
     LLMError,
@@ -40,6 +39,7 @@ from engine.llm.probe import (
     reasoning_rule,
     tool_parser,
 )
+from engine.llm.sse import Delta
 from engine.messages import Usage
 from engine.think import CLOSE, OPEN, ThinkSplitter
 
@@ -48,16 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_CONTEXT = 8192  # when neither the server nor [llm] context_size says
 DEFAULT_CONCURRENCY = 8  # when neither the server nor [llm] max_concurrency says
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A piece of a streamed answer. The last one carries usage and finish_reason."""
-
-    content: str = ""
-    reasoning: str = ""
-    usage: Usage | None = None
-    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,18 +75,6 @@ class _Slots:
         async with self._free:
             self._busy -= 1
             self._free.notify_all()
-
-
-@dataclass
-class _Opened:
-    response: httpx.Response
-    chunks: AsyncGenerator[sse.Chunk, None]
-    first: list[sse.Chunk]
-    model: str
-
-    async def close(self) -> None:
-        await self.chunks.aclose()
-        await self.response.aclose()
 
 
 class LLMClient:
@@ -128,6 +106,7 @@ class LLMClient:
         self._openai = AsyncOpenAI(
             base_url=self.base_url, api_key=key or "EMPTY", max_retries=0, http_client=client
         )
+        self._reader = sse.Reader(self._http, self._headers, settings, self.base_url)
         self._sem = _Slots(settings.max_concurrency or DEFAULT_CONCURRENCY)
         self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset, clock=clock)
         self._model = settings.model
@@ -278,9 +257,9 @@ class LLMClient:
                             lambda: self._complete_once(messages, max_tokens)
                         )
                 except TimeoutError:
-                    raise LLMTimeout(
-                        self._timeout_msg("total_timeout"), which="total_timeout"
-                    ) from None
+                    seconds = self.settings.total_timeout
+                    message = errors.timeout_message(self.base_url, "total_timeout", seconds)
+                    raise LLMTimeout(message, which="total_timeout") from None
         except (LLMUnavailable, LLMTimeout):
             self._breaker.failure()
             raise
@@ -380,9 +359,6 @@ class LLMClient:
             )
         return trial
 
-    def _timeout_msg(self, which: str) -> str:
-        return errors.timeout_message(self.base_url, which, getattr(self.settings, which))
-
     def _hold(self) -> bool:
         return bool(self._open_think)
 
@@ -416,147 +392,39 @@ class LLMClient:
             self._model = models[0]
         return self._model
 
-    def _request(
-        self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None
-    ) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], max_tokens: int | None) -> dict[str, Any]:
+        """The chat request's body, but for the model's name."""
         s = self.settings
         return {
             "messages": messages,
-            "model": model,
             "temperature": s.temperature,
             "top_p": s.top_p,
             "max_tokens": max_tokens or s.max_tokens,
         }
 
-    async def _open_once(
-        self, messages: list[dict[str, str]], total_deadline: float, max_tokens: int | None
-    ) -> _Opened:
-        """Send the request and read up to the first chunk that carries text (or finishes)."""
-        which, deadline = "first_token_timeout", _now() + self.settings.first_token_timeout
-        if deadline > total_deadline:
-            which, deadline = "total_timeout", total_deadline
-        try:
-            async with asyncio.timeout_at(deadline):
-                model = await self._model_name()
-                body = {
-                    **self._request(messages, model, max_tokens),
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                }
-                request = self._http.build_request(
-                    "POST", f"{self.base_url}/chat/completions", json=body, headers=self._headers
-                )
-                response = await self._http.send(request, stream=True)
-                if response.status_code >= 400:
-                    await response.aread()
-                    await response.aclose()
-                    raise errors.status_error(self.base_url, response.status_code, response.text)
-                opened = _Opened(response, sse.chunks(response), [], model)
-                try:
-                    while True:
-                        opened.first.append(chunk := await anext(opened.chunks))
-                        if sse.has_text(chunk) or sse.finishes(chunk):
-                            return opened
-                except StopAsyncIteration:
-                    pass
-                except BaseException:
-                    await opened.close()
-                    raise
-                await opened.close()
-                raise LLMUnavailable(
-                    f"the model server at {self.base_url} ended the stream before the first "
-                    f"token. {errors.fix(self.base_url)}",
-                    retryable=True,
-                )
-        except TimeoutError:
-            raise LLMTimeout(self._timeout_msg(which), which=which) from None
-        except (openai.APIError, httpx.HTTPError) as exc:
-            raise errors.api_error(self.base_url, exc) from exc
-        except sse.ServerError as exc:
-            if isinstance(exc, sse.ErrorEvent) and CONTEXT_ERROR.search(exc.detail):
-                raise errors.status_error(self.base_url, 400, exc.detail) from exc
-            raise LLMUnavailable(
-                f"the model server at {self.base_url} failed the request: {exc}. "
-                f"{errors.fix(self.base_url)}",
-                retryable=True,
-            ) from exc
-
     async def _stream(
         self, messages: list[dict[str, str]], max_tokens: int | None
     ) -> AsyncGenerator[Delta, None]:
         total_deadline = _now() + self.settings.total_timeout
-        opened = await self._retrying(lambda: self._open_once(messages, total_deadline, max_tokens))
+        body = self._request(messages, max_tokens)
+        opened = await self._retrying(
+            lambda: self._reader.open(body, self._model_name, total_deadline)
+        )
         splitter = ThinkSplitter(hold=self._hold())
-        usage: Usage | None = None
-        finish: str | None = None
-        answer, reasoning_all, pending = "", "", list(opened.first)
-        try:
-            while True:
-                if pending:
-                    chunk = pending.pop(0)
-                else:
-                    which, deadline = "idle_timeout", _now() + self.settings.idle_timeout
-                    if deadline > total_deadline:
-                        which, deadline = "total_timeout", total_deadline
-                    started = bool(answer or reasoning_all)
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            chunk = await anext(opened.chunks)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise LLMTimeout(
-                            self._timeout_msg(which), which=which, after_output=started
-                        ) from None
-                    except sse.ErrorEvent as exc:
-                        raise LLMServerError(
-                            f"the model server at {self.base_url} reported an error mid-answer: "
-                            f"{exc.detail}",
-                            detail=exc.detail,
-                            after_output=started,
-                        ) from exc
-                    except (httpx.HTTPError, sse.ServerError) as exc:
-                        raise LLMStreamBroken(
-                            f"the model server at {self.base_url} cut the answer off ({exc!r}).",
-                            after_output=started,
-                        ) from exc
-                usage = sse.usage_of(chunk.get("usage")) or usage
-                content = reasoning = ""
-                for choice in sse.choices(chunk)[:1]:
-                    delta = choice.get("delta") or {}
-                    if separate := sse.reasoning_in(delta):
-                        splitter.separate()
-                        reasoning = separate
-                    content, more = splitter.feed(delta.get("content") or "")
-                    reasoning += more
-                    finish = choice.get("finish_reason") or finish
-                if content or reasoning:
-                    answer, reasoning_all = answer + content, reasoning_all + reasoning
-                    yield Delta(content, reasoning)
-        finally:
-            await opened.close()
-        if finish is None:
-            raise LLMStreamBroken(
-                f"the stream from {self.base_url} ended without a finish reason.",
-                after_output=bool(answer or reasoning_all),
-            )
-        content, reasoning = splitter.finish(truncated=finish == "length")
-        if splitter.orphan_close and self._open_think is None:
+        deltas = self._reader.deltas(opened, splitter, total_deadline, self._orphan_close)
+        async with aclosing(deltas):
+            async for delta in deltas:
+                yield delta
+
+    def _orphan_close(self, model: str) -> None:
+        """The model closed a </think> it never opened: hold its answers back from now on."""
+        if self._open_think is None:
             log.warning(
                 "model %s wrote </think> without <think>: holding its answers back until "
                 "</think> from now on (start SGLang with --reasoning-parser to avoid this)",
-                opened.model,
+                model,
             )
             self._open_think = True
-        if not (answer + content).strip():
-            yield Delta(reasoning=reasoning, usage=usage, finish_reason=finish)
-            raise LLMEmptyAnswer(
-                errors.empty_message(self.base_url, finish, self.settings.max_tokens),
-                reasoning=reasoning_all + reasoning,
-                usage=usage,
-                finish_reason=finish,
-            )
-        yield Delta(content, reasoning, usage, finish)
 
     async def _tool_answer(
         self,
@@ -593,7 +461,7 @@ class LLMClient:
         try:
             model = await self._model_name()
             result = await self._openai.chat.completions.create(
-                stream=False, **self._request(messages, model, max_tokens)
+                model=model, stream=False, **self._request(messages, max_tokens)
             )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise errors.api_error(self.base_url, exc) from exc
