@@ -1,6 +1,6 @@
-"""The model server: one client (`client.py`: streaming and one-shot chat, the concurrency bound,
-the circuit breaker), its errors (`errors.py`), the SSE decoding of a streamed answer
-(`sse.py`: the Deltas of a streamed answer), and what the server says about itself (`probe.py`)."""
+"""The model server: one client (`client.py`: streaming, one-shot and tool-calling chat behind
+the concurrency bound and the circuit breaker), its errors (`errors.py`), reading a streamed
+answer off the wire as Deltas (`sse.py`), and what the server says about itself (`probe.py`)."""
 
 from __future__ import annotations
 
