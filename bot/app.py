@@ -74,7 +74,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None
     policy = Policy(settings.policy)
-    web = build_lookup(settings.web, llm=settings.llm if llm is not None else None)
+    web = build_lookup(settings.web, llm=llm)
     conversation = Conversation(
         settings.conversation,
         store=store,

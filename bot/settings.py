@@ -7,12 +7,13 @@ TOML file, which is usually committed or shared.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -30,8 +31,16 @@ from engine.escalation import EscalationSettings
 from engine.web.config import WebSettings
 from knowledge.config import KnowledgeSettings
 
+log = logging.getLogger(__name__)
+
 ENV_PREFIX = "TEAMBOT_"
 DEFAULT_CONFIG = Path("teambot.toml")
+# Keys nothing reads any more, which existing config files (or environments) may still set:
+# accepted and ignored with a warning, so that an upgrade does not refuse to start.
+RETIRED = {
+    ("conversation", "update_interval"): "streamed edits are paced by each platform's own "
+    "update_interval ([slack], [feishu], [dingtalk]) alone",
+}
 
 
 class ConfigError(Exception):
@@ -106,6 +115,18 @@ class Settings(BaseSettings):
     feishu: FeishuSettings = FeishuSettings()
     dingtalk: DingTalkSettings = DingTalkSettings()
     log: LogSettings = LogSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for (section, key), why in RETIRED.items():
+            values = data.get(section)
+            if isinstance(values, dict) and key in values:
+                log.warning("[%s] %s is no longer used and is ignored: %s", section, key, why)
+                data = {**data, section: {k: v for k, v in values.items() if k != key}}
+        return data
 
     @classmethod
     def settings_customise_sources(

@@ -76,9 +76,6 @@ class ConversationSettings(BaseModel):
         description="at most this many (estimated) tokens of history, passages included; the "
         "model's context limits it further",
     )
-    update_interval: float = Field(
-        default=1.0, ge=0.05, le=60, description="seconds between streamed edits"
-    )
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
     passage_chars: int = Field(
         default=1200, ge=100, le=20_000, description="per passage in the prompt"

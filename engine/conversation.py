@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from engine import answers, clean, ending, metrics
+from engine import answers, clean, ending, metrics, stream
 from engine.budget import Budget, Fitted, QuestionTooLong, fit
 from engine.config import ConversationSettings, PolicySettings
 from engine.context import with_thread_context
@@ -25,15 +25,7 @@ from engine.escalation import (
 from engine.followup import Query, merge, standalone
 from engine.language import detect, phrase
 from engine.lifecycle import ThreadLifecycle
-from engine.llm import (
-    LLMClient,
-    LLMContextExceeded,
-    LLMEmptyAnswer,
-    LLMError,
-    LLMServerError,
-    LLMStreamBroken,
-    LLMTimeout,
-)
+from engine.llm import LLMClient, LLMContextExceeded
 from engine.messages import (
     Answer,
     ChatType,
@@ -449,7 +441,33 @@ class Conversation:
         started: float,
         budget: Budget,
     ) -> Answer:
+        """The model's answer streamed through `reply` (engine/stream.py collects it)."""
         assert self._llm is not None
+        room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
+        deltas = self._llm.stream_chat(
+            fitted.messages, max_tokens=max(16, min(self._llm.settings.max_tokens, room))
+        )
+        total_timeout = self._llm.settings.total_timeout
+        streamed = await stream.collect(
+            deltas, reply, language=language, started=started, total_timeout=total_timeout
+        )
+        if streamed.outcome is None:
+            return self._retrieval_only(
+                fitted.passages, language, timings, started, streamed.usage, web=fitted.web
+            )
+        return self._model_answer(streamed, fitted, question, language, timings, started)
+
+    def _model_answer(
+        self,
+        streamed: stream.Streamed,
+        fitted: Fitted,
+        question: str,
+        language: str,
+        timings: Timings,
+        started: float,
+    ) -> Answer:
+        """The streamed text as the answer: its notice, the sources it cites, the turn as sent."""
+        assert streamed.outcome is not None
         passages, web = fitted.passages, fitted.web
         earlier = [turn.question for turn in fitted.history]
         chars = self._settings.passage_chars
@@ -458,87 +476,24 @@ class Conversation:
         )
         numbers, _ = numbering(passages, earlier, chars)
         first_web = first_web_number(numbers, earlier)
-        room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
-        content: list[str] = []
-        reasoning: list[str] = []
-        usage = Usage()
-        finish: str | None = None
-        first_token: float | None = None
-        first_visible: float | None = None
-        last_update = 0.0
-        shown = ""
-        limit = reply.limits.max_chars
-
-        def ended(outcome: Outcome, ending: str, notice: str = "") -> Answer:
-            metrics.MODEL_ENDINGS.labels(ending).inc()
-            text = "".join(content).strip()
-            return Answer(
-                text=f"{text}\n\n{notice}" if notice else text,
-                outcome=outcome,
-                language=language,
-                reasoning="".join(reasoning).strip(),
-                citations=answers.citations(text, passages, web, numbers, first_web),
-                usage=usage,
-                timings=replace(
-                    timings,
-                    first_token=first_token,
-                    first_visible=first_visible,
-                    total=time.monotonic() - started,
-                ),
-                notice=notice,
-                prompt=sent,
-                model_text=text,
-            )
-
-        try:
-            stream = self._llm.stream_chat(
-                fitted.messages, max_tokens=max(16, min(self._llm.settings.max_tokens, room))
-            )
-            async for delta in stream:
-                now = time.monotonic()
-                if first_token is None and (delta.content or delta.reasoning):
-                    first_token = now - started
-                reasoning.append(delta.reasoning)
-                content.append(delta.content)
-                if delta.usage is not None:
-                    usage = delta.usage
-                finish = delta.finish_reason or finish
-                text = "".join(content).strip()
-                interval_passed = now - last_update >= self._settings.update_interval
-                if reply.limits.can_edit and text and text != shown and interval_passed:
-                    await reply.update(clip(text, limit))
-                    shown, last_update = text, time.monotonic()
-                    if first_visible is None:
-                        first_visible = last_update - started
-        except LLMContextExceeded:
-            raise
-        except (LLMTimeout, LLMStreamBroken, LLMServerError) as error:
-            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
-            if not "".join(content).strip():
-                log.warning("model failed before any answer text: %s", error)
-                return self._retrieval_only(passages, language, timings, started, usage, web=web)
-            log.warning("model stream ended early: %s", error)
-            if isinstance(error, LLMServerError):
-                full = error.context
-                key = "server_full" if full else "server_error"
-                return ended(Outcome.INTERRUPTED, key, phrase(key, language))
-            if isinstance(error, LLMTimeout) and error.own_limit:
-                seconds = self._llm.settings.total_timeout
-                return ended(
-                    Outcome.TIMED_OUT, "own_timeout", phrase("timed_out", language, seconds=seconds)
-                )
-            return ended(Outcome.FAILED, "stalled", phrase("cut_off", language))
-        except (LLMEmptyAnswer, LLMError) as error:
-            metrics.MODEL_ERRORS.labels(type(error).__name__).inc()
-            log.warning("model unavailable, answering from retrieval only: %s", error)
-            return self._retrieval_only(passages, language, timings, started, usage, web=web)
-        if finish == "length":
-            log.warning(
-                "answer hit the length limit (%d completion tokens, %d prompt tokens)",
-                usage.completion_tokens, usage.prompt_tokens,
-            )  # fmt: skip
-            return ended(Outcome.TRUNCATED, "length", phrase("truncated", language))
-        return ended(Outcome.ANSWERED, "stop")
+        text, notice = streamed.text, streamed.notice
+        return Answer(
+            text=f"{text}\n\n{notice}" if notice else text,
+            outcome=streamed.outcome,
+            language=language,
+            reasoning=streamed.reasoning,
+            citations=answers.citations(text, passages, web, numbers, first_web),
+            usage=streamed.usage,
+            timings=replace(
+                timings,
+                first_token=streamed.first_token,
+                first_visible=streamed.first_visible,
+                total=time.monotonic() - started,
+            ),
+            notice=notice,
+            prompt=sent,
+            model_text=text,
+        )
 
     async def _too_long_alone(self, question: str, language: str, started: float) -> Answer | None:
         """The over-long question's answer, when it cannot fit the model's context even alone:

@@ -147,7 +147,7 @@ async def make_core(
     )
     client = LLMClient(llm_settings)
     core = Conversation(
-        ConversationSettings(**{"update_interval": 0.05, **(conversation or {})}),
+        ConversationSettings(**(conversation or {})),
         store=store,
         retriever=kb.retriever,
         llm=client,

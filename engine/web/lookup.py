@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from engine.config import LLMSettings
+from engine.llm import LLMClient
 from engine.text import estimate_tokens
 from engine.web.cache import TTLCache
 from engine.web.config import WebMode, WebSettings
@@ -122,8 +122,6 @@ class WebLookup:
     async def close(self) -> None:
         await self._fetcher.close()
         await self._provider.close()
-        if self._tools is not None:
-            await self._tools.close()
 
     def mode_for(self, platform: str, chat_id: str) -> WebMode:
         """The chat's mode: `platform:chat_id`, else `platform:*`, else `*`, else `mode`."""
@@ -249,18 +247,17 @@ class WebLookup:
         return result
 
 
-def build_lookup(settings: WebSettings, *, llm: LLMSettings | None = None) -> WebLookup | None:
+def build_lookup(settings: WebSettings, *, llm: LLMClient | None = None) -> WebLookup | None:
     """The lookup for `[web]`, or None when no chat may use the web.
 
-    With `llm` (the model server's settings) and some chat in auto mode, the model is offered a
-    web_search tool whenever its server reports a tool-call parser.
+    With `llm` (the app's model client, which the lookup shares and does not close) and some
+    chat in auto mode, the model is offered a web_search tool whenever its server reports a
+    tool-call parser.
     """
     if not settings.enabled:
         return None
     tools = None
     auto = settings.mode == "auto" or "auto" in settings.channels.values()
     if llm is not None and auto and settings.tool_calling:
-        key = llm.api_key.get_secret_value() if llm.api_key else None
-        timeout = min(llm.first_token_timeout, 20.0)
-        tools = ToolDecider(llm.base_url, api_key=key, model=llm.model, timeout=timeout)
+        tools = ToolDecider(llm, seconds=min(llm.settings.first_token_timeout, 20.0))
     return WebLookup(settings, tools=tools)

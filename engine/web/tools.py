@@ -2,7 +2,8 @@
 
 Only used when the server parses tool calls (SGLang started with `--tool-call-parser`, which
 `/model_info` reports). R1 distills are not tool-trained, so any failure here falls back to the
-rule in lookup.py rather than to "no search".
+rule in lookup.py rather than to "no search". The calls go through the app's one LLMClient: the
+circuit breaker and the concurrency bound count them like every other call to the model.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-import httpx
+from engine.llm import LLMClient, LLMError
 
 log = logging.getLogger(__name__)
 
@@ -45,89 +46,49 @@ class ToolError(Exception):
 
 
 class ToolDecider:
-    """Asks the model server whether to search; remembers whether the server parses tool calls."""
+    """Asks the model whether to search; remembers whether its server parses tool calls."""
 
     _RECHECK = 300.0  # seconds before asking /model_info again after a negative or failed check
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        model: str = "",
-        timeout: float = 20.0,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._root = self.base_url.removesuffix("/v1")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._model = model
-        self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=2.0))
+    def __init__(self, llm: LLMClient, *, seconds: float = 20.0) -> None:
+        self._llm = llm
+        self._seconds = seconds
         self._supported: bool | None = None
         self._checked_at = 0.0
 
-    async def close(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
     async def supported(self) -> bool:
-        """Whether the server reports a tool-call parser (cached; rechecked every few minutes)."""
+        """Whether the server reports a tool-call parser (cached; rechecked every few minutes).
+        False while the breaker is open, without asking: the model is down, the rule decides."""
+        if self._llm.breaker_open:
+            return False
         if self._supported is not None and (
             self._supported or time.monotonic() - self._checked_at < self._RECHECK
         ):
             return self._supported
         self._checked_at = time.monotonic()
-        try:
-            response = await self._http.get(f"{self._root}/model_info", headers=self._headers)
-            info = response.json() if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
-            info = {}
-        self._supported = bool(isinstance(info, dict) and info.get("tool_call_parser"))
+        self._supported = bool(await self._llm.tool_parser())
         return self._supported
 
     async def decide(self, question: str, *, grounded: bool) -> str | None:
         """The query the model wants searched, or None when it declines."""
         kb = "has" if grounded else "has no"
-        body = {
-            "model": await self._model_name(),
-            "messages": [
-                {
-                    "role": "user",
-                    "content": f"{DECIDE}\nThe knowledge base {kb} passages on it.\n\n"
-                    f"Question: {question}",
-                }
-            ],
-            "tools": [WEB_SEARCH_TOOL],
-            "tool_choice": "auto",
-            "temperature": 0.0,
-            "max_tokens": 1024,
-        }
+        content = f"{DECIDE}\nThe knowledge base {kb} passages on it.\n\nQuestion: {question}"
         try:
-            response = await self._http.post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers
+            calls = await self._llm.tool_calls(
+                [{"role": "user", "content": content}],
+                [WEB_SEARCH_TOOL],
+                max_tokens=1024,
+                seconds=self._seconds,
             )
-            response.raise_for_status()
-            message = response.json()["choices"][0]["message"]
-        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as error:
+        except LLMError as error:
             raise ToolError(f"tool decision failed: {type(error).__name__}: {error}") from None
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
-            if function.get("name") != "web_search":
+        for call in calls:
+            if call.name != "web_search":
                 continue
             try:
-                arguments = json.loads(function.get("arguments") or "{}")
+                arguments = json.loads(call.arguments or "{}")
             except ValueError:
                 raise ToolError("the model's web_search arguments are not JSON") from None
             query = str(arguments.get("query") or "").strip() if isinstance(arguments, dict) else ""
             return query or question
         return None
-
-    async def _model_name(self) -> str:
-        if not self._model:
-            try:
-                response = await self._http.get(f"{self.base_url}/models", headers=self._headers)
-                self._model = response.json()["data"][0]["id"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as error:
-                raise ToolError(f"cannot list models: {error!r}") from None
-        return self._model

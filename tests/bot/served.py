@@ -104,7 +104,7 @@ def make_settings(
     return Settings(
         storage=StorageSettings(url=f"sqlite+aiosqlite:///{data / 'teambot.db'}"),
         llm=LLMSettings(base_url=fake.base_url, first_token_timeout=15, idle_timeout=5),
-        conversation=ConversationSettings(update_interval=0.05),
+        conversation=ConversationSettings(),
         knowledge=KnowledgeSettings(persist_dir=data / "chroma"),
         console=ConsoleSettings(
             password=SecretStr(password) if password else None,

@@ -25,7 +25,6 @@ def env(tmp_path: Path, sample_index: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return {
         "TEAMBOT_KNOWLEDGE__PERSIST_DIR": str(tmp_path / "chroma"),
         "TEAMBOT_KNOWLEDGE__COLLECTION": "test-kb",
-        "TEAMBOT_CONVERSATION__UPDATE_INTERVAL": "0.05",
     }
 
 

@@ -37,6 +37,19 @@ def test_file_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert settings.llm.model == "r1"  # the rest of the section still comes from the file
 
 
+def test_a_retired_key_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text("[conversation]\nupdate_interval = 1.0\nhistory_turns = 3\n")
+    settings = load_settings(config)
+    assert settings.conversation.history_turns == 3
+    assert "[conversation] update_interval is no longer used" in caplog.text
+    config.write_text("[conversation]\nupdate_intervall = 1.0\n")
+    with pytest.raises(ConfigError, match="unknown key"):  # a misspelt key still fails
+        load_settings(config)
+
+
 def test_config_path_from_env_and_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "teambot.toml").write_text("[server]\nport = 9001\n")
     assert load_settings().server.port == 9001

@@ -55,7 +55,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with FakeSGLang() as fake, log_path.open("w") as log:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMBOT_")}
         env["TEAMBOT_LLM__BASE_URL"] = fake.base_url
-        env["TEAMBOT_CONVERSATION__UPDATE_INTERVAL"] = "0.05"
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--port", str(port)],
             cwd=workdir,

@@ -75,7 +75,7 @@ async def make_slack_core(
     store = ConversationStore.from_url(url)
     llm = LLMClient(LLMSettings(base_url=fake.base_url, first_token_timeout=5, idle_timeout=2))
     core = Conversation(
-        ConversationSettings(**{"update_interval": 0.05, **(conversation or {})}),
+        ConversationSettings(**(conversation or {})),
         store=store,
         retriever=FixedRetriever(),  # type: ignore[arg-type]
         llm=llm,

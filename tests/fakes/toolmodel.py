@@ -21,6 +21,10 @@ class FakeToolModel:
         self.parser = parser
         self.call_query = call_query
         self.fail_status: int | None = None
+        self.delay = 0.0  # seconds each chat answer takes
+        self.paths: list[str] = []  # every request, in order
+        self.in_flight = 0
+        self.most_in_flight = 0  # chat requests answered at the same time, at most
         self.port = 0
         self.requests: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,7 +58,7 @@ class FakeToolModel:
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop = asyncio.Event()
-        app = web.Application()
+        app = web.Application(middlewares=[self._record])
         app.router.add_get("/model_info", self._info)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -67,6 +71,12 @@ class FakeToolModel:
         await self._stop.wait()
         await runner.cleanup()
 
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.paths.append(request.path)
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"model_path": "qwen", "tool_call_parser": self.parser})
 
@@ -76,6 +86,12 @@ class FakeToolModel:
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         if self.fail_status is not None:
             return web.json_response({"error": "simulated"}, status=self.fail_status)
         message: dict[str, Any] = {"role": "assistant", "content": "NO", "tool_calls": None}

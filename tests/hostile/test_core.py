@@ -126,7 +126,7 @@ async def pg_core(
         kb = await KnowledgeBase.open(kb_settings(sample_index), embedder=embedder)
         client = LLMClient(LLMSettings(base_url=fake_sglang.base_url, first_token_timeout=5))
         conversation = Conversation(
-            ConversationSettings(update_interval=0.05),
+            ConversationSettings(),
             store=store,
             retriever=kb.retriever,
             llm=client,

@@ -52,7 +52,7 @@ async def core_and_name(
             LLMSettings(base_url=fake_sglang.base_url, first_token_timeout=5, max_retries=1)
         )
         conversation = Conversation(
-            ConversationSettings(update_interval=0.05),
+            ConversationSettings(),
             store=store,
             retriever=kb.retriever,
             llm=client,

@@ -60,7 +60,7 @@ async def served(
                 server=ServerSettings(max_body_bytes=MAX_BODY, recovery_sweep_seconds=3600),
                 storage=StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"),
                 llm=LLMSettings(base_url=fake_sglang.base_url, first_token_timeout=5),
-                conversation=ConversationSettings(update_interval=0.05),
+                conversation=ConversationSettings(),
                 knowledge=KnowledgeSettings(persist_dir=tmp_path / "chroma", collection="test-kb"),
                 slack=SlackSettings(
                     enabled=True,

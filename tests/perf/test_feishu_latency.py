@@ -2,7 +2,7 @@
 
 Run on demand: `.venv/bin/python -m pytest tests/perf/test_feishu_latency.py -s`.
 The fake SGLang streams 50 tokens/s; the fake Feishu answers at once; [feishu] update_interval is
-the production default (1.0 s), [conversation] update_interval 0.05 s. Prints figures only.
+the production default (1.0 s), the only throttle. Prints figures only.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def test_event_to_placeholder_and_first_text(tmp_path: Path, fake_sglang: FakeSGLang) -> None:
     fake_sglang.behave(answer=ANSWER, token_delay=0.02)  # 50 tokens/s
-    core = await make_slack_core(tmp_path, fake_sglang, conversation={"update_interval": 1.0})
+    core = await make_slack_core(tmp_path, fake_sglang)
     async with FakeSlack() as slack:
         settings = SlackSettings(
             enabled=True,

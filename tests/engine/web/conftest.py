@@ -63,7 +63,7 @@ async def make_web_core(
     kb = await KnowledgeBase.open(kb_settings(sample_index), embedder=embedder)
     client = LLMClient(LLMSettings(base_url=fake.base_url, first_token_timeout=5, idle_timeout=2))
     conversation = Conversation(
-        ConversationSettings(update_interval=0.05),
+        ConversationSettings(),
         store=store,
         retriever=kb.retriever,
         llm=client,

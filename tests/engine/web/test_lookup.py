@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from engine.config import LLMSettings
+from engine.llm import LLMClient
 from engine.text import estimate_tokens
 from engine.web import WebLookup, WebSettings, build_lookup, parse_request, time_sensitive
 from engine.web.cache import TTLCache
@@ -187,19 +193,29 @@ async def test_tavily_provider(fake_web: FakeWeb) -> None:
     assert refused.unavailable and "401" in refused.error
 
 
+@asynccontextmanager
+async def tool_lookup(
+    fake_web: FakeWeb, model: FakeToolModel, **llm: Any
+) -> AsyncIterator[tuple[WebLookup, LLMClient]]:
+    """An auto-mode lookup whose tool decider asks `model` through an LLMClient of its own."""
+    client = LLMClient(LLMSettings(base_url=model.base_url, **llm))
+    lookup = WebLookup(web_settings(fake_web, mode="auto"), tools=ToolDecider(client))
+    try:
+        yield lookup, client
+    finally:
+        await lookup.close()
+        await client.close()
+
+
 async def test_auto_mode_uses_the_rule_without_a_tool_parser(fake_web: FakeWeb) -> None:
     with FakeToolModel(parser=None, call_query="ignored") as model:
-        tools = ToolDecider(model.base_url)
-        lookup = WebLookup(web_settings(fake_web, mode="auto"), tools=tools)
-        try:
+        async with tool_lookup(fake_web, model) as (lookup, _):
             kwargs = {"platform": "web", "chat_id": "c1", "language": "en"}
             hit = await lookup.consider(
                 question="latest teambot release?", grounded=False, **kwargs
             )
             grounded = await lookup.consider(question="latest VPN client?", grounded=True, **kwargs)
             timeless = await lookup.consider(question="What is RAG?", grounded=False, **kwargs)
-        finally:
-            await lookup.close()
         assert model.requests == []  # no parser: the model is not asked
     assert hit is not None and hit.reason == "rule" and hit.sources
     assert grounded is None and timeless is None
@@ -207,9 +223,8 @@ async def test_auto_mode_uses_the_rule_without_a_tool_parser(fake_web: FakeWeb) 
 
 async def test_auto_mode_lets_a_tool_calling_model_decide(fake_web: FakeWeb) -> None:
     with FakeToolModel(call_query="teambot 9.9 release date") as model:
-        lookup = WebLookup(web_settings(fake_web, mode="auto"), tools=ToolDecider(model.base_url))
         kwargs = {"platform": "web", "chat_id": "c1", "language": "en", "grounded": True}
-        try:
+        async with tool_lookup(fake_web, model) as (lookup, _):
             report = await lookup.consider(question="When did 9.9 come out?", **kwargs)
             model.call_query = None
             declined = await lookup.consider(question="latest news?", **kwargs)
@@ -217,8 +232,6 @@ async def test_auto_mode_lets_a_tool_calling_model_decide(fake_web: FakeWeb) -> 
             fallback = await lookup.consider(
                 question="latest news?", **{**kwargs, "grounded": False}
             )
-        finally:
-            await lookup.close()
         body = model.requests[0]
         assert body["tools"][0]["function"]["name"] == "web_search"
         assert body["model"] == "qwen"
@@ -226,6 +239,39 @@ async def test_auto_mode_lets_a_tool_calling_model_decide(fake_web: FakeWeb) -> 
     assert fake_web.queries[0] == "teambot 9.9 release date"
     assert declined is None
     assert fallback is not None and fallback.reason == "rule"
+
+
+async def test_with_the_breaker_open_the_decider_asks_nothing_and_the_rule_decides(
+    fake_web: FakeWeb,
+) -> None:
+    kwargs = {"platform": "web", "chat_id": "c1", "language": "en", "grounded": False}
+    with FakeToolModel(call_query="teambot 9.9 release date") as model:
+        async with tool_lookup(fake_web, model, breaker_failures=1) as (lookup, client):
+            model.fail_status = 500  # the model is down: one failed decision opens the breaker
+            first = await lookup.consider(question="latest news?", **kwargs)
+            assert client.breaker_open
+            asked = list(model.paths)
+            model.fail_status = None  # would now answer with a tool call, but is not asked
+            second = await lookup.consider(question="latest teambot release?", **kwargs)
+        assert model.paths == asked
+    assert asked.count("/v1/chat/completions") == 1
+    assert first is not None and first.reason == "rule"
+    assert second is not None and second.reason == "rule"
+
+
+@pytest.mark.parametrize("bound", [1, 2])
+async def test_tool_decisions_count_against_the_concurrency_bound(
+    fake_web: FakeWeb, bound: int
+) -> None:
+    kwargs = {"platform": "web", "chat_id": "c1", "language": "en", "grounded": True}
+    with FakeToolModel() as model:  # declines: only the decisions reach a server
+        model.delay = 0.2
+        async with tool_lookup(fake_web, model, max_concurrency=bound) as (lookup, _):
+            asked = (lookup.consider(question=f"question {i}?", **kwargs) for i in range(3))
+            declined = await asyncio.gather(*asked)
+        assert len(model.requests) == 3
+        assert model.most_in_flight == bound
+    assert declined == [None, None, None]
 
 
 async def test_never_mode_ignores_requests_but_notes_a_web_command(fake_web: FakeWeb) -> None:

@@ -1,5 +1,5 @@
 """What the model server says about itself: context size, parallel slots, how it handles the
-model's thinking, and whether it can count tokens.
+model's thinking, and whether it can count tokens; and what `teambot doctor` reports of it.
 
 SGLang answers `/get_server_info` (`/server_info` since 0.5) with its launch arguments
 (`reasoning_parser`, `max_running_requests`, `context_length`) and puts `max_model_len` on each
@@ -24,6 +24,26 @@ log = logging.getLogger(__name__)
 # A chat template that writes <think> into the generation prompt: the model's output then
 # carries only the closing </think>, so answer text must be held back until it comes.
 _OPENS_THINK = re.compile(r"add_generation_prompt[\s\S]*?<think>")
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What `teambot doctor` shows about the model server."""
+
+    base_url: str
+    reachable: bool
+    models: tuple[str, ...] = ()
+    model: str = ""
+    model_served: bool = True  # the configured model is among those the server lists
+    health_ok: bool | None = None
+    reasoning_parser: str | None = None
+    kind: str = "openai"
+    context: int | None = None  # what the server reported
+    slots: int | None = None
+    reasoning: str = ""  # how teambot treats the model's thinking, and why
+    reasoning_separated: bool | None = None  # None: could not tell (model did not think)
+    latency: float | None = None  # seconds for a tiny chat completion
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +91,18 @@ async def discover(
     return ServerInfo(kind, names, context, slots, parser, opens, tokenize)
 
 
+def reasoning_rule(setting: str, info: ServerInfo | None) -> str:
+    """How teambot treats the model's thinking, and why: `setting` is [llm] reasoning."""
+    if setting != "auto":
+        return f"{setting} ([llm] reasoning)"
+    if info is not None and info.reasoning_parser:
+        return f"separated by the server (reasoning parser {info.reasoning_parser})"
+    if info is not None and info.opens_think is not None:
+        opens = "opens <think>: answers held until </think>" if info.opens_think else "plain"
+        return f"{opens} (the server's chat template)"
+    return "plain until the model writes </think> unopened (server did not say)"
+
+
 async def count_tokens(
     http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], text: str, seconds: float
 ) -> int:
@@ -86,6 +118,16 @@ async def count_tokens(
     if not isinstance(tokens, list):
         raise ValueError(f"/tokenize answered without tokens: {str(data)[:200]}")
     return len(tokens)
+
+
+async def tool_parser(
+    http: httpx.AsyncClient, root_url: str, headers: Mapping[str, str], seconds: float
+) -> str | None:
+    """SGLang's `--tool-call-parser` as `/model_info` reports it; None when the server names none
+    or does not answer."""
+    info = await _get(http, f"{root_url}/model_info", headers, seconds)
+    parser = (info or {}).get("tool_call_parser")
+    return str(parser) if parser else None
 
 
 async def _can_tokenize(

@@ -1,4 +1,4 @@
-"""engine.llm against the fake SGLang over real HTTP (tests/fakes/sglang.py)."""
+"""engine.llm.LLMClient against the fake SGLang over real HTTP (tests/fakes/sglang.py)."""
 
 from __future__ import annotations
 
