@@ -10,7 +10,8 @@ from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
 
 @dataclass(frozen=True, slots=True)
 class ChannelLimits:
-    """What a platform allows; the core splits and throttles by these."""
+    """What a platform allows: the core clips an update to `max_chars` and, with `can_edit`
+    False, sends only the final message; pacing the edits is the adapter's job."""
 
     max_chars: int = 4000
     can_edit: bool = True  # False: no streaming edits, only the final message
