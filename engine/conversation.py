@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -39,15 +38,10 @@ from engine.policy import Policy
 from engine.ports import ReplyChannel
 from engine.prompt import (
     HistoryTurn,
-    first_web_number,
-    heading,
-    numbering,
-    render_turn,
     trim_history,
 )
 from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
-from engine.text import clip
 from engine.trace import new_request_id
 from engine.web import WebLookup, WebReport, WebSource
 from knowledge import Passage, Retriever
@@ -56,6 +50,11 @@ log = logging.getLogger(__name__)
 
 # Outcomes where the model server let the asker down: they may hand the thread to a person.
 _MODEL_FAILED = (Outcome.RETRIEVAL_ONLY, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.TIMED_OUT)
+
+
+def _total(timings: Timings, started: float) -> Timings:
+    """`timings` with the total set: seconds since the core took the message."""
+    return replace(timings, total=time.monotonic() - started)
 
 
 def _history(records: Sequence[TurnRecord]) -> list[HistoryTurn]:
@@ -455,44 +454,13 @@ class Conversation:
             return self._retrieval_only(
                 fitted.passages, language, timings, started, streamed.usage, web=fitted.web
             )
-        return self._model_answer(streamed, fitted, question, language, timings, started)
-
-    def _model_answer(
-        self,
-        streamed: stream.Streamed,
-        fitted: Fitted,
-        question: str,
-        language: str,
-        timings: Timings,
-        started: float,
-    ) -> Answer:
-        """The streamed text as the answer: its notice, the sources it cites, the turn as sent."""
-        assert streamed.outcome is not None
-        passages, web = fitted.passages, fitted.web
-        earlier = [turn.question for turn in fitted.history]
-        chars = self._settings.passage_chars
-        sent = render_turn(
-            question, passages, language=language, passage_chars=chars, web=web, earlier=earlier
-        )
-        numbers, _ = numbering(passages, earlier, chars)
-        first_web = first_web_number(numbers, earlier)
-        text, notice = streamed.text, streamed.notice
-        return Answer(
-            text=f"{text}\n\n{notice}" if notice else text,
-            outcome=streamed.outcome,
-            language=language,
-            reasoning=streamed.reasoning,
-            citations=answers.citations(text, passages, web, numbers, first_web),
-            usage=streamed.usage,
-            timings=replace(
-                timings,
-                first_token=streamed.first_token,
-                first_visible=streamed.first_visible,
-                total=time.monotonic() - started,
-            ),
-            notice=notice,
-            prompt=sent,
-            model_text=text,
+        return answers.from_stream(
+            streamed,
+            fitted,
+            question,
+            language,
+            _total(timings, started),
+            passage_chars=self._settings.passage_chars,
         )
 
     async def _too_long_alone(self, question: str, language: str, started: float) -> Answer | None:
@@ -514,14 +482,7 @@ class Conversation:
         """The question does not fit the model's context, even with the history left out."""
         metrics.MODEL_ENDINGS.labels("too_long").inc()
         log.warning("question too long for the model: %d prompt tokens, %d allowed", tokens, limit)
-        notice = phrase("too_long_for_model", language, tokens=tokens, limit=max(limit, 0))
-        return Answer(
-            text=notice,
-            outcome=Outcome.TOO_LONG,
-            language=language,
-            timings=replace(timings, total=time.monotonic() - started),
-            notice=notice,
-        )
+        return answers.too_long(tokens, limit, language, _total(timings, started))
 
     def _retrieval_only(
         self,
@@ -533,23 +494,13 @@ class Conversation:
         *,
         web: Sequence[WebSource] = (),
     ) -> Answer:
-        # no model configured is a setting, not an outage: say so plainly
-        notice = phrase("retrieval_only" if self._llm is not None else "model_off", language)
-        excerpts = []
-        for number, passage in enumerate(passages, start=1):
-            excerpt = clip(re.sub(r"\n\s*\n+", "\n", passage.text.strip()), 500)
-            excerpts.append(f"[{number}] {heading(passage)}\n{excerpt}")
-        for number, source in enumerate(web, start=len(passages) + 1):
-            excerpt = clip(re.sub(r"\n\s*\n+", "\n", source.text.strip()), 500)
-            excerpts.append(f"[{number}] {source.title} — {source.url} (web)\n{excerpt}")
-        return Answer(
-            text=notice + "\n\n" + "\n\n".join(excerpts),
-            outcome=Outcome.RETRIEVAL_ONLY,
-            language=language,
-            citations=answers.all_citations(passages, web),
-            usage=usage or Usage(),
-            timings=replace(timings, total=time.monotonic() - started),
-            notice=notice,
+        return answers.retrieval_only(
+            passages,
+            language,
+            _total(timings, started),
+            usage or Usage(),
+            web=web,
+            model_configured=self._llm is not None,
         )
 
     async def _finish(

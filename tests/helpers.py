@@ -86,8 +86,9 @@ class Core:
         thread: str = "t1",
         message_id: str | None = None,
         attachments: tuple[Attachment, ...] = (),
+        reply: WebReplyChannel | None = None,
     ) -> tuple[Answer | None, WebReplyChannel]:
-        reply = WebReplyChannel()
+        reply = reply or WebReplyChannel()
         answer = await self.conversation.handle(
             inbound(text, thread, message_id, attachments), reply
         )

@@ -202,12 +202,19 @@ async def test_unusable_messages_get_a_clear_reply_and_are_recorded(
     assert await core.store.turn(answer.turn_id or 0) is not None
 
 
+class _Unpaced(WebReplyChannel):
+    """The web chat's channel without its own pacing: what the engine forwards, as it does."""
+
+    async def update(self, text: str) -> None:
+        self.updates.append(text)
+
+
 async def test_each_new_text_is_forwarded_and_the_final_answer_is_whole(core: Core) -> None:
     """No throttle in the engine (the adapter's reply channel coalesces edits): every word that
     arrives goes to the channel once, the text only ever grows, and the final answer is whole."""
     words = " ".join(f"w{i}" for i in range(40))
     core.fake.behave(answer=f"{words} [1].", token_delay=0.005)
-    answer, reply = await core.ask(VPN_QUESTION)
+    answer, reply = await core.ask(VPN_QUESTION, reply=_Unpaced())
     assert answer is not None and answer.text == f"{words} [1]."
     assert len(reply.updates) == 41  # one per streamed word
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(reply.updates))

@@ -64,7 +64,7 @@ async def test_agent_reply_in_an_escalated_thread_takes_it_over_unanswered(core:
     assert answer is None and reply.final is None and reply.updates == []
     thread = await core.store.thread(agent_says.thread_key)
     assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "ou_mei")
-    handoff = await core.store.handoff(thread.id)
+    handoff = await core.store.handoffs.latest(thread.id)
     assert handoff is not None and handoff.responded_at is not None
     # a redelivery records nothing twice; the message is done, so no apology ever follows
     again, again_reply = await say(core, agent_says)
