@@ -104,6 +104,7 @@ class Conversation:
         metrics.RECEIVED.labels(inbound.platform).inc()
         if not await self._accepts(inbound):
             return None
+        inbound = await self._lifecycle.continued(inbound)  # DingTalk: the person's thread
         escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
         claim = await self._claim(inbound, escalation)
         if claim is None:

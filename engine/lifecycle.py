@@ -4,6 +4,7 @@ feedback, a person replied (docs/architecture.md, "Thread lifecycle")."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from engine import ending, metrics
@@ -79,6 +80,21 @@ class ThreadLifecycle:
                 log.info("%s taken over by agent %s", key, agent)
         await ending.mark(self._store.mark_answered, platform, message_id)  # nothing to answer
         return True
+
+    async def continued(self, inbound: Inbound) -> Inbound:
+        """Where the platform has no threads (DingTalk: a thread is the asker's idle window, kept
+        in the adapter's memory), an asker's message belongs to the thread a person owns for them
+        in this chat, if there is one: so the bot stays quiet while the person handles it, after
+        a restart or a new window too."""
+        if inbound.threaded or inbound.sender.is_agent:
+            return inbound
+        owned = await self._store.waiting_threads(
+            inbound.platform, inbound.tenant, inbound.chat_id, states=_PEOPLE_OWN
+        )
+        mine = [thread.key for thread, asker in owned if asker == inbound.sender.id]
+        if not mine or inbound.thread_key in mine:
+            return inbound
+        return replace(inbound, thread_id=mine[-1].thread_id)
 
     async def _owned_by_people(self, inbound: Inbound) -> list[ThreadKey]:
         """The threads a person owns that an agent's message in this chat goes to."""

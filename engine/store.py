@@ -247,11 +247,16 @@ class ConversationStore:
         return await self._find_thread(key)
 
     async def waiting_threads(
-        self, platform: str, tenant: str, chat_id: str
+        self,
+        platform: str,
+        tenant: str,
+        chat_id: str,
+        states: tuple[ThreadState, ...] = (ThreadState.ESCALATED,),
     ) -> list[tuple[ThreadRecord, str]]:
-        """The escalated threads of one chat still waiting for a person, oldest first, each with
-        its asker (who asked its first turn): where a platform has no threads, an agent writing
-        in the chat takes them over (engine/lifecycle.py)."""
+        """The threads of one chat in `states` (default: escalated, still waiting for a person),
+        oldest first, each with its asker (who asked its first turn): where a platform has no
+        threads, an agent writing in the chat takes them over, and an asker's next message
+        belongs to the thread a person owns (engine/lifecycle.py)."""
         asker = (
             select(Turn.asker_id)
             .where(Turn.thread_id == Thread.id)
@@ -265,7 +270,7 @@ class ConversationStore:
                 Thread.platform == platform,
                 Thread.tenant == tenant,
                 Thread.chat_id == chat_id,
-                Thread.state == ThreadState.ESCALATED.value,
+                Thread.state.in_([state.value for state in states]),
             )
             .order_by(Thread.id)
         )

@@ -139,3 +139,32 @@ async def test_unthreaded_group_message_without_a_mention_is_for_someone_else(co
     chatter, reply = await say(core, ding("lunch at noon?", mentioned=False))
     assert chatter is None and reply.final is None
     assert len(core.fake.requests) == 1
+
+
+async def test_unthreaded_asker_in_a_new_window_stays_with_the_person_who_has_the_thread(
+    core: Core,
+) -> None:
+    """DingTalk's windows live in the adapter's memory: after a restart (or an idle gap) the
+    asker's next message arrives with a new window id. While a person owns the asker's thread
+    in that chat, the message is recorded there and the bot says nothing; once it is resolved,
+    a new window is a new conversation the bot answers."""
+
+    def ding(text: str, window: int, *, who: str = "ada") -> Inbound:
+        return message(
+            text, f"{who}@{window}", sender=who, threaded=False, platform="dingtalk"
+        )  # fmt: skip
+
+    handed, _ = await say(core, ding("转人工", 1700000000))
+    assert handed is not None and handed.outcome is Outcome.HANDED_OFF
+    quiet, reply = await say(core, ding(VPN, 1700009999))  # a new window, same asker
+    assert quiet is not None and quiet.outcome is Outcome.HANDED_OFF
+    assert reply.final is None and reply.updates == []
+    assert await core.store.find_thread(ding("", 1700009999).thread_key) is None
+    first = await core.store.thread(ding("", 1700000000).thread_key)
+    assert len(await core.store.history(first.id, 10)) == 2  # both messages, one thread
+    # someone else in the same chat is answered as usual
+    other, _ = await say(core, ding(VPN, 1700009999, who="bo"))
+    assert other is not None and other.outcome is Outcome.ANSWERED
+    await core.store.set_state(first.id, ThreadState.RESOLVED, by="agent")
+    again, _ = await say(core, ding(VPN, 1700020000))
+    assert again is not None and again.outcome is Outcome.ANSWERED
