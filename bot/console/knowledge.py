@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.app import App
 from bot.console.accounts import SignedIn
-from bot.console.deps import CSRF_WRONG, Agent, Console, ConsoleDep, Refused, Running
+from bot.console.deps import CSRF_WRONG, Admin, Console, ConsoleDep, Refused, Running
 from bot.console.deps import PREFIX as CONSOLE
 from bot.limits import BodyLimit
 from knowledge import (
@@ -57,13 +57,7 @@ class UploadLimit:
 router = APIRouter(prefix=CONSOLE)
 
 
-async def sources_admin(who: Agent, console: ConsoleDep) -> SignedIn:
-    if not who.admin:
-        raise Refused(console.forbidden("仅限管理员 / Admins only"))
-    return who
-
-
-SourcesAdmin = Annotated[SignedIn, Depends(sources_admin)]
+SourcesAdmin = Admin  # the same guard as the Agents page, checked before the form is read
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,26 +248,7 @@ class LLMClient:
         self, messages: list[dict[str, str]], *, max_tokens: int | None = None
     ) -> tuple[str, str, Usage]:
         """One non-streaming answer: (content, reasoning, usage). Same errors and think rule."""
-        trial = self._admit()
-        try:
-            async with self._sem:
-                try:
-                    async with asyncio.timeout(self.settings.total_timeout):
-                        result = await self._retrying(
-                            lambda: self._complete_once(messages, max_tokens)
-                        )
-                except TimeoutError:
-                    seconds = self.settings.total_timeout
-                    message = errors.timeout_message(self.base_url, "total_timeout", seconds)
-                    raise LLMTimeout(message, which="total_timeout") from None
-        except (LLMUnavailable, LLMTimeout):
-            self._breaker.failure()
-            raise
-        finally:
-            if trial:
-                self._breaker.trial = False
-        self._breaker.success()
-        return result
+        return await self._guarded(lambda: self._complete_within(messages, max_tokens))
 
     async def tool_calls(
         self,
@@ -280,10 +261,15 @@ class LLMClient:
         """The calls the model makes to `tools` in one short non-streaming answer ([] when it
         answers in words). Through the breaker and the concurrency bound like every call, with
         complete()'s errors; not retried (callers have a cheaper way to decide)."""
+        return await self._guarded(lambda: self._tool_answer(messages, tools, max_tokens, seconds))
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One non-streaming call through the breaker and the concurrency bound: an unreachable
+        or slow server counts against the breaker, an answer resets it."""
         trial = self._admit()
         try:
             async with self._sem:
-                calls = await self._tool_answer(messages, tools, max_tokens, seconds)
+                result = await call()
         except (LLMUnavailable, LLMTimeout):
             self._breaker.failure()
             raise
@@ -291,7 +277,19 @@ class LLMClient:
             if trial:
                 self._breaker.trial = False
         self._breaker.success()
-        return calls
+        return result
+
+    async def _complete_within(
+        self, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> tuple[str, str, Usage]:
+        """complete() within `total_timeout` (from when a slot is free), retried as configured."""
+        try:
+            async with asyncio.timeout(self.settings.total_timeout):
+                return await self._retrying(lambda: self._complete_once(messages, max_tokens))
+        except TimeoutError:
+            seconds = self.settings.total_timeout
+            message = errors.timeout_message(self.base_url, "total_timeout", seconds)
+            raise LLMTimeout(message, which="total_timeout") from None
 
     async def tool_parser(self) -> str | None:
         """The server's tool-call parser (SGLang `--tool-call-parser`); None when it names none."""
