@@ -51,15 +51,10 @@ from adapters.slack.adapter import SlackAdapter
 from adapters.slack.config import SlackSettings
 from adapters.slack.reply import SlackReplyChannel
 from bot.server import create_server
-from bot.settings import (
-    ConversationSettings,
-    KnowledgeSettings,
-    LLMSettings,
-    ServerSettings,
-    Settings,
-    StorageSettings,
-)
+from bot.settings import ServerSettings, Settings
+from engine.config import ConversationSettings, LLMSettings, StorageSettings
 from engine.ports import Core, ReplyChannel
+from knowledge.config import KnowledgeSettings
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (
     BOT_TOKEN,
@@ -147,16 +142,16 @@ class Tracer:
 
             return submit(executor, marked, *args)
 
-        loop.run_in_executor = run_in_executor  # type: ignore[method-assign]
+        loop.run_in_executor = run_in_executor  # type: ignore[method-assign,assignment]
         threading.setprofile(self._profile)
         sys.setprofile(self._profile)
 
     def uninstall(self, loop: asyncio.AbstractEventLoop) -> None:
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         sys.set_coroutine_origin_tracking_depth(0)
         loop.set_task_factory(None)
-        del loop.run_in_executor  # type: ignore[method-assign]
+        del loop.run_in_executor
 
     # -- the hook -----------------------------------------------------------------------------
 
@@ -333,6 +328,7 @@ def figures(trace: Trace) -> dict[str, Any]:
     for fn in sorted(path, key=lambda f: f.name):
         by_module.setdefault(fn.module, []).append(fn.name.split(":", 1)[1])
     against = [c for c in crossings if c["against_arrows"]]
+    helper_names = {f.name for f in helpers}
     return {
         "tree": str(ROOT),
         "functions": len(main),
@@ -341,6 +337,7 @@ def figures(trace: Trace) -> dict[str, Any]:
         "modules_without_helpers": len({f.module for f in main}),
         "packages": sorted({f.package for f in path}),
         "crossings": len(crossings),
+        "crossings_without_helpers": len([c for c in crossings if c["callee"] not in helper_names]),
         "crossings_by_packages": _tally(c["packages"] for c in crossings),
         "against_arrows_through_ports": len([c for c in against if c["port"]]),
         "against_arrows_other": len([c for c in against if not c["port"]]),
@@ -348,6 +345,11 @@ def figures(trace: Trace) -> dict[str, Any]:
         "path": by_module,
         "helpers": sorted(f.name for f in helpers),
         "crossing_edges": crossings,
+        "calls": [
+            {"caller": a, "callee": b, "how": sorted(kinds)}
+            for (a, b), kinds in sorted(trace.edges.items())
+            if b in trace.functions
+        ],
         "after_finish": sorted(trace.after),
         "import_time_modules_skipped": sorted(trace.skipped_imports),
     }
@@ -365,8 +367,11 @@ def show(report: dict[str, Any]) -> None:
     rows = [
         ("functions (without helpers)", report["functions"]),
         ("helpers (__post_init__, engine.clean)", report["helper_functions"]),
+        ("modules (without helpers' own)", report["modules_without_helpers"]),
         ("modules", report["modules"]),
+        ("distinct calls (caller -> callee)", len(report["calls"])),
         ("crossings between packages", report["crossings"]),
+        ("  into helpers", report["crossings"] - report["crossings_without_helpers"]),
         ("  against the arrows, through a port", report["against_arrows_through_ports"]),
         ("  against the arrows, otherwise", report["against_arrows_other"]),
     ]
@@ -475,8 +480,11 @@ async def test_the_path_of_one_slack_message(served: Served) -> None:
     await ask(served, "U0WARM", WARM_UP)  # untraced: lazy imports and first-use caches
     served.tracer.armed = True
     await ask(served, "U0ADA", QUESTION)
-    while served.tracer.open:  # the final message is out; finish returns right after
+    for _ in range(500):  # the final message is out; finish returns right after
+        if not served.tracer.open:
+            break
         await asyncio.sleep(0.01)
+    assert not served.tracer.open, "SlackReplyChannel.finish did not return within 5 s"
     await asyncio.sleep(0.5)  # what the path still does after finish (listed, not counted)
     served.tracer.closed = True
 
@@ -490,12 +498,19 @@ async def test_the_path_of_one_slack_message(served: Served) -> None:
     assert {"adapters", "engine", "knowledge"} <= set(report["packages"])
     edges = report["crossing_edges"]
     # the core and the knowledge base reach an adapter only through the ReplyChannel port
-    into_adapters = [c for c in edges if c["packages"] in ("engine -> adapters", "knowledge -> adapters")]
+    into_adapters = [
+        c for c in edges if c["packages"] in ("engine -> adapters", "knowledge -> adapters")
+    ]
     assert all(c["port"] == "ReplyChannel" for c in into_adapters), into_adapters
     # the knowledge base calls nothing of ours above it
     assert not [c for c in edges if c["packages"].startswith("knowledge -> ")]
     # the bot is reached from below only as the adapters' engine.ports.Core
     into_bot = [c for c in edges if c["packages"].endswith("-> bot")]
-    assert all(c["port"] == "Core" and c["packages"] == "adapters -> bot" for c in into_bot), into_bot
+    assert all(c["port"] == "Core" and c["packages"] == "adapters -> bot" for c in into_bot), (
+        into_bot
+    )
+    # nothing else goes up the layers (bot -> adapters | jobs -> engine -> knowledge)
+    upward = [c for c in edges if c["against_arrows"] and not c["port"]]
+    assert not upward, upward
     # adapters and jobs do not call each other, and no job runs on a message's path
     assert "jobs" not in report["packages"]
