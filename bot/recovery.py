@@ -50,7 +50,9 @@ async def apologise_for_unanswered(
     now = now or datetime.now(UTC)
     by_platform = {adapter.name: adapter for adapter in adapters}
     apologised = unreachable = 0
-    for event in await store.unanswered_events(older_than=now - grace, newer_than=now - window):
+    for event in await store.upkeep.unanswered_events(
+        older_than=now - grace, newer_than=now - window
+    ):
         if (event.platform, event.message_id) in ending.IN_FLIGHT:
             continue  # still being answered here, however slowly: it will end by itself
         if not await store.mark_answered(event.platform, event.message_id):

@@ -1,8 +1,8 @@
 """`ConversationStore`: threads, turns, dedupe and feedback in SQLite or PostgreSQL.
 
 Every method is one short transaction and returns frozen records (engine/records.py), never ORM
-objects. The handoff and console queries live in engine/handoff_store.py (`store.handoffs`, on
-the same database), the engine and the shared session maker in engine/database.py.
+objects. The handoff and console queries live in engine/handoff_store.py (`store.handoffs`),
+retention and recovery in engine/upkeep.py (`store.upkeep`), both on the same database; the engine and the shared session maker in engine/database.py.
 Race safety comes from unique constraints (dedupe, thread get-or-create, feedback upsert), so it
 holds across replicas, not only across tasks.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,22 +28,20 @@ from engine.records import (
     ThreadRecord,
     TurnRecord,
     UnansweredEvent,
-    decode_key,
     encode_key,
     thread_record,
     turn_record,
 )
 from engine.tables import (
-    FaqCandidate,
     Feedback,
     FeedbackValue,
-    Handoff,
     ProcessedEvent,
     Thread,
     ThreadState,
     Turn,
     utcnow,
 )
+from engine.upkeep import Upkeep
 
 __all__ = [
     "CandidateRecord",
@@ -66,7 +64,8 @@ _HUMAN = "(a colleague replied) "
 class ConversationStore:
     """The engine's relational storage; the schema must exist (`bot.db.upgrade`).
 
-    `handoffs` holds the handoff and console queries, on the same database."""
+    `handoffs` holds the handoff and console queries, `upkeep` retention and recovery, on the
+    same database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._database = Database(engine)
@@ -74,6 +73,7 @@ class ConversationStore:
         self._sessions = self._database.sessions
         self._insert = self._database.insert
         self.handoffs = HandoffStore(self._database)
+        self.upkeep = Upkeep(self._database)
 
     @classmethod
     def from_url(
@@ -168,64 +168,6 @@ class ConversationStore:
         async with self._sessions.begin() as session:
             result = await session.execute(_answered(platform, message_id))
         return bool(getattr(result, "rowcount", 0))
-
-    async def purge(self, before: datetime) -> dict[str, int]:
-        """Delete what the retention policy no longer keeps: threads quiet since before `before`
-        (with their turns, feedback, handoffs and FAQ candidates), older turns of threads still
-        in use, and old dedupe rows. Returns how many rows of each went."""
-        if before.tzinfo is None:
-            raise ValueError("before is a naive datetime: pass an aware one (UTC)")
-        async with self._sessions.begin() as session:
-            quiet = select(Thread.id).where(Thread.last_message_at < before)
-            old_turns = select(Turn.id).where(
-                or_(Turn.created_at < before, Turn.thread_id.in_(quiet))
-            )
-            feedback = await session.execute(
-                delete(Feedback).where(Feedback.turn_id.in_(old_turns))
-            )
-            turns = await session.execute(delete(Turn).where(Turn.id.in_(old_turns)))
-            await session.execute(delete(FaqCandidate).where(FaqCandidate.thread_id.in_(quiet)))
-            await session.execute(delete(Handoff).where(Handoff.thread_id.in_(quiet)))
-            threads = await session.execute(delete(Thread).where(Thread.last_message_at < before))
-            events = await session.execute(
-                delete(ProcessedEvent).where(ProcessedEvent.received_at < before)
-            )
-        return {
-            "threads": _count(threads),
-            "turns": _count(turns),
-            "feedback": _count(feedback),
-            "events": _count(events),
-        }
-
-    async def unanswered_events(
-        self, older_than: datetime, newer_than: datetime
-    ) -> list[UnansweredEvent]:
-        """Events received in [newer_than, older_than) and never answered, oldest first."""
-        for name, value in (("older_than", older_than), ("newer_than", newer_than)):
-            if value.tzinfo is None:
-                raise ValueError(f"{name} is a naive datetime: pass an aware one (UTC)")
-        stmt = (
-            select(ProcessedEvent)
-            .where(
-                ProcessedEvent.answered_at.is_(None),
-                ProcessedEvent.received_at < older_than,
-                ProcessedEvent.received_at >= newer_than,
-            )
-            .order_by(ProcessedEvent.received_at, ProcessedEvent.id)
-        )
-        async with self._sessions() as session:
-            rows = (await session.scalars(stmt)).all()
-        return [
-            UnansweredEvent(
-                r.platform,
-                r.message_id,
-                decode_key(r.thread_key),
-                r.received_at,
-                r.question or "",
-                r.asker_id or "",
-            )
-            for r in rows
-        ]
 
     # -- threads --------------------------------------------------------------------------
 
@@ -491,7 +433,3 @@ def _storable(value: Any) -> Any:
     if isinstance(value, list):
         return [_storable(v) for v in value]
     return value
-
-
-def _count(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)

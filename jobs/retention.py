@@ -24,7 +24,7 @@ async def purge_expired(
     async with job_lock(store.engine, "retention") as mine:
         if not mine:
             return None
-        counts = await store.purge(cutoff)
+        counts = await store.upkeep.purge(cutoff)
     log.info("retention: purged %s older than %s", counts, cutoff.isoformat(timespec="seconds"))
     return counts
 

@@ -72,7 +72,7 @@ async def test_agent_reply_in_an_escalated_thread_takes_it_over_unanswered(core:
     [turn] = await core.store.history(thread.id, 5)
     assert turn.model_text.count("I'll look at it now.") == 1
     now = datetime.now(UTC)
-    assert await core.store.unanswered_events(now + timedelta(1), now - timedelta(1)) == []
+    assert await core.store.upkeep.unanswered_events(now + timedelta(1), now - timedelta(1)) == []
     # the asker's next message is recorded, and the bot stays quiet
     later, later_reply = await say(core, message("still broken", "om_1", mentioned=False))
     assert later is not None and later.outcome is Outcome.HANDED_OFF and later_reply.final is None

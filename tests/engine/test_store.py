@@ -245,16 +245,18 @@ async def test_unanswered_events(store: ConversationStore) -> None:
     await store.mark_answered("slack", "ignored")
     after = datetime.now(UTC) + timedelta(seconds=1)
 
-    found = await store.unanswered_events(older_than=after, newer_than=before)
+    found = await store.upkeep.unanswered_events(older_than=after, newer_than=before)
     assert [(e.platform, e.message_id, e.thread_key) for e in found] == [("slack", "crashed", KEY)]
     assert found[0].received_at.tzinfo is not None
     # outside the window: nothing
     assert (
-        await store.unanswered_events(older_than=before, newer_than=before - timedelta(hours=1))
+        await store.upkeep.unanswered_events(
+            older_than=before, newer_than=before - timedelta(hours=1)
+        )
         == []
     )
     with pytest.raises(ValueError, match="naive"):
-        await store.unanswered_events(older_than=datetime.now(), newer_than=before)
+        await store.upkeep.unanswered_events(older_than=datetime.now(), newer_than=before)
 
 
 async def test_sqlite_two_replicas_on_one_file(tmp_path: Path) -> None:

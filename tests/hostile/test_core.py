@@ -38,7 +38,7 @@ def counter(name: str, **labels: str) -> float:
 
 async def no_unanswered(store: ConversationStore) -> bool:
     now = datetime.now(UTC)
-    events = await store.unanswered_events(
+    events = await store.upkeep.unanswered_events(
         older_than=now + timedelta(seconds=1), newer_than=now - timedelta(hours=1)
     )
     return events == []

@@ -126,7 +126,7 @@ async def test_killed_connections_and_a_flapping_model_lose_nothing(
     assert [r.finals for r in replies] == [1] * QUESTIONS  # nobody lost, nobody answered twice
     # what the sweeper would find now: nothing, so no asker gets a second message
     now = datetime.now(UTC)
-    left = await core.store.unanswered_events(
+    left = await core.store.upkeep.unanswered_events(
         older_than=now + timedelta(seconds=1), newer_than=now - timedelta(hours=1)
     )
     assert left == []
