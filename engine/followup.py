@@ -2,8 +2,9 @@
 
 "And if that does not work?" finds nothing useful on its own; with the conversation it is a
 question about the VPN. When the model is up (and does not think at length first) it rewrites the
-follow-up, through the same client and breaker as the answers; otherwise, or when it fails or
-takes too long, a question that reads as a follow-up (a back-reference such as "that", "它", or
+follow-up, through the same client and breaker as the answers, and the rewrite is searched beside
+the deterministic queries below (a weak model's rewrite can miss; merged, it cannot take away
+what they find); otherwise, or when it fails or takes too long, a question that reads as a follow-up (a back-reference such as "that", "它", or
 only a few words) is searched together with the previous question and on its own, merged by
 best score; any other question is searched as it is, so a new topic is not dragged back.
 """
@@ -87,9 +88,14 @@ async def standalone(
         return combined(question, asked)
     lines = [line.strip().strip("\"'“”「」") for line in text.strip().splitlines() if line.strip()]
     rewritten = lines[0].removeprefix("Standalone question:").strip() if lines else ""
+    fallback = combined(question, asked)
     if not rewritten or len(rewritten) > 4 * len(question) + 400:
-        return combined(question, asked)
-    return Query((rewritten,), "model")
+        return fallback
+    # the rewrite joins the deterministic searches, never replaces them: a small model's rewrite
+    # can be off topic ("The previous answer is a response to…"), and alone it would leave the
+    # answer without grounding; merged by best score, it can only add what it finds
+    texts = (rewritten, *(t for t in fallback.texts if t != rewritten))
+    return Query(texts, "model")
 
 
 async def _thinks(llm: LLMClient) -> bool:

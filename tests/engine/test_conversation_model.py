@@ -284,3 +284,24 @@ async def test_what_a_colleague_said_goes_back_as_history(
     assert messages[2]["content"] == "转人工"
     assert messages[3]["content"] == "(a colleague replied) Reinstall the client from IT."
     assert "转接人工" not in "".join(m["content"] for m in messages)  # the canned reply stays out
+
+
+async def test_an_off_topic_rewrite_does_not_take_the_grounding_away(
+    build: MakeCore, fake_sglang: FakeSGLang
+) -> None:
+    """Seen with a 135M model on llama.cpp: the rewrite of a follow-up (or of a new question)
+    came back as an unrelated sentence, and searched alone it found nothing — the asker got
+    "no knowledge". The rewrite is searched beside the question itself (and, for a follow-up,
+    the previous question with it), so a bad rewrite cannot lose what they find."""
+    fake_sglang.behave(reasoning="none")
+    core = await build()
+    await core.ask(VPN, thread="off")
+    fake_sglang.behave(
+        reasoning="none", answer="The previous answer is a response to the previous question."
+    )
+    answer, _ = await core.ask("How many days of annual leave do I get?", thread="off")
+    assert answer is not None and answer.outcome is Outcome.ANSWERED, answer
+    assert (
+        any("leave" in c.location for c in answer.citations)
+        or "leave" in passages_in(fake_sglang.requests[-1]["messages"]).lower()
+    )
