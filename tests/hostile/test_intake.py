@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -31,6 +29,7 @@ from bot.settings import (
     Settings,
     StorageSettings,
 )
+from tests.bot.served import running
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import card_action_event, encrypt, message_event
 from tests.fakes.feishu_events import signed_headers as feishu_signed
@@ -71,22 +70,11 @@ async def served(
                 ),
                 feishu=settings_for(feishu, mode="webhook"),
             )
-            server = uvicorn.Server(
-                uvicorn.Config(create_server(config), host="127.0.0.1", port=0, log_level="warning")
-            )
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sock.listen()
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started:
-                await asyncio.sleep(0.05)
-                assert not serving.done(), "the server did not start"
-            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client:
+            async with (
+                running(create_server(config)) as base,
+                httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client,
+            ):
                 yield Served(client, slack, feishu)
-            server.should_exit = True
-            await serving
-            sock.close()
 
 
 def feishu_request(payload: Any, *, timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:

@@ -31,7 +31,6 @@ import dis
 import json
 import os
 import shutil
-import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +42,6 @@ from typing import Any
 import greenlet
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 import bot
@@ -55,6 +53,7 @@ from bot.settings import ServerSettings, Settings
 from engine.config import ConversationSettings, LLMSettings, StorageSettings
 from engine.ports import Core, ReplyChannel
 from knowledge.config import KnowledgeSettings
+from tests.bot.served import running
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (
     BOT_TOKEN,
@@ -431,22 +430,11 @@ async def served(
                     update_interval=0.2,
                 ),
             )
-            server = uvicorn.Server(
-                uvicorn.Config(create_server(config), host="127.0.0.1", port=0, log_level="warning")
-            )
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sock.listen()
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started:
-                await asyncio.sleep(0.05)
-                assert not serving.done(), "the server did not start"
-            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client:
+            async with (
+                running(create_server(config)) as base,
+                httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client,
+            ):
                 yield Served(client, slack, tracer)
-            server.should_exit = True
-            await serving
-            sock.close()
     finally:
         tracer.uninstall(loop)
 
