@@ -1,4 +1,5 @@
-"""Types that cross the adapter/engine boundary (DESIGN.md, "Types that cross a boundary")."""
+"""Types that cross the adapter/engine boundary (docs/architecture.md, "Types that cross a
+boundary")."""
 
 from __future__ import annotations
 
