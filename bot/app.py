@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.db import upgrade_async
 from bot.settings import Settings
+from engine.config import PolicySettings
 from knowledge import IngestReport, KnowledgeBase
 
 if TYPE_CHECKING:
@@ -46,6 +47,17 @@ class App:
         await self.store.close()
 
 
+def policy_settings(settings: Settings) -> PolicySettings:
+    """`[policy]`, with the follow-up switches older config files set under `[slack]`
+    (`follow_ups = false` → "slack:*", `followup_channels_off` → "slack:<channel>")."""
+    slack = settings.slack
+    off = list(settings.policy.followups_off)
+    if not slack.follow_ups:
+        off.append("slack:*")
+    off += [f"slack:{channel}" for channel in slack.followup_channels_off]
+    return settings.policy.model_copy(update={"followups_off": off})
+
+
 async def open_knowledge(settings: Settings, *, migrate: bool = True) -> KnowledgeBase:
     """Migrate the database and open the knowledge base alone (the CLI's knowledge commands)."""
     if migrate:
@@ -73,7 +85,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     if seeded is not None:
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None
-    policy = Policy(settings.policy)
+    policy = Policy(policy_settings(settings))
     web = build_lookup(settings.web, llm=llm)
     conversation = Conversation(
         settings.conversation,

@@ -135,3 +135,12 @@ class PolicySettings(BaseModel):
     allowed_chats: list[str] = Field(
         default_factory=list, description='"platform:chat_id" entries; empty = every chat'
     )
+    follow_ups: bool = Field(
+        default=True,
+        description="answer later messages in a thread the bot answered without a new mention "
+        "(platforms with threads: Slack, Feishu)",
+    )
+    followups_off: list[str] = Field(
+        default_factory=list,
+        description='"platform:chat_id" or "platform:*" entries where follow-ups need a mention',
+    )

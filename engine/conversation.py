@@ -255,11 +255,12 @@ class Conversation:
 
     async def _addressed(self, inbound: Inbound) -> bool:
         """Whether the message is for the bot: a mention, a direct message, or a follow-up in a
-        thread the bot already took part in (the store knows, whichever replica answered). Where
-        the platform has no threads, a group message without a mention is for someone else."""
+        thread the bot already took part in (the store knows, whichever replica answered) where
+        follow-ups are on (`[policy] follow_ups`, `followups_off`). Where the platform has no
+        threads, a group message without a mention is for someone else."""
         if inbound.mentioned or inbound.chat_type is ChatType.DIRECT:
             return True
-        if not inbound.threaded:
+        if not inbound.threaded or not self._policy.follows_up(inbound):
             return False
         return await self._store.find_thread(inbound.thread_key) is not None
 

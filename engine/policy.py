@@ -92,6 +92,13 @@ class Policy:
             return False
         return not chats or f"{inbound.platform}:{inbound.chat_id}" in chats
 
+    def follows_up(self, inbound: Inbound) -> bool:
+        """Whether an un-mentioned message in a thread the bot answered is answered here
+        (`follow_ups`, and the chat or its platform not in `followups_off`)."""
+        off = self._settings.followups_off
+        here = (f"{inbound.platform}:{inbound.chat_id}", f"{inbound.platform}:*")
+        return self._settings.follow_ups and not any(entry in off for entry in here)
+
     async def within_limits(self, inbound: Inbound) -> bool:
         """Take one token from the asker's and the chat's buckets."""
         s = self._settings

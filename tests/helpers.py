@@ -19,10 +19,11 @@ from sqlalchemy.pool import NullPool
 
 from adapters.web.adapter import WebReplyChannel
 from bot.db import upgrade_async
-from engine.config import ConversationSettings, LLMSettings
+from engine.config import ConversationSettings, LLMSettings, PolicySettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
 from engine.messages import Answer, Attachment, ChatType, Inbound, Sender
+from engine.policy import Policy
 from engine.store import ConversationStore
 from knowledge import Embedder, KnowledgeBase, KnowledgeSettings
 from tests.fakes.sglang import FakeSGLang
@@ -138,6 +139,7 @@ async def make_core(
     *,
     llm: dict[str, object] | None = None,
     conversation: dict[str, object] | None = None,
+    policy: PolicySettings | None = None,
 ) -> tuple[Core, KnowledgeBase]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"
     await upgrade_async(url)
@@ -152,5 +154,6 @@ async def make_core(
         store=store,
         retriever=kb.retriever,
         llm=client,
+        policy=Policy(policy or PolicySettings()),
     )
     return Core(core, store, client, fake), kb

@@ -228,18 +228,8 @@ class SlackAdapter:
             return
         if convert.mentions(str(event.get("text") or ""), self._bot_user_id):
             return  # the app_mention event for the same message answers it
-        if self._follow_ups_off(event):
-            return
         # a follow-up, an agent's reply, or chatter: the core decides from the store
         self._spawn(self._answer(event, self._tenant(body), mentioned=False))
-
-    def _follow_ups_off(self, event: Mapping[str, Any]) -> bool:
-        """Whether un-mentioned messages of this channel are configured away ([slack]
-        follow_ups, followup_channels_off); never an agent's, which may take a thread over."""
-        if str(event.get("user") or "") in self._settings.agents:
-            return False
-        channel = str(event.get("channel") or "")
-        return not self._settings.follow_ups or channel in self._settings.followup_channels_off
 
     async def _answer(self, event: Mapping[str, Any], tenant: str, *, mentioned: bool) -> None:
         if not convert.is_from_person(event, self._bot_user_id):

@@ -31,11 +31,13 @@ class SlackSettings(BaseModel):
     native_streaming: bool = Field(
         default=False, description="chat.startStream/appendStream/stopStream for thread replies"
     )
+    # kept for config files written before [policy] follow_ups / followups_off; the core decides,
+    # and bot/app.py folds these into [policy] ("slack:*", "slack:<channel>")
     follow_ups: bool = Field(
-        default=True, description="answer later messages in a thread the bot answered, unmentioned"
+        default=True, description="old name: [policy] follow_ups, for Slack only"
     )
     followup_channels_off: list[str] = Field(
-        default_factory=list, description="channel ids where follow-ups need a mention"
+        default_factory=list, description='old name: [policy] followups_off "slack:<channel>"'
     )
     history_limit: int = Field(
         default=20, ge=0, le=200, description="earlier thread messages read when mentioned late"

@@ -233,3 +233,30 @@ def test_every_key_in_the_sample_has_a_comment() -> None:
         if " #" not in line.partition("=")[2] and not above.startswith("# "):
             bare.append(line)
     assert not bare, "keys without a comment:\n" + "\n".join(bare)
+
+
+def test_slack_follow_up_keys_of_older_files_become_policy(tmp_path: Path) -> None:
+    """`[slack] follow_ups` / `followup_channels_off` (written by older `teambot init`) still
+    work: the core decides from `[policy]`, into which they fold."""
+    from bot.app import policy_settings
+    from engine.messages import ChatType, Inbound, Sender
+    from engine.policy import Policy
+
+    config = tmp_path / "teambot.toml"
+    config.write_text(
+        '[slack]\nfollowup_channels_off = ["C0QUIET"]\n\n'
+        '[policy]\nfollowups_off = ["feishu:oc_1"]\n',
+        "utf-8",
+    )
+    policy = Policy(policy_settings(load_settings(config)))
+
+    def where(platform: str, chat: str) -> Inbound:
+        return Inbound(platform, "t", chat, ChatType.GROUP, "th", "m", Sender("u"), "hi")
+
+    assert not policy.follows_up(where("slack", "C0QUIET"))
+    assert not policy.follows_up(where("feishu", "oc_1"))
+    assert policy.follows_up(where("slack", "C0GENERAL"))
+    config.write_text("[slack]\nfollow_ups = false\n", "utf-8")
+    policy = Policy(policy_settings(load_settings(config)))
+    assert not policy.follows_up(where("slack", "C0GENERAL"))
+    assert policy.follows_up(where("feishu", "oc_1"))

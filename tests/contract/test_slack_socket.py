@@ -18,6 +18,7 @@ import pytest
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.config import SlackSettings
 from adapters.slack.convert import ESCALATE, HELPFUL
+from engine.config import PolicySettings
 from engine.messages import ThreadKey
 from engine.tables import ThreadState
 from tests.fakes.sglang import FakeSGLang
@@ -42,9 +43,13 @@ Start = Callable[..., Awaitable[SlackAdapter]]
 
 
 @pytest.fixture
-async def core(tmp_path: Path, fake_sglang: FakeSGLang) -> AsyncIterator[SlackCore]:
+async def core(
+    tmp_path: Path, fake_sglang: FakeSGLang, request: pytest.FixtureRequest
+) -> AsyncIterator[SlackCore]:
     fake_sglang.behave(answer=ANSWER, token_delay=0.005)
-    built = await make_slack_core(tmp_path, fake_sglang)
+    marker = request.node.get_closest_marker("policy")
+    policy = PolicySettings(**marker.kwargs) if marker else None
+    built = await make_slack_core(tmp_path, fake_sglang, policy=policy)
     yield built
     await built.close()
 
@@ -184,8 +189,9 @@ async def test_direct_message_answered_at_top_level(slack: FakeSlack, start: Sta
     assert final["channel"] == "D0ADA"
 
 
+@pytest.mark.policy(followups_off=["slack:C0QUIET"])
 async def test_follow_ups_in_a_thread_the_bot_answered(slack: FakeSlack, start: Start) -> None:
-    adapter = await start(followup_channels_off=["C0QUIET"])
+    adapter = await start()
     first = user_message(f"<@{BOT_USER}> {QUESTION}")
     await slack.send_event(first)
     await answered(slack, adapter)
@@ -335,10 +341,11 @@ async def test_buttons_record_feedback_and_escalate(
     assert len(posts(slack)) == before
 
 
+@pytest.mark.policy(follow_ups=False)
 async def test_with_follow_ups_off_an_agent_still_takes_the_thread_over(
     slack: FakeSlack, start: Start, core: SlackCore
 ) -> None:
-    adapter = await start(follow_ups=False)
+    adapter = await start()
     event = user_message(f"<@{BOT_USER}> 转人工")
     await slack.send_event(event)
     await slack.wait_for(lambda: posts(slack, "C0HELPDESK"))

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from adapters.web.adapter import WebReplyChannel
-from engine.messages import Attachment, ChatType, Inbound, Outcome
+from engine.config import PolicySettings
+from engine.messages import Attachment, ChatType, Inbound, Outcome, Sender
 from engine.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
@@ -308,3 +309,63 @@ async def test_unmentioned_group_message_is_answered_only_in_a_thread_the_bot_an
     assert answer is not None and answer.outcome is Outcome.ANSWERED and reply.final is not None
     assert await core.conversation.handle(follow, WebReplyChannel()) is None
     assert len(core.fake.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        PolicySettings(follow_ups=False),
+        PolicySettings(followups_off=["feishu:*"]),
+        PolicySettings(followups_off=["feishu:oc_group"]),
+    ],
+    ids=["follow_ups off", "the platform off", "the chat off"],
+)
+async def test_follow_ups_switched_off_need_a_mention_and_agents_still_take_over(
+    tmp_path: Path,
+    embedder: Embedder,
+    sample_index: Path,
+    fake_sglang: FakeSGLang,
+    policy: PolicySettings,
+) -> None:
+    """`[policy] follow_ups` / `followups_off` decide in the core, for every platform: an
+    un-mentioned message in a thread the bot answered needs a mention there; a mention is
+    answered; an agent's reply still takes an escalated thread over."""
+    core, kb = await make_core(tmp_path, embedder, sample_index, fake_sglang, policy=policy)
+
+    def group(text: str, *, mentioned: bool, agent: bool = False) -> Inbound:
+        return replace(
+            inbound(text, "om_1"),
+            platform="feishu",
+            chat_id="oc_group",
+            chat_type=ChatType.GROUP,
+            mentioned=mentioned,
+            sender=Sender("ou_agent" if agent else "ou_asker", is_agent=agent),
+        )
+
+    try:
+        asked = await core.conversation.handle(
+            group(VPN_QUESTION, mentioned=True), WebReplyChannel()
+        )
+        assert asked is not None and asked.outcome is Outcome.ANSWERED
+        quiet = await core.conversation.handle(
+            group("And on a Mac?", mentioned=False), WebReplyChannel()
+        )
+        assert quiet is None and len(core.fake.requests) == 1
+        again = await core.conversation.handle(
+            group("And on a Mac?", mentioned=True), WebReplyChannel()
+        )
+        assert again is not None and again.outcome is Outcome.ANSWERED
+        handed = await core.conversation.handle(group("转人工", mentioned=True), WebReplyChannel())
+        assert handed is not None and handed.outcome is Outcome.HANDED_OFF
+        assert (
+            await core.conversation.handle(
+                group("我来", mentioned=False, agent=True), WebReplyChannel()
+            )
+            is None
+        )
+        thread = await core.store.thread(group("", mentioned=False).thread_key)
+        assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "ou_agent")
+    finally:
+        await core.llm.close()
+        await kb.close()
+        await core.store.close()

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.db import upgrade_async
-from engine.config import ConversationSettings, LLMSettings
+from engine.config import ConversationSettings, LLMSettings, PolicySettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
+from engine.policy import Policy
 from engine.store import ConversationStore
 from knowledge import Passage
 from tests.fakes.sglang import FakeSGLang
@@ -68,7 +69,10 @@ class SlackCore:
 
 
 async def make_slack_core(
-    tmp_path: Path, fake: FakeSGLang, conversation: dict[str, object] | None = None
+    tmp_path: Path,
+    fake: FakeSGLang,
+    conversation: dict[str, object] | None = None,
+    policy: PolicySettings | None = None,
 ) -> SlackCore:
     url = f"sqlite+aiosqlite:///{tmp_path / 'teambot.db'}"
     await upgrade_async(url)
@@ -79,5 +83,6 @@ async def make_slack_core(
         store=store,
         retriever=FixedRetriever(),  # type: ignore[arg-type]
         llm=llm,
+        policy=Policy(policy or PolicySettings()),
     )
     return SlackCore(core, store, llm, fake)
