@@ -403,7 +403,7 @@ class LLMClient:
     async def _stream(
         self, messages: list[dict[str, str]], max_tokens: int | None
     ) -> AsyncGenerator[Delta, None]:
-        total_deadline = _now() + self.settings.total_timeout
+        total_deadline = sse.loop_time() + self.settings.total_timeout
         body = self._request(messages, max_tokens)
         opened = await self._retrying(
             lambda: self._reader.open(body, self._model_name, total_deadline)
@@ -481,10 +481,6 @@ class LLMClient:
                 finish_reason=finish,
             )
         return content, reasoning, usage
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def _reasoning_of(obj: object) -> str | None:

@@ -140,9 +140,7 @@ class Reader:
         self, body: dict[str, Any], model: Callable[[], Awaitable[str]], total_deadline: float
     ) -> Opened:
         """Send the request and read up to the first chunk that carries text (or finishes)."""
-        which, deadline = "first_token_timeout", _now() + self._settings.first_token_timeout
-        if deadline > total_deadline:
-            which, deadline = "total_timeout", total_deadline
+        which, deadline = self._deadline("first_token_timeout", total_deadline)
         try:
             async with asyncio.timeout_at(deadline):
                 name = await model()
@@ -208,9 +206,7 @@ class Reader:
                 if pending:
                     chunk = pending.pop(0)
                 else:
-                    which, deadline = "idle_timeout", _now() + self._settings.idle_timeout
-                    if deadline > total_deadline:
-                        which, deadline = "total_timeout", total_deadline
+                    which, deadline = self._deadline("idle_timeout", total_deadline)
                     started = bool(answer or reasoning_all)
                     try:
                         async with asyncio.timeout_at(deadline):
@@ -264,11 +260,19 @@ class Reader:
             )
         yield Delta(content, reasoning, usage, finish)
 
+    def _deadline(self, which: str, total_deadline: float) -> tuple[str, float]:
+        """The next wait's limit: `which` from now, or the answer's total limit if sooner."""
+        deadline = loop_time() + float(getattr(self._settings, which))
+        return (
+            (which, deadline) if deadline <= total_deadline else ("total_timeout", total_deadline)
+        )
+
     def _timeout(self, which: str, *, after_output: bool) -> LLMTimeout:
         seconds = getattr(self._settings, which)
         message = errors.timeout_message(self.base_url, which, seconds)
         return LLMTimeout(message, which=which, after_output=after_output)
 
 
-def _now() -> float:
+def loop_time() -> float:
+    """The event loop's clock, which `asyncio.timeout_at` deadlines are read against."""
     return asyncio.get_running_loop().time()
