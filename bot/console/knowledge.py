@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.app import App
 from bot.console.accounts import SignedIn
-from bot.console.deps import CSRF_WRONG, Admin, Console, ConsoleDep, Refused, Running
+from bot.console.deps import CSRF_WRONG, Admin, Console, ConsoleDep, Refused, Running, form
 from bot.console.deps import PREFIX as CONSOLE
 from bot.limits import BodyLimit
 from knowledge import (
@@ -57,9 +57,6 @@ class UploadLimit:
 router = APIRouter(prefix=CONSOLE)
 
 
-SourcesAdmin = Admin  # the same guard as the Agents page, checked before the form is read
-
-
 @dataclass(frozen=True, slots=True)
 class SourcesPost:
     """A form an admin sent to these pages, its CSRF token checked; files as (name, content)."""
@@ -68,8 +65,9 @@ class SourcesPost:
     fields: dict[str, Any]
 
 
-async def sources_posted(request: Request, who: SourcesAdmin, console: ConsoleDep) -> SourcesPost:
-    """Admins only first, then the form and its CSRF token (uploads are large)."""
+async def sources_posted(request: Request, who: Admin, console: ConsoleDep) -> SourcesPost:
+    """Admins only first (`Admin`, as on the Agents page), then the form and its CSRF token
+    (uploads are large)."""
     fields = await _fields(request)
     if not who.csrf_ok(str(fields.get("csrf", ""))):
         raise Refused(console.forbidden(CSRF_WRONG))
@@ -112,13 +110,13 @@ async def _overview(
 
 
 @router.get("/sources")
-async def page(request: Request, who: SourcesAdmin, console: ConsoleDep, core: Running) -> Response:
+async def page(request: Request, who: Admin, console: ConsoleDep, core: Running) -> Response:
     return await _overview(request, who, console, core)
 
 
 @router.get("/sources/try")
 async def try_question(
-    request: Request, who: SourcesAdmin, console: ConsoleDep, core: Running
+    request: Request, who: Admin, console: ConsoleDep, core: Running
 ) -> Response:
     query = request.query_params.get("q", "").strip()[:500]
     chat = request.query_params.get("chat", "").strip()[:200]
@@ -131,7 +129,7 @@ async def try_question(
 
 
 @router.get("/sources/progress")
-async def progress(who: SourcesAdmin, console: ConsoleDep) -> Response:
+async def progress(who: Admin, console: ConsoleDep) -> Response:
     return JSONResponse(console.refreshes)
 
 
@@ -150,7 +148,7 @@ async def upload(
 
 @router.get("/sources/{name}")
 async def source(
-    name: str, request: Request, who: SourcesAdmin, console: ConsoleDep, core: Running
+    name: str, request: Request, who: Admin, console: ConsoleDep, core: Running
 ) -> Response:
     documents = await core.knowledge.catalog.documents(name)
     statuses = {s.name: s for s in await core.knowledge.statuses()}
@@ -168,7 +166,7 @@ async def source(
 
 @router.get("/sources/{name}/chunks")
 async def chunks(
-    name: str, request: Request, who: SourcesAdmin, console: ConsoleDep, core: Running
+    name: str, request: Request, who: Admin, console: ConsoleDep, core: Running
 ) -> Response:
     uri = request.query_params.get("uri", "")
     found = await core.knowledge.store.document_chunks(name, uri)
@@ -255,12 +253,11 @@ async def _fields(request: Request) -> dict[str, Any]:
     """Form fields (files as lists of (file name, content) under their field name)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         found: dict[str, Any] = {}
-        async with request.form(max_files=UPLOAD_FILES * 4) as form:
-            for key, value in form.multi_items():
+        async with request.form(max_files=UPLOAD_FILES * 4) as multipart:
+            for key, value in multipart.multi_items():
                 if isinstance(value, UploadFile):
                     found.setdefault(key, []).append((value.filename or "", await value.read()))
                 else:
                     found[key] = value
         return found
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    return dict(await form(request))
