@@ -16,7 +16,10 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from knowledge.chunking import markdown_title
+from knowledge.errors import LoadError
 from knowledge.types import Document
+
+__all__ = ["KINDS", "LoadError", "decode", "document_uri", "list_files", "load_file", "parse"]
 
 KINDS = {
     ".md": "markdown",
@@ -33,10 +36,6 @@ KINDS = {
 ENCODINGS = ("utf-8", "utf-8-sig", "gb18030")
 QUESTION_HEADERS = {"question", "q", "问题", "问", "提问", "常见问题"}
 ANSWER_HEADERS = {"answer", "a", "答案", "答", "回答", "解答"}
-
-
-class LoadError(Exception):
-    """A file that could not be read or parsed; the message says why."""
 
 
 def document_uri(path: Path, root: Path) -> str:
