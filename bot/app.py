@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.db import upgrade_async
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 from engine.config import PolicySettings
-from knowledge import IngestReport, KnowledgeBase
+from knowledge import IngestReport, KnowledgeBase, SourceKinds, builtin_kinds
 
 if TYPE_CHECKING:
     from engine.conversation import Conversation
@@ -58,11 +58,25 @@ def policy_settings(settings: Settings) -> PolicySettings:
     return settings.policy.model_copy(update={"followups_off": off})
 
 
+def source_kinds(settings: Settings) -> SourceKinds:
+    """Every kind of knowledge source this installation reads: the built-in ones, then those
+    the platforms bring. Each configured source is checked against them (ConfigError)."""
+    kinds = builtin_kinds()
+    for source in settings.knowledge.sources:
+        try:
+            kinds.check(source)
+        except ValueError as error:
+            raise ConfigError(f"[[knowledge.sources]] {error}") from error
+    return kinds
+
+
 async def open_knowledge(settings: Settings, *, migrate: bool = True) -> KnowledgeBase:
     """Migrate the database and open the knowledge base alone (the CLI's knowledge commands)."""
     if migrate:
         await upgrade_async(settings.storage.url)
-    return await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
+    return await KnowledgeBase.open(
+        settings.knowledge, database_url=settings.storage.url, kinds=source_kinds(settings)
+    )
 
 
 async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:

@@ -270,19 +270,32 @@ def sources(ctx: typer.Context) -> None:
 @sources_cli.command("add")
 def sources_add(
     name: Annotated[str, typer.Argument(help="unique name, shown in citations")],
-    kind: Annotated[str, typer.Argument(help="directory | url | sitemap")],
-    location: Annotated[str, typer.Argument(help="a folder, a page URL or a sitemap URL")],
+    kind: Annotated[
+        str, typer.Argument(help="directory | url | sitemap | … (`teambot sources kinds`)")
+    ],
+    location: Annotated[
+        str, typer.Argument(help="a folder, a page URL, a sitemap URL, a pasted document link…")
+    ],
     schedule: Annotated[
         str | None, typer.Option(help="cron (minute hour day month dow); default daily 03:00")
     ] = None,
     collection: Annotated[str | None, typer.Option(help="knowledge collection")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="a key of the kind's own, KEY=VALUE (repeatable; a JSON list or object as is), "
+            "e.g. --set branch=main --set 'paths=[\"docs/**\"]'",
+        ),
+    ] = None,
 ) -> None:
     """Add a source at run time and index it now (kept in the catalog beside teambot.toml's)."""
     from bot import knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
-    fields = {
+    fields: dict[str, object] = {
+        **_key_values(option or []),
         "name": name,
         "kind": kind,
         "location": location,
@@ -291,6 +304,39 @@ def sources_add(
     }
     if not knowledge_cli.add(settings, fields):
         raise typer.Exit(1)
+
+
+def _key_values(pairs: list[str]) -> dict[str, object]:
+    """--set KEY=VALUE pairs; a value that reads as a JSON list or object is taken as one."""
+    import json
+
+    found: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(
+                f"{pair!r}: write KEY=VALUE, e.g. branch=main", param_hint="--set"
+            )
+        parsed: object = value
+        if value[:1] in "[{":
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise typer.BadParameter(f"{pair!r}: {error}", param_hint="--set") from error
+        found[key.strip()] = parsed
+    return found
+
+
+@sources_cli.command("kinds")
+def sources_kinds() -> None:
+    """List the kinds of knowledge source this installation can read, with their locations."""
+    from bot.app import source_kinds
+
+    settings = _settings()
+    for kind in source_kinds(settings):
+        keys = ", ".join(kind.options.model_fields) or "—"
+        typer.echo(f"{kind.name:<14} {kind.label}\n{'':<14} location: {kind.location_help}")
+        typer.echo(f"{'':<14} own keys: {keys}")
 
 
 @sources_cli.command("remove")

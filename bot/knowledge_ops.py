@@ -137,12 +137,18 @@ async def add_source(kb: KnowledgeBase, fields: dict[str, Any], *, emit: Emit) -
         values["location"] = str(folder)
     values.setdefault("collection", kb.settings.default_collection)
     try:
+        kind = kb.kinds.get(str(values.get("kind", "")))
+        if "location" in values:  # a pasted link becomes the kind's location
+            values["location"] = kind.parse_location(str(values["location"]))
         source = SourceSettings.model_validate(values)
+        kb.kinds.check(source)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise OperatorError(f"invalid source: {problems}", 422) from error
+    except ValueError as error:  # an unknown kind, a key the kind does not take, a bad link
+        raise OperatorError(str(error), 422) from error
     if source.name in {s.name for s in kb.sources}:
         raise OperatorError(
             f"knowledge source {source.name!r} exists: `teambot refresh {source.name}` re-reads "

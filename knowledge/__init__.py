@@ -28,6 +28,7 @@ from knowledge.registry import (
     overview,
 )
 from knowledge.rerank import Reranker
+from knowledge.sources import SourceKind, SourceKinds, UnknownKindError, builtin_kinds
 from knowledge.store import VectorStore
 from knowledge.types import (
     Chunk,
@@ -77,10 +78,14 @@ __all__ = [
     "Retriever",
     "SourceBusyError",
     "SourceConflictError",
+    "SourceKind",
+    "SourceKinds",
     "SourceSettings",
     "SourceStatus",
+    "UnknownKindError",
     "UnknownSourceError",
     "VectorStore",
+    "builtin_kinds",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,7 @@ class KnowledgeBase:
         live: LiveIndex,
         *,
         owns_embedder: bool = True,
+        kinds: SourceKinds | None = None,
     ) -> None:
         from knowledge.ingest import Ingestor
         from knowledge.retriever import Retriever
@@ -126,7 +132,8 @@ class KnowledgeBase:
             else None
         )
         self.retriever = Retriever(embedder, store, settings, live, self.reranker)
-        self.ingestor = Ingestor(embedder, store, settings, catalog, live)
+        self.kinds = kinds or builtin_kinds()
+        self.ingestor = Ingestor(embedder, store, settings, catalog, live, self.kinds)
         self._generation = -1
         self._registered: list[Registered] = []
         self.pending: Reembedder | None = None  # a model change waiting for its re-embed
@@ -140,12 +147,14 @@ class KnowledgeBase:
         *,
         embedder: Embedder | None = None,
         database_url: str | None = None,
+        kinds: SourceKinds | None = None,
     ) -> KnowledgeBase:
         """Open the vector store and the catalog, and load the live index; the model loads lazily.
 
         `database_url` is teambot's database (migrated by Alembic); without it the catalog is a
         SQLite file beside the embedded store, created on first use (tests, scripts). Pass
-        `embedder` to share one loaded model between knowledge bases.
+        `embedder` to share one loaded model between knowledge bases; `kinds` are the source
+        kinds it can read (default: the built-in ones).
         """
         catalog = await open_catalog(settings, database_url)
         from knowledge.live import LiveIndex
@@ -158,7 +167,13 @@ class KnowledgeBase:
 
         serving = await open_serving(settings, model, has_chunks=has_chunks)
         kb = cls(
-            settings, serving.embedder, serving.store, catalog, LiveIndex(), owns_embedder=owns
+            settings,
+            serving.embedder,
+            serving.store,
+            catalog,
+            LiveIndex(),
+            owns_embedder=owns,
+            kinds=kinds,
         )
         kb.pending = serving.pending
         if serving.embedder is not model:  # the old model serves until the re-embed completes
@@ -223,6 +238,7 @@ class KnowledgeBase:
             )
         if source.name == SAMPLE_SOURCE:
             raise SourceConflictError(f"{SAMPLE_SOURCE!r} is the bundled sample's name")
+        self.kinds.check(source)  # UnknownKindError (a ValueError) names the kinds and keys
         spec = source.model_dump(mode="json")
         await self.catalog.register(source.name, source.kind, source.collection, origin, spec)
         await self.reload()
@@ -362,7 +378,7 @@ class KnowledgeBase:
 
         self.retriever.use(pending.embedder, pending.new)
         self.ingestor = Ingestor(
-            pending.embedder, pending.new, self.settings, self.catalog, self.live
+            pending.embedder, pending.new, self.settings, self.catalog, self.live, self.kinds
         )
         self._owns_embedder = self._spare is not None  # whether open() built the new model
         self.pending, self._spare = None, None

@@ -88,6 +88,9 @@ class DocumentRow(CatalogBase):
     collection: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(Text, default="")
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # the listing's version (edit time, revision, blob SHA) + what shapes chunks and vectors, as of
+    # the last good read: a listing with the same stamp skips reading the content
+    version: Mapped[str] = mapped_column(String(256), default="", server_default="")
     chunk_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     tokens: Mapped[list[str]] = mapped_column(JSON, default=list)  # per chunk, space-joined
     status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | failed
@@ -125,6 +128,7 @@ class Known:
     content_hash: str
     chunk_ids: tuple[str, ...]
     status: str
+    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,7 @@ class Indexed:
     chunk_ids: tuple[str, ...]
     tokens: tuple[str, ...]
     modified_at: datetime | None
+    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +236,13 @@ class Catalog:
                     DocumentRow.content_hash,
                     DocumentRow.chunk_ids,
                     DocumentRow.status,
+                    DocumentRow.version,
                 ).where(DocumentRow.source == source)
             )
-            return {r.uri: Known(r.uri, r.content_hash, tuple(r.chunk_ids), r.status) for r in rows}
+            return {
+                r.uri: Known(r.uri, r.content_hash, tuple(r.chunk_ids), r.status, r.version)
+                for r in rows
+            }
 
     async def live(self) -> list[LiveDocument]:
         """Every document's live chunks (failed documents keep their last good ones)."""
@@ -276,6 +285,7 @@ class Catalog:
                     "collection": doc.collection,
                     "title": doc.title,
                     "content_hash": doc.content_hash,
+                    "version": doc.version,
                     "chunk_ids": list(doc.chunk_ids),
                     "tokens": list(doc.tokens),
                     "status": "ok",
@@ -306,9 +316,13 @@ class Catalog:
                 .values(generation=SourceRow.generation + 1)
             )
 
-    async def seen(self, source: str, uris: Sequence[str]) -> None:
-        """Record that unchanged documents are still there."""
+    async def seen(
+        self, source: str, uris: Sequence[str], versions: dict[str, str] | None = None
+    ) -> None:
+        """Record that unchanged documents are still there (and their listing's new version,
+        when the content was read and found the same)."""
         now = utcnow()
+        versions = versions or {}
         async with self.engine.begin() as conn:
             for start in range(0, len(uris), 500):
                 await conn.execute(
@@ -317,6 +331,12 @@ class Catalog:
                         DocumentRow.source == source, DocumentRow.uri.in_(uris[start : start + 500])
                     )
                     .values(last_seen_at=now, status="ok", error="")
+                )
+            for uri, version in versions.items():
+                await conn.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.source == source, DocumentRow.uri == uri)
+                    .values(version=version)
                 )
 
     async def failed(self, source: str, collection: str, failures: dict[str, str]) -> None:

@@ -14,11 +14,19 @@ DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00 in knowledge.timezone
 class SourceSettings(BaseModel):
     """One `[[knowledge.sources]]` entry: where documents come from and when to re-read them."""
 
-    model_config = {"extra": "forbid"}
+    # A kind's own keys (git's `branch`, feishu_wiki's nothing) sit beside the common ones and
+    # are checked against that kind's options model when the source is built
+    # (`knowledge.sources.kinds.SourceKinds.options`).
+    model_config = {"extra": "allow"}
 
     name: str = Field(pattern=NAME_PATTERN, description="unique; shown in citations and reports")
-    kind: Literal["directory", "url", "sitemap"]
-    location: str = Field(min_length=1, description="a folder, a page URL or a sitemap URL")
+    kind: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,15}$",
+        description="directory | url | sitemap | any registered kind (teambot sources kinds)",
+    )
+    location: str = Field(
+        min_length=1, description="a folder, a page URL, a sitemap URL, a wiki link, a repository…"
+    )
     include: list[str] = Field(
         default_factory=list,
         description="globs (relative paths, or URLs for url/sitemap) to take; [] = everything",

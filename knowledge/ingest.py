@@ -1,16 +1,19 @@
 """Incremental refresh: read a source, re-embed only what changed, swap versions atomically.
 
-For each document the catalog remembers a content hash and its chunk ids. A refresh:
+For each document the catalog remembers its listing version, a content hash and its chunk ids.
+A refresh:
 
-1. reads every document of the source (a document that cannot be read is recorded as failed
-   and keeps its last good version);
-2. skips documents whose hash is unchanged;
-3. chunks and embeds the changed ones, reusing the stored vector of every chunk whose text is
+1. lists the source completely through its kind's reader (`knowledge.sources`); a listing that
+   fails removes nothing;
+2. reads only the documents whose listing version changed (or is unknown); a document that
+   cannot be read is recorded as failed and keeps its last good version;
+3. skips documents whose content hash is unchanged;
+4. chunks and embeds the changed ones, reusing the stored vector of every chunk whose text is
    unchanged, and writes the new chunks under new ids (invisible to queries);
-4. commits the catalog and swaps the new chunks live in one step, then deletes the old chunks
+5. commits the catalog and swaps the new chunks live in one step, then deletes the old chunks
    once no query still uses them;
-5. removes the documents that disappeared (unless the source itself could not be read);
-6. writes a report (added, changed, removed, unchanged, failed, duration) to the catalog.
+6. removes the documents that disappeared (unless the listing failed);
+7. writes a report (added, changed, removed, unchanged, failed, duration) to the catalog.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -28,9 +32,10 @@ from knowledge.catalog import Catalog, Indexed, Known, SourceBusyError
 from knowledge.chunking import chunk_document, embed_text
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder
+from knowledge.errors import LoadError, SourceError
 from knowledge.lexical import tokenize
 from knowledge.live import LiveChunk, LiveIndex, drained
-from knowledge.sources import SourceError, read_source
+from knowledge.sources import DocumentRef, SourceKinds, SourceReader, builtin_kinds
 from knowledge.store import Metadata, VectorStore
 from knowledge.types import Chunk, Document, RefreshReport
 
@@ -41,12 +46,21 @@ Progress = Callable[[str, int, int], None]
 
 # Bump when chunking changes so that every document is re-indexed once.
 CHUNKER_VERSION = 2
+_READS = 4  # documents read at once when a source does not say (its `concurrency`)
 _FLUSH_CHUNKS = 256  # embed, write and swap in groups of about this many chunks
 WAIT_SECONDS = 120.0  # how long a change waits for another change to the same source
 
 
 class _Cancelled(Exception):
     """The source is being removed: stop reading it."""
+
+
+class _Same:
+    """A listed document whose version matches the catalog's: not read at all."""
+
+
+SAME = _Same()
+Item = tuple[str, "Document | str | _Same", str]  # (uri, document | error | SAME, version stamp)
 
 
 def chunk_id(source: str, uri: str, index: int, version: str = "") -> str:
@@ -68,7 +82,9 @@ class Ingestor:
         settings: KnowledgeSettings,
         catalog: Catalog,
         live: LiveIndex,
+        kinds: SourceKinds | None = None,
     ) -> None:
+        self._kinds = kinds or builtin_kinds()
         self._embedder = embedder
         self._store = store
         self._settings = settings
@@ -76,6 +92,7 @@ class Ingestor:
         self._live = live
         self._locks: dict[str, asyncio.Lock] = {}
         self._cancel: set[str] = set()
+        self._stamps: dict[tuple[str, str], str] = {}  # (source, uri) -> version being indexed
 
     def content_hash(self, document: Document) -> str:
         """Hash of a document's text and of everything that shapes its chunks and vectors."""
@@ -85,6 +102,22 @@ class Ingestor:
             f"{document.kind}|{document.title}|{document.url}\n"
         )
         return hashlib.sha256((header + document.text).encode()).hexdigest()
+
+    @property
+    def kinds(self) -> SourceKinds:
+        """The source kinds this ingestor can read."""
+        return self._kinds
+
+    def _stamp(self, version: str) -> str:
+        """A listing version joined with everything that shapes chunks and vectors, so that a
+        new chunker or model re-reads documents whose version did not change."""
+        if not version:
+            return ""
+        s = self._settings
+        return (
+            f"{version[:180]}|v{CHUNKER_VERSION}:{s.chunk_tokens}:{s.chunk_overlap}:"
+            + (hashlib.sha1(self._embedder.model_name.encode()).hexdigest()[:12])
+        )
 
     async def refresh(
         self,
@@ -102,16 +135,23 @@ class Ingestor:
             total[0] = n
             _notify(progress, "documents", 0, n)
 
-        return await self._run(
-            source.name,
-            source.kind,
-            source.collection,
-            read_source(source, on_total),
-            progress,
-            total,
-            prune=prune,
-            wait=wait,
-        )
+        try:
+            reader = self._kinds.build(source)
+        except ValueError as exc:  # an unknown kind or a wrong key: nothing can be read
+            return RefreshReport(source=source.name, error=str(exc))
+        try:
+            return await self._run(
+                source.name,
+                source.kind,
+                source.collection,
+                self._listed(source, reader, on_total),
+                progress,
+                total,
+                prune=prune,
+                wait=wait,
+            )
+        finally:
+            await reader.aclose()
 
     async def ingest_path(
         self,
@@ -141,15 +181,19 @@ class Ingestor:
             total[0] = n
             _notify(progress, "documents", 0, n)
 
-        return await self._run(
-            source,
-            "directory",
-            settings.collection,
-            read_source(settings, on_total),
-            progress,
-            total,
-            prune=prune and is_dir,
-        )
+        reader = self._kinds.build(settings)
+        try:
+            return await self._run(
+                source,
+                "directory",
+                settings.collection,
+                self._listed(settings, reader, on_total),
+                progress,
+                total,
+                prune=prune and is_dir,
+            )
+        finally:
+            await reader.aclose()
 
     async def ingest_documents(
         self,
@@ -162,9 +206,9 @@ class Ingestor:
     ) -> RefreshReport:
         """Index already-loaded documents (nothing is removed)."""
 
-        async def items() -> AsyncIterator[tuple[str, Document | str]]:
+        async def items() -> AsyncIterator[Item]:
             for document in documents:
-                yield document.uri, document
+                yield document.uri, document, ""
 
         return await self._run(
             source,
@@ -221,12 +265,48 @@ class Ingestor:
             finally:
                 await self._catalog.unlock(source)
 
+    async def _listed(
+        self, source: SourceSettings, reader: SourceReader, on_total: Callable[[int], None]
+    ) -> AsyncIterator[Item]:
+        """The whole listing first (a failed listing raises `SourceError` before anything is
+        read), then the unchanged documents, then the content of the others, a few at a time."""
+        refs: dict[str, DocumentRef] = {}
+        async for ref in reader.documents():
+            refs.setdefault(ref.uri, ref)
+        on_total(len(refs))
+        known = await self._catalog.known(source.name)
+        todo: list[tuple[DocumentRef, str]] = []
+        for ref in refs.values():
+            stamp = self._stamp(ref.version)
+            old = known.get(ref.uri)
+            if stamp and old and old.version == stamp and old.chunk_ids and old.status == "ok":
+                yield ref.uri, SAME, stamp
+            else:
+                todo.append((ref, stamp))
+        gate = asyncio.Semaphore(getattr(source, "concurrency", _READS) or _READS)
+
+        async def one(ref: DocumentRef, stamp: str) -> Item:
+            async with gate:
+                try:
+                    document = await reader.read(ref)
+                except LoadError as exc:
+                    return ref.uri, str(exc), stamp
+                return ref.uri, _completed(document, ref), stamp
+
+        tasks = [asyncio.create_task(one(ref, stamp)) for ref, stamp in todo]
+        try:
+            for task in asyncio.as_completed(tasks):
+                yield await task
+        finally:
+            for task in tasks:
+                task.cancel()
+
     async def _run(
         self,
         source: str,
         kind: str | None,
         collection: str,
-        items: AsyncIterator[tuple[str, Document | str]],
+        items: AsyncIterator[Item],
         progress: Progress | None,
         total: list[int],
         *,
@@ -266,7 +346,7 @@ class Ingestor:
         self,
         source: str,
         collection: str,
-        items: AsyncIterator[tuple[str, Document | str]],
+        items: AsyncIterator[Item],
         progress: Progress | None,
         total: list[int],
         report: RefreshReport,
@@ -276,22 +356,28 @@ class Ingestor:
         known = await self._catalog.known(source)
         seen: set[str] = set()
         unchanged: list[str] = []
+        versions: dict[str, str] = {}  # unchanged content under a new listing version
         group: list[tuple[Document, str, list[Chunk]]] = []
         embedded = [0, 0]  # done, total
         try:
-            async for uri, item in items:
+            async for uri, item, stamp in items:
                 if source in self._cancel:
                     raise _Cancelled
                 seen.add(uri)
-                if isinstance(item, str):
+                if isinstance(item, _Same):
+                    unchanged.append(uri)
+                elif isinstance(item, str):
                     report.failed[uri] = item
                 else:
                     digest = self.content_hash(item)
                     old = known.get(uri)
                     if old is not None and old.content_hash == digest and old.chunk_ids:
                         unchanged.append(uri)
+                        if stamp != old.version:
+                            versions[uri] = stamp
                     else:
                         chunks = await self._embedder.run(self._chunk, item)
+                        self._stamps[(source, uri)] = stamp
                         group.append((item, digest, chunks))
                         embedded[1] += len(chunks)
                         if sum(len(c) for _, _, c in group) >= _FLUSH_CHUNKS:
@@ -305,7 +391,7 @@ class Ingestor:
         if group:
             await self._flush(source, collection, group, known, report, progress, embedded)
         report.unchanged = len(unchanged)
-        await self._catalog.seen(source, unchanged)
+        await self._catalog.seen(source, unchanged, versions)
         if report.failed:
             await self._catalog.failed(source, collection, report.failed)
         if prune and not report.error:
@@ -358,6 +444,7 @@ class Ingestor:
                     tuple(own),
                     tuple(tokens[offset : offset + len(chunks)]),
                     document.modified_at,
+                    self._stamps.pop((source, document.uri), ""),
                 )
             )
             offset += len(chunks)
@@ -436,6 +523,20 @@ def _metadata(
         "chunk": chunk.index,
         "tokens": chunk.tokens,
     }
+
+
+def _completed(document: Document, ref: DocumentRef) -> Document:
+    """The listing's uri, link and audience on the document the reader returned."""
+    changes: dict[str, object] = {}
+    if document.uri != ref.uri:
+        changes["uri"] = ref.uri
+    if not document.url and ref.url:
+        changes["url"] = ref.url
+    if document.audience is None and ref.audience is not None:
+        changes["audience"] = ref.audience
+    if document.modified_at is None and ref.modified_at is not None:
+        changes["modified_at"] = ref.modified_at
+    return replace(document, **changes) if changes else document  # type: ignore[arg-type]
 
 
 def _inspect(path: Path) -> tuple[Path, bool, bool]:

@@ -21,6 +21,21 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True)
+class Audience:
+    """Who may read a document: anyone who sees its collection (`everyone`), everyone of one
+    tenant (`tenant`), or the listed principals, each "platform:type:id" — e.g.
+    "feishu:chat:oc_…", "feishu:user:ou_…", "feishu:department:od_…". An empty audience (not
+    everyone, no tenant, no principals) lets nobody read: unknown permissions fail closed."""
+
+    everyone: bool = False
+    tenant: str = ""  # "platform:tenant_key": anyone of that tenant
+    principals: frozenset[str] = frozenset()
+
+
+EVERYONE = Audience(everyone=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One loaded document before chunking."""
 
@@ -30,6 +45,7 @@ class Document:
     kind: str  # markdown | text | pdf | faq
     modified_at: datetime | None = None
     url: str = ""  # where a reader opens it (web pages); "" for files
+    audience: Audience | None = None  # None = the source's audience
 
 
 @dataclass(frozen=True, slots=True)

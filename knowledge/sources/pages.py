@@ -1,4 +1,4 @@
-"""Web sources: one page by URL, or a site's pages by its sitemap.
+"""The `url` and `sitemap` kinds: one page by URL, or a site's pages by its sitemap.
 
 Pages are fetched with httpx and reduced to their main text (trafilatura). A sitemap crawl stays
 on the sitemap's own site, honours robots.txt (user agent "teambot"), takes at most `max_pages`
@@ -7,10 +7,9 @@ pages, fetches `concurrency` at a time, and gives every request `timeout` second
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -18,8 +17,13 @@ from urllib.robotparser import RobotFileParser
 import httpx
 
 from knowledge.config import SourceSettings
-from knowledge.loaders import LoadError, parse, selected
+from knowledge.errors import LoadError, SourceError
+from knowledge.loaders import selected
+from knowledge.parsing import parse_bytes
+from knowledge.sources.base import DocumentRef, NoOptions, SourceKind
 from knowledge.types import Document
+
+__all__ = ["SITEMAP", "URL", "PageReader", "SitemapReader", "fetch_page"]
 
 USER_AGENT = "teambot"
 _SITEMAP_DEPTH = 3  # sitemap index -> sitemap -> ...
@@ -30,10 +34,6 @@ _CONTENT_KINDS = {
     "text/markdown": "markdown",
     "text/plain": "text",
 }
-
-
-class SourceError(Exception):
-    """The source as a whole cannot be read (folder missing, sitemap unreachable)."""
 
 
 def client(source: SourceSettings) -> httpx.AsyncClient:
@@ -62,57 +62,93 @@ async def fetch_page(
     modified = _http_date(response.headers.get("last-modified")) or lastmod
     path = urlsplit(url).path.rstrip("/")
     name = path.rsplit("/", 1)[-1] or urlsplit(url).hostname or url
-    return await asyncio.to_thread(
-        parse, response.content, kind, uri=url, name=name, modified_at=modified, url=url
+    return await parse_bytes(
+        response.content, kind, uri=url, name=name, modified_at=modified, url=url
     )
 
 
-async def read_url(source: SourceSettings) -> AsyncIterator[tuple[str, Document | str]]:
-    """The single page of a `url` source."""
-    async with client(source) as http:
+class PageReader:
+    """The single page of a `url` source; its version is unknown, so it is fetched each time
+    and its content hash decides whether anything is re-embedded."""
+
+    def __init__(self, source: SourceSettings) -> None:
+        self._source = source
+        self._http = client(source)
+
+    async def documents(self) -> AsyncIterator[DocumentRef]:
+        yield DocumentRef(uri=self._source.location, url=self._source.location)
+
+    async def read(self, ref: DocumentRef) -> Document:
         try:
-            yield source.location, await fetch_page(http, source.location)
-        except LoadError as exc:
-            raise SourceError(f"{source.location}: {exc}") from exc
+            return await fetch_page(self._http, ref.uri)
+        except LoadError as exc:  # the one page is the whole source: keep it, report the run
+            raise SourceError(f"{ref.uri}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
-async def read_sitemap(
-    source: SourceSettings, on_total: Callable[[int], None]
-) -> AsyncIterator[tuple[str, Document | str]]:
-    """Every allowed page listed in a sitemap, as (url, document or error)."""
-    sitemap = source.location
-    if not urlsplit(sitemap).path.strip("/"):
-        sitemap = urljoin(sitemap, "/sitemap.xml")
-    async with client(source) as http:
-        robots = await _robots(http, sitemap)
-        pages = await _sitemap_urls(http, sitemap, _SITEMAP_DEPTH)
+class SitemapReader:
+    """Every allowed page listed in a sitemap (same site, robots.txt, `max_pages`); a page's
+    version is its `lastmod` when the sitemap gives one."""
+
+    def __init__(self, source: SourceSettings) -> None:
+        self._source = source
+        self._http = client(source)
+
+    async def documents(self) -> AsyncIterator[DocumentRef]:
+        source = self._source
+        sitemap = source.location
+        if not urlsplit(sitemap).path.strip("/"):
+            sitemap = urljoin(sitemap, "/sitemap.xml")
+        robots = await _robots(self._http, sitemap)
+        pages = await _sitemap_urls(self._http, sitemap, _SITEMAP_DEPTH)
         site = _site(sitemap)
-        chosen: list[tuple[str, datetime | None]] = []
+        taken = 0
         for url, lastmod in pages:
             if _site(url) != site or not selected(url, source.include, source.exclude):
                 continue
             if not robots.can_fetch(USER_AGENT, url):
                 continue
-            chosen.append((url, lastmod))
-            if len(chosen) >= source.max_pages:
+            yield DocumentRef(
+                uri=url,
+                url=url,
+                version=lastmod.isoformat() if lastmod else "",
+                modified_at=lastmod,
+            )
+            taken += 1
+            if taken >= source.max_pages:
                 break
-        on_total(len(chosen))
-        gate = asyncio.Semaphore(source.concurrency)
 
-        async def one(url: str, lastmod: datetime | None) -> tuple[str, Document | str]:
-            async with gate:
-                try:
-                    return url, await fetch_page(http, url, lastmod)
-                except LoadError as exc:
-                    return url, str(exc)
+    async def read(self, ref: DocumentRef) -> Document:
+        return await fetch_page(self._http, ref.uri, ref.modified_at)
 
-        tasks = [asyncio.create_task(one(url, lastmod)) for url, lastmod in chosen]
-        try:
-            for task in asyncio.as_completed(tasks):
-                yield await task
-        finally:
-            for task in tasks:
-                task.cancel()
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _page(source: SourceSettings, _: object) -> PageReader:
+    return PageReader(source)
+
+
+def _sitemap(source: SourceSettings, _: object) -> SitemapReader:
+    return SitemapReader(source)
+
+
+URL = SourceKind(
+    name="url",
+    label="网页 / Web page",
+    location_help="one page's address, e.g. https://intranet.example.com/faq",
+    build=_page,
+    options=NoOptions,
+)
+SITEMAP = SourceKind(
+    name="sitemap",
+    label="网站地图 / Sitemap",
+    location_help="a site's sitemap, e.g. https://support.example.com/sitemap.xml",
+    build=_sitemap,
+    options=NoOptions,
+)
 
 
 async def _robots(http: httpx.AsyncClient, url: str) -> RobotFileParser:
