@@ -7,9 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from engine import clean
+
+
+class DownloadError(Exception):
+    """An attachment's bytes could not be had: larger than allowed, expired, refused by the
+    platform, unreachable, or slower than allowed. The message says which, in words."""
+
+
+class Fetch(Protocol):
+    """The attachment port: how the core gets one attachment's bytes from its platform, only
+    when it reads them. Implemented by each adapter (a platform download API, a web upload)."""
+
+    async def __call__(self, limit: int) -> bytes:
+        """The bytes; raises `DownloadError` once more than `limit` bytes arrive, or when the
+        platform refuses or fails. The caller bounds the time."""
+        ...
 
 
 class ChatType(StrEnum):
@@ -61,11 +76,20 @@ class Sender:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """An image or file that came with a message. Its bytes stay on the platform until the core
+    reads them through `fetch` (the attachment port); what the sender declares (name, size,
+    mime) is a hint only: the type is decided from the bytes."""
+
     kind: str  # image | file | audio | video | other
     name: str = ""
+    size: int = 0  # bytes as the platform declares them; 0 = unknown
+    mime: str = ""  # as declared; never trusted
+    fetch: Fetch | None = field(default=None, compare=False, repr=False)  # None: no download
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", clean.text(self.name, clean.MAX_NAME))
+        object.__setattr__(self, "mime", clean.text(self.mime, clean.MAX_NAME))
+        object.__setattr__(self, "size", max(0, int(self.size or 0)))
 
 
 @dataclass(frozen=True, slots=True)
