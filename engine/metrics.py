@@ -21,6 +21,14 @@ IGNORED = Counter(
     "teambot_messages_ignored", "Messages not answered by policy", ["platform", "reason"]
 )
 ANSWERS = Counter("teambot_answers", "Answers given, by outcome", ["platform", "outcome"])
+RATE_LIMIT_FALLBACKS = Counter(
+    "teambot_rate_limit_fallbacks",
+    "Rate-limit decisions taken on this replica's own buckets because Redis was unreachable",
+)
+RATE_LIMITS_SHARED = Gauge(
+    "teambot_rate_limits_shared",
+    "1 while rate limits are shared through Redis, 0 while this replica limits on its own",
+)
 ESCALATIONS = Counter("teambot_escalations", "Threads handed to a human", ["platform", "trigger"])
 FIRST_VISIBLE = Histogram(
     "teambot_first_visible_seconds",

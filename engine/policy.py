@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Protocol
 
+from engine import metrics
 from engine.config import PolicySettings
 from engine.messages import Inbound
 
@@ -54,13 +55,21 @@ class MemoryBuckets:
 
 
 class RedisBuckets:
-    """Token buckets in Redis, shared by every replica (an atomic Lua script per take)."""
+    """Token buckets in Redis, shared by every replica (an atomic Lua script per take).
 
-    def __init__(self, url: str) -> None:
+    While Redis cannot be reached, each replica limits on its own buckets (so a limit still
+    holds, per replica), logs one warning per outage, counts each fallback
+    (`teambot_rate_limit_fallbacks`) and shows `teambot_rate_limits_shared` 0; it goes back to
+    Redis as soon as a call succeeds. A limiter never fails a message."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(url)
+        self._redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._script = self._redis.register_script(_REDIS_BUCKET)
+        self._local = MemoryBuckets()
+        self._down = False
+        metrics.RATE_LIMITS_SHARED.set(1)
 
     async def take(self, key: str, capacity: int, per_second: float) -> bool:
         try:
@@ -68,12 +77,24 @@ class RedisBuckets:
                 keys=[f"teambot:rl:{key}"], args=[capacity, per_second, time.time()]
             )
         except Exception as error:  # a rate limiter must not take the bot down with it
-            log.warning("redis rate limiter unavailable, letting the message through: %s", error)
-            return True
+            if not self._down:
+                log.warning(
+                    "redis rate limiter unreachable (%s): limiting per replica until it is back",
+                    error,
+                )
+                self._down = True
+                metrics.RATE_LIMITS_SHARED.set(0)
+            metrics.RATE_LIMIT_FALLBACKS.inc()
+            return await self._local.take(key, capacity, per_second)
+        if self._down:
+            log.warning("redis rate limiter reachable again: limits are shared across replicas")
+            self._down = False
+            metrics.RATE_LIMITS_SHARED.set(1)
         return bool(result)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._local.close()
 
 
 class Policy:

@@ -329,10 +329,29 @@ def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["target"]: m for m in service.get("volumes", [])}
 
 
-@pytest.mark.parametrize("profiles", [(), ("gpu",), ("tls",), ("gpu", "tls")], ids=str)
+@pytest.mark.parametrize("profiles", [(), ("gpu",), ("tls",), ("gpu", "tls"), ("redis",)], ids=str)
 def test_compose_config_validates(profiles: tuple[str, ...]) -> None:
     result = run_compose("config", "--quiet", env=COMPOSE_ENV, profiles=profiles)
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_redis_profile_shares_rate_limits_between_replicas() -> None:
+    """Redis starts only with its profile, and teambot uses it only when REDIS_URL says so."""
+    plain = rendered_compose()
+    assert "redis" not in plain["services"]
+    assert plain["services"]["teambot"]["environment"]["TEAMBOT_POLICY__REDIS_URL"] == ""
+    shared = rendered_compose(("redis",), REDIS_URL="redis://redis:6379/0")
+    assert "image" in shared["services"]["redis"] and "ports" not in shared["services"]["redis"]
+    env = shared["services"]["teambot"]["environment"]
+    assert env["TEAMBOT_POLICY__REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_k8s_replicas_share_rate_limits_through_redis() -> None:
+    objects = base_objects()
+    assert "redis" in by_kind(objects, "Deployment") and "redis" in by_kind(objects, "Service")
+    config_map = by_kind(objects, "ConfigMap")["teambot-config"]
+    toml = tomllib.loads(config_map["data"]["teambot.toml"])
+    assert toml["policy"]["redis_url"] == "redis://redis:6379/0"
 
 
 def test_compose_without_a_database_password_says_what_to_do() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from engine.config import PolicySettings
 from engine.messages import Outcome
@@ -34,12 +35,24 @@ async def test_redis_buckets_are_shared_between_instances() -> None:
         await two.close()
 
 
-async def test_redis_down_lets_messages_through() -> None:
+async def test_redis_down_limits_per_replica_with_a_warning_and_a_metric(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis unreachable: no error reaches the asker, the limit still holds on this replica,
+    one warning per outage, and the metrics say so."""
     buckets = RedisBuckets("redis://127.0.0.1:1/0")
+    before = REGISTRY.get_sample_value("teambot_rate_limit_fallbacks_total") or 0.0
     try:
-        assert await buckets.take("k", 1, 0.001)
+        with caplog.at_level("WARNING", logger="engine.policy"):
+            assert await buckets.take("k", 2, 0.001)
+            assert await buckets.take("k", 2, 0.001)
+            assert not await buckets.take("k", 2, 0.001)  # the per-replica bucket is empty
     finally:
         await buckets.close()
+    warnings = [r for r in caplog.records if "limiting per replica" in r.getMessage()]
+    assert len(warnings) == 1
+    assert REGISTRY.get_sample_value("teambot_rate_limit_fallbacks_total") == before + 3
+    assert REGISTRY.get_sample_value("teambot_rate_limits_shared") == 0
 
 
 def test_allowlists() -> None:

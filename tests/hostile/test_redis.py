@@ -1,5 +1,5 @@
 """The shared rate limiter's Redis stopped while questions come in: every asker is answered
-(the limiter lets messages through while Redis is away, and limits again when it is back)."""
+(while Redis is away each replica limits on its own buckets, and shares again when it is back)."""
 
 from __future__ import annotations
 
