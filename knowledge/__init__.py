@@ -147,8 +147,11 @@ class KnowledgeBase:
         SQLite file beside the embedded store, created on first use (tests, scripts). Pass
         `embedder` to share one loaded model between knowledge bases.
         """
-        catalog = await open_catalog(settings, database_url)
+        from knowledge import parsing
         from knowledge.live import LiveIndex
+
+        parsing.configure(settings.parsing)  # every parse in this process: these limits
+        catalog = await open_catalog(settings, database_url)
 
         owns = embedder is None
         model = embedder or build_embedder(settings)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from knowledge.config import SourceSettings
-from knowledge.loaders import LoadError, document_uri, list_files, load_file
+from knowledge.loaders import KINDS, LoadError, document_uri, list_files
+from knowledge.parsing import parse_bytes
 from knowledge.types import Document
 from knowledge.web import SourceError, read_sitemap, read_url
 
@@ -48,6 +50,24 @@ async def _read_directory(
     for path in files:
         uri = document_uri(path, root)
         try:
-            yield uri, await asyncio.to_thread(load_file, path, root)
+            yield uri, await _load(path, uri)
         except LoadError as exc:
             yield uri, str(exc)
+
+
+async def _load(path: Path, uri: str) -> Document:
+    """One file, parsed in the sandbox (`knowledge.parsing`)."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+        mtime = await asyncio.to_thread(lambda: path.stat().st_mtime)
+    except OSError as exc:
+        raise LoadError(exc.strerror or str(exc)) from exc
+    suffix = path.suffix.lower()
+    return await parse_bytes(
+        data,
+        KINDS[suffix],
+        uri=uri,
+        name=path.stem,
+        suffix=suffix,
+        modified_at=datetime.fromtimestamp(mtime, tz=UTC),
+    )

@@ -18,7 +18,8 @@ from urllib.robotparser import RobotFileParser
 import httpx
 
 from knowledge.config import SourceSettings
-from knowledge.loaders import LoadError, parse, selected
+from knowledge.loaders import LoadError, selected
+from knowledge.parsing import parse_bytes
 from knowledge.types import Document
 
 USER_AGENT = "teambot"
@@ -62,8 +63,8 @@ async def fetch_page(
     modified = _http_date(response.headers.get("last-modified")) or lastmod
     path = urlsplit(url).path.rstrip("/")
     name = path.rsplit("/", 1)[-1] or urlsplit(url).hostname or url
-    return await asyncio.to_thread(
-        parse, response.content, kind, uri=url, name=name, modified_at=modified, url=url
+    return await parse_bytes(
+        response.content, kind, uri=url, name=name, modified_at=modified, url=url
     )
 
 
