@@ -98,7 +98,8 @@ class KnowledgeBase:
     """The embedder, store, catalog, live index, retriever and ingestor, opened together.
 
     Nothing here blocks the event loop: the model loads on the embedding thread (on first use,
-    or at `warmup()`), chromadb and parsing run in worker threads.
+    or at `warmup()`), chromadb runs in worker threads, and documents are parsed in worker
+    processes under `settings.parsing` (`knowledge.parsing`).
     """
 
     def __init__(
