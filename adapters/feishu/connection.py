@@ -22,8 +22,10 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import lark_oapi as lark
+from lark_oapi.core.json import JSON
 from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
 from lark_oapi.ws import client as ws_module
+from lark_oapi.ws.model import Response
 
 from adapters import payload
 from adapters.feishu.convert import event_type
@@ -49,6 +51,22 @@ class _WatchedClient(lark.ws.Client):  # type: ignore[misc]  # the SDK is untype
     async def _handle_message(self, msg: bytes) -> None:
         self.last_frame = time.monotonic()
         await super()._handle_message(msg)
+
+    async def _handle_data_frame(self, frame: Any) -> None:
+        """The SDK's, but a one-part payload that is not UTF-8 is acked and dropped: the SDK's
+        own log line cannot decode it, so it would fail before any ack and be sent again."""
+        whole = all(h.value == "1" for h in frame.headers if h.key == "sum")
+        try:
+            bytes(frame.payload).decode("utf-8")
+        except UnicodeDecodeError as error:
+            if whole:
+                log.warning(
+                    "feishu long connection: an event was dropped (acknowledged): %s", error
+                )
+                frame.payload = JSON.marshal(Response(code=200)).encode("utf-8")
+                await self._write_message(frame.SerializeToString())
+                return
+        await super()._handle_data_frame(frame)
 
 
 class _Screened:

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from knowledge import KnowledgeBase, SourceSettings
+from knowledge import Embedder, KnowledgeBase, SourceSettings
 from knowledge.config import ParseLimits
 from knowledge.errors import LoadError
 from knowledge.parsing import parse_bytes
 from knowledge.sandbox import Sandbox
+from knowledge.uploads import upload
+from tests.helpers import kb_settings
 from tests.knowledge import bombs, files
 
 
@@ -137,3 +139,20 @@ async def test_a_bomb_beside_a_good_document_in_a_folder(
     assert "10,000 pages" in report.failed["handbook/huge.pdf"]
     found = await kb.retriever.retrieve("where do visitors park?")
     assert found and found[0].title == "Parking"
+
+
+async def test_an_uploaded_bomb_is_refused_and_the_other_files_indexed(
+    tmp_path: Path, embedder: Embedder, docx_bomb: bytes
+) -> None:
+    settings = kb_settings(tmp_path / "chroma").model_copy(
+        update={"uploads_dir": tmp_path / "uploads"}
+    )
+    kb = await KnowledgeBase.open(settings, embedder=embedder)
+    try:
+        good = b"# Lockers\n\nLockers open with your badge after 7 am.\n"
+        bomb, ok = await upload(kb, [("bomb.docx", docx_bomb), ("lockers.md", good)])
+        assert not bomb.ok and "would inflate to 301 MB" in bomb.message, bomb
+        assert ok.ok and ok.chunks >= 1, ok
+        assert not (tmp_path / "uploads" / "bomb.docx").exists()  # a refused file is not kept
+    finally:
+        await kb.close()
