@@ -396,9 +396,15 @@ class LLMClient:
 
     async def _list_models(self) -> list[str]:
         try:
-            return [m.id async for m in self._openai.models.list()]
+            models = [m async for m in self._openai.models.list()]
         except (openai.APIError, httpx.HTTPError) as exc:
             raise errors.api_error(self.base_url, exc) from exc
+        except (ValueError, TypeError, AttributeError) as exc:  # a body that is no model list
+            raise errors.malformed(self.base_url, "an unreadable /models answer") from exc
+        names = [getattr(m, "id", None) for m in models]
+        if not all(isinstance(name, str) for name in names):
+            raise errors.malformed(self.base_url, models)
+        return [str(name) for name in names]
 
     async def _model_name(self) -> str:
         if not self._model and self._info is not None and self._info.models:

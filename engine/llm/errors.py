@@ -119,7 +119,8 @@ def malformed(base_url: str, body: object) -> LLMUnavailable:
     sample = " ".join(str(body).split())[:120]
     return LLMUnavailable(
         f"the model server at {base_url} answered with something that is not an OpenAI chat "
-        f"completion ({sample!r}): is a proxy, a login page or another service at that address? "
+        f"completion or model list ({sample!r}): is a proxy, a login page or another service at "
+        "that address? "
         f"{fix(base_url)}"
     )
 

@@ -75,6 +75,7 @@ class Behaviour:
     # answer non-streaming chat requests with a body that is no chat completion (200 OK): a
     # proxy's HTML page, an SSE stream, JSON cut short, or JSON of another shape
     odd_reply: Literal["html", "sse", "broken_json", "wrong_json"] | None = None
+    odd_models: bool = False  # … and /v1/models too (a proxy in front of everything)
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
@@ -240,6 +241,8 @@ class FakeSGLang(ThreadedServer):
 
     async def _models(self, request: web.Request) -> web.Response:
         b = self.behaviour
+        if b.odd_models and b.odd_reply is not None:
+            return _odd(b.odd_reply)
         card: dict[str, Any] = dict(id=b.model, object="model", created=int(time.time()))
         if b.flavour == "llamacpp":
             card.update(owned_by="llamacpp", meta={"n_ctx_train": 8192, "n_ctx": b.context})

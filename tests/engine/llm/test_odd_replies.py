@@ -19,7 +19,7 @@ from tests.fakes.sglang import FakeSGLang
 from tests.helpers import make_core
 
 ODD = ["html", "sse", "broken_json", "wrong_json"]
-WORDS = "not an OpenAI chat completion"
+WORDS = "not an OpenAI chat completion or model list"
 
 
 @pytest.fixture
@@ -49,6 +49,9 @@ async def test_doctor_reports_an_odd_reply_in_words(
     fake_sglang.behave(odd_reply=odd)
     report = await client.probe()
     assert report.reachable and WORDS in report.error, report.error
+    fake_sglang.behave(odd_reply=odd, odd_models=True)  # a proxy in front of every path
+    report = await client.probe()
+    assert WORDS in report.error, report.error
 
 
 async def test_a_follow_up_is_searched_as_asked_when_the_rewrite_gets_an_odd_reply(
