@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -41,6 +42,8 @@ PRELOAD = ["knowledge.loaders", "docx", "pypdf", "openpyxl", "trafilatura"]
 
 def _serve(conn: Connection, memory_mb: int) -> None:
     """A worker's loop: call what arrives, send back ("ok", result) or (kind, reason)."""
+    # Ctrl-C reaches the whole process group: the server decides, and ends its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import resource
 
