@@ -159,7 +159,11 @@ class Sandbox:
 
     def _call(self, job: tuple[Any, ...]) -> Any:
         worker = self._take()
-        kind, value = worker.call(job, self.limits.timeout)
+        try:
+            kind, value = worker.call(job, self.limits.timeout)
+        except BaseException:  # e.g. arguments that cannot be pickled: this worker is not reused
+            self._retire(worker)
+            raise
         if kind == "ok":
             self._release(worker)
             return value
