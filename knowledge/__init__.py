@@ -103,7 +103,8 @@ class KnowledgeBase:
     """The embedder, store, catalog, live index, retriever and ingestor, opened together.
 
     Nothing here blocks the event loop: the model loads on the embedding thread (on first use,
-    or at `warmup()`), chromadb and parsing run in worker threads.
+    or at `warmup()`), chromadb runs in worker threads, and documents are parsed in worker
+    processes under `settings.parsing` (`knowledge.parsing`).
     """
 
     def __init__(
@@ -156,8 +157,11 @@ class KnowledgeBase:
         `embedder` to share one loaded model between knowledge bases; `kinds` are the source
         kinds it can read (default: the built-in ones).
         """
-        catalog = await open_catalog(settings, database_url)
+        from knowledge import parsing
         from knowledge.live import LiveIndex
+
+        parsing.configure(settings.parsing)  # every parse in this process: these limits
+        catalog = await open_catalog(settings, database_url)
 
         owns = embedder is None
         model = embedder or build_embedder(settings)

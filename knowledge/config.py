@@ -49,6 +49,34 @@ class SourceSettings(BaseModel):
         return value
 
 
+class ParseLimits(BaseModel):
+    """`[knowledge.parsing]`: what one document may cost to parse. Every file (sources, uploads,
+    attachments) is parsed in a worker process under these limits; one over them is refused
+    with the reason, and the rest of its source is indexed as usual."""
+
+    model_config = {"extra": "forbid"}
+
+    workers: int = Field(default=2, ge=1, le=32, description="parser processes kept warm")
+    timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds one parse may take")
+    memory_mb: int = Field(
+        default=1024, ge=256, le=65536, description="address space of a parser process (MB)"
+    )
+    max_inflated_mb: float = Field(
+        default=100, gt=0, le=10_000, description="a .docx/.xlsx's content once unzipped (MB)"
+    )
+    max_ratio: float = Field(
+        default=200, ge=10, le=100_000, description="how much one zip entry may inflate (×)"
+    )
+    max_entries: int = Field(default=10_000, ge=10, le=1_000_000, description="files in a zip")
+    max_pages: int = Field(default=2_000, ge=1, le=1_000_000, description="pages of a PDF")
+    max_pixels: int = Field(
+        default=50_000_000, ge=1_000_000, le=2_000_000_000, description="pixels of an image"
+    )
+    max_cells: int = Field(
+        default=1_000_000, ge=1_000, le=100_000_000, description="cells of a sheet (all sheets)"
+    )
+
+
 class KnowledgeSettings(BaseModel):
     """`[knowledge]` in teambot.toml."""
 
@@ -160,6 +188,7 @@ class KnowledgeSettings(BaseModel):
         description="where console uploads are kept (source uploads)",
     )
     upload_max_mb: float = Field(default=20, gt=0, le=100, description="largest upload per file")
+    parsing: ParseLimits = Field(default_factory=ParseLimits)
     timezone: str = Field(default="", description="zone of the cron schedules; empty = local")
     default_collection: str = Field(default="default", pattern=NAME_PATTERN)
     chat_collections: dict[str, list[str]] = Field(

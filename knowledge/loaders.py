@@ -1,8 +1,10 @@
 """Load files into `Document`s: Markdown, text, HTML, PDF, Word .docx and FAQ sheets (CSV/XLSX).
 
-Everything here is blocking IO and parsing: call it from a worker thread (`asyncio.to_thread`),
-never on the event loop. HTML and .docx become Markdown (their headings become section paths);
-PDF keeps one page per form feed; an FAQ sheet becomes one `## question` section per row.
+Everything here is blocking IO and parsing of untrusted bytes: call it through
+`knowledge.parsing.parse_bytes` (a worker process under memory and time limits), never on the
+event loop. `parse` checks what a file may cost (`knowledge.limits`) before and while parsing.
+HTML and .docx become Markdown (their headings become section paths); PDF keeps one page per
+form feed; an FAQ sheet becomes one `## question` section per row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from knowledge.chunking import markdown_title
+from knowledge.config import ParseLimits
 from knowledge.errors import LoadError
+from knowledge.limits import Cells, check_bytes, check_pages
 from knowledge.types import Document
 
 __all__ = ["KINDS", "LoadError", "decode", "document_uri", "list_files", "load_file", "parse"]
@@ -111,9 +115,12 @@ def parse(
     suffix: str = "",
     modified_at: datetime | None = None,
     url: str = "",
+    limits: ParseLimits | None = None,
 ) -> Document:
     """Parse bytes of a known kind; `name` is the fallback title. Raises `LoadError`."""
+    limits = limits or ParseLimits()
     try:
+        check_bytes(data, kind, suffix, limits)
         if kind in ("markdown", "text"):
             text = decode(data)
             title = (markdown_title(text) if kind == "markdown" else None) or name
@@ -121,18 +128,19 @@ def parse(
             text, found = html_to_markdown(decode(data))
             title, kind = found or markdown_title(text) or name, "markdown"
         elif kind == "pdf":
-            text, found = _pdf(data)
+            text, found = _pdf(data, limits)
             title = found or name
         elif kind == "docx":
             text, found = _docx(data)
             title, kind = found or markdown_title(text) or name, "markdown"
         elif kind == "faq":
-            rows = _xlsx_rows(data) if suffix == ".xlsx" else _csv_rows(decode(data))
+            cells = Cells(limits)
+            rows = _xlsx_rows(data, cells) if suffix == ".xlsx" else _csv_rows(decode(data), cells)
             text, title = faq_markdown(rows), name
         else:
             raise LoadError(f"unsupported kind {kind!r}")
-    except LoadError:
-        raise
+    except (LoadError, MemoryError):
+        raise  # the sandbox reports a MemoryError as the memory limit, in words
     except Exception as exc:  # a parser's own error (corrupt PDF, bad zip): report, don't stop
         raise LoadError(f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
     if not text.strip():
@@ -158,11 +166,30 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
     return (text or "").strip() + "\n", title
 
 
-def _pdf(data: bytes) -> tuple[str, str | None]:
+def _pdf(data: bytes, limits: ParseLimits) -> tuple[str, str | None]:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    if reader.is_encrypted:
+        try:
+            opened = reader.decrypt("")  # "encrypted" with an empty password: readable
+        except Exception as error:  # pypdf's errors, or a cipher it cannot load
+            opened = None
+            reason = f" ({error})"
+        else:
+            reason = ""
+        if not opened:
+            raise LoadError(
+                f"PDF 已加密 / this PDF is password-protected{reason}: save a copy without a "
+                "password (or print it to PDF) and add that"
+            )
+    tree = reader.root_object["/Pages"].get_object()
+    declared = tree.get("/Count", 0) if isinstance(tree, dict) else 0
+    check_pages(int(declared) if isinstance(declared, int) else 0, limits)
+    pages: list[str] = []
+    for page in reader.pages:
+        check_pages(len(pages) + 1, limits)  # the declared count may lie
+        pages.append((page.extract_text() or "").strip())
     title = reader.metadata.title if reader.metadata and reader.metadata.title else None
     return "\f".join(pages), title
 
@@ -195,22 +222,28 @@ def _docx(data: bytes) -> tuple[str, str | None]:
     return "\n".join(lines), title
 
 
-def _csv_rows(text: str) -> list[list[str]]:
+def _csv_rows(text: str, cells: Cells) -> list[list[str]]:
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], ",;\t")
     except csv.Error:
         dialect = csv.excel
-    return [row for row in csv.reader(io.StringIO(text), dialect)]
+    rows: list[list[str]] = []
+    for row in csv.reader(io.StringIO(text), dialect):
+        cells.add(len(row))
+        rows.append(row)
+    return rows
 
 
-def _xlsx_rows(data: bytes) -> list[list[str]]:
+def _xlsx_rows(data: bytes, cells: Cells) -> list[list[str]]:
     from openpyxl import load_workbook
 
     book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         rows: list[list[str]] = []
         for sheet in book.worksheets:
+            cells.declared(sheet.max_row, sheet.max_column)
             for values in sheet.iter_rows(values_only=True):
+                cells.add(len(values))
                 rows.append(["" if v is None else str(v) for v in values])
         return rows
     finally:

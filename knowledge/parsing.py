@@ -1,16 +1,58 @@
-"""Parse untrusted bytes into a `Document`, off the event loop: the one entry point every source
-kind, the console's uploads and attachments use, so that limits on what a file may cost apply
-to all of them at once."""
+"""Parse untrusted bytes into a `Document`, off the event loop and out of the server's process:
+the one entry point every source kind, the console's uploads and attachments use, so that the
+limits on what a file may cost (`[knowledge.parsing]`, `knowledge.config.ParseLimits`) apply to
+all of them at once.
+
+A parse runs in a warm worker process (`knowledge.sandbox`) with a memory limit and a timeout,
+after the checks of `knowledge.limits` (type against label, zip sizes and ratios, pages,
+pixels, cells). One sandbox serves the process; `configure` sets its limits (the knowledge
+base does, from its settings) and `close` stops its workers.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from datetime import datetime
 
+from knowledge.config import ParseLimits
 from knowledge.loaders import parse
+from knowledge.sandbox import Sandbox
 from knowledge.types import Document
 
-__all__ = ["parse_bytes"]
+__all__ = ["close", "configure", "parse_bytes", "sandbox"]
+
+_lock = threading.Lock()
+_sandbox: Sandbox | None = None
+
+
+def configure(limits: ParseLimits) -> Sandbox:
+    """Use `limits` from now on; workers under other limits are stopped (calls in flight on
+    them finish or fail as they would have)."""
+    global _sandbox
+    with _lock:
+        old = _sandbox
+        if old is not None and old.limits == limits:
+            return old
+        _sandbox = Sandbox(limits)
+    if old is not None:
+        old.close()
+    return _sandbox
+
+
+def sandbox() -> Sandbox:
+    """The process's sandbox (default limits until `configure` is called)."""
+    with _lock:
+        current = _sandbox
+    return current if current is not None else configure(ParseLimits())
+
+
+def close() -> None:
+    """Stop the workers (they start again on the next parse)."""
+    global _sandbox
+    with _lock:
+        old, _sandbox = _sandbox, None
+    if old is not None:
+        old.close()
 
 
 async def parse_bytes(
@@ -23,7 +65,17 @@ async def parse_bytes(
     modified_at: datetime | None = None,
     url: str = "",
 ) -> Document:
-    """`knowledge.loaders.parse` in a worker; raises `LoadError` with the reason."""
-    return await asyncio.to_thread(
-        parse, data, kind, uri=uri, name=name, suffix=suffix, modified_at=modified_at, url=url
+    """`knowledge.loaders.parse` in a worker process under the limits; raises `LoadError`
+    with the reason (what was refused and which setting allows more)."""
+    box = sandbox()
+    return await box.run(
+        parse,
+        data,
+        kind,
+        uri=uri,
+        name=name,
+        suffix=suffix,
+        modified_at=modified_at,
+        url=url,
+        limits=box.limits,
     )

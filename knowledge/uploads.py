@@ -18,7 +18,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from knowledge.config import SourceSettings
-from knowledge.loaders import KINDS, LoadError, document_uri, parse
+from knowledge.errors import LoadError
+from knowledge.loaders import KINDS, document_uri
+from knowledge.parsing import parse_bytes
 from knowledge.registry import UPLOADS_SOURCE
 from knowledge.types import Document
 
@@ -57,8 +59,9 @@ def clean_name(name: str) -> str:
     return "" if not base or base.startswith(".") else base[:200]
 
 
-def check(name: str, data: bytes, root: Path, max_bytes: int) -> Document:
-    """The parsed document, or LoadError with a message for the operator (blocking)."""
+async def check(name: str, data: bytes, root: Path, max_bytes: int) -> Document:
+    """The parsed document (in the parser sandbox), or LoadError with a message for the
+    operator."""
     suffix = Path(name).suffix.lower()
     if suffix not in KINDS:
         raise LoadError(
@@ -70,7 +73,7 @@ def check(name: str, data: bytes, root: Path, max_bytes: int) -> Document:
             "(knowledge.upload_max_mb)"
         )
     try:
-        document = parse(
+        document = await parse_bytes(
             data,
             KINDS[suffix],
             uri=document_uri(root / name, root),
@@ -98,7 +101,7 @@ async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[Uplo
             results[index] = UploadResult(raw or "?", False, "文件名无效 / unusable file name")
             continue
         try:
-            document = await asyncio.to_thread(check, name, data, root, limit)
+            document = await check(name, data, root, limit)
         except LoadError as error:
             results[index] = UploadResult(name, False, str(error))
             continue

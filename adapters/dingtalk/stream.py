@@ -17,11 +17,13 @@ from urllib.parse import quote_plus
 
 import requests as _requests
 import websockets
-from dingtalk_stream import Credential, DingTalkStreamClient
+from dingtalk_stream import AckMessage, Credential, DingTalkStreamClient
 from dingtalk_stream import card_replier as _sdk_card_replier
 from dingtalk_stream import chatbot as _sdk_chatbot
 from dingtalk_stream import stream as _sdk_stream
 from dingtalk_stream import utils as _sdk_utils
+
+from adapters import payload
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +111,27 @@ class StreamConnection(DingTalkStreamClient):  # type: ignore[misc]  # the SDK i
         self.pre_start()
         delay = self.backoff_initial
         while not self._stopping:
-            point_sdk_at(self.endpoint)
-            connection = await self.open()
-            if self._stopping:
-                break
-            if not connection or "endpoint" not in connection:
-                self.last_error = f"open connection failed at {self.OPEN_CONNECTION_API}"
-                log.warning("DingTalk Stream: %s; retrying in %.1f s", self.last_error, delay)
-            else:
-                delay = await self._read(connection, delay)
+            try:
+                delay = await self._connect_once(delay)
+            except Exception as error:  # whatever it was, the loop goes on: reconnect later
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("DingTalk Stream: connection failed (%s)", self.last_error)
             if self._stopping:
                 break
             await self._sleep(delay)
             delay = min(delay * 2, self.backoff_max)
+
+    async def _connect_once(self, delay: float) -> float:
+        """Open one connection and read it until it ends; returns the backoff to use next."""
+        point_sdk_at(self.endpoint)
+        connection = await self.open()
+        if self._stopping:
+            return delay
+        if not connection or "endpoint" not in connection:
+            self.last_error = f"open connection failed at {self.OPEN_CONNECTION_API}"
+            log.warning("DingTalk Stream: %s; retrying in %.1f s", self.last_error, delay)
+            return delay
+        return await self._read(connection, delay)
 
     async def _read(self, connection: dict[str, Any], delay: float) -> float:
         """Read one connection until it ends; returns the backoff to use next."""
@@ -139,10 +149,13 @@ class StreamConnection(DingTalkStreamClient):  # type: ignore[misc]  # the SDK i
                 watchdog = asyncio.create_task(self._watch(websocket))
                 async for raw in websocket:
                     self.last_frame = time.monotonic()
-                    self._frame(raw)
+                    await self._frame(raw)
         except (OSError, websockets.exceptions.WebSocketException, ValueError) as error:
             self.last_error = f"{type(error).__name__}: {error}"
             log.warning("DingTalk Stream connection lost: %s", self.last_error)
+        except Exception as error:  # a bug of ours or the SDK's: logged whole, then reconnect
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.exception("DingTalk Stream connection ended by an error: %s", self.last_error)
         finally:
             self.connected = False
             self.ready.clear()
@@ -150,16 +163,40 @@ class StreamConnection(DingTalkStreamClient):  # type: ignore[misc]  # the SDK i
                 watchdog.cancel()
         return delay
 
-    def _frame(self, raw: str | bytes) -> None:
-        """One frame off the socket; one the gateway garbled is logged, not fatal."""
+    async def _frame(self, raw: str | bytes) -> None:
+        """One frame off the socket, read within limits (`adapters.payload`): one that is
+        garbled, too large or nested too deep is logged and skipped (acked when it has an id),
+        never fatal to the connection."""
         try:
-            frame = json.loads(raw)
-            if not isinstance(frame, dict):
-                raise ValueError(f"a JSON {type(frame).__name__}, not an object")
-        except ValueError as error:  # UnicodeDecodeError is a ValueError too
-            log.warning("DingTalk Stream: a frame that is not a JSON object was skipped: %s", error)
+            frame = payload.loads(raw, what="frame")
+        except payload.PayloadError as error:
+            log.warning("DingTalk Stream: a frame was skipped: %s", error)
             return
+        if not isinstance(frame, dict):
+            log.warning("DingTalk Stream: a frame was skipped: a JSON %s", type(frame).__name__)
+            return
+        data = frame.get("data")
+        if isinstance(data, str) and data:
+            try:
+                payload.loads(data, what="frame data")
+            except payload.PayloadError as error:
+                log.warning("DingTalk Stream: a frame was acknowledged and dropped: %s", error)
+                await self._ack_dropped(frame, str(error))
+                return
         self._spawn(frame)
+
+    async def _ack_dropped(self, frame: dict[str, Any], why: str) -> None:
+        """Ack a frame that will not be handled, so the gateway does not send it again."""
+        headers = frame.get("headers")
+        message_id = headers.get("messageId") if isinstance(headers, dict) else None
+        if not isinstance(message_id, str) or self.websocket is None:
+            return
+        ack = AckMessage()
+        ack.headers.message_id = message_id
+        ack.headers.content_type = "application/json"
+        ack.message = f"dropped: {why}"[:200]
+        ack.data = {"response": None}
+        await self.websocket.send(json.dumps(ack.to_dict()))
 
     async def open(self) -> dict[str, Any] | None:
         """The SDK's `open_connection` in a thread, bounded even if the thread itself hangs."""

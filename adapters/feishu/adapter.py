@@ -8,7 +8,6 @@ service loop (call_soon_threadsafe) and return, so the ack goes out at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -30,11 +29,12 @@ from lark_oapi.event.callback.model.p2_card_action_trigger import (
 )
 from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
 
+from adapters import payload
 from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
-from adapters.feishu.convert import Click, ReplyTarget, click, received
+from adapters.feishu.convert import Click, ReplyTarget, click, event_type, received
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
@@ -138,7 +138,7 @@ class FeishuAdapter:
                 self._settings.app_secret.get_secret_value() if self._settings.app_secret else ""
             )
             self._connection = LongConnection(
-                self._settings.app_id, secret, self._settings.domain, self.dispatcher
+                self._settings.app_id, secret, self._settings.domain, self.dispatcher, HANDLED
             )
             await self._connection.start(wait=15.0)
             self._watchdog = asyncio.create_task(self._watch())
@@ -295,18 +295,22 @@ class FeishuAdapter:
     async def _webhook(self, request: Request) -> Response:
         body = await request.body()
         try:
-            envelope = json.loads(body)
-            if not isinstance(envelope, dict):
-                raise ValueError("not an object")
-        except ValueError:
+            envelope = payload.loads(body)
+        except payload.PayloadError as error:
+            return _refuse(400, str(error), request)
+        if not isinstance(envelope, dict):
             return _refuse(400, "body is not a JSON object", request)
         if "encrypt" in envelope:
             if not self._encrypt_key:
                 return _refuse(400, "encrypted event but no encrypt_key is configured", request)
             try:
-                plain = json.loads(AESCipher(self._encrypt_key).decrypt_str(envelope["encrypt"]))
-            except Exception:
+                decrypted = AESCipher(self._encrypt_key).decrypt_str(str(envelope["encrypt"]))
+            except Exception:  # the cipher's errors for a wrong key or a garbled text vary
                 return _refuse(400, "event could not be decrypted (wrong encrypt_key?)", request)
+            try:
+                plain = payload.loads(decrypted, what="decrypted event")
+            except payload.PayloadError as error:
+                return _refuse(400, str(error), request)
         elif self._encrypt_key:
             return _refuse(400, "unencrypted event while an encrypt_key is configured", request)
         else:
@@ -336,7 +340,7 @@ class FeishuAdapter:
                 return _refuse(401, stale, request)
         if not self._accepting:
             return JSONResponse({"msg": "starting or stopping"}, status_code=503)
-        kind = _event_type(plain)
+        kind = event_type(plain)
         if kind not in HANDLED:
             # acknowledged, or Feishu would redeliver an event this bot never handles forever
             log.info("feishu webhook: event type %r is not handled here; acknowledged", kind)
@@ -420,17 +424,6 @@ def _stale(stamp: str, now: float) -> str:
     if not abs(now - sent) <= REQUEST_WINDOW:  # also catches nan
         return f"request timestamp is more than {REQUEST_WINDOW} s away from now (a replay?)"
     return ""
-
-
-def _event_type(plain: dict[str, Any]) -> str:
-    """The event's type: the 2.0 schema's header.event_type, or the 1.0 event.type."""
-    header = plain.get("header")
-    if isinstance(header, dict) and header.get("event_type"):
-        return str(header["event_type"])
-    event = plain.get("event")
-    if isinstance(event, dict) and event.get("type"):
-        return str(event["type"])
-    return str(plain.get("type") or "")
 
 
 def _refuse(status: int, why: str, request: Request) -> Response:

@@ -5,6 +5,11 @@
 module variable at it, builds the client there (its cache schedules a task on the current
 loop) and runs start(). Stopping turns auto-reconnect off, closes the socket on that loop,
 stops the loop and joins the thread. One long connection per process (the loop is global).
+
+The SDK acks an event its dispatcher raises on with a 500, which the platform may redeliver:
+`_Screened` stands in for the dispatcher and acks (200) what it will not handle, with the
+reason logged — a payload over the limits (`adapters.payload`), an event type this bot does not
+handle, or one the SDK cannot read.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import lark_oapi as lark
+from lark_oapi.core.json import JSON
 from lark_oapi.event.dispatcher_handler import EventDispatcherHandler
 from lark_oapi.ws import client as ws_module
+from lark_oapi.ws.model import Response
+
+from adapters import payload
+from adapters.feishu.convert import event_type
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +52,65 @@ class _WatchedClient(lark.ws.Client):  # type: ignore[misc]  # the SDK is untype
         self.last_frame = time.monotonic()
         await super()._handle_message(msg)
 
+    async def _handle_data_frame(self, frame: Any) -> None:
+        """The SDK's, but a one-part payload that is not UTF-8 is acked and dropped: the SDK's
+        own log line cannot decode it, so it would fail before any ack and be sent again."""
+        whole = all(h.value == "1" for h in frame.headers if h.key == "sum")
+        try:
+            bytes(frame.payload).decode("utf-8")
+        except UnicodeDecodeError as error:
+            if whole:
+                log.warning(
+                    "feishu long connection: an event was dropped (acknowledged): %s", error
+                )
+                frame.payload = JSON.marshal(Response(code=200)).encode("utf-8")
+                await self._write_message(frame.SerializeToString())
+                return
+        await super()._handle_data_frame(frame)
+
+
+class _Screened:
+    """What the SDK's long connection calls for each event, in place of the dispatcher: only
+    events this bot handles reach it, and nothing it raises becomes a 500 ack."""
+
+    def __init__(self, dispatcher: EventDispatcherHandler, handled: Collection[str]) -> None:
+        self._dispatcher, self._handled = dispatcher, frozenset(handled)
+
+    def _do_without_validation(self, body: bytes) -> Any:
+        try:
+            plain = payload.loads(body, what="event")
+        except payload.PayloadError as error:
+            log.warning("feishu long connection: an event was dropped (acknowledged): %s", error)
+            return None
+        kind = event_type(plain) if isinstance(plain, dict) else ""
+        if kind not in self._handled:
+            log.info("feishu long connection: event type %r is not handled; acknowledged", kind)
+            return None
+        try:
+            return self._dispatcher._do_without_validation(body)
+        except Exception as error:  # the SDK's errors for an event it cannot read vary
+            log.warning(
+                "feishu long connection: a %s event could not be read (%s); acknowledged",
+                kind,
+                error,
+            )
+            return None
+
 
 class LongConnection:
     """Start, watch and stop one `lark.ws.Client` from the service's event loop."""
 
     def __init__(
-        self, app_id: str, app_secret: str, domain: str, dispatcher: EventDispatcherHandler
+        self,
+        app_id: str,
+        app_secret: str,
+        domain: str,
+        dispatcher: EventDispatcherHandler,
+        handled: Collection[str],
     ) -> None:
         self._args = (app_id, app_secret)
         self._domain = domain
-        self._dispatcher = dispatcher
+        self._dispatcher = _Screened(dispatcher, handled)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: _WatchedClient | None = None

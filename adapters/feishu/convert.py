@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
+from adapters import payload
 from adapters.markdown import to_feishu
 from engine import clean
 from engine.escalation import trigger_labels
@@ -30,6 +32,8 @@ from engine.messages import (
     Sender,
     ThreadKey,
 )
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
 ANSWER_ELEMENT = "answer"
@@ -120,13 +124,27 @@ def received(
     )
 
 
+def event_type(plain: Mapping[str, Any]) -> str:
+    """The event's type: the 2.0 schema's header.event_type, or the 1.0 event.type."""
+    header = plain.get("header")
+    if isinstance(header, dict) and header.get("event_type"):
+        return str(header["event_type"])
+    event = plain.get("event")
+    if isinstance(event, dict) and event.get("type"):
+        return str(event["type"])
+    return str(plain.get("type") or "")
+
+
 def message_text(
     message_type: str, content: str, names: Mapping[str, str]
 ) -> tuple[str, tuple[Attachment, ...]]:
     """Plain text of a `text` or `post` message; other types become attachments."""
     try:
-        body = json.loads(content) if content else {}
-    except ValueError:
+        body = payload.loads(content, what="message content") if content else {}
+    except payload.PayloadError as error:
+        if "not JSON" not in str(error):  # over a limit: say so rather than drop it quietly
+            log.warning("feishu: a %s message could not be read: %s", message_type, error)
+            return "", (Attachment(kind="other", name="unreadable message"),)
         body = {}
     if not isinstance(body, dict):
         body = {}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from adapters import payload
 from adapters.markdown import to_mrkdwn
 from engine import clean
 from engine.escalation import trigger_labels
@@ -73,16 +74,16 @@ def malformed_request(headers: Mapping[str, str], body: bytes) -> str:
         return "X-Slack-Request-Timestamp is not a number"
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
-        payload = parse_qs(text).get("payload")
-        if payload is None:
+        form = parse_qs(text).get("payload")
+        if form is None:
             return ""
-        text = payload[0]
+        text = form[0]
     elif kind != "application/json":
         return ""
     try:
-        parsed = json.loads(text)
-    except ValueError:
-        return "body is not JSON"
+        parsed = payload.loads(text, what="payload" if kind != "application/json" else "body")
+    except payload.PayloadError as error:
+        return str(error)
     if not isinstance(parsed, dict):
         return "body is not a JSON object"
     for name in ("event", "user", "team", "channel", "container", "view", "message"):
@@ -276,7 +277,8 @@ def button_value(turn_id: int, place: Where) -> str:
 
 
 def parse_button_value(value: str, channel: str) -> tuple[int, Where]:
-    data = json.loads(value)
+    """The turn and place a button carries; `ValueError` (or KeyError) when it is not ours."""
+    data = payload.loads(value, max_bytes=2000, max_depth=2, what="button value")
     place = Where(str(data["tenant"]), channel, str(data["thread"]), data.get("reply"))
     return int(data["turn"]), place
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -331,9 +332,18 @@ class LLMClient:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.first_token_timeout):
-                result = await self._openai.chat.completions.create(
-                    model=model, max_tokens=64, messages=[{"role": "user", "content": "Say OK."}]
+                result = self._checked(
+                    await self._openai.chat.completions.create(
+                        model=model,
+                        max_tokens=64,
+                        messages=[{"role": "user", "content": "Say OK."}],
+                    )
                 )
+        except LLMUnavailable as exc:
+            return replace(report, error=f"a test chat request failed: {exc}")
+        except ValueError as exc:  # a body that is not JSON
+            malformed = errors.malformed(self.base_url, exc)
+            return replace(report, error=f"a test chat request failed: {malformed}")
         except (TimeoutError, openai.APIError, httpx.HTTPError) as exc:
             return replace(report, error=f"a test chat request failed: {exc!r}")
         message = result.choices[0].message if result.choices else None
@@ -344,6 +354,18 @@ class LLMClient:
         return replace(report, reasoning_separated=separated, latency=time.monotonic() - started)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _checked(self, result: object) -> ChatCompletion:
+        """`result` if it is a chat completion with messages; the openai SDK hands back a 200's
+        HTML or SSE body as a str, and JSON of another shape as a hollow model."""
+        choices = getattr(result, "choices", None)
+        if (
+            isinstance(result, ChatCompletion)
+            and isinstance(choices, list)
+            and all(isinstance(getattr(c, "message", None), ChatCompletionMessage) for c in choices)
+        ):
+            return result
+        raise errors.malformed(self.base_url, result)
 
     def _admit(self) -> bool:
         if not self.settings.enabled:
@@ -374,9 +396,15 @@ class LLMClient:
 
     async def _list_models(self) -> list[str]:
         try:
-            return [m.id async for m in self._openai.models.list()]
+            models = [m async for m in self._openai.models.list()]
         except (openai.APIError, httpx.HTTPError) as exc:
             raise errors.api_error(self.base_url, exc) from exc
+        except (ValueError, TypeError, AttributeError) as exc:  # a body that is no model list
+            raise errors.malformed(self.base_url, "an unreadable /models answer") from exc
+        names = [getattr(m, "id", None) for m in models]
+        if not all(isinstance(name, str) for name in names):
+            raise errors.malformed(self.base_url, models)
+        return [str(name) for name in names]
 
     async def _model_name(self) -> str:
         if not self._model and self._info is not None and self._info.models:
@@ -441,7 +469,9 @@ class LLMClient:
                     "temperature": 0.0,
                     "max_tokens": max_tokens,
                 }
-                result = await self._openai.chat.completions.create(stream=False, **body)
+                result = self._checked(
+                    await self._openai.chat.completions.create(stream=False, **body)
+                )
         except TimeoutError:
             which = "first_token_timeout"
             raise LLMTimeout(
@@ -449,6 +479,8 @@ class LLMClient:
             ) from None
         except (openai.APIError, httpx.HTTPError) as exc:
             raise errors.api_error(self.base_url, exc) from exc
+        except ValueError as exc:  # a body that is not JSON
+            raise errors.malformed(self.base_url, exc) from exc
         calls = result.choices[0].message.tool_calls if result.choices else None
         functions = [getattr(call, "function", None) for call in calls or ()]
         return [ToolCall(str(f.name), f.arguments or "") for f in functions if f is not None]
@@ -458,12 +490,16 @@ class LLMClient:
     ) -> tuple[str, str, Usage]:
         try:
             model = await self._model_name()
-            result = await self._openai.chat.completions.create(
-                model=model, stream=False, **self._request(messages, max_tokens)
+            result = self._checked(
+                await self._openai.chat.completions.create(
+                    model=model, stream=False, **self._request(messages, max_tokens)
+                )
             )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise errors.api_error(self.base_url, exc) from exc
-        usage = _usage(result.usage) if result.usage else Usage()
+        except ValueError as exc:  # a body that is not JSON
+            raise errors.malformed(self.base_url, exc) from exc
+        usage = _usage(result.usage) if isinstance(result.usage, CompletionUsage) else Usage()
         choice = result.choices[0] if result.choices else None
         finish = choice.finish_reason if choice else None
         reasoning = _reasoning_of(choice.message) if choice else None

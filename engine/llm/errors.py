@@ -113,6 +113,18 @@ def empty_message(base_url: str, finish: str | None, max_tokens: int) -> str:
     return f"the model at {base_url} returned an empty answer (finish_reason={finish})."
 
 
+def malformed(base_url: str, body: object) -> LLMUnavailable:
+    """A 200 whose body is no chat completion (a proxy's HTML page, an SSE stream, JSON cut short
+    or of another shape): treated like a server that is not there."""
+    sample = " ".join(str(body).split())[:120]
+    return LLMUnavailable(
+        f"the model server at {base_url} answered with something that is not an OpenAI chat "
+        f"completion or model list ({sample!r}): is a proxy, a login page or another service at "
+        "that address? "
+        f"{fix(base_url)}"
+    )
+
+
 def api_error(base_url: str, exc: Exception) -> LLMError:
     """An openai or httpx exception as the LLMError it means."""
     if isinstance(exc, openai.APIStatusError):

@@ -121,8 +121,9 @@ class FakeFeishu(ThreadedServer):
         with self._lock:
             self._failures.append(_Failure(method, re.compile(pattern), code, times))
 
-    def push_event(self, payload: dict[str, Any]) -> str:
-        """Send `payload` as an event data frame on the newest socket; returns the frame id."""
+    def push_event(self, payload: dict[str, Any] | bytes) -> str:
+        """Send `payload` (JSON-encoded unless bytes already) as an event data frame on the
+        newest socket; returns the frame id."""
         frame_id = uuid.uuid4().hex
         frame = Frame()
         frame.SeqID, frame.LogID, frame.service, frame.method = 1, 1, 1, 1
@@ -135,7 +136,7 @@ class FakeFeishu(ThreadedServer):
         ):
             header = frame.headers.add()
             header.key, header.value = key, value
-        frame.payload = json.dumps(payload).encode()
+        frame.payload = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.wait_for(lambda: bool(self._sockets), 5)
         with self._lock:
             socket = self._sockets[-1]

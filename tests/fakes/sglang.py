@@ -72,6 +72,10 @@ class Behaviour:
     report_context: bool = True  # False: the context size is in no answer (only in a refusal)
     error_after_tokens: int | None = None  # send an error chunk after N content chunks
     error_message: str = "Context size has been exceeded."
+    # answer non-streaming chat requests with a body that is no chat completion (200 OK): a
+    # proxy's HTML page, an SSE stream, JSON cut short, or JSON of another shape
+    odd_reply: Literal["html", "sse", "broken_json", "wrong_json"] | None = None
+    odd_models: bool = False  # … and /v1/models too (a proxy in front of everything)
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
@@ -97,6 +101,19 @@ def default_answer(messages: list[dict[str, Any]]) -> str:
     if any(g in str(m.get("content") or "") for m in messages for g in given):
         text += " The knowledge base answers it [1]."
     return text
+
+
+def _odd(kind: str) -> web.Response:
+    """A 200 whose body is not a chat completion."""
+    if kind == "html":
+        page = "<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+        return web.Response(text=page, content_type="text/html")
+    if kind == "sse":
+        event = 'data: {"choices": [{"delta": {"content": "OK"}}]}\n\ndata: [DONE]\n\n'
+        return web.Response(text=event, content_type="text/event-stream")
+    if kind == "broken_json":
+        return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
+    return web.json_response({"status": "ok", "result": ["not", "a", "completion"]})
 
 
 def _choice(**fields: Any) -> dict[str, Any]:
@@ -224,6 +241,8 @@ class FakeSGLang(ThreadedServer):
 
     async def _models(self, request: web.Request) -> web.Response:
         b = self.behaviour
+        if b.odd_models and b.odd_reply is not None:
+            return _odd(b.odd_reply)
         card: dict[str, Any] = dict(id=b.model, object="model", created=int(time.time()))
         if b.flavour == "llamacpp":
             card.update(owned_by="llamacpp", meta={"n_ctx_train": 8192, "n_ctx": b.context})
@@ -352,6 +371,8 @@ class FakeSGLang(ThreadedServer):
             )
             error.update(type="InternalServerError", code=status)
             return web.json_response(error, status=status)
+        if b.odd_reply is not None and not body.get("stream"):
+            return _odd(b.odd_reply)
         answer = b.answer if b.answer is not None else default_answer(body.get("messages", []))
         mode = b.reasoning
         if mode == "separate" and body.get("separate_reasoning") is False:
