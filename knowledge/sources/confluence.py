@@ -171,7 +171,11 @@ class ConfluenceReader:
                     version=str(item.get("version", {}).get("number", "")),
                     modified_at=_when(item.get("version", {}).get("when")),
                     audience=audience,
-                    meta={"type": "attachment", "download": links.get("download", ""), "name": name},
+                    meta={
+                        "type": "attachment",
+                        "download": links.get("download", ""),
+                        "name": name,
+                    },
                 )
             following = body.get("_links", {}).get("next")
             url = f"{self._base}{following}" if following else None
@@ -184,7 +188,7 @@ class ConfluenceReader:
             response.content,
             KINDS[suffix],
             uri=ref.uri,
-            name=PurePosixPath(ref.meta["name"]).stem,
+            name=ref.title,
             suffix=suffix,
             modified_at=ref.modified_at,
             url=ref.url,

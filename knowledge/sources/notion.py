@@ -35,7 +35,6 @@ from knowledge.types import Document
 
 __all__ = ["NOTION", "NotionOptions", "NotionReader"]
 
-log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 RETRIES = 5
 # Blocks that may hold sub-pages or child databases inside them (walked while listing).
@@ -76,7 +75,8 @@ class NotionReader:
                     auth=token,
                     base_url=self._options.api_url.rstrip("/"),
                     timeout_ms=int(self._source.timeout * 1000),
-                    logger=log,
+                    logger=logging.getLogger(f"{__name__}.api"),
+                    log_level=logging.ERROR,  # its failures reach the operator as ours, in words
                     retry=RetryOptions(max_retries=RETRIES, initial_retry_delay_ms=500),
                 )
             )
@@ -213,7 +213,7 @@ class NotionReader:
             raise
 
     def _explain(self, exc: Any, object_id: str) -> str:
-        code, env = str(exc.code), self._options.token_env
+        code, env = str(getattr(exc.code, "value", exc.code)), self._options.token_env
         if code == "unauthorized":
             return (
                 f"Notion refused the token in {env} (401): copy the integration's Internal "

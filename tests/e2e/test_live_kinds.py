@@ -75,8 +75,15 @@ def test_a_git_repository(served: Served) -> None:
     )
     out = ok(
         served.teambot(
-            "sources", "add", "docs", "git", str(repo.root),
-            "--set", "branch=main", "--set", 'paths=["docs/**"]',
+            "sources",
+            "add",
+            "docs",
+            "git",
+            str(repo.root),
+            "--set",
+            "branch=main",
+            "--set",
+            'paths=["docs/**"]',
         )
     )
     assert "2 added" in out, out
@@ -103,14 +110,23 @@ def test_a_git_repository(served: Served) -> None:
 def test_a_confluence_space(served: Served, fakes: tuple[FakeConfluence, FakeNotion]) -> None:
     site, _ = fakes
     site.pages = {
-        "201": Page("Canteen", "<h2>Lunch</h2><p>The canteen serves lunch from 11:30 to 13:30.</p>"),
+        "201": Page(
+            "Canteen", "<h2>Lunch</h2><p>The canteen serves lunch from 11:30 to 13:30.</p>"
+        ),
         "202": Page("Parking", "<h2>Visitors</h2><p>Visitors park in garage P2.</p>"),
         "203": Page("Printer", "<p>The third-floor printer is named Kestrel.</p>"),
     }
     out = ok(
         served.teambot(
-            "sources", "add", "wiki", "confluence", f"{site.base_url}/spaces/ENG/overview",
-            "--set", f"base_url={site.base_url}", "--set", f"email={EMAIL}",
+            "sources",
+            "add",
+            "wiki",
+            "confluence",
+            f"{site.base_url}/spaces/ENG/overview",
+            "--set",
+            f"base_url={site.base_url}",
+            "--set",
+            f"email={EMAIL}",
         )
     )
     assert "3 added" in out, out
@@ -132,11 +148,20 @@ def test_a_confluence_space(served: Served, fakes: tuple[FakeConfluence, FakeNot
 
 def test_a_notion_page_tree(served: Served, fakes: tuple[FakeConfluence, FakeNotion]) -> None:
     _, notion = fakes
-    root, canteen, parking = (f"{n}" * 8 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 12 for n in "abc")
+    root, canteen, parking = (
+        f"{n}" * 8 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 12
+        for n in "abc"
+    )
     notion.pages = {
         root: NotionPage("Office", [block("paragraph", "The office handbook.")]),
-        canteen: NotionPage("Canteen", [block("paragraph", "The canteen serves lunch from 11:30 to 13:30.")], parent=root),
-        parking: NotionPage("Parking", [block("paragraph", "Visitors park in garage P2.")], parent=root),
+        canteen: NotionPage(
+            "Canteen",
+            [block("paragraph", "The canteen serves lunch from 11:30 to 13:30.")],
+            parent=root,
+        ),
+        parking: NotionPage(
+            "Parking", [block("paragraph", "Visitors park in garage P2.")], parent=root
+        ),
     }
     link = f"https://www.notion.so/acme/Office-{root.replace('-', '')}"
     out = ok(
@@ -146,8 +171,10 @@ def test_a_notion_page_tree(served: Served, fakes: tuple[FakeConfluence, FakeNot
     served.within(5, CANTEEN, lambda c: any("Canteen" in x["location"] for x in c))
 
     notion.pages[canteen] = NotionPage(
-        "Canteen", [block("paragraph", "The canteen serves lunch from 11:00 to 14:00.")],
-        "2026-12-06T08:00:00.000Z", root,
+        "Canteen",
+        [block("paragraph", "The canteen serves lunch from 11:00 to 14:00.")],
+        "2026-12-06T08:00:00.000Z",
+        root,
     )
     out = ok(served.teambot("refresh", "notion"))
     assert "1 changed, 0 removed, 2 unchanged" in out, out

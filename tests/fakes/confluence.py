@@ -88,9 +88,7 @@ class FakeConfluence:
     def reads(self) -> list[str]:
         """Ids of pages whose body was fetched, in order."""
         return [
-            urlsplit(p).path.rsplit("/", 1)[-1]
-            for p in self.requests
-            if "expand=body.storage" in p
+            urlsplit(p).path.rsplit("/", 1)[-1] for p in self.requests if "expand=body.storage" in p
         ]
 
     def _authorized(self, header: str) -> bool:
@@ -130,7 +128,10 @@ class FakeConfluence:
             return self.listing_status, {"message": "listing refused"}
         if query.get("spaceKey") != self.space:
             return 200, {"results": [], "size": 0, "_links": {"base": self.base_url}}
-        start, limit = int(query.get("start", "0")), min(int(query.get("limit", "25")), self.page_size)
+        start, limit = (
+            int(query.get("start", "0")),
+            min(int(query.get("limit", "25")), self.page_size),
+        )
         visible = sorted(self.pages)
         window = visible[start : start + limit]
         links: dict[str, str] = {"base": self.base_url, "context": "/wiki"}
@@ -151,12 +152,21 @@ class FakeConfluence:
                 "read": {
                     "operation": "read",
                     "restrictions": {
-                        "user": {"results": [{"accountId": u} for u in page.users], "size": len(page.users)},
-                        "group": {"results": [{"name": g} for g in page.groups], "size": len(page.groups)},
+                        "user": {
+                            "results": [{"accountId": u} for u in page.users],
+                            "size": len(page.users),
+                        },
+                        "group": {
+                            "results": [{"name": g} for g in page.groups],
+                            "size": len(page.groups),
+                        },
                     },
                 }
             },
-            "_links": {"webui": f"/spaces/{self.space}/pages/{page_id}", "self": f"{self.base_url}/rest/api/content/{page_id}"},
+            "_links": {
+                "webui": f"/spaces/{self.space}/pages/{page_id}",
+                "self": f"{self.base_url}/rest/api/content/{page_id}",
+            },
         }
 
     def _attachments(self, page_id: str, page: Page) -> dict[str, Any]:

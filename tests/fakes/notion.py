@@ -19,7 +19,9 @@ def rich(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": {"content": text}, "plain_text": text, "annotations": {}}]
 
 
-def block(kind: str, text: str = "", children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def block(
+    kind: str, text: str = "", children: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A block as the test writes it; the fake gives it an id."""
     return {"type": kind, kind: {"rich_text": rich(text)}, "children": children or []}
 
@@ -107,8 +109,10 @@ class FakeNotion:
         path = parts.path.removeprefix("/v1/").split("/")
         object_id = path[1] if len(path) > 1 else ""
         if self._hidden(object_id) or (
-            object_id not in self.pages and object_id not in self.databases
-            and not object_id.startswith("ds-") and not object_id.startswith("b-")
+            object_id not in self.pages
+            and object_id not in self.databases
+            and not object_id.startswith("ds-")
+            and not object_id.startswith("b-")
         ):
             kind = "database" if path[0] in ("databases", "data_sources") else "block"
             return _error(
@@ -133,10 +137,15 @@ class FakeNotion:
         if path[0] == "data_sources" and path[2:] == ["query"] and method == "POST":
             database = object_id.removeprefix("ds-")
             rows = [self._page(i) for i, p in self.pages.items() if p.parent == database]
-            return 200, self._window(rows, body.get("start_cursor"), body.get("page_size"), "page_or_data_source")
+            return 200, self._window(
+                rows, body.get("start_cursor"), body.get("page_size"), "page_or_data_source"
+            )
         if path[0] == "blocks" and path[2:] == ["children"]:
             return 200, self._window(
-                self._children(object_id), query.get("start_cursor"), query.get("page_size"), "block"
+                self._children(object_id),
+                query.get("start_cursor"),
+                query.get("page_size"),
+                "block",
             )
         return _error(400, "invalid_request_url", f"Invalid request URL: {raw}")
 
@@ -155,7 +164,11 @@ class FakeNotion:
     def _page(self, page_id: str) -> dict[str, Any]:
         page = self.pages[page_id]
         if page.parent in self.databases:
-            parent = {"type": "data_source_id", "data_source_id": f"ds-{page.parent}", "database_id": page.parent}
+            parent = {
+                "type": "data_source_id",
+                "data_source_id": f"ds-{page.parent}",
+                "database_id": page.parent,
+            }
         elif page.parent:
             parent = {"type": "page_id", "page_id": page.parent}
         else:
@@ -182,7 +195,9 @@ class FakeNotion:
                     blocks.append(self._shown(child, "child_page", {"title": page.title}, False))
             for database, parent in self.databases.items():
                 if parent == object_id:
-                    blocks.append(self._shown(database, "child_database", {"title": "Database"}, False))
+                    blocks.append(
+                        self._shown(database, "child_database", {"title": "Database"}, False)
+                    )
             return blocks
         return self._nested.get(object_id, [])
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from knowledge import Embedder, KnowledgeBase, KnowledgeSettings, SourceSettings
-from knowledge.sources import SourceKinds, builtin_kinds
+from knowledge.sources import builtin_kinds
 from knowledge.sources.confluence import parse_location
 from knowledge.sources.markup import storage_to_markdown
 from knowledge.types import Audience
@@ -105,7 +105,7 @@ async def test_restrictions_become_the_audience(site: FakeConfluence, tmp_path: 
 async def test_attachments_are_documents_of_their_own(
     base: KnowledgeBase, site: FakeConfluence
 ) -> None:
-    csv = b"question,answer\nWho fixes the coffee machine?,Facilities, extension 4242.\n"
+    csv = b'question,answer\nWho fixes the coffee machine?,"Facilities, extension 4242."\n'
     site.pages["102"].attachments["faq.csv"] = (1, csv)
     site.pages["102"].attachments["photo.png"] = (1, b"\x89PNG")
     report = await base.ingestor.refresh(space(site, attachments=True))
@@ -133,7 +133,9 @@ async def test_permission_errors_say_what_to_do_and_remove_nothing(
     assert "HTTP 403" in denied.error and denied.removed == 0
     site.listing_status = 200
     missing = await base.ingestor.refresh(
-        SourceSettings(name="wiki", kind="confluence", location="NOPE", base_url=site.base_url, email=EMAIL)  # type: ignore[call-arg]
+        SourceSettings(
+            name="wiki", kind="confluence", location="NOPE", base_url=site.base_url, email=EMAIL
+        )  # type: ignore[call-arg]
     )
     assert "space NOPE not found" in missing.error and "space key" in missing.error
     assert missing.removed == 0

@@ -112,8 +112,10 @@ async def test_rst_keeps_its_sections_and_citations_link_to_the_forge(
 ) -> None:
     head = repo.commit(
         "rst",
-        {"docs/oncall.rst": "On call\n=======\n\nPaging\n------\n\nPage the on-call engineer "
-         "through PagerDuty service ops-primary.\n"},
+        {
+            "docs/oncall.rst": "On call\n=======\n\nPaging\n------\n\nPage the on-call engineer "
+            "through PagerDuty service ops-primary.\n"
+        },
     )
     web = "https://github.com/acme/handbook"
     await base.ingestor.refresh(source(repo, web_url=web))
