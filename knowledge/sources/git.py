@@ -7,10 +7,12 @@ commit (a rename is a new path with a known blob: its vectors are reused) and re
 paths the tree no longer has. Citations link to the file at the indexed commit on the forge
 (`web_url`), else read `path@commit`.
 
-Git runs as the `git` program in subprocesses (never on the event loop): measured against
-dulwich on a 2,000-file repository (tests/perf/test_git.py) it fetches and lists faster, speaks
-every transport and credential helper an operator already uses, and adds no dependency to the
-Python side. Private repositories: a token (`token_env`, sent as HTTP basic auth through
+Git runs as the `git` program in subprocesses (never on the event loop), blobs read through one
+`git cat-file --batch` per refresh. Measured against dulwich on 2,000 files
+(tests/perf/test_git.py): the first shallow fetch and listing take about the same (2.1 s vs
+2.3 s), reading every blob too (0.37 s vs 0.28 s), but a refresh after a commit fetches and
+lists in 0.23 s against dulwich's 1.3 s; and git speaks every transport, proxy and SSH setup an
+operator already has. Private repositories: a token (`token_env`, sent as HTTP basic auth through
 git's environment, never on its command line) or an SSH key (`ssh_key_env`: the key's text or
 a path to it), both named in the secrets, never written in teambot.toml.
 """
@@ -114,6 +116,8 @@ class GitReader:
         self._mirrors = mirrors
         self._dir = mirrors / f"{source.name}-{digest}.git"
         self._key: Path | None = None
+        self._batch: asyncio.subprocess.Process | None = None  # `git cat-file --batch`
+        self._batch_lock = asyncio.Lock()
 
     async def documents(self) -> AsyncIterator[DocumentRef]:
         commit, when = await self._fetch()
@@ -142,10 +146,7 @@ class GitReader:
             )
 
     async def read(self, ref: DocumentRef) -> Document:
-        try:
-            data = await self._git("cat-file", "blob", ref.meta["blob"])
-        except SourceError as exc:
-            raise LoadError(f"{ref.uri}: {exc}") from exc
+        data = await self.blob(ref.meta["blob"])
         suffix = PurePosixPath(ref.uri).suffix.lower()
         if suffix == ".rst":
             text = await asyncio.to_thread(_decoded, data)
@@ -160,7 +161,47 @@ class GitReader:
             url=ref.url,
         )
 
+    async def blob(self, sha: str) -> bytes:
+        """One blob's bytes from a `git cat-file --batch` kept open for the refresh (a process
+        per file costs ~6 ms; the batch, well under one)."""
+        async with self._batch_lock:
+            try:
+                batch = self._batch
+                if batch is None or batch.returncode is not None:
+                    batch = self._batch = await asyncio.create_subprocess_exec(
+                        *("git", "-C", str(self._dir), "cat-file", "--batch"),
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.DEVNULL,
+                        env=_quiet_env(),
+                        limit=1 << 20,
+                    )
+                assert batch.stdin is not None and batch.stdout is not None
+                batch.stdin.write(sha.encode() + b"\n")
+                await batch.stdin.drain()
+                header = (await batch.stdout.readline()).decode().split()
+                if len(header) != 3 or header[1] != "blob":
+                    raise LoadError(f"blob {sha} is not in the mirror: {' '.join(header)}")
+                data = await batch.stdout.readexactly(int(header[2]) + 1)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                self._drop_batch()
+                raise LoadError(f"git cat-file failed for blob {sha}: {exc}") from exc
+            except asyncio.CancelledError:  # half a reply may be left in the pipe: start anew
+                self._drop_batch()
+                raise
+        return data[:-1]
+
+    def _drop_batch(self) -> None:
+        if self._batch is not None and self._batch.returncode is None:
+            self._batch.kill()
+        self._batch = None
+
     async def aclose(self) -> None:
+        if self._batch is not None and self._batch.returncode is None:
+            assert self._batch.stdin is not None
+            self._batch.stdin.close()
+            await self._batch.wait()
+        self._batch = None
         if self._key is not None:
             await asyncio.to_thread(self._key.unlink, True)
             self._key = None
