@@ -294,7 +294,14 @@ class GitReader:
                 "holding a token that may read the repository (GitHub: a fine-grained token "
                 "with Contents: read; GitLab: read_repository) / 仓库拒绝了凭据：请配置可读取的令牌"
             )
-        if "permission denied (publickey)" in said or "host key verification" in said:
+        if "host key verification" in said:
+            return (
+                f"the SSH host key of {where} is not known: add it to ~/.ssh/known_hosts of the "
+                "user running teambot (ssh-keyscan HOST >> ~/.ssh/known_hosts), or name a key "
+                "in ssh_key_env (teambot then trusts the host's key on first use) "
+                "/ SSH 主机密钥未知"
+            )
+        if "permission denied (publickey)" in said:
             return (
                 f"{where} refused the SSH key: add the public key as a read-only deploy key "
                 "and name the private key's secret in ssh_key_env / 仓库拒绝了 SSH 密钥"
