@@ -229,6 +229,11 @@ class ConfluenceReader:
                 f"{what}: {account} may not read it (HTTP 403): give that account View "
                 "permission on the space (Space settings → Permissions) / 该账号无权查看"
             )
+        if status == 404 and error is LoadError:
+            raise error(
+                f"{what} no longer exists at {self._base} (HTTP 404: deleted or moved since "
+                "the listing); the next refresh removes it / 该页面已不存在"
+            )
         if status == 404:
             raise error(
                 f"{what} not found at {self._base} (HTTP 404): check the space key and "

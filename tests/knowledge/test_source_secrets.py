@@ -26,5 +26,5 @@ def test_the_environment_wins_over_the_secrets_file(
 def test_an_unset_secret_says_where_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEAMBOT_SECRETS_FILE", raising=False)
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
-    with pytest.raises(SourceError, match="NOPE_TOKEN is not set .*TEAMBOT_SECRETS_FILE"):
+    with pytest.raises(SourceError, match=r"NOPE_TOKEN is not set .*TEAMBOT_SECRETS_FILE"):
         required("NOPE_TOKEN", "token_env", "a token")
