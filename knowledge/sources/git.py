@@ -46,6 +46,7 @@ __all__ = ["GitOptions", "GitReader", "git_kind"]
 SUFFIXES = {**KINDS, ".rst": "markdown", ".mdx": "markdown"}
 FETCH_SECONDS = 600.0  # a first clone of a large repository
 COMMAND_SECONDS = 120.0
+MAX_BLOB_BYTES = 100 * 1024 * 1024  # a larger file is reported, not read into memory
 _TIP = "refs/teambot/tip"
 _FORGES = {  # host word -> file-at-commit pattern under the repository's web address
     "github": "{web}/blob/{commit}/{path}",
@@ -128,7 +129,7 @@ class GitReader:
                 continue
             head, _, raw = entry.partition(b"\t")
             mode, kind, blob = head.decode().split()
-            path = raw.decode("utf-8", "surrogateescape")
+            path = raw.decode("utf-8", "replace")  # only a label: content is read by blob SHA
             suffix = PurePosixPath(path).suffix.lower()
             if kind != "blob" or mode == "120000" or suffix not in SUFFIXES or _hidden(path):
                 continue
@@ -182,7 +183,16 @@ class GitReader:
                 header = (await batch.stdout.readline()).decode().split()
                 if len(header) != 3 or header[1] != "blob":
                     raise LoadError(f"blob {sha} is not in the mirror: {' '.join(header)}")
-                data = await batch.stdout.readexactly(int(header[2]) + 1)
+                size = int(header[2])
+                if size > MAX_BLOB_BYTES:
+                    for offset in range(0, size + 1, 1 << 20):  # keep the pipe in step
+                        await batch.stdout.readexactly(min(1 << 20, size + 1 - offset))
+                    raise LoadError(
+                        f"the file is {size / 2**20:.0f} MB, more than the "
+                        f"{MAX_BLOB_BYTES // 2**20} MB a git source reads: leave it out with "
+                        "`exclude` or `paths` / 文件过大"
+                    )
+                data = await batch.stdout.readexactly(size + 1)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 self._drop_batch()
                 raise LoadError(f"git cat-file failed for blob {sha}: {exc}") from exc
@@ -224,13 +234,19 @@ class GitReader:
     async def _git(self, *args: str, cwd: bool = True, fetch: bool = False) -> bytes:
         command = ["git", *(("-C", str(self._dir)) if cwd else ()), *args]
         env = await self._env() if fetch else _quiet_env()
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except FileNotFoundError:
+            raise SourceError(
+                "the git program is not installed on this machine: install it (apt-get install "
+                "git) to read git sources / 未安装 git"
+            ) from None
         try:
             out, err = await asyncio.wait_for(
                 process.communicate(), FETCH_SECONDS if fetch else COMMAND_SECONDS

@@ -154,6 +154,18 @@ async def test_what_goes_wrong_is_said_and_removes_nothing(
     assert top.title == "VPN"  # all of it still answers
 
 
+async def test_a_file_too_large_is_reported_and_the_others_are_read(
+    base: KnowledgeBase, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("knowledge.sources.git.MAX_BLOB_BYTES", 200)
+    repo.commit("a big one", {"docs/a-big.md": "# Big\n\n" + "All of it. " * 40})
+    report = await base.ingestor.refresh(source(repo))
+    assert report.added == 3 and list(report.failed) == ["docs/a-big.md"], report.summary()
+    assert "leave it out with `exclude` or `paths`" in report.failed["docs/a-big.md"]
+    [top] = await base.retriever.retrieve("VPN gateway address", k=1)
+    assert top.title == "VPN"
+
+
 def test_a_token_in_the_config_is_refused_with_the_way_to_name_it() -> None:
     with pytest.raises(ValueError, match="token_env"):
         builtin_kinds().check(
