@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import Field
 
 from knowledge.config import SourceSettings
@@ -205,12 +206,11 @@ class NotionReader:
             if missing and exc.code in ("object_not_found", "validation_error"):
                 return None
             raise error(self._explain(exc, object_id)) from exc
-        except (RequestTimeoutError, OSError) as exc:
-            raise error(f"Notion at {self._options.api_url} unreachable: {exc}") from exc
-        except Exception as exc:  # httpx transport errors surface as themselves
-            if type(exc).__module__.startswith("httpx"):
-                raise error(f"Notion at {self._options.api_url} unreachable: {exc}") from exc
-            raise
+        except (RequestTimeoutError, httpx.HTTPError, OSError) as exc:
+            raise error(
+                f"Notion at {self._options.api_url} unreachable: {type(exc).__name__}: {exc} "
+                "/ 无法连接 Notion"
+            ) from exc
 
     def _explain(self, exc: Any, object_id: str) -> str:
         code, env = str(getattr(exc.code, "value", exc.code)), self._options.token_env

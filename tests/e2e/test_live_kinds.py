@@ -148,10 +148,9 @@ def test_a_confluence_space(served: Served, fakes: tuple[FakeConfluence, FakeNot
 
 def test_a_notion_page_tree(served: Served, fakes: tuple[FakeConfluence, FakeNotion]) -> None:
     _, notion = fakes
-    root, canteen, parking = (
-        f"{n}" * 8 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 4 + "-" + f"{n}" * 12
-        for n in "abc"
-    )
+    root = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+    canteen = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb"
+    parking = "cccccccc-cccc-cccc-cccc-cccccccccccc"
     notion.pages = {
         root: NotionPage("Office", [block("paragraph", "The office handbook.")]),
         canteen: NotionPage(
@@ -176,8 +175,15 @@ def test_a_notion_page_tree(served: Served, fakes: tuple[FakeConfluence, FakeNot
         "2026-12-06T08:00:00.000Z",
         root,
     )
+    notion.requests.clear()
     out = ok(served.teambot("refresh", "notion"))
     assert "1 changed, 0 removed, 2 unchanged" in out, out
+
+    def blocks_fetched(page: str) -> int:
+        return sum(f"/v1/blocks/{page}/children" in r for r in notion.requests)
+
+    # every page's blocks are walked once for sub-pages; only the edited page's are read again
+    assert (blocks_fetched(canteen), blocks_fetched(parking)) == (2, 1)
 
     del notion.pages[parking]
     out = ok(served.teambot("refresh", "notion"))
