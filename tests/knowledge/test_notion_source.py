@@ -142,3 +142,17 @@ def test_rich_text_keeps_inline_code() -> None:
 
     items = [*rich("Run "), {"plain_text": "make", "annotations": {"code": True}}]
     assert rich_text(items) == "Run `make`"
+
+
+async def test_an_unreachable_api_is_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from knowledge.sources import SourceError, builtin_kinds
+    from tests.helpers import closed_port
+
+    monkeypatch.setenv("NOTION_TOKEN", TOKEN)
+    spec = SourceSettings(
+        name="n", kind="notion", location=ROOT, api_url=f"http://127.0.0.1:{closed_port()}"
+    )  # type: ignore[call-arg]
+    reader = builtin_kinds(tmp_path).build(spec)
+    with pytest.raises(SourceError, match="unreachable: ConnectError"):
+        [ref async for ref in reader.documents()]
+    await reader.aclose()
