@@ -287,6 +287,7 @@ class GitReader:
         if not key.lstrip().startswith("-----BEGIN"):
             return Path(key).expanduser()  # a path to the key
         path = self._dir.with_suffix(".key")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(key.strip() + "\n")

@@ -188,3 +188,19 @@ async def test_the_token_travels_in_gits_environment_not_its_command_line(
     listed = [ref.uri async for ref in reader.documents()]
     assert "docs/vpn.md" in listed
     await reader.aclose()
+
+
+async def test_an_ssh_key_in_the_secrets_is_a_private_file_for_the_refresh_only(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    monkeypatch.setenv("DEPLOY_KEY", key)
+    reader = builtin_kinds(tmp_path / "data").build(source(repo, ssh_key_env="DEPLOY_KEY"))
+    assert isinstance(reader, GitReader)
+    env = await reader._env()
+    command = env["GIT_SSH_COMMAND"].split()
+    path = Path(command[command.index("-i") + 1])
+    assert path.read_text() == key and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert "BatchMode=yes" in command and "StrictHostKeyChecking=accept-new" in command
+    await reader.aclose()
+    assert not path.exists()
