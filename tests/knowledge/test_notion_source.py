@@ -92,8 +92,19 @@ async def test_a_page_tree_is_read_by_edit_time_and_removed_pages_leave(
         "Printer", [block("paragraph", "The third-floor printer is now Osprey.")], LATER, ROOT
     )
     notion.throttle = 2  # rate limited on the way: the client waits Retry-After and retries
+    notion.requests.clear()
     second = await base.ingestor.refresh(tree(notion))
     assert (second.changed, second.unchanged, reads) == (1, 3, [PRINTER]), second.summary()
+    assert sum(r.startswith("GET /v1/databases/") for r in notion.requests) >= 3  # 429, 429, 404
+
+    def walked(page: str) -> int:  # first pages of a page's blocks fetched (the next pages
+        # of a long page would count again)
+        return sum(
+            f"/v1/blocks/{page}/children" in r and "start_cursor" not in r for r in notion.requests
+        )
+
+    # the listing walks every page's blocks once; only the edited page's are read again
+    assert (walked(PRINTER), walked(VPN)) == (2, 1)
     [top] = await base.retriever.retrieve("third-floor printer name", k=1)
     assert "Osprey" in top.text
 
