@@ -61,7 +61,7 @@ def policy_settings(settings: Settings) -> PolicySettings:
 def source_kinds(settings: Settings) -> SourceKinds:
     """Every kind of knowledge source this installation reads: the built-in ones, then those
     the platforms bring. Each configured source is checked against them (ConfigError)."""
-    kinds = builtin_kinds()
+    kinds = builtin_kinds(settings.knowledge.persist_dir.parent)
     for source in settings.knowledge.sources:
         try:
             kinds.check(source)

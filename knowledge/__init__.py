@@ -133,7 +133,7 @@ class KnowledgeBase:
             else None
         )
         self.retriever = Retriever(embedder, store, settings, live, self.reranker)
-        self.kinds = kinds or builtin_kinds()
+        self.kinds = kinds or builtin_kinds(settings.persist_dir.parent)
         self.ingestor = Ingestor(embedder, store, settings, catalog, live, self.kinds)
         self._generation = -1
         self._registered: list[Registered] = []

@@ -84,7 +84,7 @@ class Ingestor:
         live: LiveIndex,
         kinds: SourceKinds | None = None,
     ) -> None:
-        self._kinds = kinds or builtin_kinds()
+        self._kinds = kinds or builtin_kinds(settings.persist_dir.parent)
         self._embedder = embedder
         self._store = store
         self._settings = settings

@@ -170,7 +170,7 @@ async def test_unknown_kinds_and_keys_are_refused_with_the_choices(base: Knowled
 
 def test_each_kind_is_registered_once() -> None:
     registry = builtin_kinds()
-    assert registry.names() == ["directory", "url", "sitemap"]
+    assert registry.names() == ["directory", "url", "sitemap", "git", "confluence", "notion"]
     with pytest.raises(ValueError, match="twice"):
         registry.register(registry.get("directory"))
 
