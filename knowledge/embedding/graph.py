@@ -4,7 +4,7 @@ sentence-transformers models of the BERT family (all-MiniLM-L6-v2, bge-small/bas
 base, paraphrase-MiniLM …) are a `BertModel` and a pooling step. Their graph is small and
 fixed: embeddings, then per layer self-attention and a feed-forward block, each with a residual
 LayerNorm. `build_bert` writes that graph with the `onnx` helpers, the weights read from
-`model.safetensors`, and returns it serialised; ONNX Runtime runs it. The output is the last
+`model.safetensors`; `save` writes it beside its weights; ONNX Runtime runs it. The output is the last
 hidden state (batch × tokens × hidden); pooling and normalisation happen in `onnx.py`, the same
 for this graph and for a model folder's own `onnx/model.onnx`.
 
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-GRAPH_VERSION = 1  # bump when the graph changes: cached graphs are rebuilt
+GRAPH_VERSION = 2  # bump when the graph changes: cached graphs are rebuilt
 OPSET = 17  # LayerNormalization
 
 
@@ -38,8 +40,8 @@ def is_bert(folder: Path) -> bool:
     return str(json.loads(config.read_text()).get("model_type", "")) == "bert"
 
 
-def build_bert(folder: Path) -> bytes:
-    """The serialised ONNX graph of the BERT model in `folder` (inputs input_ids and
+def build_bert(folder: Path) -> Any:
+    """The ONNX graph (a ModelProto) of the BERT model in `folder` (inputs input_ids and
     attention_mask, int64 batch × tokens; output last_hidden_state, float32)."""
     import onnx
     from onnx import TensorProto, helper
@@ -79,8 +81,31 @@ def build_bert(folder: Path) -> bytes:
     )
     model.ir_version = 8  # what every onnxruntime since 1.12 reads
     onnx.checker.check_model(model)
-    data: bytes = model.SerializeToString()
-    return data
+    return model
+
+
+def save(model: Any, target: Path) -> None:
+    """Write `model` as target/model.onnx plus its weights in target/model.onnx.data, a file
+    ONNX Runtime maps into memory: weights it never reads (most of the vocabulary's rows for
+    any one question) never take memory, and loading copies nothing. The folder appears whole
+    or not at all: another process may be looking for it at the same moment."""
+    import onnx
+
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    onnx.save_model(
+        model,
+        str(partial / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=1024,
+    )
+    try:
+        os.rename(partial, target)
+    except OSError:  # another process wrote it first: theirs is the same graph
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _prefix(weights: dict[str, Any]) -> str:

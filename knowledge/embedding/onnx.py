@@ -41,7 +41,8 @@ from knowledge.families import AUTO, language_of
 
 log = logging.getLogger(__name__)
 
-TOKENS_PER_BATCH = 4096  # padded tokens a batch (all-MiniLM: ~6 MB of activations a layer)
+INT8_VERSION = 2  # bump when _quantize changes: cached int8 graphs are rebuilt
+TOKENS_PER_BATCH = 2048  # padded tokens a batch: ~30 MB of activations for all-MiniLM
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +62,7 @@ class _Model:
     pad_id: int
     unknown: int | None
     dimension: int
+    shrink: Any  # run options that give a large batch's memory back after it ran
 
 
 class OnnxEmbedder(LocalEmbedder):
@@ -160,7 +162,7 @@ class OnnxEmbedder(LocalEmbedder):
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in model.inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = model.session.run(None, feed)[0]
+        hidden = model.session.run(None, feed, model.shrink if ids.size > 512 else None)[0]
         return _unit(_pool(hidden, mask, model.pooling))
 
     def _load(self) -> _Model:
@@ -188,6 +190,8 @@ class OnnxEmbedder(LocalEmbedder):
             )
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            shrink = onnxruntime.RunOptions()
+            shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         except EmbeddingModelError:
             raise
         except Exception as exc:
@@ -212,6 +216,7 @@ class OnnxEmbedder(LocalEmbedder):
             pad_id=pad or 0,
             unknown=tokenizer.token_to_id(unk) if isinstance(unk, str) else None,
             dimension=int(session.get_outputs()[0].shape[-1]),
+            shrink=shrink,
         )
 
     def _folder(self) -> Path:
@@ -239,7 +244,7 @@ class OnnxEmbedder(LocalEmbedder):
 
     def _graph(self, folder: Path) -> Path:
         """The ONNX graph to run: the folder's own, or one built (and cached) from weights."""
-        from knowledge.embedding.graph import GRAPH_VERSION, build_bert, is_bert
+        from knowledge.embedding.graph import GRAPH_VERSION, build_bert, is_bert, save
 
         shipped = folder / "onnx" / "model.onnx"
         source = shipped if shipped.is_file() else folder / "model.safetensors"
@@ -253,13 +258,13 @@ class OnnxEmbedder(LocalEmbedder):
         stat = source.stat()
         key = f"{GRAPH_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        fp32 = shipped if shipped.is_file() else self._cache_dir / f"{digest}.onnx"
+        fp32 = shipped if shipped.is_file() else self._cache_dir / digest / "model.onnx"
         if not fp32.is_file():
-            log.info("writing the ONNX graph of %s to %s (once)", folder, fp32)
-            _save(fp32, build_bert(folder))
+            log.info("writing the ONNX graph of %s to %s (once)", folder, fp32.parent)
+            save(build_bert(folder), fp32.parent)
         if not self._int8:
             return fp32
-        int8 = self._cache_dir / f"{digest}-int8.onnx"
+        int8 = self._cache_dir / f"{digest}-int8-v{INT8_VERSION}.onnx"
         if not int8.is_file():
             log.info("quantizing %s to int8 into %s (once)", folder, int8)
             _quantize(fp32, int8)
@@ -321,18 +326,18 @@ def _pooling(folder: Path) -> str:
     return known[modes[0]]
 
 
-def _save(path: Path, data: bytes) -> None:
-    """Write atomically: another process may be reading the cache at the same time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 def _quantize(source: Path, target: Path) -> None:
+    """int8 weights for the matrix products, one scale per output channel; the embedding
+    tables stay fp32 (quantized too, a passage's vector moved by up to 0.16 in cosine)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.tmp.onnx")
-    quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    quantize_dynamic(
+        str(source),
+        str(partial),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
     os.replace(partial, target)

@@ -91,21 +91,22 @@ async def test_int8_is_another_model_close_to_the_original(
     finally:
         await int8.close()
     assert int8.model_name.endswith("(int8)") and int8.fingerprint not in ("", None)
-    assert sorted(p.name.endswith("-int8.onnx") for p in tmp_path.iterdir()) == [False, True]
+    assert sum("int8" in p.name for p in tmp_path.iterdir()) == 1  # beside the fp32 graph
     cosines = np.sum(vectors * reference, axis=1)
-    assert 0.9 < cosines.mean() < 0.9999  # close, but not the same vectors: a re-embed
+    assert cosines.min() > 0.95 and cosines.mean() < 0.9999  # close, not the same: a re-embed
 
 
 async def test_the_graph_is_written_once_and_reused(tmp_path: Path) -> None:
     first = OnnxEmbedder(cache_dir=tmp_path)
     await first.warmup()
-    (graph,) = tmp_path.iterdir()
+    (folder,) = tmp_path.iterdir()
+    graph = folder / "model.onnx.data"  # the weights, mapped into memory by ONNX Runtime
     written = graph.stat().st_mtime_ns
     second = OnnxEmbedder(cache_dir=tmp_path)
     await second.warmup()
     await first.close()
     await second.close()
-    assert list(tmp_path.iterdir()) == [graph] and graph.stat().st_mtime_ns == written
+    assert list(tmp_path.iterdir()) == [folder] and graph.stat().st_mtime_ns == written
 
 
 async def test_a_folder_with_its_own_onnx_graph_is_used_as_shipped(
@@ -115,9 +116,9 @@ async def test_a_folder_with_its_own_onnx_graph_is_used_as_shipped(
     here a non-BERT config proves the shipped graph is the one that runs."""
     folder = tmp_path / "model"
     shutil.copytree(bundled_model_path(), folder)
-    (folder / "onnx").mkdir()
-    (cache,) = [p for p in embedder._cache_dir.iterdir() if p.name.endswith(".onnx")][:1]
-    shutil.copy(cache, folder / "onnx" / "model.onnx")
+    await embedder.warmup()
+    (written,) = [p for p in embedder._cache_dir.iterdir() if (p / "model.onnx").is_file()][:1]
+    shutil.copytree(written, folder / "onnx")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "xlm-roberta"}))
     shipped = OnnxEmbedder(str(folder), cache_dir=tmp_path / "cache")
