@@ -66,7 +66,7 @@ def test_cold_ask(tmp_path: Path) -> None:
 
 
 def _chat(client: httpx.Client, url: str, text: str, n: int) -> None:
-    body = {"chat_id": "perf", "thread_id": f"t{n}", "message_id": f"m{n}", "text": text}
+    body = {"chat_id": f"perf{n}", "thread_id": f"t{n}", "message_id": f"m{n}", "text": text}
     final = None
     with client.stream("POST", f"{url}/api/chat", json=body, timeout=60) as response:
         assert response.status_code == 200
@@ -74,7 +74,9 @@ def _chat(client: httpx.Client, url: str, text: str, n: int) -> None:
             if line.startswith("data: "):
                 event = json.loads(line[6:])
                 final = event if event.get("type") == "final" else final
-    assert final is not None and final["answer"]["outcome"] == "retrieval_only", final
+    # passages, or (for a question the sample does not answer well enough) an honest "not found"
+    assert final is not None, "no final answer"
+    assert final["answer"]["outcome"] in ("retrieval_only", "no_knowledge"), final
 
 
 def _memory(pid: int) -> dict[str, float]:
