@@ -6,7 +6,8 @@ Run on demand: `.venv/bin/python -m pytest tests/perf/test_knowledge_onnx.py -s 
 
 - ingestion: the sample handbook's chunks (as ingest makes them) × copies, embedded by plain
   `SentenceTransformer.encode` (batch 32, torch's threads: one per core) and by the onnx backend
-  (token-sized batches on `embedding_threads` threads: 1 and 2; fp32 and int8). CPU seconds are
+  (token-sized batches on `embedding_threads` threads: 1 and 2; fp32 and int8), and by the torch
+  backend on one thread, as `embedding_threads = 1` ran before. CPU seconds are
   the whole process's (every thread), so chunks per CPU-second compare the work, not the cores.
 - quality: the evaluation corpus (sample + handbook + notes, `tests/perf/eval_set.py`) indexed
   with each backend and asked the same questions: MRR@5 per mode and language.
@@ -82,6 +83,9 @@ async def test_ingestion_speed() -> None:
         len(corpus),
         lambda: plain.encode(corpus, batch_size=32, normalize_embeddings=True),
     )
+    today = TorchEmbedder(threads=1)  # what embedding_threads = 1 ran before: torch on one core
+    today._encode(texts[:32])
+    _timed("torch backend, 1 thread (before)", len(corpus), lambda: today._encode(corpus))
     for label, embedder in onnx.items():
         vectors = _timed(label, len(corpus), lambda e=embedder: e._encode(corpus))
         agree = np.sum(vectors * reference, axis=1)
