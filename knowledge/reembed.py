@@ -62,14 +62,13 @@ def recorded_settings(record: dict[str, Any] | None, settings: KnowledgeSettings
     """The `[knowledge]` keys that rebuild the model a collection records (no record: the
     bundled model). Records older than a key hold its old meaning (full precision). onnx and
     torch give the same vectors, so an old local collection is served by the configured local
-    backend: the default install has no torch."""
+    backend (onnx when the configured one is a server): the default install has no torch."""
     fields = KnowledgeSettings.model_fields
     update: dict[str, Any] = {"embedding_model": "", "embedding_int8": False}
     update.update({k: v for k, v in (record or {}).items() if k in fields})
     backend = update.get("embedding_backend", "onnx")
-    local = ("onnx", "torch")
-    if backend in local and settings.embedding_backend in local:
-        backend = settings.embedding_backend
+    if backend in ("onnx", "torch"):  # the same vectors: no torch needed to serve torch's index
+        backend = settings.embedding_backend if settings.embedding_backend != "http" else "onnx"
     update["embedding_backend"] = backend
     return update
 
