@@ -62,8 +62,8 @@ class KnowledgeSettings(BaseModel):
         description="onnx: 8-bit weights (smaller, faster; the vectors differ slightly, so "
         "this is another model and the index is re-embedded in the background)",
     )
-    embedding_cache_dir: Path | None = Field(
-        default=None,
+    embedding_cache_dir: str = Field(
+        default="",
         description="onnx: where graphs written from a model's weights are kept; empty = "
         "$XDG_CACHE_HOME/teambot/models (~/.cache/teambot/models)",
     )

@@ -10,6 +10,7 @@ the serving path never imports torch unless asked to.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knowledge.embedding.base import (
@@ -71,7 +72,7 @@ def make_embedder(settings: KnowledgeSettings) -> Embedder:
         settings.embedding_model,
         threads=settings.embedding_threads,
         int8=settings.embedding_int8,
-        cache_dir=settings.embedding_cache_dir,
+        cache_dir=Path(s.embedding_cache_dir).expanduser() if s.embedding_cache_dir else None,
         batch_size=s.embedding_batch_size,
         query_prefix=s.embedding_query_prefix,
         passage_prefix=s.embedding_passage_prefix,

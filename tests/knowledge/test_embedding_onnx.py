@@ -84,7 +84,7 @@ async def test_batches_on_threads_come_back_in_order(
 async def test_int8_is_another_model_close_to_the_original(
     tmp_path: Path, reference: np.ndarray
 ) -> None:
-    settings = KnowledgeSettings(embedding_int8=True, embedding_cache_dir=tmp_path)
+    settings = KnowledgeSettings(embedding_int8=True, embedding_cache_dir=str(tmp_path))
     int8 = make_embedder(settings)
     try:
         vectors = np.array(await int8.embed(SENTENCES))

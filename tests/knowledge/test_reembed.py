@@ -151,7 +151,7 @@ async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
         await kb.close()
 
     int8 = settings.model_copy(
-        update={"embedding_int8": True, "embedding_cache_dir": tmp_path / "models"}
+        update={"embedding_int8": True, "embedding_cache_dir": str(tmp_path / "models")}
     )
     kb = await KnowledgeBase.open(int8)
     try:
