@@ -262,16 +262,20 @@ class OnnxEmbedder(LocalEmbedder):
         key = f"{GRAPH_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         fp32 = shipped if shipped.is_file() else self._cache_dir / digest / "model.onnx"
-        if not fp32.is_file():
-            log.info("writing the ONNX graph of %s to %s (once)", folder, fp32.parent)
-            save(build_bert(folder), fp32.parent)
-        if not self._int8:
-            return fp32
         int8 = self._cache_dir / f"{digest}-int8-v{INT8_VERSION}.onnx"
-        if not int8.is_file():
-            log.info("quantizing %s to int8 into %s (once)", folder, int8)
-            _quantize(fp32, int8)
-        return int8
+        try:
+            if not fp32.is_file():
+                log.info("writing the ONNX graph of %s to %s (once)", folder, fp32.parent)
+                save(build_bert(folder), fp32.parent)
+            if self._int8 and not int8.is_file():
+                log.info("quantizing %s to int8 into %s (once)", folder, int8)
+                _quantize(fp32, int8)
+        except OSError as exc:
+            raise EmbeddingModelError(
+                f"cannot write the ONNX graph of {folder} to {self._cache_dir} ({exc}): set "
+                "knowledge.embedding_cache_dir to a folder teambot may write"
+            ) from exc
+        return int8 if self._int8 else fp32
 
 
 def _batches(order: list[int], lengths: list[int], most: int) -> list[list[int]]:

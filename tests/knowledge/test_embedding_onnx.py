@@ -143,3 +143,15 @@ async def test_a_model_without_graph_that_is_not_bert_says_what_to_do(tmp_path: 
         await other.close()
     message = str(info.value)
     assert "onnx/model.onnx" in message and "embedding_backend = 'torch'" in message
+
+
+async def test_an_unwritable_model_cache_names_the_setting(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    embedder = OnnxEmbedder(cache_dir=blocked / "models")
+    try:
+        with pytest.raises(EmbeddingModelError) as info:
+            await embedder.warmup()
+    finally:
+        await embedder.close()
+    assert "knowledge.embedding_cache_dir" in str(info.value)
