@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from knowledge.catalog import Catalog, CatalogBase, Registered, SourceBusyError
 from knowledge.config import KnowledgeSettings, SourceSettings
-from knowledge.embedding import Embedder, EmbeddingModelError, build_embedder
+from knowledge.embedding import Embedder, EmbeddingModelError, make_embedder
 from knowledge.families import unread_share
 from knowledge.reembed import ModelStore, Reembedder, open_serving, reembed
 from knowledge.registry import (
@@ -164,7 +164,7 @@ class KnowledgeBase:
         catalog = await open_catalog(settings, database_url)
 
         owns = embedder is None
-        model = embedder or build_embedder(settings)
+        model = embedder or make_embedder(settings)
 
         async def has_chunks() -> bool:
             return bool(await catalog.live())

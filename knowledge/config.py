@@ -87,10 +87,21 @@ class KnowledgeSettings(BaseModel):
         description="sentence-transformers model name or path; empty = bundled all-MiniLM-L6-v2",
     )
     embedding_device: str = Field(default="cpu", description="cpu | cuda | mps")
-    embedding_backend: Literal["torch", "onnx", "http"] = Field(
-        default="torch",
-        description="torch | onnx (sentence-transformers; onnx needs optimum) | http (an "
-        "OpenAI-compatible /v1/embeddings server at embedding_url)",
+    embedding_backend: Literal["onnx", "torch", "http"] = Field(
+        default="onnx",
+        description="onnx (ONNX Runtime, no torch) | torch (sentence-transformers; needs "
+        "`pip install 'teambot[torch]'`) | http (an OpenAI-compatible /v1/embeddings server at "
+        "embedding_url)",
+    )
+    embedding_int8: bool = Field(
+        default=False,
+        description="onnx: 8-bit weights (smaller, faster; the vectors differ slightly, so "
+        "this is another model and the index is re-embedded in the background)",
+    )
+    embedding_cache_dir: str = Field(
+        default="",
+        description="onnx: where graphs written from a model's weights are kept; empty = "
+        "$XDG_CACHE_HOME/teambot/models (~/.cache/teambot/models)",
     )
     embedding_url: str = Field(
         default="",
@@ -124,8 +135,9 @@ class KnowledgeSettings(BaseModel):
         default=1,
         ge=0,
         le=256,
-        description="CPU threads torch may use (0 = one per core); 1 leaves the other cores to "
-        "the event loop, which serves more messages per second than faster single questions",
+        description="CPU threads for embedding (onnx: batches of passages at once; torch: its "
+        "threads; 0 = one per core); 1 leaves the other cores to the event loop, which serves "
+        "more messages per second than faster single questions",
     )
     persist_dir: Path = Field(default=Path("./data/chroma"), description="embedded chromadb folder")
     chroma_url: str = Field(default="", description="a Chroma server URL; empty = embedded")

@@ -25,7 +25,7 @@ from typing import Any
 
 from knowledge.chunking import embed_text
 from knowledge.config import KnowledgeSettings
-from knowledge.embedding import Embedder, build_embedder
+from knowledge.embedding import Embedder, make_embedder
 from knowledge.store import VectorStore
 from knowledge.types import Chunk
 
@@ -54,7 +54,23 @@ def model_record(embedder: Embedder, settings: KnowledgeSettings) -> dict[str, A
         "embedding_passage_prefix": embedder.profile.passage_prefix,
         "embedding_languages": sorted(embedder.profile.languages),
         "embedding_input_type": settings.embedding_input_type if http else False,
+        "embedding_int8": settings.embedding_int8 if embedder.backend_name == "onnx" else False,
     }
+
+
+def recorded_settings(record: dict[str, Any] | None, settings: KnowledgeSettings) -> dict[str, Any]:
+    """The `[knowledge]` keys that rebuild the model a collection records (no record: the
+    bundled model). Records older than a key hold its old meaning (full precision). onnx and
+    torch give the same vectors, so an old local collection is served by the configured local
+    backend (onnx when the configured one is a server): the default install has no torch."""
+    fields = KnowledgeSettings.model_fields
+    update: dict[str, Any] = {"embedding_model": "", "embedding_int8": False}
+    update.update({k: v for k, v in (record or {}).items() if k in fields})
+    backend = update.get("embedding_backend", "onnx")
+    if backend in ("onnx", "torch"):  # the same vectors: no torch needed to serve torch's index
+        backend = settings.embedding_backend if settings.embedding_backend != "http" else "onnx"
+    update["embedding_backend"] = backend
+    return update
 
 
 class ModelStore(VectorStore):
@@ -175,9 +191,7 @@ async def open_serving(
             continue  # empty, or not ours
         if old_record is not None and not old_record.get("complete", True):
             continue  # an interrupted copy: never serve it
-        fields = KnowledgeSettings.model_fields
-        update = {k: v for k, v in (old_record or {}).items() if k in fields}
-        model = build_embedder(settings.model_copy(update=update))  # {} = the bundled model
+        model = make_embedder(settings.model_copy(update=recorded_settings(old_record, settings)))
         log.warning(
             "embedding model changed to %s: %d chunks are served with %s until they are "
             "re-embedded into collection %s",

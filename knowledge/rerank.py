@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from knowledge.embedding.base import EmbeddingModelError
 from knowledge.types import Passage
 
 
@@ -36,7 +37,14 @@ class Reranker:
     def _score(self, query: str, passages: list[Passage]) -> list[float]:
         with self._lock:
             if self._model is None:
-                from sentence_transformers import CrossEncoder
+                try:
+                    from sentence_transformers import CrossEncoder
+                except ImportError as exc:
+                    raise EmbeddingModelError(
+                        f"knowledge.rerank_model = {self._name!r} needs torch and "
+                        "sentence-transformers: install the CPU build of torch, then "
+                        "`pip install 'teambot[torch]'`; or set rerank_model = ''"
+                    ) from exc
 
                 self._model = CrossEncoder(self._name, device=self._device)
         pairs = [(query, f"{p.title} > {p.section}\n{p.text}") for p in passages]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from knowledge import Embedder, KnowledgeBase
+from knowledge.embedding.onnx import OnnxEmbedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, kb_settings, make_core
 
@@ -37,8 +38,8 @@ def fake_sglang() -> Iterator[FakeSGLang]:
 
 @pytest.fixture(scope="session")
 def embedder() -> Iterator[Embedder]:
-    """The real bundled all-MiniLM-L6-v2, loaded once per session (a few seconds)."""
-    model = Embedder()
+    """The real bundled all-MiniLM-L6-v2 on the default (onnx) backend, loaded once per session."""
+    model = OnnxEmbedder()
     model.count_tokens("warm up")  # loads the model here, outside any test's timing
     yield model
     asyncio.run(model.close())

@@ -51,3 +51,23 @@ def test_listing_sources_reads_the_catalog_only(tmp_path: Path) -> None:
     assert "sqlalchemy" in loaded  # it did read the catalog
     heavy = loaded & {*HEAVY, "numpy", "alembic"}
     assert not heavy, f"`teambot sources` imports {sorted(heavy)}"
+
+
+def test_a_retrieval_only_answer_imports_neither_torch_nor_sentence_transformers(
+    tmp_path: Path,
+) -> None:
+    """`teambot ask` embeds the question with the default onnx backend: the whole command,
+    sample indexing included, runs without torch (the default install has none)."""
+    code = (
+        "import os\n"
+        "os.environ['TEAMBOT_LLM__BASE_URL'] = 'http://127.0.0.1:9/v1'\n"
+        "from bot.cli import cli\n"
+        "try:\n"
+        "    cli(['ask', 'How do I reset my VPN password?'], standalone_mode=False)\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+    )
+    loaded = imported_after(code, tmp_path)
+    assert "onnxruntime" in loaded and "chromadb" in loaded  # it did embed and search
+    torch = loaded & {"torch", "sentence_transformers", "transformers"}
+    assert not torch, f"`teambot ask` imports {sorted(torch)}"

@@ -152,7 +152,7 @@ async def test_nul_on_postgresql_is_answered_and_stored(pg_core: Core) -> None:
 
 async def test_a_poisoned_batch_fails_only_the_bad_question(embedder: Embedder) -> None:
     """Many questions share one query-embedding batch; one that breaks the encoder fails alone."""
-    from knowledge.embedding import _Batcher
+    from knowledge.embedding.base import _Batcher
 
     real = embedder.encode_queries
 

@@ -6,6 +6,8 @@ import math
 import pytest
 
 from knowledge import Embedder, EmbeddingModelError
+from knowledge.embedding.onnx import OnnxEmbedder
+from knowledge.embedding.torch import TorchEmbedder
 
 
 async def test_embeddings_are_normalized_and_ordered(embedder: Embedder) -> None:
@@ -23,8 +25,9 @@ async def test_count_tokens_on_the_worker(embedder: Embedder) -> None:
     assert await embedder.run(embedder.count_tokens, "") == 0
 
 
-async def test_unloadable_model_names_the_model_and_the_fix() -> None:
-    broken = Embedder("/nonexistent/teambot-model")
+@pytest.mark.parametrize("backend", [OnnxEmbedder, TorchEmbedder])
+async def test_unloadable_model_names_the_model_and_the_fix(backend: type[Embedder]) -> None:
+    broken = backend("/nonexistent/teambot-model")
     try:
         with pytest.raises(EmbeddingModelError) as info:
             await broken.warmup()
@@ -75,10 +78,11 @@ async def test_a_failed_batch_fails_every_question_in_it(
 
 
 async def test_embedding_threads_bound_torch() -> None:
-    """knowledge.embedding_threads (default 1) leaves the other cores to the event loop."""
+    """knowledge.embedding_threads (default 1) leaves the other cores to the event loop (the
+    torch backend's threads are torch's own)."""
     import torch
 
-    one = Embedder(threads=1)
+    one = TorchEmbedder(threads=1)
     try:
         await one.warmup()
         # OpenMP's thread count is per calling thread: the worker's is the one that encodes
@@ -128,7 +132,8 @@ def test_configured_prefixes_and_languages_override_the_family() -> None:
 
 
 async def test_prefixes_reach_the_model(embedder: Embedder) -> None:
-    prefixed = Embedder(query_prefix="query: ", passage_prefix="passage: ")
+    assert isinstance(embedder, OnnxEmbedder)
+    prefixed = OnnxEmbedder(query_prefix="query: ", passage_prefix="passage: ")
     prefixed._model = embedder._load()  # the same loaded model, other prefixes
     try:
         (passage,) = await prefixed.embed(["reset the VPN"])
@@ -147,7 +152,8 @@ async def test_readable_counts_unknown_wordpieces_and_declared_languages(
 ) -> None:
     assert await embedder.run(embedder.readable, "reset the VPN") == 1.0
     assert await embedder.run(embedder.readable, "年假有几天") == 0.0  # not English
-    multilingual = Embedder(languages=["multi"])
+    assert isinstance(embedder, OnnxEmbedder)
+    multilingual = OnnxEmbedder(languages=["multi"])
     multilingual._model = embedder._load()
     try:
         share = await multilingual.run(multilingual.readable, "年假有几天")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from knowledge import KnowledgeBase, KnowledgeSettings
-from knowledge.embedding import build_embedder
-from knowledge.embedding_http import EmbeddingServerError, HttpEmbedder
+from knowledge.embedding import make_embedder
+from knowledge.embedding.http import EmbeddingServerError, HttpEmbedder
 from tests.fakes.embeddings import DIMENSION, FakeEmbeddings, fake_vector
 
 
@@ -64,7 +64,7 @@ async def test_configured_prefixes_and_input_type_win(fake: FakeEmbeddings) -> N
         embedding_passage_prefix="",
         embedding_input_type=True,
     )
-    embedder = build_embedder(settings)
+    embedder = make_embedder(settings)
     try:
         assert isinstance(embedder, HttpEmbedder)
         await embedder.embed(["报销流程"])

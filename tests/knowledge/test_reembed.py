@@ -122,3 +122,40 @@ async def test_an_interrupted_copy_never_serves(
         assert kb.embedder.model_name == NEW and await kb.store.count() == chunks
     finally:
         await kb.close()
+
+
+async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
+    tmp_path: Path, handbook: Path
+) -> None:
+    """The default moved from torch to onnx: an existing index stays the collection that
+    answers (the same vectors), and when the model really changes (int8) the old index is served
+    by onnx, not torch, while the new one fills."""
+    from knowledge.embedding.torch import TorchEmbedder
+
+    settings = KnowledgeSettings(persist_dir=tmp_path / "chroma", collection="torch-kb")
+    built = await KnowledgeBase.open(
+        settings.model_copy(update={"embedding_backend": "torch"}), embedder=TorchEmbedder()
+    )
+    report = await built.ingestor.ingest_path(handbook, source="handbook")
+    assert report.result == "ok"
+    chunks = await built.store.count()
+    await built.close()
+
+    kb = await KnowledgeBase.open(settings)  # the default: onnx
+    try:
+        assert kb.pending is None and kb.embedder.backend_name == "onnx"
+        assert await kb.store.count() == chunks
+        found = await kb.retriever.retrieve("How do I reset my VPN?")
+        assert found[0].location == "handbook/vpn.md"
+    finally:
+        await kb.close()
+
+    int8 = settings.model_copy(
+        update={"embedding_int8": True, "embedding_cache_dir": str(tmp_path / "models")}
+    )
+    kb = await KnowledgeBase.open(int8)
+    try:
+        assert kb.pending is not None and kb.pending.embedder.model_name.endswith("(int8)")
+        assert kb.embedder.backend_name == "onnx" and not kb.embedder.model_name.endswith("(int8)")
+    finally:
+        await kb.close()

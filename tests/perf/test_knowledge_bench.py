@@ -36,7 +36,7 @@ from knowledge import (
     SourceSettings,
 )
 from knowledge.chunking import embed_text
-from knowledge.embedding import build_embedder
+from knowledge.embedding import make_embedder
 from knowledge.eval import Scores, evaluate, floor_curve
 from knowledge.lexical import tokenize
 from knowledge.live import LiveChunk
@@ -165,7 +165,7 @@ async def test_retrieval_quality_multilingual(tmp_path: Path) -> None:
         "embedding_batch_size": 8,
         "embedding_timeout": 300.0,
     }
-    embedder = build_embedder(KnowledgeSettings(**settings))  # type: ignore[arg-type]
+    embedder = make_embedder(KnowledgeSettings(**settings))  # type: ignore[arg-type]
     try:
         for _ in range(100):
             try:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from knowledge.embedding import QUERY_CACHE, Embedder, EmbeddingModelError
+from knowledge.embedding.base import Embedder, EmbeddingModelError, Query
 from knowledge.families import AUTO, language_of
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
@@ -38,6 +38,9 @@ class EmbeddingServerError(EmbeddingModelError):
 
 class HttpEmbedder(Embedder):
     """An `Embedder` whose vectors come from an OpenAI-compatible embeddings endpoint."""
+
+    backend_name = "http"
+    vectors = "http"
 
     def __init__(
         self,
@@ -71,10 +74,6 @@ class HttpEmbedder(Embedder):
         )
 
     @property
-    def backend_name(self) -> str:
-        return "http"
-
-    @property
     def model_name(self) -> str:
         return self._model_name
 
@@ -100,20 +99,10 @@ class HttpEmbedder(Embedder):
             vectors.extend(await self._request(batch, "passage"))
         return vectors
 
-    async def embed_query(self, text: str) -> tuple[list[float], float]:
+    async def _query(self, text: str) -> Query:
         """A question's embedding and whether the model reads its language (1.0 or 0.0)."""
-        if (cached := self._recent.get(text)) is not None:
-            self._recent.move_to_end(text)
-            return cached
         (vector,) = await self._request([self.profile.query_prefix + text], "query")
-        result = (vector, self.readable(text))
-        self._recent[text] = result
-        if len(self._recent) > QUERY_CACHE:
-            self._recent.popitem(last=False)
-        return result
-
-    def encode_queries(self, texts: list[str]) -> list[tuple[list[float], float]]:
-        raise NotImplementedError("the http backend embeds questions with embed_query (async)")
+        return vector, self.readable(text)
 
     def count_tokens(self, text: str) -> int:
         """An estimate (no tokenizer here): a token per Chinese character or fullwidth mark,
@@ -123,9 +112,6 @@ class HttpEmbedder(Embedder):
     def readable(self, text: str) -> float:
         """1.0 when the model declares the text's language (or declares none), else 0.0."""
         return 1.0 if self.profile.reads(language_of(text)) else 0.0
-
-    def _load(self) -> Any:
-        raise EmbeddingModelError("the http backend has no local model to load")
 
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
@@ -185,7 +171,7 @@ class HttpEmbedder(Embedder):
         return EmbeddingServerError(
             f"embeddings server {self._url} (model {self._model_name!r}): {detail}; check that "
             "it runs and serves that model (knowledge.embedding_url, knowledge.embedding_model), "
-            "or set knowledge.embedding_backend = 'torch' for the bundled model",
+            "or set knowledge.embedding_backend = 'onnx' for the bundled model",
             retryable=retryable,
         )
 
