@@ -41,6 +41,8 @@ TABLES = {
     "faq_candidates",
     "console_agents",
     "console_sessions",
+    "web_chat_owners",
+    "web_chat_keys",
     "alembic_version",
 }
 
@@ -67,7 +69,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0007"
+    assert head() == "0008"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:
