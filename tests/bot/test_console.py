@@ -17,10 +17,12 @@ from bot.console.auth import COOKIE
 from bot.console.throttle import LoginThrottle
 from tests.bot.served import PASSWORD, make_settings, serve
 from tests.fakes.sglang import FakeSGLang
+from tests.helpers import sign_in
 
 
 async def _login(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
-    return await client.post("/console/login", data={"name": name, "password": password})
+    response: httpx.Response = await sign_in(client, name, password)
+    return response
 
 
 async def test_no_account_no_console(
