@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from adapters.web.config import WebChatSettings
 from adapters.web.sessions import COOKIE, Sessions
 from bot.db import upgrade_async
+from engine.config import PolicySettings
 from engine.database import create_engine
 from tests.bot.served import make_settings, serve
 from tests.fakes.sglang import FakeSGLang
@@ -78,17 +79,23 @@ async def test_a_stranger_cannot_rate_read_post_into_or_escalate_anothers_chat(
             assert escalated.status_code == 200 and escalated.json()["escalated"] is True
 
 
-async def test_missing_turns_empty_threads_and_floods_are_refused_with_4xx(
+async def test_missing_turns_empty_threads_and_floods_are_refused_with_4xx_allowlisted(
     tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(tmp_path, fake_sglang, None)
+    # an allowlist for another platform, with the web chat's own entry: the web chat answers
+    policy = PolicySettings(allowed_chats=["slack:C1", "web:*"])
     settings = settings.model_copy(
-        update={"webchat": WebChatSettings(escalation_burst=2, escalations_per_hour=1)}
+        update={
+            "webchat": WebChatSettings(escalation_burst=2, escalations_per_hour=1),
+            "policy": policy,
+        }
     )
     chat = uuid.uuid4().hex
     async with serve(settings, monkeypatch) as (url, fake):
         async with httpx.AsyncClient(base_url=url) as client:
-            assert (await _ask(client, chat, "t0", "What is the VPN address?")).status_code == 200
+            asked = await _ask(client, chat, "t0", "What is the VPN address?")
+            assert asked.status_code == 200 and _events(asked)[-1]["type"] == "final"
             missing = {"turn_id": 987_654, "chat_id": chat, "value": "up"}
             answer = await client.post("/api/feedback", json=missing)
             assert answer.status_code == 404 and "No such answer" in answer.json()["error"]
