@@ -134,7 +134,7 @@ async def upload(client: httpx.AsyncClient, csrf: str, name: str, text: str) -> 
 
 async def citations(url: str, question: str) -> list[dict[str, Any]]:
     body = {
-        "chat_id": "replica-test",
+        "chat_id": f"replica-test-{time.monotonic_ns()}",  # a new chat each time: no session
         "thread_id": f"t-{time.monotonic_ns()}",
         "message_id": f"m-{time.monotonic_ns()}",
         "text": question,
