@@ -23,7 +23,11 @@ class WebChatSettings(BaseModel):
     )
     escalation_burst: int = Field(default=3, ge=1, le=100)
     max_body_bytes: int = Field(
-        default=262_144, ge=1024, le=10_485_760, description="a larger request gets 413"
+        default=524_288,
+        ge=1024,
+        le=10_485_760,
+        description="a larger request gets 413 (100,000 Chinese characters, the longest message "
+        "[conversation] max_message_chars allows, fit)",
     )
     max_json_depth: int = Field(
         default=16, ge=2, le=200, description="JSON nested deeper than this gets 400"

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,13 +80,16 @@ class Sessions:
     # -- cookies ------------------------------------------------------------------------------
 
     async def identify(self, request: Request) -> Session:
-        """The session of the request's cookie, or a new one when it has none or a bad one."""
+        """The session of the request's cookie, or a new one when it has none, a forged one or
+        one older than `session_days` (checked here too: a copied cookie does not live on)."""
         key = await self._signing_key()
         cookie = request.cookies.get(COOKIE, "")
-        found, _, mac = cookie.partition(".")
-        valid = found and len(cookie) < 200 and cookie.isascii()
-        if valid and hmac.compare_digest(mac, _sign(key, found)):
-            return Session(found)
+        signed, _, mac = cookie.rpartition(".")
+        found, _, issued = signed.partition(".")
+        if found and issued.isdigit() and len(cookie) < 200 and cookie.isascii():
+            fresh_enough = time.time() - int(issued) < self.settings.session_days * 86_400
+            if fresh_enough and hmac.compare_digest(mac, _sign(key, signed)):
+                return Session(found)
         return Session(secrets.token_urlsafe(_ID_BYTES), fresh=True)
 
     async def attach(self, response: Response, session: Session, request: Request) -> None:
@@ -93,9 +97,10 @@ class Sessions:
         if not session.fresh:
             return
         key = await self._signing_key()
+        signed = f"{session.id}.{int(time.time())}"
         response.set_cookie(
             COOKIE,
-            f"{session.id}.{_sign(key, session.id)}",
+            f"{signed}.{_sign(key, signed)}",
             max_age=int(self.settings.session_days * 86_400),
             httponly=True,
             samesite="lax",
@@ -162,6 +167,6 @@ class Sessions:
         return bytes.fromhex(str(value))
 
 
-def _sign(key: bytes, session_id: str) -> str:
-    digest = hmac.new(key, _PURPOSE + session_id.encode(), "sha256").digest()
+def _sign(key: bytes, signed: str) -> str:
+    digest = hmac.new(key, _PURPOSE + signed.encode(), "sha256").digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

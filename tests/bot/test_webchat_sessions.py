@@ -4,6 +4,7 @@ Run against the real server (uvicorn, the store in SQLite), with two independent
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -167,6 +168,15 @@ async def test_replicas_sharing_a_database_accept_each_others_sessions(tmp_path:
         stranger = await two.identify(_request({}))
         assert not await two.claim("chat-1", stranger)
         # a configured secret signs differently: its cookies are not the database key's
+        # the cookie's age is signed: moved forward it is forged, past session_days it is old
+        sid, issued, mac = cookie.split(".")
+        moved = f"{sid}.{int(issued) + 86_400}.{mac}"
+        assert (await two.identify(_request({COOKIE: moved}))).fresh
+        brief = Sessions(WebChatSettings(session_days=1e-5), lambda: engine)  # 0.86 s
+        short = _cookie(await _attached(brief, await brief.identify(_request({}))))
+        assert not (await brief.identify(_request({COOKIE: short}))).fresh
+        await asyncio.sleep(1.0)
+        assert (await brief.identify(_request({COOKIE: short}))).fresh
         secret = WebChatSettings(session_secret=SecretStr("x" * 32))
         configured = Sessions(secret, lambda: engine)
         assert (await configured.identify(_request({COOKIE: cookie}))).fresh
