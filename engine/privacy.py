@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote_plus
 
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # (pattern, its mask in a log line, what is left of it in a search query). Secrets and tokens
 # first: they can contain digits that look like phone numbers.
 _SECRETS: list[tuple[re.Pattern[str], str, str]] = [
@@ -28,7 +29,7 @@ _SECRETS: list[tuple[re.Pattern[str], str, str]] = [
         r"\1\2[secret]",
         r"\1 ",
     ),
-    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]", " "),
+    (_EMAIL, "[email]", " "),
     # Chinese resident ID: 17 digits and a check digit or X
     (re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])"), "[id-number]", " "),
 ]
@@ -87,6 +88,8 @@ def readable(text: str) -> str:
     """`text` percent-decoded and full-width folded until neither changes it (a few rounds):
     what a reader of the line would see the number as."""
     for _ in range(_ROUNDS):
+        if "%" not in text and text.isascii():  # most log lines: nothing to decode or fold
+            break
         folded = _ESCAPED.sub(_decoded, text.translate(_FOLD)).translate(_FOLD)
         if folded == text:
             break
@@ -113,6 +116,8 @@ class Redactor:
         if self._secrets is not None:
             text = self._secrets.sub(" " if scrub else "[secret]", text)
         for pattern, masked, scrubbed in _SECRETS:
+            if pattern is _EMAIL and "@" not in text:  # the costliest pattern, rarely needed
+                continue
             text = pattern.sub(scrubbed if scrub else masked, text)
         text = _CARD.sub(_card(" " if scrub else "[card]"), text)
         for pattern, masked, scrubbed in _PHONES:

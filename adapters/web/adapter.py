@@ -251,6 +251,7 @@ class WebAdapter:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.sessions.buckets.close()
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
         return PageChannel(self.pages, key)
