@@ -115,7 +115,8 @@ async def test_missing_turns_empty_threads_and_floods_are_refused_with_4xx_allow
 
 
 BAD_BODIES: list[tuple[bytes, str, int]] = [
-    (b"[" * 300_000 + b"]" * 300_000, "application/json", 413),  # over [webchat] max_body_bytes
+    (b'{"text": "' + b"x" * 600_000 + b'"}', "application/json", 413),  # over max_body_bytes
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),  # the probe: 100,000 deep
     (b'{"chat_id":' + b"[" * 5_000 + b"]" * 5_000 + b"}", "application/json", 400),  # too deep
     (b'{"chat_id": "c", "thread_id": "t", "message_id": "m", "text": 11', "application/json", 400),
     (b'{"chat_id": "c", "thread_id": "t", "message_id": "m", "text": "hi"}', "text/plain", 415),
