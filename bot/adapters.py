@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from adapters.base import Adapter, Core
 from adapters.web.adapter import WebAdapter
 from bot.settings import Settings
+from engine.policy import Buckets, MemoryBuckets, RedisBuckets
+
+log = logging.getLogger(__name__)
 
 
-def build_adapters(settings: Settings, core: Core) -> list[Adapter]:
-    """The web chat (when on) plus every enabled platform adapter."""
+def build_adapters(
+    settings: Settings, core: Core, *, engine: Callable[[], AsyncEngine | None] = lambda: None
+) -> list[Adapter]:
+    """The web chat (when on) plus every enabled platform adapter. `engine` returns the
+    database once it is open (the web chat keeps its sessions' chats there)."""
     adapters: list[Adapter] = []
     if settings.server.web_chat:
-        adapters.append(WebAdapter(core))
+        policy = settings.policy
+        buckets: Buckets = RedisBuckets(policy.redis_url) if policy.redis_url else MemoryBuckets()
+        adapters.append(WebAdapter(core, settings.webchat, engine=engine, buckets=buckets))
+        warn_if_web_chat_not_allowed(settings)
     if settings.slack.enabled:
         from adapters.slack.adapter import SlackAdapter
 
@@ -27,3 +41,19 @@ def build_adapters(settings: Settings, core: Core) -> list[Adapter]:
         leadership = DatabaseLeadership(settings.storage.url)
         adapters.append(DingTalkAdapter(settings.dingtalk, core, leadership))
     return adapters
+
+
+def warn_if_web_chat_not_allowed(settings: Settings) -> None:
+    """With an allowlist set, the web chat answers only when "web:*" is on it: say so at start."""
+    policy = settings.policy
+    for name, entries in (
+        ("allowed_chats", policy.allowed_chats),
+        ("allowed_tenants", policy.allowed_tenants),
+    ):
+        if entries and "web:*" not in entries:
+            log.warning(
+                'the web chat is on but [policy] %s does not list "web:*": it will answer '
+                'nothing. Add "web:*" to %s, or set [server] web_chat = false',
+                name,
+                name,
+            )

@@ -12,6 +12,8 @@ from engine.config import PolicySettings
 from knowledge import IngestReport, KnowledgeBase, SourceKinds, builtin_kinds
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from engine.conversation import Conversation
     from engine.llm import LLMClient
     from engine.messages import Answer, Inbound, ThreadKey
@@ -139,6 +141,10 @@ class Application:
     def running(self) -> App | None:
         return self._app
 
+    def engine(self) -> AsyncEngine | None:
+        """The database engine once open (the web chat's sessions use it), else None."""
+        return self._app.store.engine if self._app is not None else None
+
     @property
     def conversation(self) -> Conversation:
         if self._app is None:
@@ -157,8 +163,10 @@ class Application:
         value: str,
         comment: str = "",
         reply: ReplyChannel | None = None,
+        *,
+        chat: tuple[str, str, str] | None = None,
     ) -> None:
-        await self.conversation.feedback(turn_id, user_id, value, comment, reply)
+        await self.conversation.feedback(turn_id, user_id, value, comment, reply, chat=chat)
 
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""

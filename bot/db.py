@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from adapters.web.tables import WebChatBase
 from bot.console.tables import ConsoleBase
 from engine.tables import EngineBase
 from knowledge.catalog import CatalogBase
@@ -32,6 +33,7 @@ TARGET_METADATA: list[MetaData] = [
     EngineBase.metadata,
     CatalogBase.metadata,
     ConsoleBase.metadata,
+    WebChatBase.metadata,
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -42,7 +42,7 @@ def create_server(settings: Settings) -> FastAPI:
     opened in the lifespan, closed at shutdown. On the embedded default the server also holds
     the data folder, so the CLI's knowledge commands come to it (bot/admin.py)."""
     application = Application(settings)
-    adapters: list[Adapter] = build_adapters(settings, application)
+    adapters: list[Adapter] = build_adapters(settings, application, engine=application.engine)
     held: dict[str, Holder] = {}
 
     @asynccontextmanager
@@ -125,9 +125,11 @@ def create_server(settings: Settings) -> FastAPI:
         )
         mount_console(server, console)
     if settings.server.web_chat:
+        from adapters.web.adapter import WebAdapter
         from bot.webchat import webchat_router
 
-        server.include_router(webchat_router(application.running))
+        web = next(a for a in adapters if isinstance(a, WebAdapter))
+        server.include_router(webchat_router(application.running, web.sessions))
         page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
 
         @server.get("/", response_class=HTMLResponse)

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.feishu.config import FeishuSettings
 from adapters.slack.config import SlackSettings
+from adapters.web.config import WebChatSettings
 from bot.console.config import ConsoleSettings
 from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
 from engine.escalation import EscalationSettings
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     console: ConsoleSettings = ConsoleSettings()
     web: WebSettings = WebSettings()
+    webchat: WebChatSettings = WebChatSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     slack: SlackSettings = SlackSettings()
     feishu: FeishuSettings = FeishuSettings()

@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from adapters.markdown import to_html
-from adapters.web.convert import thread_key
+from adapters.web.convert import BAD_ID, NOT_YOURS, refused, thread_key, valid_id
+from adapters.web.sessions import Sessions
 from engine.messages import Outcome
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 EXAMPLES = 4
 _SAMPLED_CHUNKS = 400
 _CACHE_SECONDS = 300.0
-_ID = re.compile(r"^[\w.:-]{1,100}$")
 _QUESTION = re.compile(r"[?？]\s*$")
 
 
@@ -62,8 +62,9 @@ class Welcome:
         return picked
 
 
-def webchat_router(app: Callable[[], App | None]) -> APIRouter:
-    """GET /api/welcome and GET /api/threads/{chat}/{thread} for the chat page."""
+def webchat_router(app: Callable[[], App | None], sessions: Sessions) -> APIRouter:
+    """GET /api/welcome and GET /api/threads/{chat}/{thread} for the chat page; a transcript
+    only for the session that owns the chat (another browser: 403)."""
     router = APIRouter()
     welcome = Welcome()
 
@@ -80,12 +81,18 @@ def webchat_router(app: Callable[[], App | None]) -> APIRouter:
         return JSONResponse({"examples": examples, "model": core.llm is not None})
 
     @router.get("/api/threads/{chat_id}/{thread_id}")
-    async def transcript(chat_id: str, thread_id: str) -> JSONResponse:
+    async def transcript(request: Request, chat_id: str, thread_id: str) -> JSONResponse:
         core = app()
         if core is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        if not (_ID.match(chat_id) and _ID.match(thread_id)):
-            return JSONResponse({"error": "bad thread id"}, status_code=400)
+        if not (valid_id(chat_id) and valid_id(thread_id)):
+            return refused(BAD_ID, 400)
+        session = await sessions.identify(request)
+        owner = await sessions.owner(chat_id)
+        if owner is None:  # nobody wrote here yet: nothing to show, nothing to hide
+            return JSONResponse({"state": "new", "messages": []})
+        if owner != session.hash:
+            return refused(NOT_YOURS, 403)
         thread = await core.store.find_thread(thread_key(chat_id, thread_id))
         if thread is None:
             return JSONResponse({"state": "new", "messages": []})

@@ -1,6 +1,9 @@
 """The boundary's hygiene: whatever a sender put in a field becomes valid, bounded text, and
 whatever they put in a number field becomes a number or a sensible default.
 
+Bidi embedding, override and isolate controls are taken out of every text (they would show
+agents a question reordered); a message with nothing visible in it is empty (`message`).
+
 `Inbound` runs every field through here when it is built, so nothing downstream (the embedding
 tokenizer, PostgreSQL, the logs) ever sees a lone surrogate, a NUL or a 10 MB display name.
 The converters use `timestamp` and `text` for the platform's raw fields, which may be numbers
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +25,11 @@ MAX_NAME = 255
 
 # C0 and C1 control characters except tab and newline (carriage returns become newlines first)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidi embeddings, overrides and isolates (LRE … RLO, LRI … PDI): they reorder what follows, so a
+# question can show agents other words than it holds ("Trojan Source"); a plain text needs none
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+# Blank although not whitespace to Python: Hangul fillers, the braille blank
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
 
@@ -37,7 +46,25 @@ def text(value: Any, limit: int = MAX_TEXT) -> str:
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub("", value)
+    if not value.isascii():
+        value = _BIDI.sub("", value)
     return str(value[:limit])
+
+
+def blank(value: str) -> bool:
+    """Nothing a reader would see: only whitespace and invisible characters (zero-width spaces
+    and joiners, direction marks, the BOM, fillers)."""
+    return all(
+        char.isspace() or char in _BLANK or unicodedata.category(char) in ("Cf", "Cc", "Zs")
+        for char in value
+    )
+
+
+def message(value: Any, limit: int = MAX_TEXT) -> str:
+    """`text` for what a person wrote: empty when nothing in it is visible, so a question of
+    zero-width characters is an empty question, not one to answer."""
+    cleaned = text(value, limit)
+    return "" if blank(cleaned) else cleaned
 
 
 def ident(value: Any) -> str:

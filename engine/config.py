@@ -130,10 +130,14 @@ class PolicySettings(BaseModel):
         description="redis://host:6379/0 to share limits between replicas; empty = in-process",
     )
     allowed_tenants: list[str] = Field(
-        default_factory=list, description="workspaces/tenants to answer in; empty = everywhere"
+        default_factory=list,
+        description='workspaces/tenants to answer in ("platform:*" for all of one platform\'s); '
+        "empty = everywhere",
     )
     allowed_chats: list[str] = Field(
-        default_factory=list, description='"platform:chat_id" entries; empty = every chat'
+        default_factory=list,
+        description='"platform:chat_id" or "platform:*" entries ("web:*": the built-in web '
+        "chat); empty = every chat",
     )
     follow_ups: bool = Field(
         default=True,

@@ -294,7 +294,8 @@ class Conversation:
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
-        """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
+        """Hand the thread to a person (a "Talk to a person" button, negative feedback);
+        NothingAsked where nobody asked anything."""
         await self._lifecycle.escalate(key, reply, trigger=trigger, requested_by=requested_by)
 
     async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
@@ -318,9 +319,11 @@ class Conversation:
         value: str,
         comment: str = "",
         reply: ReplyChannel | None = None,
+        *,
+        chat: tuple[str, str, str] | None = None,
     ) -> None:
         """A helpful ("up") / not helpful ("down") click; "down" may escalate (see lifecycle)."""
-        await self._lifecycle.feedback(turn_id, user_id, value, comment, reply)
+        await self._lifecycle.feedback(turn_id, user_id, value, comment, reply, chat=chat)
 
     def _reject(self, inbound: Inbound, language: str) -> str | None:
         text = inbound.text.strip()

@@ -25,13 +25,21 @@ from engine.messages import (
     ThreadKey,
 )
 from engine.ports import ReplyChannel
-from engine.store import ConversationStore, ThreadRecord
+from engine.store import ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.text import clip
 
 log = logging.getLogger(__name__)
 
 _PEOPLE_OWN = (ThreadState.ESCALATED, ThreadState.HUMAN)  # the bot records, says nothing
+
+
+class NothingAsked(LookupError):
+    """An escalation of a thread where nobody asked anything: refused, nothing is recorded."""
+
+
+def _asked(record: TurnRecord) -> bool:
+    return bool(record.question.strip()) and record.outcome is not Outcome.COMMAND
 
 
 class ThreadLifecycle:
@@ -47,15 +55,22 @@ class ThreadLifecycle:
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
-        """Hand the thread to a person (a "Talk to a person" button, negative feedback)."""
-        thread = await self._store.thread(key)
+        """Hand the thread to a person (a "Talk to a person" button, negative feedback).
+
+        Raises NothingAsked for a thread in which nobody asked anything (unknown, or commands
+        only): there is nothing for a person to answer, and no blank escalation is made."""
+        thread = await self._store.find_thread(key)
+        if thread is None:
+            raise NothingAsked(f"no thread {key}")
         escalation = self.escalation.for_chat(key.platform, key.chat_id)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             return
         if not escalation.enabled(trigger):
             return
-        history = await self._store.history(thread.id, 1)
-        language = history[-1].language if history else "en"
+        history = await self._store.history(thread.id, self._history_turns)
+        if not any(_asked(r) for r in history):
+            raise NothingAsked(f"nothing was asked in {key}")
+        language = history[-1].language
         text = await self.hand_off(thread.id, key, reply, trigger, escalation, language)
         await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
@@ -208,13 +223,22 @@ class ThreadLifecycle:
         value: str,
         comment: str = "",
         reply: ReplyChannel | None = None,
+        *,
+        chat: tuple[str, str, str] | None = None,
     ) -> None:
         """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
-        it); "down" escalates where the channel says so and the adapter gave a reply channel."""
-        await self._store.add_feedback(turn_id, user_id, value, comment)
-        if value != "down" or reply is None:
-            return
+        it); "down" escalates where the channel says so and the adapter gave a reply channel.
+
+        LookupError when there is no such turn, or it is not in `chat` (platform, tenant, chat
+        id) when that is given: the web chat rates only answers in the asker's own chat."""
         turn = await self._store.turn(turn_id)
         thread = await self._store.thread_by_id(turn.thread_id) if turn else None
-        if thread is not None:
-            await self.escalate(thread.key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
+        key = thread.key if thread is not None else None
+        if key is None or (chat is not None and (key.platform, key.tenant, key.chat_id) != chat):
+            raise LookupError(f"no turn {turn_id}" + (" in this chat" if chat else ""))
+        await self._store.add_feedback(turn_id, user_id, value, comment)
+        if value == "down" and reply is not None:
+            try:
+                await self.escalate(key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
+            except NothingAsked:  # "not helpful" on a command's reply: nothing to hand over
+                log.info("feedback on %s: nothing asked there to escalate", key)

@@ -130,7 +130,7 @@ class Inbound:
     def __post_init__(self) -> None:
         for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
             object.__setattr__(self, name, clean.ident(getattr(self, name)))
-        object.__setattr__(self, "text", clean.text(self.text))
+        object.__setattr__(self, "text", clean.message(self.text))
         object.__setattr__(self, "mentioned", bool(self.mentioned))
         object.__setattr__(self, "attachments", tuple(self.attachments)[:50])
         object.__setattr__(self, "history", tuple(self.history)[-50:])

@@ -107,11 +107,15 @@ class Policy:
         )
 
     def allowed(self, inbound: Inbound) -> bool:
-        """False when the workspace/tenant or chat is not on a configured allowlist."""
+        """False when the workspace/tenant or chat is not on a configured allowlist. An entry
+        "platform:*" in a list lets in every tenant or chat of that platform: "web:*" is the
+        built-in web chat's entry (its chats are made up by each browser, its one tenant is no
+        workspace)."""
         tenants, chats = self._settings.allowed_tenants, self._settings.allowed_chats
-        if tenants and inbound.tenant not in tenants:
+        everywhere = f"{inbound.platform}:*"
+        if tenants and inbound.tenant not in tenants and everywhere not in tenants:
             return False
-        return not chats or f"{inbound.platform}:{inbound.chat_id}" in chats
+        return not chats or everywhere in chats or f"{inbound.platform}:{inbound.chat_id}" in chats
 
     def follows_up(self, inbound: Inbound) -> bool:
         """Whether an un-mentioned message in a thread the bot answered is answered here

@@ -53,11 +53,15 @@ class Core(Protocol):
         value: str,
         comment: str = "",
         reply: ReplyChannel | None = None,
+        *,
+        chat: tuple[str, str, str] | None = None,
     ) -> None:
         """A "Helpful" ("up") or "not helpful" ("down") click on an answer; give `reply` (a
-        channel into that thread) so a "down" can escalate where the channel says so."""
+        channel into that thread) so a "down" can escalate where the channel says so.
+        LookupError when there is no such turn, or none in `chat` (platform, tenant, chat id)."""
 
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
-        """A "Talk to a person" click: the thread goes to the escalation channel."""
+        """A "Talk to a person" click: the thread goes to the escalation channel. LookupError
+        (engine.lifecycle.NothingAsked) when nobody asked anything in the thread."""

@@ -157,3 +157,15 @@ async def make_core(
         policy=Policy(policy or PolicySettings()),
     )
     return Core(core, store, client, fake), kb
+
+
+async def sign_in(client: Any, name: str, password: str) -> Any:
+    """Sign in to the console as a browser does: the login page first (its CSRF cookie), then
+    the form with the same token (bot/console/sign_in.py). `client` is an httpx.AsyncClient."""
+    from bot.console.auth import LOGIN_COOKIE
+
+    if LOGIN_COOKIE not in client.cookies:
+        await client.get("/console/login")
+    token = client.cookies.get(LOGIN_COOKIE, "")
+    fields = {"name": name, "password": password, "csrf": token}
+    return await client.post("/console/login", data=fields)

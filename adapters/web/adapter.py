@@ -3,6 +3,10 @@
 POST /api/chat streams one answer (with keep-alives while the model thinks); an open page
 listens on /api/threads/{chat}/{thread}/events, where an agent's reply from the console lands
 (`reply_channel`), so a handoff in the web chat is a conversation, not a dead end.
+
+Every request body is checked for size and nesting before it is parsed (adapters/web/body.py),
+and every route acts only on the chats of the browser's own session (adapters/web/sessions.py):
+another browser gets 403 (a chat) or 404 (an answer to rate).
 """
 
 from __future__ import annotations
@@ -10,26 +14,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import AdapterStatus, Check, Core
 from adapters.markdown import to_html
 from adapters.streaming import Coalescer
+from adapters.web import body
+from adapters.web.config import WebChatSettings
 from adapters.web.convert import (
+    BAD_ID,
+    NO_TURN,
+    NOT_YOURS,
+    NOTHING_ASKED,
+    TOO_MANY_ESCALATIONS,
     ChatRequest,
     EscalateRequest,
+    FeedbackRequest,
     answer_to_json,
+    chat_of,
+    refused,
     thread_key,
     to_inbound,
+    valid_id,
 )
+from adapters.web.sessions import Sessions
 from engine.escalation import BUTTON
 from engine.language import phrase
 from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
@@ -38,12 +55,6 @@ STOP_GRACE = 10.0  # seconds shutdown waits for web chat answers in flight
 # Seconds between streamed updates to a page: smooth to read, and the page is not sent the whole
 # answer again (text and HTML) for every token the model writes.
 UPDATE_INTERVAL = 0.1
-
-
-class FeedbackRequest(BaseModel):
-    turn_id: int
-    chat_id: str = Field(min_length=1, max_length=100)
-    value: str = Field(pattern=r"^(up|down)$")
 
 
 class WebReplyChannel:
@@ -141,45 +152,93 @@ LISTEN_SECONDS = 60.0  # a page's event stream ends after this; the browser reco
 
 
 class WebAdapter:
-    """POST /api/chat answers one message as a stream of server-sent events."""
+    """POST /api/chat answers one message as a stream of server-sent events; every route acts
+    only on the chats of the browser's own session (adapters/web/sessions.py)."""
 
     name = "web"
 
-    def __init__(self, core: Core) -> None:
+    def __init__(
+        self,
+        core: Core,
+        settings: WebChatSettings | None = None,
+        *,
+        engine: Callable[[], AsyncEngine | None] = lambda: None,
+        buckets: Buckets | None = None,
+    ) -> None:
         self._core = core
+        self.settings = settings or WebChatSettings()
+        self.sessions = Sessions(self.settings, engine, buckets)
         self._tasks: set[asyncio.Task[Answer | None]] = set()
         self.pages = Pages()
         self._closing = asyncio.Event()
 
     def router(self) -> APIRouter:
         router = APIRouter()
+        limits = {
+            "max_bytes": self.settings.max_body_bytes,
+            "max_depth": self.settings.max_json_depth,
+        }
 
         @router.post("/api/chat")
-        async def chat(request: ChatRequest) -> StreamingResponse:
-            return StreamingResponse(self._stream(request), media_type="text/event-stream")
+        async def chat(request: Request) -> Response:
+            asked = await body.read(request, ChatRequest, **limits)
+            session = await self.sessions.identify(request)
+            if not await self.sessions.claim(asked.chat_id, session):
+                return refused(NOT_YOURS, 403)
+            response = StreamingResponse(self._stream(asked), media_type="text/event-stream")
+            await self.sessions.attach(response, session, request)
+            return response
 
         @router.post("/api/feedback")
-        async def feedback(request: FeedbackRequest) -> dict[str, str]:
-            await self._core.feedback(request.turn_id, request.chat_id, request.value)
-            return {"status": "recorded"}
+        async def feedback(request: Request) -> Response:
+            clicked = await body.read(request, FeedbackRequest, **limits)
+            session = await self.sessions.identify(request)
+            if not await self.sessions.owns(clicked.chat_id, session):
+                return refused(NO_TURN, 404)
+            try:
+                await self._core.feedback(
+                    clicked.turn_id, clicked.chat_id, clicked.value, chat=chat_of(clicked.chat_id)
+                )
+            except LookupError:
+                return refused(NO_TURN, 404)
+            return JSONResponse({"status": "recorded"})
 
         @router.post("/api/escalate")
-        async def escalate(request: EscalateRequest) -> dict[str, Any]:
+        async def escalate(request: Request) -> Response:
             """The "Talk to a person" button: the thread goes to the console's inbox."""
-            channel = WebReplyChannel()
-            key = thread_key(request.chat_id, request.thread_id)
-            await self._core.escalate(key, channel, trigger=BUTTON, requested_by=request.chat_id)
-            if channel.final is not None:
-                return {"escalated": True, **answer_to_json(channel.final)}
-            text = phrase("already_escalated", request.language)
-            return {"escalated": False, "text": text, "html": to_html(text)}
+            asked = await body.read(request, EscalateRequest, **limits)
+            return await self._escalate(request, asked)
 
         @router.get("/api/threads/{chat_id}/{thread_id}/events")
-        async def events(chat_id: str, thread_id: str) -> StreamingResponse:
+        async def events(request: Request, chat_id: str, thread_id: str) -> Response:
+            if not (valid_id(chat_id) and valid_id(thread_id)):
+                return refused(BAD_ID, 400)
+            session = await self.sessions.identify(request)
+            if not await self.sessions.owns(chat_id, session):
+                return refused(NOT_YOURS, 403)
             key = thread_key(chat_id, thread_id)
             return StreamingResponse(self._listen(key), media_type="text/event-stream")
 
         return router
+
+    async def _escalate(self, request: Request, asked: EscalateRequest) -> Response:
+        session = await self.sessions.identify(request)
+        if not await self.sessions.owns(asked.chat_id, session):
+            return refused(NOT_YOURS, 403)
+        if not await self.sessions.may_escalate(session):
+            response = refused(TOO_MANY_ESCALATIONS, 429)
+            response.headers["Retry-After"] = str(int(3600 / self.settings.escalations_per_hour))
+            return response
+        channel = WebReplyChannel()
+        key = thread_key(asked.chat_id, asked.thread_id)
+        try:
+            await self._core.escalate(key, channel, trigger=BUTTON, requested_by=asked.chat_id)
+        except LookupError:  # engine.lifecycle.NothingAsked: no blank escalation
+            return refused(NOTHING_ASKED, 409)
+        if channel.final is not None:
+            return JSONResponse({"escalated": True, **answer_to_json(channel.final)})
+        text = phrase("already_escalated", asked.language)
+        return JSONResponse({"escalated": False, "text": text, "html": to_html(text)})
 
     async def start(self) -> None:
         """Nothing to connect: the web chat rides on teambot's own HTTP server."""
@@ -192,6 +251,7 @@ class WebAdapter:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.sessions.buckets.close()
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
         return PageChannel(self.pages, key)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from adapters.markdown import to_html
@@ -11,14 +13,30 @@ from engine.messages import Answer, ChatType, Inbound, Sender, ThreadKey
 
 PLATFORM = "web"
 TENANT = "local"
+ID = r"^[A-Za-z0-9_.:-]+$"  # ASCII: the page's ids are hex; nothing that looks like another
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+# What a browser is told when it is refused (the page shows it; the status says which)
+BAD_ID = "无效的对话编号 / Not a valid conversation id"
+NOT_YOURS = (
+    "这个对话属于另一个浏览器会话，请开始新对话。 / This conversation belongs to another browser "
+    "session: start a new one."
+)
+NO_TURN = "没有这条回答 / No such answer in your conversations"
+NOTHING_ASKED = (
+    "请先提一个问题，再转人工。 / Ask a question first: a person needs something to answer."
+)
+TOO_MANY_ESCALATIONS = (
+    "转人工请求过于频繁，请稍后再试。 / Too many requests for a person: try again later."
+)
 
 
 class ChatRequest(BaseModel):
     """One message typed into the web chat."""
 
-    chat_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
-    thread_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
-    message_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
+    chat_id: str = Field(min_length=1, max_length=100, pattern=ID)
+    thread_id: str = Field(min_length=1, max_length=100, pattern=ID)
+    message_id: str = Field(min_length=1, max_length=100, pattern=ID)
     text: str = Field(max_length=100_000)
     sender_name: str = Field(default="", max_length=100)
 
@@ -26,13 +44,35 @@ class ChatRequest(BaseModel):
 class EscalateRequest(BaseModel):
     """A "Talk to a person" click in the web chat."""
 
-    chat_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
-    thread_id: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
+    chat_id: str = Field(min_length=1, max_length=100, pattern=ID)
+    thread_id: str = Field(min_length=1, max_length=100, pattern=ID)
     language: str = Field(default="en", pattern=r"^(en|zh)$")
+
+
+class FeedbackRequest(BaseModel):
+    """A "Helpful" click on an answer in the web chat."""
+
+    turn_id: int = Field(ge=1, lt=2**63)
+    chat_id: str = Field(min_length=1, max_length=100, pattern=ID)
+    value: str = Field(pattern=r"^(up|down)$")
+
+
+def valid_id(value: str) -> bool:
+    """A chat, thread or message id as the page makes them (letters, digits, `_.:-`)."""
+    return bool(_ID.match(value))
 
 
 def thread_key(chat_id: str, thread_id: str) -> ThreadKey:
     return ThreadKey(PLATFORM, TENANT, chat_id, thread_id)
+
+
+def chat_of(chat_id: str) -> tuple[str, str, str]:
+    """(platform, tenant, chat id): where the core looks for an answer the chat may rate."""
+    return (PLATFORM, TENANT, chat_id)
+
+
+def refused(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
 def to_inbound(request: ChatRequest) -> Inbound:

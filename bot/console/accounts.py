@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,7 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.console.tables import Agent, ConsoleSession
 from knowledge.timestamps import utcnow
@@ -30,6 +32,11 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 MIN_PASSWORD = 10
 NAME_CHARS = 64
+# Han ideographs (and their extensions and compatibility forms), kana, Hangul syllables
+_CJK = re.compile(
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+    r"\u3041-\u3096\u30a1-\u30fa\u30fc\uac00-\ud7a3\u00b7\u30fb]"
+)
 
 
 class Role(StrEnum):
@@ -82,12 +89,35 @@ def check_password(password: str) -> None:
 
 
 def check_name(name: str) -> str:
-    cleaned = name.strip()
-    if not cleaned or len(cleaned) > NAME_CHARS or any(ch in cleaned for ch in "\r\n\t"):
+    """The name as it is kept (NFKC: full-width letters become ASCII), or AccountError.
+
+    Refused: control, zero-width and direction characters, and letters of scripts that look
+    like Latin ones (Cyrillic "а" in "аdmin", Greek, accented look-alikes): a name is ASCII
+    letters, digits, spaces and `. _ - @`, and Chinese, Japanese or Korean characters."""
+    cleaned = unicodedata.normalize("NFKC", name).strip()
+    if not cleaned or len(cleaned) > NAME_CHARS:
         raise AccountError(
             f"名字需为 1-{NAME_CHARS} 个字符 / A name is 1-{NAME_CHARS} characters on one line"
         )
+    odd = [ch for ch in cleaned if not _name_char(ch)]
+    if odd:
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in dict.fromkeys(odd))
+        raise AccountError(
+            f"名字含有不允许的字符 / The name holds characters that can pass for others or hide "
+            f"({shown}): use ASCII letters, digits, spaces and . _ - @, or Chinese characters"
+        )
     return cleaned
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same one: NFKC, case folded (Mei, MEI and ｍｅｉ are one)."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()[:NAME_CHARS]
+
+
+def _name_char(char: str) -> bool:
+    if char.isascii():
+        return char.isalnum() or char in " ._-@"
+    return bool(_CJK.match(char))
 
 
 class Accounts:
@@ -114,6 +144,7 @@ class Accounts:
         now = utcnow()
         row = Agent(
             name=name,
+            name_key=name_key(name),
             role=Role(role).value,
             password_hash=digest,
             created_at=now,
@@ -123,7 +154,10 @@ class Accounts:
             async with self._sessions.begin() as session:
                 session.add(row)
         except IntegrityError as error:
-            raise AccountError(f"已有名为 {name} 的客服 / An agent named {name} exists") from error
+            raise AccountError(
+                f"已有名为 {name} 的客服（不区分大小写） / An agent named {name} exists "
+                "(names are the same whatever their case)"
+            ) from error
         return _record(row)
 
     async def set_password(self, name: str, password: str) -> int:
@@ -131,27 +165,28 @@ class Accounts:
         check_password(password)
         digest = await asyncio.to_thread(_hasher.hash, password)
         async with self._sessions.begin() as session:
-            row = await session.get(Agent, name)
+            row = await _find(session, name)
             if row is None:
                 raise AccountError(f"没有名为 {name} 的客服 / No agent named {name}")
             row.password_hash, row.password_changed_at = digest, utcnow()
             ended = await session.execute(
-                delete(ConsoleSession).where(ConsoleSession.agent == name)
+                delete(ConsoleSession).where(ConsoleSession.agent == row.name)
             )
         return int(ended.rowcount or 0)  # type: ignore[attr-defined]
 
     async def remove(self, name: str) -> None:
         async with self._sessions.begin() as session:
-            row = await session.get(Agent, name)
+            row = await _find(session, name)
             if row is None:
                 raise AccountError(f"没有名为 {name} 的客服 / No agent named {name}")
-            await session.execute(delete(ConsoleSession).where(ConsoleSession.agent == name))
+            await session.execute(delete(ConsoleSession).where(ConsoleSession.agent == row.name))
             await session.delete(row)
 
     async def verify(self, name: str, password: str) -> AgentRecord | None:
-        """The agent when the password is theirs (argon2 on a worker thread), else None."""
+        """The agent when the password is theirs (argon2 on a worker thread), else None. The
+        name is matched as `name_key` makes it: "MEI" signs in as Mei."""
         async with self._sessions() as session:
-            row = await session.get(Agent, name.strip())
+            row = await _find(session, name)
         digest = row.password_hash if row is not None else _DUMMY_HASH
         try:
             await asyncio.to_thread(_hasher.verify, digest, password)
@@ -203,6 +238,11 @@ class Accounts:
             await session.execute(
                 delete(ConsoleSession).where(ConsoleSession.token_hash == signed_in.token_hash)
             )
+
+
+async def _find(session: AsyncSession, name: str) -> Agent | None:
+    found = await session.scalars(select(Agent).where(Agent.name_key == name_key(name)))
+    return found.first()
 
 
 def _record(row: Agent) -> AgentRecord:

@@ -22,6 +22,7 @@ from bot.console.throttle import Lockout, LoginThrottle
 log = logging.getLogger(__name__)
 
 COOKIE = "teambot_console"
+LOGIN_COOKIE = "teambot_login"  # the sign-in form's CSRF token (bot/console/sign_in.py)
 BOOTSTRAP_ADMIN = "admin"
 
 

@@ -33,6 +33,11 @@ class ConsoleSettings(BaseModel):
     login_lockout_minutes: float = Field(
         default=15, gt=0, le=1440, description="how long a lockout lasts"
     )
+    origins: list[str] = Field(
+        default_factory=list,
+        description='the console\'s public addresses ("https://support.example.com") when a '
+        "proxy in front changes the Host header; forms from anywhere else are refused",
+    )
     faq_dir: str = Field(
         default="./data/faq", description="folder of the managed FAQ (approved human answers)"
     )

@@ -9,10 +9,11 @@ way to the sign-in page, a 403), which the handler `mount_console` installs retu
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -27,6 +28,8 @@ from bot.console.present import Clock, templates
 from engine.messages import ThreadKey
 from jobs.faq import ManagedFaq
 
+log = logging.getLogger(__name__)
+
 PREFIX = "/console"
 # The navigation bar: (page id, path, label).
 NAV: list[tuple[str, str, str]] = [
@@ -38,6 +41,7 @@ NAV: list[tuple[str, str, str]] = [
 ]
 ADMINS_ONLY = "仅管理员 / Admins only"
 CSRF_WRONG = "CSRF token missing or wrong"
+_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Refused(Exception):
@@ -215,6 +219,39 @@ async def posted_by_admin(post: Posted, console: ConsoleDep) -> Post:
 
 
 AdminPosted = Annotated[Post, Depends(posted_by_admin)]
+
+
+async def same_origin(request: Request, console: ConsoleDep) -> None:
+    """Every state-changing request comes from the console's own pages: its Origin (else its
+    Referer) names this server or one of `[console] origins`. A request with neither (not a
+    browser) still needs its CSRF token; one from elsewhere is refused before it is read."""
+    if request.method not in _CHANGES:
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if referer is None:
+            return
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if not _ours(origin, request, console.settings.origins):
+        log.warning(
+            "console: %s %s refused: sent from %r", request.method, request.url.path, origin
+        )
+        raise Refused(
+            console.forbidden(
+                f"此表单来自其他网站，已拒绝。 / This form was sent from another site ({origin}). "
+                "Behind a proxy that changes the Host header, list the console's address in "
+                "[console] origins."
+            )
+        )
+
+
+def _ours(origin: str, request: Request, allowed: Sequence[str]) -> bool:
+    if origin in {o.rstrip("/") for o in allowed}:
+        return True
+    host = request.headers.get("host", "")
+    return bool(host) and urlsplit(origin).netloc == host and origin != "null"
 
 
 async def form(request: Request) -> dict[str, str]:

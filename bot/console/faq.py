@@ -1,6 +1,6 @@
 """The console's knowledge page: the FAQ candidates a person's answers left behind (approve, with
 an edited answer if need be, or reject; approved ones go to the managed FAQ and are indexed at
-once) and each source's state with a Run now button."""
+once) and each source's state, with a Run now button for admins."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from bot.console.deps import PREFIX, Agent, ConsoleDep, Posted, Running, back
+from bot.console.deps import PREFIX, AdminPosted, Agent, ConsoleDep, Posted, Running, back
 from engine import metrics
 from engine.tables import CandidateStatus
 from jobs.refresh import refresh_source
@@ -59,7 +59,8 @@ async def decide(
 
 
 @router.post("/knowledge/sources/{name:str}/refresh")
-async def run_now(name: str, post: Posted, console: ConsoleDep, core: Running) -> Response:
+async def run_now(name: str, post: AdminPosted, console: ConsoleDep, core: Running) -> Response:
+    """Admins only, as on the Sources page: a refresh re-reads and re-embeds a whole source."""
     kb = core.knowledge
     if name not in {s.name for s in kb.sources}:
         return back("/knowledge", error=f"unknown source {name}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -33,6 +34,9 @@ from knowledge import (
     UnknownSourceError,
 )
 from knowledge.explain import explain
+
+if TYPE_CHECKING:
+    from knowledge.uploads import UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +146,31 @@ async def upload(
     contents = [(name, data) for name, data in post.fields.get("files", []) if name]
     if not contents:
         return _back(error="没有选择文件 / No file chosen")
-    results = await accept(core.knowledge, contents)
+    # A name with control or invisible characters is refused on its own; the others go ahead
+    refused = {i: _odd_name(name) for i, (name, _) in enumerate(contents) if _odd(name)}
+    kept = [file for i, file in enumerate(contents) if i not in refused]
+    accepted = iter(await accept(core.knowledge, kept) if kept else [])
+    results = [refused[i] if i in refused else next(accepted) for i in range(len(contents))]
     return await _overview(request, post.who, console, core, results=results)
+
+
+def _odd(name: str) -> bool:
+    """Control characters (NUL …), invisible format characters (zero-width, bidi controls)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name)
+
+
+def _odd_name(name: str) -> UploadResult:
+    from knowledge.uploads import UploadResult
+
+    shown = "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in name
+    )
+    return UploadResult(
+        shown[:200],
+        False,
+        "文件名含有控制字符或不可见字符，请改名后再上传。 / The file name holds control or invisible "
+        "characters: rename the file and upload it again.",
+    )
 
 
 @router.get("/sources/{name}")

@@ -1,8 +1,10 @@
 """How the console shows values: internal words translated (中文 + English), times in the
-configured zone with relative times, Markdown rendered safely, durations and percentages."""
+configured zone with relative times, Markdown rendered safely, durations and percentages, and
+no bidi control characters in anything a page shows."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +14,9 @@ from markupsafe import Markup
 
 from adapters.markdown import to_html
 from engine.escalation import TRIGGER_LABELS
+
+# The controls that reorder text (LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI), and the marks
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 # internal value -> (中文, English); anything not listed is shown as it is
 WORDS: dict[str, tuple[str, str]] = {
@@ -113,10 +118,22 @@ def markdown(text: str | None) -> Markup:
     return Markup(to_html(text or ""))  # sanitised by nh3 in to_html
 
 
+def unbidi(value: object) -> object:
+    """Every value a page shows, without bidi embedding/override/isolate controls: a question
+    (or a name, a file name) cannot show agents its words in another order than it holds them.
+    Stored text from before `engine/clean.py` took them out at intake is covered too."""
+    if isinstance(value, Markup):
+        return Markup(_BIDI.sub("", str(value))) if not value.isascii() else value
+    if isinstance(value, str) and not value.isascii():
+        return _BIDI.sub("", value)
+    return value
+
+
 def templates(clock: Clock) -> Environment:
     env = Environment(
         loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
         autoescape=select_autoescape(["html"]),
+        finalize=unbidi,
     )
     env.filters.update(duration=duration, percent=percent, when=clock.when, t=words, md=markdown)
     env.filters["score"] = lambda v: "—" if v is None else f"{v:.3f}"

@@ -7,13 +7,14 @@ deps.py). A new page adds its module here and, if it belongs in the navigation b
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from bot.console import agents, faq, knowledge, sign_in, threads
-from bot.console.deps import Console, Refused
+from bot.console.deps import Console, Refused, same_origin
 
-router = APIRouter()
+# Every route, the sign-in form included: a state-changing request from another site is refused
+router = APIRouter(dependencies=[Depends(same_origin)])
 for part in (sign_in, threads, faq, agents, knowledge):  # the order they are matched in
     router.include_router(part.router)
 

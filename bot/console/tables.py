@@ -25,6 +25,8 @@ class Agent(ConsoleBase):
     __tablename__ = "console_agents"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # NFKC, case folded (accounts.name_key): "Mei" and "MEI" cannot both exist
+    name_key: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # admin | agent
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]

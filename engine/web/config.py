@@ -30,6 +30,11 @@ class WebSettings(BaseModel):
         default=True,
         description="auto mode: let the model call web_search when the server has a tool parser",
     )
+    mask_queries: bool = Field(
+        default=True,
+        description="take personal data (phone, e-mail, ID and card numbers, secrets) out of "
+        "a search query before it is sent to the provider",
+    )
     max_results: int = Field(default=5, ge=1, le=20)
     fetch_pages: int = Field(default=3, ge=0, le=10, description="top results fetched in full")
     timeout: float = Field(default=6.0, gt=0, le=60, description="seconds for the whole lookup")

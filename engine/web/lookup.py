@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from engine.llm import LLMClient
+from engine.privacy import Redactor
 from engine.text import estimate_tokens
 from engine.web.cache import TTLCache
 from engine.web.config import WebMode, WebSettings
@@ -116,6 +117,7 @@ class WebLookup:
             max_redirects=settings.max_redirects,
         )
         self._tools = tools if settings.tool_calling else None
+        self._private = Redactor() if settings.mask_queries else None
         self._results: TTLCache[WebReport] = TTLCache(settings.cache_ttl)
         self._pages: TTLCache[tuple[Page, str]] = TTLCache(settings.cache_ttl)
 
@@ -155,8 +157,16 @@ class WebLookup:
         return None
 
     async def lookup(self, query: str, language: str, *, reason: str = "requested") -> WebReport:
-        """Search, fetch the top pages concurrently, trim to the token budget. Never raises."""
+        """Search, fetch the top pages concurrently, trim to the token budget. Never raises.
+
+        With `mask_queries` (the default) the asker's personal data is taken out of the query
+        first: it never reaches the search provider."""
         started = time.monotonic()
+        if self._private is not None:
+            query = self._private.scrub(query)
+            if not query:
+                log.info("web search skipped: nothing but personal data to search for")
+                return WebReport(query, reason=reason, seconds=time.monotonic() - started)
         deadline = started + self.settings.timeout
         key = (self._provider.name, language, " ".join(query.casefold().split()))
         cached = self._results.get(key)

@@ -121,9 +121,9 @@ async def serve(
     """teambot's server (uvicorn, ephemeral port) with the web chat and the fake platform."""
     made: list[FakeChatAdapter] = []
 
-    def adapters(settings: Settings, core: Core) -> list[Any]:
+    def adapters(settings: Settings, core: Core, **wiring: Any) -> list[Any]:
         made.append(FakeChatAdapter(core))
-        return [WebAdapter(core), made[0]]
+        return [WebAdapter(core, settings.webchat, **wiring), made[0]]
 
     monkeypatch.setattr(server_module, "build_adapters", adapters)
     async with running(create_server(settings)) as url:

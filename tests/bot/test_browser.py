@@ -137,12 +137,24 @@ async def test_web_chat_and_console_in_chromium(
                 await _shot(chat, f"chat-agent-reply-{width}")
 
                 link = chat.url
-                assert re.search(r"#c=[\w-]+&t=[\w-]+$", link)
-                again = await (await browser.new_context(viewport=size)).new_page()
+                # 128 random bits each (crypto.getRandomValues), not the time
+                assert re.search(r"#c=[0-9a-f]{32}&t=[0-9a-f]{32}$", link)
+                # the link brings the conversation back in the same browser (its session) …
+                again = await chat.context.new_page()
                 await again.goto(link)
                 await again.locator(".msg.agent", has_text="5 days").wait_for()
                 assert await again.locator(".msg.me", has_text=QUESTION).count() == 1
                 assert await again.locator(".msg.bot strong", has_text="25 days").count() >= 1
+                # … and to nobody else: another browser is told so and gets a chat of its own
+                stranger = await (await browser.new_context(viewport=size)).new_page()
+                await stranger.goto(link)
+                await stranger.locator(".msg.failed", has_text="another browser").wait_for()
+                assert await stranger.locator(".msg.me").count() == 0
+                assert await stranger.locator(".msg.agent").count() == 0
+                await stranger.fill("#text", QUESTION)
+                await stranger.press("#text", "Enter")
+                await stranger.locator(".msg.bot .sources").wait_for(timeout=30_000)
+                assert link.split("#c=")[1][:32] not in stranger.url
             finally:
                 await browser.close()
 

@@ -21,6 +21,7 @@ from bot.settings import Settings
 from engine.config import LLMSettings, StorageSettings
 from knowledge import KnowledgeSettings
 from tests.bot.served import ARGS, CHROMIUM, browser_or_skip, running
+from tests.helpers import sign_in
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "knowledge"
 PASSWORD = "knowledge page password"
@@ -142,7 +143,7 @@ async def test_knowledge_page_is_for_logged_in_admins_with_the_csrf_token(
     async with httpx.AsyncClient(base_url=url) as client:
         anonymous = await client.get("/console/sources")
         assert anonymous.status_code == 303 and "/console/login" in anonymous.headers["location"]
-        login = await client.post("/console/login", data={"name": "admin", "password": PASSWORD})
+        login = await sign_in(client, "admin", PASSWORD)
         assert login.status_code == 303, login.text
         refused = await client.post("/console/sources/sample/remove", data={"csrf": "forged"})
         assert refused.status_code == 403
@@ -150,9 +151,7 @@ async def test_knowledge_page_is_for_logged_in_admins_with_the_csrf_token(
     # the shared password made the admin above; an agent account sees no knowledge page
     await agents_cli.add(settings.storage.url, "lin", "an agent password", agents_cli.Role.AGENT)
     async with httpx.AsyncClient(base_url=url) as agent:
-        login = await agent.post(
-            "/console/login", data={"name": "lin", "password": "an agent password"}
-        )
+        login = await sign_in(agent, "lin", "an agent password")
         assert login.status_code == 303, login.text
         page = await agent.get("/console/sources")
         assert page.status_code == 403 and "Admins only" in page.text

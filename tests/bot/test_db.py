@@ -41,6 +41,8 @@ TABLES = {
     "faq_candidates",
     "console_agents",
     "console_sessions",
+    "web_chat_owners",
+    "web_chat_keys",
     "alembic_version",
 }
 

@@ -78,3 +78,50 @@ def test_url_printing_loggers_are_quiet_by_default() -> None:
         logger.setLevel(logging.INFO)  # what uvicorn does after us
         assert not logger.filter(logger.makeRecord(name, logging.INFO, "", 0, "GET /", (), None))
         assert logger.filter(logger.makeRecord(name, logging.WARNING, "", 0, "GET /", (), None))
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        "4111111111111111",  # 16 digits, together
+        "4111 1111 1111 1111",  # grouped by spaces
+        "4111-1111-1111-1111",  # by dashes
+        "6222 0212 3456 7890 128",  # a 19-digit UnionPay number, grouped
+        "6212260200012345670",  # 19 digits together
+        "４１１１１１１１１１１１１１１１",  # full-width
+        "%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91" + "1" * 12,  # URL-encoded full-width digits
+    ],
+)
+def test_bank_card_numbers_are_masked_at_every_level(
+    card: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.privacy import luhn, readable
+
+    digits = readable(card).replace(" ", "").replace("-", "")
+    assert luhn(digits), digits  # the cases are real card numbers
+    assert "[card]" in Redactor()(f"卡号{card}，谢谢")
+    setup_logging("DEBUG", json_lines=False, redact=True)
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.getLogger("teambot.test").log(level, "pay with %s now", card)
+    lines = capsys.readouterr().err.strip().splitlines()[-4:]
+    assert len(lines) == 4 and all("[card]" in line and "1111 1111" not in line for line in lines)
+    logging.getLogger().handlers.clear()
+
+
+def test_order_numbers_and_other_long_digits_are_not_cards() -> None:
+    redact = Redactor()
+    for text in (
+        "order 4111111111111112 shipped",  # fails the Luhn check
+        "trace 20261207123045678901 done",  # 20 digits: longer than any card
+        "at 1733572800000 ms",  # an epoch in milliseconds, 13 digits
+    ):
+        assert redact(text) == text
+
+
+def test_url_encoded_full_width_digits_are_folded_after_decoding() -> None:
+    """%EF%BC%91 is "１": decoded first, then folded, so the phone pattern sees 1s."""
+    redact = Redactor()
+    encoded = "".join(f"%EF%BC%{0x90 + int(d):02X}" for d in "13812345678")
+    assert redact(f"GET /search?q={encoded} HTTP/1.1") == "GET /search?q=[phone] HTTP/1.1"
+    twice = "%2540example.com"  # %40 escaped once more
+    assert "[email]" in redact(f"alice.wong{twice}")

@@ -28,7 +28,7 @@ class Served:
 
     def cited(self, question: str) -> list[dict[str, Any]]:
         body = {
-            "chat_id": "browser-1",
+            "chat_id": f"browser-{time.monotonic_ns()}",  # a new chat: no session needed
             "thread_id": f"t-{time.monotonic_ns()}",
             "message_id": f"m-{time.monotonic_ns()}",
             "text": question,

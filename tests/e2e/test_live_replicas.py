@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_replicas import database, wait_ready
-from tests.helpers import child_env, closed_port
+from tests.helpers import child_env, closed_port, sign_in
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "replica console password"
@@ -114,7 +114,7 @@ async def replicas(root: Path, database: str) -> AsyncIterator[tuple[str, str]]:
 async def console_client(url: str) -> tuple[httpx.AsyncClient, str]:
     """A client logged in to the console at `url`, and its CSRF token."""
     client = httpx.AsyncClient(base_url=url, timeout=60)
-    login = await client.post("/console/login", data={"name": "admin", "password": PASSWORD})
+    login = await sign_in(client, "admin", PASSWORD)
     assert login.status_code == 303, login.text
     page = await client.get("/console/sources")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -134,7 +134,7 @@ async def upload(client: httpx.AsyncClient, csrf: str, name: str, text: str) -> 
 
 async def citations(url: str, question: str) -> list[dict[str, Any]]:
     body = {
-        "chat_id": "replica-test",
+        "chat_id": f"replica-test-{time.monotonic_ns()}",  # a new chat each time: no session
         "thread_id": f"t-{time.monotonic_ns()}",
         "message_id": f"m-{time.monotonic_ns()}",
         "text": question,

@@ -26,6 +26,7 @@ def free_port() -> int:
 class Served:
     def __init__(self, url: str, process: subprocess.Popen[str], fake: FakeSGLang) -> None:
         self.url, self.process, self.fake = url, process, fake
+        self.browser = httpx.Client(base_url=url)  # one browser: its session cookie owns browser-1
 
     def chat(
         self, text: str, *, thread: str = "t1", message_id: str | None = None
@@ -37,7 +38,7 @@ class Served:
             "text": text,
         }
         events = []
-        with httpx.stream("POST", f"{self.url}/api/chat", json=body, timeout=30) as response:
+        with self.browser.stream("POST", "/api/chat", json=body, timeout=30) as response:
             assert response.status_code == 200, response.read()
             assert response.headers["content-type"].startswith("text/event-stream")
             for line in response.iter_lines():
@@ -78,7 +79,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 if time.monotonic() > deadline:
                     pytest.fail("teambot serve did not become ready within 120 s")
                 time.sleep(0.3)
-            yield Served(url, process, fake)
+            served = Served(url, process, fake)
+            with served.browser:
+                yield served
         finally:
             process.terminate()
             try:
@@ -135,11 +138,15 @@ def test_same_message_id_is_answered_once(served: Served) -> None:
 def test_feedback_is_recorded(served: Served) -> None:
     events = served.chat("How do I reset my password?")
     turn_id = events[-1]["answer"]["turn_id"]
-    response = httpx.post(
-        f"{served.url}/api/feedback",
-        json={"turn_id": turn_id, "chat_id": "browser-1", "value": "up"},
+    response = served.browser.post(
+        "/api/feedback", json={"turn_id": turn_id, "chat_id": "browser-1", "value": "up"}
     )
     assert response.json() == {"status": "recorded"}
+    stranger = httpx.post(  # another browser, no session: not its chat
+        f"{served.url}/api/feedback",
+        json={"turn_id": turn_id, "chat_id": "browser-1", "value": "down"},
+    )
+    assert stranger.status_code == 404
     bad = httpx.post(
         f"{served.url}/api/feedback", json={"turn_id": turn_id, "chat_id": "b", "value": "meh"}
     )
@@ -153,7 +160,7 @@ def test_malformed_request_gets_a_clear_error(served: Served) -> None:
     response = httpx.post(
         f"{served.url}/api/chat", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 400 and "not valid JSON" in response.text
 
 
 def test_metrics_expose_the_conversation_series(served: Served) -> None:

@@ -168,3 +168,38 @@ async def test_resolving_a_human_answered_thread_makes_an_faq_candidate(core: Co
     handoff = await core.store.handoffs.latest(candidate.thread_id)
     assert handoff is not None and handoff.resolved_by == "asker"
     assert handoff.responded_at is not None
+
+
+async def test_a_thread_where_nothing_was_asked_is_not_escalated(core: Core) -> None:
+    """No blank escalation: an unknown thread, or one with only a command, is refused and left
+    as it was (the web chat answers 409)."""
+    from engine.escalation import BUTTON
+    from engine.lifecycle import NothingAsked
+
+    reply = WebReplyChannel()
+    unknown = inbound("", "never-asked").thread_key
+    with pytest.raises(NothingAsked):
+        await core.conversation.escalate(unknown, reply, trigger=BUTTON)
+    assert await core.store.find_thread(unknown) is None  # no row made on the way
+    await core.ask("/resolve", thread="only-a-command")
+    commanded = inbound("", "only-a-command").thread_key
+    with pytest.raises(NothingAsked):
+        await core.conversation.escalate(commanded, reply, trigger=BUTTON)
+    assert reply.escalations == [] and await core.store.handoffs.listed(resolved=False) == []
+
+
+async def test_feedback_names_the_chat_it_came_from(core: Core) -> None:
+    answer, _ = await core.ask(VPN, thread="mine")
+    assert answer is not None and answer.turn_id is not None
+    key = inbound("", "mine").thread_key
+    with pytest.raises(LookupError):  # the turn is not in that chat
+        await core.conversation.feedback(
+            answer.turn_id, "u1", "up", chat=(key.platform, key.tenant, "another-chat")
+        )
+    with pytest.raises(LookupError):  # no such turn at all
+        await core.conversation.feedback(answer.turn_id + 1000, "u1", "up")
+    assert await core.store.feedback(answer.turn_id) == {}
+    await core.conversation.feedback(
+        answer.turn_id, "u1", "up", chat=(key.platform, key.tenant, key.chat_id)
+    )
+    assert (await core.store.feedback(answer.turn_id))["u1"][0].value == "up"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
@@ -61,6 +62,19 @@ def test_allowlists() -> None:
     assert Policy(PolicySettings(allowed_chats=["web:c1"])).allowed(message)
     assert not Policy(PolicySettings(allowed_chats=["web:other"])).allowed(message)
     assert not Policy(PolicySettings(allowed_tenants=["T999"])).allowed(message)
+
+
+def test_the_web_chat_has_its_own_entry_on_each_allowlist() -> None:
+    """Its chat ids are made up by each browser, so only "web:*" can let it in; with a Slack
+    channel allowlisted it answers nothing unless that entry is there too."""
+    message = inbound("hi")  # platform web, tenant local
+    slack_only = PolicySettings(allowed_chats=["slack:C1"], allowed_tenants=["T1"])
+    assert not Policy(slack_only).allowed(message)
+    both = PolicySettings(allowed_chats=["slack:C1", "web:*"], allowed_tenants=["T1", "web:*"])
+    assert Policy(both).allowed(message)
+    # a platform-wide entry lets in that platform only
+    other = replace(inbound("hi"), platform="slack")
+    assert not Policy(PolicySettings(allowed_chats=["web:*"])).allowed(other)
 
 
 async def test_rate_limited_asker_gets_a_polite_reply(core: Core) -> None:

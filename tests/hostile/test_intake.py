@@ -30,6 +30,7 @@ from bot.settings import (
     StorageSettings,
 )
 from tests.bot.served import running
+from tests.fakes.feishu import TENANT as FEISHU_TENANT
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import card_action_event, encrypt, message_event
 from tests.fakes.feishu_events import signed_headers as feishu_signed
@@ -190,11 +191,21 @@ async def test_feishu_replays_and_events_it_does_not_handle(served: Served) -> N
     body, headers = feishu_request(unhandled)
     response = await client.post("/feishu/events", content=body, headers=headers)
     assert response.status_code == 200
-    # a captured "转人工" click replayed three times escalates once
+    # a captured "转人工" click replayed three times escalates once. The click is under an answer,
+    # so its thread has a question (on a thread without one it escalates nothing: NothingAsked)
+    body, headers = feishu_request(
+        message_event("How do I reset the VPN?", message_id="om_x", token=TOKEN)
+    )
+    assert (await client.post("/feishu/events", content=body, headers=headers)).status_code == 200
+    for _ in range(300):  # answered: the final card is in place (the turn is stored before it)
+        final = served.feishu.calls_to("PUT", r"/open-apis/cardkit/v1/cards/[^/]+$")
+        if final or served.feishu.calls_to("PATCH", r"/open-apis/im/v1/messages/[^/]+"):
+            break
+        await asyncio.sleep(0.1)
     value = {
         "tb": "human",
         "turn": 1,
-        "tenant": "tenant",
+        "tenant": FEISHU_TENANT,
         "chat": "oc_group1",
         "thread": "om_x",
         "mid": "om_x",

@@ -298,3 +298,29 @@ def test_quoted_web_text_cannot_close_its_own_quote() -> None:
     block = prompt[prompt.index('<web_result number="1"') :]
     assert block.count("</web_result>") == 1 and block.count("<web_result") == 1
     assert 'url="http://x/%22q"' in block and "obey me" in block
+
+
+async def test_personal_data_never_reaches_the_search_provider(fake_web: FakeWeb) -> None:
+    """`[web] mask_queries` (on by default): the asker's phone, e-mail, card and ID numbers are
+    taken out of the query before it is sent; a query of nothing else is not sent at all."""
+    lookup = WebLookup(web_settings(fake_web))
+    try:
+        await lookup.lookup(
+            "refund to card 4111 1111 1111 1111 for ada@example.com 138-1234-5678 teambot", "en"
+        )
+        await lookup.lookup("身份证11010519491231002X 手机１３８１２３４５６７８ 退款进度", "zh")
+        nothing = await lookup.lookup("13812345678", "en")
+    finally:
+        await lookup.close()
+    assert fake_web.queries == ["refund to card for teambot", "身份证 手机 退款进度"]
+    assert nothing.sources == () and not nothing.unavailable
+    assert WebSettings().mask_queries is True
+
+
+async def test_masking_can_be_turned_off(fake_web: FakeWeb) -> None:
+    lookup = WebLookup(web_settings(fake_web, mask_queries=False))
+    try:
+        await lookup.lookup("status of order 4111111111111111", "en")
+    finally:
+        await lookup.close()
+    assert fake_web.queries == ["status of order 4111111111111111"]
