@@ -5,8 +5,8 @@ Web chats from before sessions get an owner no session has, so nobody can take t
 knowing their ids. Agent names get `name_key` (NFKC, case folded); should two existing names
 differ only in case, the later one's key keeps its own spelling, and the accounts stay usable.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
