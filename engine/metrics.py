@@ -21,6 +21,11 @@ IGNORED = Counter(
     "teambot_messages_ignored", "Messages not answered by policy", ["platform", "reason"]
 )
 ANSWERS = Counter("teambot_answers", "Answers given, by outcome", ["platform", "outcome"])
+ATTACHMENTS = Counter(
+    "teambot_attachments",
+    "Attachments taken, by kind and whether they were read",
+    ["platform", "kind", "outcome"],
+)
 ESCALATIONS = Counter("teambot_escalations", "Threads handed to a human", ["platform", "trigger"])
 FIRST_VISIBLE = Histogram(
     "teambot_first_visible_seconds",

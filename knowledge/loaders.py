@@ -2,7 +2,8 @@
 
 Everything here is blocking IO and parsing: call it from a worker thread (`asyncio.to_thread`),
 never on the event loop. HTML and .docx become Markdown (their headings become section paths);
-PDF keeps one page per form feed; an FAQ sheet becomes one `## question` section per row.
+PDF keeps one page per form feed (pages without a text layer read by OCR, knowledge/ocr.py, as
+are images: kind "image"); an FAQ sheet becomes one `## question` section per row.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
 
+from knowledge import ocr
 from knowledge.chunking import markdown_title
 from knowledge.errors import LoadError
 from knowledge.types import Document
@@ -129,6 +131,8 @@ def parse(
         elif kind == "faq":
             rows = _xlsx_rows(data) if suffix == ".xlsx" else _csv_rows(decode(data))
             text, title = faq_markdown(rows), name
+        elif kind == "image":
+            text, title = ocr.image_text(data), name
         else:
             raise LoadError(f"unsupported kind {kind!r}")
     except LoadError:
@@ -162,7 +166,9 @@ def _pdf(data: bytes) -> tuple[str, str | None]:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    if reader.is_encrypted:
+        raise LoadError("the PDF is encrypted (password-protected): send a copy without a password")
+    pages = ocr.pdf_scanned_pages(data, [(p.extract_text() or "").strip() for p in reader.pages])
     title = reader.metadata.title if reader.metadata and reader.metadata.title else None
     return "\f".join(pages), title
 

@@ -1,6 +1,6 @@
 """The built-in web chat: an HTTP + server-sent-events adapter that doubles as the test backend.
 
-POST /api/chat streams one answer (with keep-alives while the model thinks); an open page
+POST /api/chat (JSON, or multipart with files: adapters/web/upload.py) streams one answer (with keep-alives while the model thinks); an open page
 listens on /api/threads/{chat}/{thread}/events, where an agent's reply from the console lands
 (`reply_channel`), so a handoff in the web chat is a conversation, not a dead end.
 """
@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,15 +21,15 @@ from adapters.base import AdapterStatus, Check, Core
 from adapters.markdown import to_html
 from adapters.streaming import Coalescer
 from adapters.web.convert import (
-    ChatRequest,
     EscalateRequest,
     answer_to_json,
     thread_key,
     to_inbound,
 )
+from adapters.web.upload import chat_message
 from engine.escalation import BUTTON
 from engine.language import phrase
-from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
 from engine.ports import ChannelLimits, ReplyChannel
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,11 @@ class WebAdapter:
         router = APIRouter()
 
         @router.post("/api/chat")
-        async def chat(request: ChatRequest) -> StreamingResponse:
-            return StreamingResponse(self._stream(request), media_type="text/event-stream")
+        async def chat(request: Request) -> StreamingResponse:
+            """JSON, or multipart with a `message` part and `file` parts (adapters/web/upload)."""
+            message, attachments = await chat_message(request)
+            inbound = to_inbound(message, attachments)
+            return StreamingResponse(self._stream(inbound), media_type="text/event-stream")
 
         @router.post("/api/feedback")
         async def feedback(request: FeedbackRequest) -> dict[str, str]:
@@ -202,11 +205,11 @@ class WebAdapter:
     async def check(self) -> list[Check]:
         return []
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, inbound: Inbound) -> AsyncIterator[str]:
         channel = WebReplyChannel()
         # The answer runs as its own task: a browser that goes away does not cancel it,
         # so the turn is still answered and stored.
-        task = asyncio.create_task(self._core.handle(to_inbound(request), channel))
+        task = asyncio.create_task(self._core.handle(inbound, channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         while True:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from adapters.markdown import to_html
-from engine.messages import Answer, ChatType, Inbound, Sender, ThreadKey
+from engine.messages import Answer, Attachment, ChatType, Inbound, Sender, ThreadKey
 
 PLATFORM = "web"
 TENANT = "local"
@@ -35,7 +35,7 @@ def thread_key(chat_id: str, thread_id: str) -> ThreadKey:
     return ThreadKey(PLATFORM, TENANT, chat_id, thread_id)
 
 
-def to_inbound(request: ChatRequest) -> Inbound:
+def to_inbound(request: ChatRequest, attachments: tuple[Attachment, ...] = ()) -> Inbound:
     return Inbound(
         platform=PLATFORM,
         tenant=TENANT,
@@ -46,6 +46,7 @@ def to_inbound(request: ChatRequest) -> Inbound:
         sender=Sender(id=request.chat_id, display_name=request.sender_name or "web user"),
         text=request.text,
         mentioned=True,
+        attachments=attachments,
         raw=request.model_dump(),
     )
 

@@ -1,0 +1,70 @@
+"""The web chat's message body: today's JSON, or `multipart/form-data` with a `message` part
+holding that JSON and one or more `file` parts. Each file stays in the request's spooled upload
+(on disk past 1 MB) until the core reads it through its handle (`UploadFetch`)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from adapters.web.convert import ChatRequest
+from engine.messages import Attachment, DownloadError
+
+MAX_FILES = 20  # parts refused beyond this; the core reads `[attachments] max_files` of them
+CHUNK = 1 << 16
+
+
+class UploadFetch:
+    """The attachment port over one uploaded part."""
+
+    def __init__(self, upload: UploadFile) -> None:
+        self._upload = upload
+
+    async def __call__(self, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        seen = 0
+        try:
+            await self._upload.seek(0)
+            while chunk := await self._upload.read(CHUNK):
+                seen += len(chunk)
+                if seen > limit:
+                    raise DownloadError(f"larger than {limit} bytes")
+                chunks.append(chunk)
+        except (OSError, ValueError) as error:  # the request ended and its files were closed
+            raise DownloadError(f"the upload is no longer available ({error})") from error
+        return b"".join(chunks)
+
+
+async def chat_message(request: Request) -> tuple[ChatRequest, tuple[Attachment, ...]]:
+    """The message and its uploaded files; 422 (RequestValidationError) for a bad body."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return _message(await request.body()), ()
+    form = await request.form(max_files=MAX_FILES, max_fields=10)
+    part = form.get("message")
+    if part is None or isinstance(part, UploadFile):
+        raise RequestValidationError(
+            [{"loc": ("body", "message"), "msg": "a text part holding the JSON message is required",
+              "type": "missing"}]
+        )  # fmt: skip
+    files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    attachments = tuple(
+        Attachment(
+            kind="image" if (f.content_type or "").startswith("image/") else "file",
+            name=f.filename or "",
+            size=f.size or 0,
+            mime=f.content_type or "",
+            fetch=UploadFetch(f),
+        )
+        for f in files
+    )
+    return _message(part.encode()), attachments
+
+
+def _message(body: bytes) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False, include_input=False)) from None
