@@ -24,6 +24,12 @@ from knowledge.sniff import sniff
 log = logging.getLogger(__name__)
 
 ATTACHED = "attached"  # the source name of an attachment's passages (and its citations)
+# lines that say what went wrong lead the glimpse: an error code, "error", "failed" …
+_ERRORISH = re.compile(
+    r"\b[A-Z]{1,6}-?\d{3,}\b|error|fail|denied|unable|exception|错误|报错|失败|无法|拒绝|异常",
+    re.IGNORECASE,
+)
+GLIMPSE_CHARS = 200
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*|[\u4e00-\u9fff]")
 
 
@@ -199,13 +205,21 @@ def search_text(reads: Sequence[Read], chars: int = 600) -> str:
     return "\n".join(read.text[:chars] for read in reads if read.text)
 
 
+def _glimpse(text: str) -> str:
+    """The start of what was read, the lines that name an error first."""
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    ordered = [line for line in lines if _ERRORISH.search(line)]
+    ordered += [line for line in lines if not _ERRORISH.search(line)]
+    glimpse = " / ".join(ordered)
+    return glimpse if len(glimpse) <= GLIMPSE_CHARS else glimpse[:GLIMPSE_CHARS].rstrip() + "…"
+
+
 def seen(reads: Sequence[Read], language: str) -> str:
     """The reply's opening: what the bot read in each attachment, and what it could not read."""
     lines = []
     for read in reads:
         if read.text:
-            glimpse = " ".join(read.text.split())
-            glimpse = glimpse if len(glimpse) <= 160 else glimpse[:160].rstrip() + "…"
+            glimpse = _glimpse(read.text)
             key = "attachment_seen_image" if read.image else "attachment_seen_file"
             lines.append(phrase(key, language, name=read.name, text=glimpse))
         else:

@@ -134,6 +134,8 @@ class Conversation:
             return await self._finish(thread.id, inbound, answer, reply)
         await reply.open(language)
         attached = await self._attached(thread.id, inbound, language)
+        if not inbound.text.strip() and not inbound.language_hint and attached.read_any:
+            language = detect(search_text(attached.new))  # an image alone: the language it shows
         if not inbound.text.strip() and not attached.read_any:
             text = f"{attached.opening(language)}\n\n{phrase('text_only', language)}".strip()
             answer = Answer(text=text, outcome=Outcome.FAILED, language=language)
