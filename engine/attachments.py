@@ -199,10 +199,16 @@ def _pieces(text: str, chars: int) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
-def search_text(reads: Sequence[Read], chars: int = 600) -> str:
-    """What of the new attachments joins the question for retrieval: the start of each text
-    (an error dialog's code and message are short)."""
-    return "\n".join(read.text[:chars] for read in reads if read.text)
+def search_text(reads: Sequence[Read], chars: int = 300) -> str:
+    """What of the new attachments is searched beside the question: the lines that name an
+    error (its code and message), else the first lines. Short on purpose: a whole screen of
+    text matches every page a little and none well."""
+    found = []
+    for read in reads:
+        lines = [" ".join(line.split()) for line in read.text.splitlines() if line.strip()]
+        errors = [line for line in lines if _ERRORISH.search(line)]
+        found.append(" ".join(errors[:5] or lines[:3])[:chars])
+    return "\n".join(text for text in found if text)
 
 
 def _glimpse(text: str) -> str:

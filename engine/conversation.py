@@ -238,7 +238,7 @@ class Conversation:
             seconds=self._settings.rewrite_timeout,
         )
         if search := search_text(attached.new):  # an error code in a screenshot is searched
-            query = replace(query, texts=(*query.texts, f"{question}\n{search}"))
+            query = replace(query, texts=(*query.texts, search))
         passages = await self._retrieve(query, inbound)
         # the thread's attachments after the knowledge base's passages, cited as "attached: …"
         passages += attached.sources(f"{question}\n{search}", self._settings.passage_chars)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -157,9 +157,10 @@ class WebAdapter:
         @router.post("/api/chat")
         async def chat(request: Request) -> StreamingResponse:
             """JSON, or multipart with a `message` part and `file` parts (adapters/web/upload)."""
-            message, attachments = await chat_message(request)
-            inbound = to_inbound(message, attachments)
-            return StreamingResponse(self._stream(inbound), media_type="text/event-stream")
+            message = await chat_message(request)
+            inbound = to_inbound(message.request, message.attachments)
+            stream = self._stream(inbound, message.close)
+            return StreamingResponse(stream, media_type="text/event-stream")
 
         @router.post("/api/feedback")
         async def feedback(request: FeedbackRequest) -> dict[str, str]:
@@ -205,11 +206,20 @@ class WebAdapter:
     async def check(self) -> list[Check]:
         return []
 
-    async def _stream(self, inbound: Inbound) -> AsyncIterator[str]:
+    async def _stream(
+        self, inbound: Inbound, close_uploads: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[str]:
         channel = WebReplyChannel()
+
+        async def answer() -> Answer | None:
+            try:
+                return await self._core.handle(inbound, channel)
+            finally:
+                await close_uploads()  # the uploaded files: read by now, or never to be
+
         # The answer runs as its own task: a browser that goes away does not cancel it,
         # so the turn is still answered and stored.
-        task = asyncio.create_task(self._core.handle(inbound, channel))
+        task = asyncio.create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         while True:

@@ -4,10 +4,12 @@ holding that JSON and one or more `file` parts. Each file stays in the request's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from adapters.web.convert import ChatRequest
 from engine.messages import Attachment, DownloadError
@@ -37,12 +39,33 @@ class UploadFetch:
         return b"".join(chunks)
 
 
-async def chat_message(request: Request) -> tuple[ChatRequest, tuple[Attachment, ...]]:
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A posted message, its files, and the form that holds them (closed after the answer)."""
+
+    request: ChatRequest
+    attachments: tuple[Attachment, ...] = ()
+    form: FormData | None = None
+
+    async def close(self) -> None:
+        if self.form is not None:
+            await self.form.close()
+
+
+async def chat_message(request: Request) -> ChatMessage:
     """The message and its uploaded files; 422 (RequestValidationError) for a bad body."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        return _message(await request.body()), ()
+        return ChatMessage(_message(await request.body()))
     form = await request.form(max_files=MAX_FILES, max_fields=10)
+    try:
+        return _multipart(form)
+    except RequestValidationError:
+        await form.close()
+        raise
+
+
+def _multipart(form: FormData) -> ChatMessage:
     part = form.get("message")
     if part is None or isinstance(part, UploadFile):
         raise RequestValidationError(
@@ -60,7 +83,7 @@ async def chat_message(request: Request) -> tuple[ChatRequest, tuple[Attachment,
         )
         for f in files
     )
-    return _message(part.encode()), attachments
+    return ChatMessage(_message(part.encode()), attachments, form)
 
 
 def _message(body: bytes) -> ChatRequest:
