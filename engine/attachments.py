@@ -89,7 +89,7 @@ class AttachmentReader:
             async with asyncio.timeout(self.settings.download_timeout):
                 data = await attachment.fetch(self._max_bytes)
         except TimeoutError:
-            why = phrase("attachment_slow", language, seconds=int(self.settings.download_timeout))
+            why = phrase("attachment_slow", language, seconds=f"{self.settings.download_timeout:g}")
             return _failed(unread, why)
         except DownloadError as error:
             if "larger than" in str(error) or "too large" in str(error):
@@ -115,7 +115,9 @@ class AttachmentReader:
                     data, found.kind, uri=f"{ATTACHED}:{name}", name=name, suffix=found.suffix
                 )
         except TimeoutError:
-            why = phrase("attachment_read_slow", language, seconds=int(self.settings.read_timeout))
+            why = phrase(
+                "attachment_read_slow", language, seconds=f"{self.settings.read_timeout:g}"
+            )
             return _failed(read, why)
         except LoadError as error:
             return _failed(read, _reason(str(error), language))
