@@ -57,6 +57,7 @@ class AttachmentStore:
             ThreadAttachment.size,
             ThreadAttachment.text,
             ThreadAttachment.error,
+            ThreadAttachment.data.is_not(None).label("kept"),
         )
         query = (
             select(*columns)
@@ -67,7 +68,7 @@ class AttachmentStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            Read(r.name, r.kind, r.mime, r.size, text=r.text, error=r.error, id=r.id)
+            Read(r.name, r.kind, r.mime, r.size, r.text, r.error, id=r.id, kept=bool(r.kept))
             for r in reversed(rows)
         ]
 

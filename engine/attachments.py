@@ -45,6 +45,7 @@ class Read:
     error: str = ""  # a phrase key's reason, already in the asker's language
     data: bytes | None = None  # the bytes, when small enough to keep for the console
     id: int | None = None  # its row once stored
+    kept: bool = False  # its bytes are stored with the thread (for the console)
 
     @property
     def image(self) -> bool:

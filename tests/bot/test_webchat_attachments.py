@@ -5,6 +5,7 @@ refusal while the service stays ready."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from pathlib import Path
@@ -14,8 +15,9 @@ import httpx
 import pytest
 
 from engine.config import LLMSettings
+from engine.messages import ThreadKey
 from knowledge import KnowledgeSettings
-from tests.bot.served import make_settings, serve
+from tests.bot.served import PASSWORD, make_settings, serve
 from tests.fakes.sglang import FakeSGLang
 from tests.knowledge import files
 
@@ -136,3 +138,43 @@ async def test_a_30_mb_file_gets_a_clear_refusal_and_the_service_stays_ready(
         "⚠️ I could not read big.png: it is too large (30.0 MB; the limit is 20.0 MB)"
     )
     assert after["outcome"] in ("retrieval_only", "no_knowledge")
+
+
+async def test_the_console_shows_a_threads_attachments_and_what_was_read(
+    tmp_path: Path, fake_sglang: FakeSGLang, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (120, 80), "white").save(out, "PNG")
+    blank = out.getvalue()
+    plan = files.docx("Falcon", [("Owner", "Li Wei owns Falcon.")])
+    settings = make_settings(tmp_path, fake_sglang, PASSWORD)
+    async with serve(settings, monkeypatch) as (url, fake):
+        async with httpx.AsyncClient(base_url=url) as client:
+            await ask(
+                client, "what is this?", thread="t-c", upload=("blank.png", blank, "image/png")
+            )
+            await ask(
+                client, "and this?", thread="t-c", upload=("plan.docx", plan, "application/x")
+            )
+            app = fake.core.running()
+            thread = await app.store.find_thread(ThreadKey("web", "local", "c1", "t-c"))
+            assert thread is not None
+            login = {"name": "admin", "password": PASSWORD}
+            assert (await client.post("/console/login", data=login)).status_code == 303
+            page = await client.get(f"/console/threads/{thread.id}")
+            assert page.status_code == 200
+            assert "附件 Attachments" in page.text and "Li Wei owns Falcon." in page.text
+            assert "no text was found in it" in page.text
+            image_path = f"/console/threads/{thread.id}/attachments/"
+            assert f'class="thumb" src="{image_path}' in page.text
+            [first, second] = await app.store.attachments.for_thread(thread.id)
+            image = await client.get(f"{image_path}{first.id}")
+            assert image.headers["content-type"] == "image/png" and image.content == blank
+            assert image.headers["x-content-type-options"] == "nosniff"
+            doc = await client.get(f"{image_path}{second.id}")
+            assert doc.headers["content-type"] == "application/octet-stream"
+            assert doc.headers["content-disposition"].startswith("attachment;")
+            elsewhere = await client.get(f"/console/threads/{thread.id + 1}/attachments/{first.id}")
+            assert elsewhere.status_code == 404
