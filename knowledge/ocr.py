@@ -26,7 +26,7 @@ __all__ = ["MAX_PIXELS", "OCR_PAGES", "image_text", "pdf_scanned_pages"]
 MAX_PIXELS = 40_000_000  # a 30000×30000 "image" is refused before it is decoded
 OCR_PAGES = 20  # at most this many text-less PDF pages are rendered and read
 PAGE_SCALE = 2.0  # 144 dpi: small print in scans stays readable
-DETECT_SIDE = 1280
+DETECT_SIDE = 960
 # the recogniser puts a space after a hyphen between letters and digits: "TX- 7781"
 _CODE_GAP = re.compile(r"\b([A-Za-z]{1,10})- (\d)")
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef]) (?=[\u3000-\u9fff\uff00-\uffef])")
@@ -46,8 +46,9 @@ def _ocr() -> Any:
                 params={
                     "Global.log_level": "warning",
                     "Global.use_cls": False,  # screenshots are upright; saves a model pass
-                    # a 1280×800 screenshot is searched for text at its own size (small UI
-                    # fonts stay legible), a larger picture scaled down to 1280 on its long side
+                    # text is searched for on the picture scaled to 960 px on its long side:
+                    # a 1280×800 screenshot reads in ~1.2 s of one core instead of ~2 s, with
+                    # the same characters (tests/perf/test_attachment_bench.py)
                     "Det.limit_type": "max",
                     "Det.limit_side_len": DETECT_SIDE,
                     "EngineConfig.onnxruntime.intra_op_num_threads": threads,
