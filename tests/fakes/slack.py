@@ -32,7 +32,7 @@ APP_TOKEN = "xapp-1-test-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ALL_SCOPES = (
     "app_mentions:read,chat:write,channels:history,groups:history,im:history,mpim:history,"
-    "users:read,channels:read,groups:read"
+    "users:read,channels:read,groups:read,files:read"
 )
 
 
