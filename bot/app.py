@@ -112,6 +112,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
         policy=policy,
         escalation=settings.escalation,
         web=web,
+        attachments=settings.attachments,
     )
     return App(settings, store, knowledge, llm, conversation, seeded, policy, web)
 

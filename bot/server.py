@@ -101,8 +101,14 @@ def create_server(settings: Settings) -> FastAPI:
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
     server.add_exception_handler(RequestValidationError, invalid_request)
+    # a web chat message may carry files: room for [attachments] max_files of max_mb, and a
+    # larger one is still taken so that the answer can say why it was not read
+    chat_bytes = int(settings.attachments.max_files * settings.attachments.max_mb * 1_048_576)
     server.add_middleware(
-        UploadLimit, max_bytes=settings.server.max_body_bytes, knowledge=settings.knowledge
+        UploadLimit,
+        max_bytes=settings.server.max_body_bytes,
+        knowledge=settings.knowledge,
+        chat_bytes=chat_bytes + 1_048_576,
     )
     server.include_router(
         admin_router(application.running, lambda: held["holder"].token if held else None)

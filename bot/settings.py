@@ -27,7 +27,13 @@ from adapters.feishu.config import FeishuSettings
 from adapters.slack.config import SlackSettings
 from adapters.web.config import WebChatSettings
 from bot.console.config import ConsoleSettings
-from engine.config import ConversationSettings, LLMSettings, PolicySettings, StorageSettings
+from engine.config import (
+    AttachmentSettings,
+    ConversationSettings,
+    LLMSettings,
+    PolicySettings,
+    StorageSettings,
+)
 from engine.escalation import EscalationSettings
 from engine.web.config import WebSettings
 from knowledge.config import KnowledgeSettings
@@ -107,6 +113,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     policy: PolicySettings = PolicySettings()
     escalation: EscalationSettings = EscalationSettings()
     console: ConsoleSettings = ConsoleSettings()

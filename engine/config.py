@@ -148,3 +148,32 @@ class PolicySettings(BaseModel):
         default_factory=list,
         description='"platform:chat_id" or "platform:*" entries where follow-ups need a mention',
     )
+
+
+class AttachmentSettings(BaseModel):
+    """`[attachments]`: images and files people send with a question (engine/attachments.py)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(default=True, description="false = attachments are named, not read")
+    max_mb: float = Field(default=20, gt=0, le=200, description="largest file read, in MB")
+    max_files: int = Field(default=5, ge=1, le=20, description="files read per message")
+    download_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="seconds to download one file from the platform"
+    )
+    read_timeout: float = Field(
+        default=60.0, gt=0, le=600, description="seconds to read one file (OCR, PDF pages)"
+    )
+    max_chars: int = Field(
+        default=6000,
+        ge=200,
+        le=100_000,
+        description="characters of one file's text kept for the thread and the model",
+    )
+    keep_mb: float = Field(
+        default=5,
+        ge=0,
+        le=200,
+        description="files up to this size are kept with the thread for the console "
+        "(thumbnail, download); 0 = keep only the text read",
+    )

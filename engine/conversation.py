@@ -9,8 +9,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from engine import answers, clean, ending, metrics, stream
+from engine.attachments import Attached, AttachmentReader, search_text
 from engine.budget import Budget, Fitted, QuestionTooLong, fit
-from engine.config import ConversationSettings, PolicySettings
+from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
 from engine.context import with_thread_context
 from engine.escalation import (
     ASKED_FOR_HUMAN,
@@ -77,8 +78,10 @@ class Conversation:
         policy: Policy | None = None,
         escalation: EscalationSettings | None = None,
         web: WebLookup | None = None,
+        attachments: AttachmentSettings | None = None,
     ) -> None:
         self._settings = settings
+        self._reader = AttachmentReader(attachments or AttachmentSettings())
         self._web = web
         self._store = store
         self._retriever = retriever
@@ -130,10 +133,17 @@ class Conversation:
             answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
             return await self._finish(thread.id, inbound, answer, reply)
         await reply.open(language)
+        attached = await self._attached(thread.id, inbound, language)
+        if not inbound.text.strip() and not inbound.language_hint and attached.read_any:
+            language = detect(search_text(attached.new))  # an image alone: the language it shows
+        if not inbound.text.strip() and not attached.read_any:
+            text = f"{attached.opening(language)}\n\n{phrase('text_only', language)}".strip()
+            answer = Answer(text=text, outcome=Outcome.FAILED, language=language)
+            return await self._finish(thread.id, inbound, answer, reply)
         question = inbound.text.strip()
         if (too_long := await self._too_long_alone(question, language, started)) is not None:
             return await self._finish(thread.id, inbound, too_long, reply)
-        answer = await self._answer(inbound, claim.history, language, reply, started)
+        answer = await self._answer(inbound, claim.history, language, reply, started, attached)
         trigger = self._policy_trigger(thread, claim.history, answer, escalation)
         if trigger is not None:
             answer = await self._escalated(
@@ -173,6 +183,21 @@ class Conversation:
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
         return claim
 
+    async def _attached(self, thread_id: int, inbound: Inbound, language: str) -> Attached:
+        """Read this message's attachments and keep them with the thread; with the thread's
+        earlier ones (engine/attachments.py)."""
+        earlier = await self._store.attachments.for_thread(thread_id)
+        if not inbound.attachments:
+            return Attached(earlier=tuple(earlier))
+        reads = await self._reader.read_all(inbound.attachments, language)
+        stored = await self._store.attachments.add(thread_id, inbound.message_id, reads)
+        for read in stored:
+            outcome = "read" if read.text else "unread"
+            metrics.ATTACHMENTS.labels(inbound.platform, read.kind, outcome).inc()
+            if not read.text:
+                log.info("attachment %r (%s) not read: %s", read.name, read.kind, read.error)
+        return Attached(new=tuple(stored), earlier=tuple(earlier))
+
     async def _resolved_by_asker(
         self, thread: ThreadRecord, inbound: Inbound, language: str, reply: ReplyChannel
     ) -> Answer | None:
@@ -198,12 +223,13 @@ class Conversation:
         language: str,
         reply: ReplyChannel,
         started: float,
+        attached: Attached,
     ) -> Answer:
         """History, the standalone query, retrieval, the web lookup, then the model's answer (or
-        the passages alone, or "no knowledge")."""
+        the passages alone, or "no knowledge"); what was read in attachments opens it."""
         records = turns[-self._settings.history_turns :] if self._settings.history_turns else ()
         history = trim_history(_history(records), self._settings.history_tokens)
-        question = inbound.text.strip()
+        question = inbound.text.strip() or phrase("attachment_question", language)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
         query = await standalone(
             question,
@@ -211,7 +237,11 @@ class Conversation:
             self._llm if self._settings.rewrite_followups else None,
             seconds=self._settings.rewrite_timeout,
         )
+        if search := search_text(attached.new):  # an error code in a screenshot is searched
+            query = replace(query, texts=(*query.texts, search))
         passages = await self._retrieve(query, inbound)
+        # the thread's attachments after the knowledge base's passages, cited as "attached: …"
+        passages += attached.sources(f"{question}\n{search}", self._settings.passage_chars)
         timings = Timings(retrieval=time.monotonic() - started)
         web = await self._look_up(inbound, question, passages, language)
         sources = web.sources if web is not None else ()
@@ -228,6 +258,8 @@ class Conversation:
             answer = await self._generate(
                 question, passages, history, language, reply, timings, started, web=sources
             )
+        if opening := attached.opening(language):
+            answer = replace(answer, text=f"{opening}\n\n{answer.text}")
         return answers.with_web_notice(answer, web)
 
     async def _escalated(
@@ -327,9 +359,7 @@ class Conversation:
 
     def _reject(self, inbound: Inbound, language: str) -> str | None:
         text = inbound.text.strip()
-        if not text and inbound.attachments:
-            return phrase("text_only", language)
-        if not text:
+        if not text and not inbound.attachments:
             return phrase("empty", language)
         if len(text) > self._settings.max_message_chars:
             return phrase(

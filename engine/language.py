@@ -29,8 +29,76 @@ PHRASES: dict[str, dict[str, str]] = {
         "zh": "您的消息太长了（{size} 个字符，上限 {limit}）。请精简或拆成几个小问题。",
     },
     "text_only": {
-        "en": "I can only read text for now — please type your question.",
-        "zh": "我目前只能读取文字，请直接输入您的问题。",
+        "en": "I could not read the attachment, so there is nothing to answer yet — please "
+        "type your question.",
+        "zh": "附件没能读取，暂时无从回答，请直接输入您的问题。",
+    },
+    "attachment_question": {
+        "en": "What is this, and what should I do about it?",
+        "zh": "这是什么？我该怎么处理？",
+    },
+    "attachment_seen_image": {
+        "en": "In the image {name} I read: {text}",
+        "zh": "截图 {name} 中的文字：{text}",
+    },
+    "attachment_seen_file": {
+        "en": "In {name} I read: {text}",
+        "zh": "文件 {name} 的内容：{text}",
+    },
+    "attachment_unread": {
+        "en": "⚠️ I could not read {name}: {reason}",
+        "zh": "⚠️ 无法读取 {name}：{reason}",
+    },
+    "attachment_too_large": {
+        "en": "it is too large ({size}; the limit is {limit}). Send a smaller file or the part "
+        "that matters",
+        "zh": "文件太大（{size}，上限 {limit}）。请发送较小的文件或相关的部分",
+    },
+    "attachment_too_many": {
+        "en": "only the first {limit} attachments of a message are read",
+        "zh": "每条消息只读取前 {limit} 个附件",
+    },
+    "attachment_off": {
+        "en": "reading attachments is turned off here",
+        "zh": "此处未开启附件读取",
+    },
+    "attachment_unavailable": {
+        "en": "the platform did not give me a way to download it",
+        "zh": "平台没有提供下载该文件的途径",
+    },
+    "attachment_slow": {
+        "en": "the download took longer than {seconds} s. Try again in a moment",
+        "zh": "下载超过 {seconds} 秒仍未完成，请稍后再试",
+    },
+    "attachment_read_slow": {
+        "en": "reading it took longer than {seconds} s. Send a smaller file or fewer pages",
+        "zh": "读取超过 {seconds} 秒仍未完成，请发送较小的文件或较少的页数",
+    },
+    "attachment_download": {
+        "en": "the download failed ({reason})",
+        "zh": "下载失败（{reason}）",
+    },
+    "attachment_encrypted": {
+        "en": "it is password-protected. Send a copy without a password",
+        "zh": "文件有密码保护，请发送不带密码的副本",
+    },
+    "attachment_no_text": {
+        "en": "no text was found in it",
+        "zh": "其中没有找到文字",
+    },
+    "attachment_unsupported": {
+        "en": "this kind of file is not read ({detail}). Images (PNG, JPEG), PDF, Word .docx, "
+        "Excel .xlsx, CSV, text and HTML are",
+        "zh": "不支持此类文件（{detail}）。可读取图片（PNG、JPEG）、PDF、Word .docx、Excel .xlsx、"
+        "CSV、文本和 HTML",
+    },
+    "attachment_too_many_pixels": {
+        "en": "the image is too large to read ({detail})",
+        "zh": "图片尺寸过大，无法读取（{detail}）",
+    },
+    "attachment_damaged": {
+        "en": "the file seems damaged or is not what its name says ({detail})",
+        "zh": "文件似乎已损坏或与其名称不符（{detail}）",
     },
     "no_knowledge": {
         "en": "I couldn't find anything about this in the knowledge base, so I won't guess. "

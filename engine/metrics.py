@@ -29,6 +29,11 @@ RATE_LIMITS_SHARED = Gauge(
     "teambot_rate_limits_shared",
     "1 while rate limits are shared through Redis, 0 while this replica limits on its own",
 )
+ATTACHMENTS = Counter(
+    "teambot_attachments",
+    "Attachments taken, by kind and whether they were read",
+    ["platform", "kind", "outcome"],
+)
 ESCALATIONS = Counter("teambot_escalations", "Threads handed to a human", ["platform", "trigger"])
 FIRST_VISIBLE = Histogram(
     "teambot_first_visible_seconds",

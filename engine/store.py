@@ -2,7 +2,8 @@
 
 Every method is one short transaction and returns frozen records (engine/records.py), never ORM
 objects. The handoff and console queries live in engine/handoff_store.py (`store.handoffs`),
-retention and recovery in engine/upkeep.py (`store.upkeep`), both on the same database; the engine and the shared session maker in engine/database.py.
+retention and recovery in engine/upkeep.py (`store.upkeep`), a thread's attachments in
+engine/attachment_store.py (`store.attachments`), all on the same database; the engine and the shared session maker in engine/database.py.
 Race safety comes from unique constraints (dedupe, thread get-or-create, feedback upsert), so it
 holds across replicas, not only across tasks.
 """
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import clean
+from engine.attachment_store import AttachmentStore
 from engine.database import IDLE_PING_SECONDS, Database, create_engine
 from engine.handoff_store import HandoffStore, track_handoff
 from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary
@@ -74,6 +76,7 @@ class ConversationStore:
         self._insert = self._database.insert
         self.handoffs = HandoffStore(self._database)
         self.upkeep = Upkeep(self._database)
+        self.attachments = AttachmentStore(self._database)
 
     @classmethod
     def from_url(

@@ -1,5 +1,6 @@
 """The conversation core's tables: threads, turns, processed events (dedupe), feedback,
-handoffs (one per escalation) and FAQ candidates (the learning loop).
+handoffs (one per escalation), FAQ candidates (the learning loop) and the attachments read in a
+thread.
 
 Portable across SQLite and PostgreSQL: plain strings instead of database enums, the generic JSON
 type, and UTC-aware timestamps on both (SQLite keeps no zone, so `UTCDateTime` restores it).
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -170,3 +172,22 @@ class FaqCandidate(EngineBase):
     created_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class ThreadAttachment(EngineBase):
+    """An image or file sent in a thread and what was read from it: later turns of the same
+    thread use and cite it, no other thread does; purged with the thread (retention)."""
+
+    __tablename__ = "thread_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # image | pdf | docx | faq | html | text …
+    mime: Mapped[str] = mapped_column(String(128))  # decided from the bytes; "" when unread
+    size: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)  # what was read ("" when it could not be)
+    error: Mapped[str] = mapped_column(Text)  # why it could not be read ("" when it was)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept for the console, when small
+    created_at: Mapped[datetime] = mapped_column(index=True)

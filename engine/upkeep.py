@@ -10,7 +10,15 @@ from sqlalchemy import delete, or_, select
 
 from engine.database import Database
 from engine.records import UnansweredEvent, decode_key
-from engine.tables import FaqCandidate, Feedback, Handoff, ProcessedEvent, Thread, Turn
+from engine.tables import (
+    FaqCandidate,
+    Feedback,
+    Handoff,
+    ProcessedEvent,
+    Thread,
+    ThreadAttachment,
+    Turn,
+)
 
 
 class Upkeep:
@@ -22,8 +30,8 @@ class Upkeep:
 
     async def purge(self, before: datetime) -> dict[str, int]:
         """Delete what the retention policy no longer keeps: threads quiet since before `before`
-        (with their turns, feedback, handoffs and FAQ candidates), older turns of threads still
-        in use, and old dedupe rows. Returns how many rows of each went."""
+        (with their turns, feedback, handoffs, FAQ candidates and attachments), older turns and
+        attachments of threads still in use, and old dedupe rows. Returns how many rows of each went."""
         if before.tzinfo is None:
             raise ValueError("before is a naive datetime: pass an aware one (UTC)")
         async with self._db.sessions.begin() as session:
@@ -37,6 +45,11 @@ class Upkeep:
             turns = await session.execute(delete(Turn).where(Turn.id.in_(old_turns)))
             await session.execute(delete(FaqCandidate).where(FaqCandidate.thread_id.in_(quiet)))
             await session.execute(delete(Handoff).where(Handoff.thread_id.in_(quiet)))
+            attachments = await session.execute(
+                delete(ThreadAttachment).where(
+                    or_(ThreadAttachment.created_at < before, ThreadAttachment.thread_id.in_(quiet))
+                )
+            )
             threads = await session.execute(delete(Thread).where(Thread.last_message_at < before))
             events = await session.execute(
                 delete(ProcessedEvent).where(ProcessedEvent.received_at < before)
@@ -46,6 +59,7 @@ class Upkeep:
             "turns": _count(turns),
             "feedback": _count(feedback),
             "events": _count(events),
+            "attachments": _count(attachments),
         }
 
     async def unanswered_events(

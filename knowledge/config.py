@@ -59,7 +59,7 @@ class ParseLimits(BaseModel):
     workers: int = Field(default=2, ge=1, le=32, description="parser processes kept warm")
     timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds one parse may take")
     memory_mb: int = Field(
-        default=1024, ge=256, le=65536, description="address space of a parser process (MB)"
+        default=2048, ge=256, le=65536, description="address space of a parser process (MB)"
     )
     max_inflated_mb: float = Field(
         default=100, gt=0, le=10_000, description="a .docx/.xlsx's content once unzipped (MB)"

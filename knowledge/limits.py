@@ -26,9 +26,9 @@ _IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 _SIGNATURES: tuple[tuple[bytes, str, frozenset[str]], ...] = (
     (b"%PDF-", "a PDF", frozenset({"pdf"})),
     (b"PK\x03\x04", "a zip archive (Word, Excel)", frozenset({"docx", "xlsx"})),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image", frozenset()),
-    (b"\xff\xd8\xff", "a JPEG image", frozenset()),
-    (b"GIF8", "a GIF image", frozenset()),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", frozenset({"image"})),
+    (b"\xff\xd8\xff", "a JPEG image", frozenset({"image"})),
+    (b"GIF8", "a GIF image", frozenset({"image"})),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (.doc/.xls)", frozenset()),
     (b"\x1f\x8b", "a gzip archive", frozenset()),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", frozenset()),
@@ -56,6 +56,10 @@ def check_bytes(data: bytes, kind: str, suffix: str, limits: ParseLimits) -> Non
             )
         if label in ("docx", "xlsx"):
             check_zip(data, f".{label}", limits)
+    elif label == "image":  # attachments: the type was decided from these bytes (sniff)
+        if found is not None and "image" not in found[1]:
+            raise LoadError(f"类型不符 / this image is {found[0]}: refused")
+        check_image(data[:65_536], limits)
     elif found is not None:
         raise LoadError(f"类型不符 / this {kind} file is {found[0]}: refused")
 

@@ -4,7 +4,8 @@ Everything here is blocking IO and parsing of untrusted bytes: call it through
 `knowledge.parsing.parse_bytes` (a worker process under memory and time limits), never on the
 event loop. `parse` checks what a file may cost (`knowledge.limits`) before and while parsing.
 HTML and .docx become Markdown (their headings become section paths); PDF keeps one page per
-form feed; an FAQ sheet becomes one `## question` section per row.
+form feed (pages without a text layer read by OCR, knowledge/ocr.py, as
+are images: kind "image"); an FAQ sheet becomes one `## question` section per row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
 
+from knowledge import ocr
 from knowledge.chunking import markdown_title
 from knowledge.config import ParseLimits
 from knowledge.errors import LoadError
@@ -137,6 +139,8 @@ def parse(
             cells = Cells(limits)
             rows = _xlsx_rows(data, cells) if suffix == ".xlsx" else _csv_rows(decode(data), cells)
             text, title = faq_markdown(rows), name
+        elif kind == "image":
+            text, title = ocr.image_text(data), name
         else:
             raise LoadError(f"unsupported kind {kind!r}")
     except (LoadError, MemoryError):
@@ -190,6 +194,7 @@ def _pdf(data: bytes, limits: ParseLimits) -> tuple[str, str | None]:
     for page in reader.pages:
         check_pages(len(pages) + 1, limits)  # the declared count may lie
         pages.append((page.extract_text() or "").strip())
+    pages = ocr.pdf_scanned_pages(data, pages)
     title = reader.metadata.title if reader.metadata and reader.metadata.title else None
     return "\f".join(pages), title
 

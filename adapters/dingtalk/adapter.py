@@ -36,6 +36,7 @@ from adapters.dingtalk.convert import (
     title_of,
     to_inbound,
 )
+from adapters.dingtalk.files import download_codes
 from adapters.dingtalk.reply import DingTalkReplyChannel
 from adapters.dingtalk.stream import StreamConnection
 from adapters.streaming import Recent
@@ -99,6 +100,7 @@ class DingTalkAdapter:
         self._secret = secret
         self.api = OpenApi(settings.openapi_endpoint, settings.client_id, secret, settings.robot)
         self._messages = _BotMessages(self)
+        self._downloads = download_codes(self.api, settings.openapi_endpoint)  # attachment port
         self.connection = StreamConnection(
             Credential(settings.client_id, secret),
             endpoint=settings.openapi_endpoint,
@@ -331,7 +333,7 @@ class DingTalkAdapter:
             self._direct.put(target.conversation_id, target.staff_id)
         thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
         # an agent writing where escalated askers wait takes their threads: the core finds them
-        inbound = to_inbound(message, thread, raw, self._settings.agents)
+        inbound = to_inbound(message, thread, raw, self._settings.agents, self._downloads)
         reply = DingTalkReplyChannel(self._settings, self, target, inbound.thread_key)
         await self._core.handle(inbound, reply)
 

@@ -24,6 +24,7 @@ DIRECT_SEND_PATH = "/v1.0/robot/oToMessages/batchSend"
 CARD_DELIVER_PATH = "/v1.0/card/instances/createAndDeliver"
 CARD_PATH = "/v1.0/card/instances"
 CARD_STREAM_PATH = "/v1.0/card/streaming"
+FILE_DOWNLOAD_PATH = "/v1.0/robot/messageFiles/download"
 _REFRESH_EARLY = 300.0  # seconds before expiry a token is replaced (the SDK uses the same 5 min)
 
 
@@ -83,6 +84,21 @@ class OpenApi:
                 raise DingTalkApiError(path, response.status_code, response.text)
             return response.json() if response.content else {}
         raise AssertionError("unreachable")
+
+    async def file_url(self, download_code: str) -> str:
+        """The temporary download URL of a file or picture the robot received."""
+        robot = self.robot_code or self._client_id
+        body = {"downloadCode": download_code, "robotCode": robot}
+        answer = await self._call("POST", FILE_DOWNLOAD_PATH, body)
+        url = answer.get("downloadUrl")
+        if not isinstance(url, str) or not url:
+            raise DingTalkApiError(FILE_DOWNLOAD_PATH, 200, "no downloadUrl in the answer")
+        return url
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client the calls go through (a file's temporary URL is fetched with it too)."""
+        return self._http
 
     async def send_markdown(self, *, group: bool, to: str, title: str, text: str) -> None:
         """A markdown message from the robot: `to` is an open conversation id or a staff id."""

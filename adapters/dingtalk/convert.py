@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,16 @@ from adapters.markdown import to_dingtalk
 from adapters.streaming import Recent
 from engine import clean
 from engine.escalation import trigger_labels
-from engine.messages import Answer, Attachment, ChatType, EscalationNotice, Inbound, Outcome, Sender
+from engine.messages import (
+    Answer,
+    Attachment,
+    ChatType,
+    EscalationNotice,
+    Fetch,
+    Inbound,
+    Outcome,
+    Sender,
+)
 from engine.text import clip
 
 PLATFORM = "dingtalk"
@@ -95,22 +104,41 @@ def plain_text(message: ChatbotMessage) -> str:
     return _LEADING_MENTION.sub("", text).strip()
 
 
-def attachments(message: ChatbotMessage) -> tuple[Attachment, ...]:
+def attachments(
+    message: ChatbotMessage, fetch: Callable[[str], Fetch] | None = None
+) -> tuple[Attachment, ...]:
+    """The message's pictures and files; `fetch` makes each one's download handle from its
+    downloadCode (adapters/dingtalk/files.py). Voice and video are named, not fetched."""
+
+    def handle(code: object) -> Fetch | None:
+        return fetch(code) if fetch is not None and isinstance(code, str) and code else None
+
     kind = message.message_type or "other"
     if kind == "richText" and message.rich_text_content is not None:
         return tuple(
-            Attachment("image")
+            Attachment("image", fetch=handle(item["downloadCode"]))
             for item in message.rich_text_content.rich_text_list or []
             if isinstance(item, dict) and "downloadCode" in item
         )
     if kind in ("text", "richText"):
         return ()
-    name = str(message.extensions.get("content", {}).get("fileName", "")) if kind == "file" else ""
-    return (Attachment(_ATTACHMENT_KINDS.get(kind, "other"), name),)
+    content = message.extensions.get("content", {})
+    content = content if isinstance(content, dict) else {}
+    if kind == "picture":
+        code = message.image_content.download_code if message.image_content else None
+        return (Attachment("image", fetch=handle(code)),)
+    if kind == "file":
+        name = str(content.get("fileName", ""))
+        return (Attachment("file", name, fetch=handle(content.get("downloadCode"))),)
+    return (Attachment(_ATTACHMENT_KINDS.get(kind, "other")),)
 
 
 def to_inbound(
-    message: ChatbotMessage, thread_id: str, raw: Mapping[str, Any], agents: Collection[str] = ()
+    message: ChatbotMessage,
+    thread_id: str,
+    raw: Mapping[str, Any],
+    agents: Collection[str] = (),
+    fetch: Callable[[str], Fetch] | None = None,
 ) -> Inbound:
     """One bot message as the core's Inbound; `agents`: the staff ids of the people who take
     escalated threads. A DingTalk group has no threads (see ThreadWindows)."""
@@ -128,7 +156,7 @@ def to_inbound(
         ),
         text=plain_text(message),
         mentioned=wants_answer(message),
-        attachments=attachments(message),
+        attachments=attachments(message, fetch),
         sent_at=sent_at,
         raw=dict(raw),
         mentions=mentioned_staff(message),

@@ -35,6 +35,7 @@ from adapters.feishu.client import FeishuApi, FeishuApiError
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.connection import LongConnection
 from adapters.feishu.convert import Click, ReplyTarget, click, event_type, received
+from adapters.feishu.files import resource_fetch
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
@@ -83,6 +84,7 @@ class FeishuAdapter:
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
         self._api = FeishuApi(settings.app_id, secret, settings.domain, settings.request_timeout)
         self.directory = FeishuDirectory(self._api)  # names for the console
+        self._resource = resource_fetch(self._api)  # the attachment port
         self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else ""
         self._token = (
             settings.verification_token.get_secret_value() if settings.verification_token else ""
@@ -251,7 +253,7 @@ class FeishuAdapter:
             return
         self._last_event = time.monotonic()
         try:
-            message = received(event, self.bot_open_id, self._settings.agents)
+            message = received(event, self.bot_open_id, self._settings.agents, self._resource)
         except Exception:  # a malformed event must not take the intake down
             log.exception("feishu: event could not be read")
             return

@@ -31,6 +31,7 @@ from lark_oapi.api.cardkit.v1 import (
 from lark_oapi.api.im.v1 import (
     CreateMessageRequest,
     CreateMessageRequestBody,
+    GetMessageResourceRequest,
     PatchMessageRequest,
     PatchMessageRequestBody,
     ReplyMessageRequest,
@@ -227,6 +228,32 @@ class FeishuApi:
         request = UpdateCardRequest.builder().card_id(card_id).request_body(body).build()
         call = "cardkit update"
         _check(call, await _sdk(call, self.client.cardkit.v1.card.aupdate(request)))
+
+    async def resource(self, message_id: str, file_key: str, kind: str) -> bytes:
+        """An image or file of a message (im/v1/messages/:id/resources/:key?type=image|file;
+        scope im:message or im:resource). The SDK reads the whole body (≤ 100 MB on Feishu)."""
+        await self.tenant_token()
+        request = (
+            GetMessageResourceRequest.builder()
+            .message_id(message_id)
+            .file_key(file_key)
+            .type(kind)
+            .build()
+        )
+        call = "im/v1/messages resources"
+        response = await _sdk(call, self.client.im.v1.message_resource.aget(request))
+        raw = response.raw
+        if response.code is None and raw is not None:
+            # the SDK parses an error body only under a "Content-Type" key it may not find
+            try:
+                body = json.loads(raw.content) if raw.content else {}
+            except ValueError:
+                body = {}
+            code = body.get("code") if isinstance(body, dict) else None
+            message = str(body.get("msg", "")) if isinstance(body, dict) else ""
+            raise FeishuApiError(call, code, message or f"HTTP {raw.status_code}")
+        _check(call, response)
+        return response.file.read() if response.file is not None else b""
 
     async def _raw(self, call: str, request: BaseRequest) -> dict[str, Any]:
         response = await _sdk(call, self.client.arequest(request))

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from engine.messages import (
     ChatType,
     Citation,
     EscalationNotice,
+    Fetch,
     Inbound,
     Outcome,
     Sender,
@@ -36,6 +37,8 @@ from engine.messages import (
 log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
+# (message id, file or image key, "image" | "file") -> the download handle (adapters/feishu/files)
+Resource = Callable[[str, str, str], Fetch]
 ANSWER_ELEMENT = "answer"
 CARD_MAX_CHARS = 6000  # a card is at most 30 KB of JSON; CJK text is 3 bytes a character
 TEXT_MAX_CHARS = 8000
@@ -71,10 +74,14 @@ class Received:
 
 
 def received(
-    event: P2ImMessageReceiveV1, bot_open_id: str, agents: Collection[str] = ()
+    event: P2ImMessageReceiveV1,
+    bot_open_id: str,
+    agents: Collection[str] = (),
+    resource: Resource | None = None,
 ) -> Received | None:
     """The event as an Inbound (mention placeholders removed), or None when it has no message;
-    `agents`: the open ids of the people who take escalated threads."""
+    `agents`: the open ids of the people who take escalated threads; `resource`: makes the
+    download handle of an image or file (message id, key, "image" | "file")."""
     data = event.event
     message = data.message if data is not None else None
     if message is None or not message.message_id or not message.chat_id:
@@ -93,7 +100,14 @@ def received(
         mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
         if open_id and open_id != bot_open_id:
             others.append(open_id)
-    text, attachments = message_text(message.message_type or "", message.content or "", names)
+    message_id = message.message_id
+
+    def fetch(key: str, kind: str) -> Fetch | None:
+        return resource(message_id, key, kind) if resource is not None and key else None
+
+    text, attachments = message_text(
+        message.message_type or "", message.content or "", names, fetch
+    )
     chat_type = ChatType.DIRECT if message.chat_type == "p2p" else ChatType.GROUP
     thread_id = message.thread_id or message.root_id or message.message_id
     inbound = Inbound(
@@ -136,9 +150,14 @@ def event_type(plain: Mapping[str, Any]) -> str:
 
 
 def message_text(
-    message_type: str, content: str, names: Mapping[str, str]
+    message_type: str,
+    content: str,
+    names: Mapping[str, str],
+    fetch: Callable[[str, str], Fetch | None] | None = None,
 ) -> tuple[str, tuple[Attachment, ...]]:
-    """Plain text of a `text` or `post` message; other types become attachments."""
+    """Plain text of a `text` or `post` message; other types become attachments, each with its
+    download handle from `fetch(key, "image" | "file")` (images inside a post too)."""
+    fetch = fetch or (lambda key, kind: None)
     try:
         body = payload.loads(content, what="message content") if content else {}
     except payload.PayloadError as error:
@@ -151,14 +170,25 @@ def message_text(
     if message_type == "text":
         return _clean(str(body.get("text", "")), names), ()
     if message_type == "post":
-        return _post_text(body, names)
+        return _post_text(body, names, fetch)
     kind = _ATTACHMENT_KINDS.get(message_type, "other")
     name = str(body.get("file_name", "")) if isinstance(body.get("file_name"), str) else ""
-    return "", (Attachment(kind=kind, name=name),)
+    if message_type == "sticker":
+        handle = None  # stickers are not message resources: nothing to download
+    elif message_type == "image":
+        handle = fetch(_key(body, "image_key"), "image")
+    else:
+        handle = fetch(_key(body, "file_key"), "file")
+    return "", (Attachment(kind=kind, name=name, fetch=handle),)
+
+
+def _key(node: Mapping[str, Any], field: str) -> str:
+    value = node.get(field)
+    return value if isinstance(value, str) else ""
 
 
 def _post_text(
-    body: dict[str, Any], names: Mapping[str, str]
+    body: dict[str, Any], names: Mapping[str, str], fetch: Callable[[str, str], Fetch | None]
 ) -> tuple[str, tuple[Attachment, ...]]:
     if "content" not in body:  # the locale-wrapped form: {"zh_cn": {"title", "content"}}
         body = next((v for v in body.values() if isinstance(v, dict)), {})
@@ -181,8 +211,13 @@ def _post_text(
                 parts.append(names.get(placeholder, f"@{node.get('user_name', '')}"))
             elif tag == "emotion":
                 parts.append(f":{node.get('emoji_type', '')}:")
-            elif tag in ("img", "media"):
-                attachments.append(Attachment(kind="image" if tag == "img" else "video"))
+            elif tag == "img":
+                handle = fetch(_key(node, "image_key"), "image")
+                attachments.append(Attachment(kind="image", fetch=handle))
+            elif tag == "media":
+                attachments.append(
+                    Attachment(kind="video", fetch=fetch(_key(node, "file_key"), "file"))
+                )
         lines.append("".join(parts))
     return _clean("\n".join(lines), names), tuple(attachments)
 

@@ -24,6 +24,7 @@ from adapters.base import AdapterStatus, Check, Core, InFlight
 from adapters.slack import convert
 from adapters.slack.checks import SlackConfigError, reason, resolve_mode, run_checks
 from adapters.slack.config import SlackSettings
+from adapters.slack.files import SlackFiles
 from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
 from engine.messages import ThreadKey, ThreadMessage
@@ -51,6 +52,7 @@ class SlackAdapter:
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self.directory = SlackDirectory(self._client)  # names for the console
+        self._files = SlackFiles(self._client, token)  # the attachment port
         self._app = AsyncApp(
             name="teambot",
             client=self._client,
@@ -172,6 +174,7 @@ class SlackAdapter:
                 await self._socket.close_async()  # type: ignore[no-untyped-call]
         await self._in_flight.stop(self._settings.stop_timeout)
         await self._close_session()
+        await self._files.close()
 
     async def drain(self) -> None:
         """Wait until every answer in flight is done (tests, shutdown)."""
@@ -238,6 +241,7 @@ class SlackAdapter:
         history: tuple[ThreadMessage, ...] = ()
         if mentioned and convert.is_late_in_thread(event) and self._settings.history_limit > 0:
             history = await self._thread_history(event)
+        event = await self._files.with_files(event)
         inbound = convert.to_inbound(
             event,
             tenant=tenant,
@@ -245,6 +249,7 @@ class SlackAdapter:
             mentioned=mentioned,
             history=history,
             agents=self._settings.agents,
+            fetch=self._files.fetch,
         )
         reply = SlackReplyChannel(
             self._client,

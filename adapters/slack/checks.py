@@ -21,6 +21,7 @@ SCOPES = {
     "users:read": "askers' names in the console",
     "channels:read": "channel names in the console",
     "groups:read": "private channel names in the console",
+    "files:read": "read the images and files people attach",
 }
 ESSENTIAL = {"app_mentions:read", "chat:write"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +19,7 @@ from engine.messages import (
     ChatType,
     Citation,
     EscalationNotice,
+    Fetch,
     Inbound,
     Sender,
     ThreadKey,
@@ -158,13 +159,27 @@ def plain_text(text: str, bot_user_id: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
-def attachments(event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+def attachments(
+    event: Mapping[str, Any], fetch: Callable[[Mapping[str, Any]], Fetch | None] | None = None
+) -> tuple[Attachment, ...]:
+    """The event's files; `fetch` makes each one's download handle (adapters/slack/files.py)."""
     files = event.get("files") or []
     found = []
-    for file in files:
+    for file in files if isinstance(files, list) else []:
+        if not isinstance(file, Mapping):
+            continue
         mimetype = str(file.get("mimetype") or "")
         kind = _FILE_KINDS.get(mimetype.split("/", 1)[0], "file")
-        found.append(Attachment(kind=kind, name=str(file.get("name") or "")))
+        size = file.get("size")
+        found.append(
+            Attachment(
+                kind=kind,
+                name=str(file.get("name") or ""),
+                size=size if isinstance(size, int) and not isinstance(size, bool) else 0,
+                mime=mimetype,
+                fetch=fetch(file) if fetch is not None else None,
+            )
+        )
     return tuple(found)
 
 
@@ -176,6 +191,7 @@ def to_inbound(
     mentioned: bool,
     history: tuple[ThreadMessage, ...] = (),
     agents: Collection[str] = (),
+    fetch: Callable[[Mapping[str, Any]], Fetch | None] | None = None,
 ) -> Inbound:
     """One Slack message as the core's Inbound; `history`: the thread's earlier messages,
     `agents`: the user ids of the people who take escalated threads."""
@@ -198,7 +214,7 @@ def to_inbound(
         text=text,
         mentioned=mentioned,
         mentions=mentioned_users(raw_text, bot_user_id),
-        attachments=attachments(event),
+        attachments=attachments(event, fetch),
         sent_at=sent_at,
         raw=dict(event),
         history=history,

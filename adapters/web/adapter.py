@@ -1,6 +1,6 @@
 """The built-in web chat: an HTTP + server-sent-events adapter that doubles as the test backend.
 
-POST /api/chat streams one answer (with keep-alives while the model thinks); an open page
+POST /api/chat (JSON, or multipart with files: adapters/web/upload.py) streams one answer (with keep-alives while the model thinks); an open page
 listens on /api/threads/{chat}/{thread}/events, where an agent's reply from the console lands
 (`reply_channel`), so a handoff in the web chat is a conversation, not a dead end.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,7 +32,6 @@ from adapters.web.convert import (
     NOT_YOURS,
     NOTHING_ASKED,
     TOO_MANY_ESCALATIONS,
-    ChatRequest,
     EscalateRequest,
     FeedbackRequest,
     answer_to_json,
@@ -43,9 +42,10 @@ from adapters.web.convert import (
     valid_id,
 )
 from adapters.web.sessions import Sessions
+from adapters.web.upload import chat_message
 from engine.escalation import BUTTON
 from engine.language import phrase
-from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
 
@@ -181,11 +181,16 @@ class WebAdapter:
 
         @router.post("/api/chat")
         async def chat(request: Request) -> Response:
-            asked = await body.read(request, ChatRequest, **limits)
+            """JSON, or multipart with a `message` part and `file` parts (adapters/web/upload);
+            either way the message is checked for size and depth first (adapters/web/body)."""
+            message = await chat_message(request, **limits)
             session = await self.sessions.identify(request)
-            if not await self.sessions.claim(asked.chat_id, session):
+            if not await self.sessions.claim(message.request.chat_id, session):
+                await message.close()
                 return refused(NOT_YOURS, 403)
-            response = StreamingResponse(self._stream(asked), media_type="text/event-stream")
+            inbound = to_inbound(message.request, message.attachments)
+            stream = self._stream(inbound, message.close)
+            response = StreamingResponse(stream, media_type="text/event-stream")
             await self.sessions.attach(response, session, request)
             return response
 
@@ -262,11 +267,20 @@ class WebAdapter:
     async def check(self) -> list[Check]:
         return []
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(
+        self, inbound: Inbound, close_uploads: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[str]:
         channel = WebReplyChannel()
+
+        async def answer() -> Answer | None:
+            try:
+                return await self._core.handle(inbound, channel)
+            finally:
+                await close_uploads()  # the uploaded files: read by now, or never to be
+
         # The answer runs as its own task: a browser that goes away does not cancel it,
         # so the turn is still answered and stored.
-        task = asyncio.create_task(self._core.handle(to_inbound(request), channel))
+        task = asyncio.create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         while True:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from adapters.markdown import to_html
-from engine.messages import Answer, ChatType, Inbound, Sender, ThreadKey
+from engine.messages import Answer, Attachment, ChatType, Inbound, Sender, ThreadKey
 
 PLATFORM = "web"
 TENANT = "local"
@@ -75,7 +75,7 @@ def refused(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def to_inbound(request: ChatRequest) -> Inbound:
+def to_inbound(request: ChatRequest, attachments: tuple[Attachment, ...] = ()) -> Inbound:
     return Inbound(
         platform=PLATFORM,
         tenant=TENANT,
@@ -86,6 +86,7 @@ def to_inbound(request: ChatRequest) -> Inbound:
         sender=Sender(id=request.chat_id, display_name=request.sender_name or "web user"),
         text=request.text,
         mentioned=True,
+        attachments=attachments,
         raw=request.model_dump(),
     )
 

@@ -46,16 +46,30 @@ UPLOAD_FILES = 5  # a request may carry this many files at the per-file limit
 
 
 class UploadLimit:
-    """The server's body limit, raised for the upload form alone (several files per request)."""
+    """The server's body limit, raised for the upload form (several files per request) and for
+    the web chat's messages with attachments (`chat_bytes`)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, knowledge: KnowledgeSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, knowledge: KnowledgeSettings, chat_bytes: int = 0
+    ) -> None:
         per_file = int(knowledge.upload_max_mb * 1_048_576)
         self._normal = BodyLimit(app, max_bytes)
         self._uploads = BodyLimit(app, max(max_bytes, per_file * UPLOAD_FILES + 1_048_576))
+        self._chat = BodyLimit(app, max(max_bytes, chat_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upload = scope["type"] == "http" and scope.get("path") == UPLOAD_PATH
-        await (self._uploads if upload else self._normal)(scope, receive, send)
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path == UPLOAD_PATH:
+            await self._uploads(scope, receive, send)
+        elif path == "/api/chat" and _multipart(scope):
+            await self._chat(scope, receive, send)
+        else:
+            await self._normal(scope, receive, send)
+
+
+def _multipart(scope: Scope) -> bool:
+    content_type: bytes = dict(scope["headers"]).get(b"content-type", b"")
+    return content_type.startswith(b"multipart/form-data")
 
 
 router = APIRouter(prefix=CONSOLE)

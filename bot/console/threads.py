@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -164,7 +165,35 @@ async def transcript(
         feedback=feedback,
         handoff=await core.store.handoffs.latest(thread_id),
         can_post=console.can_post(thread.key),
+        attachments=await core.store.attachments.for_thread(thread_id, limit=50),
     )
+
+
+# Served as themselves (thumbnails); anything else is downloaded, never rendered.
+_SHOWN = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+
+@router.get("/threads/{thread_id:int}/attachments/{attachment_id:int}")
+async def attachment(
+    thread_id: int, attachment_id: int, who: Agent, console: ConsoleDep, core: Running
+) -> Response:
+    """An attachment's bytes as the asker sent them (when small enough to be kept)."""
+    found = await core.store.attachments.file(attachment_id)
+    if found is None or found[0] != thread_id or found[1].data is None:
+        message = "附件未保存 / this attachment was not kept (larger than [attachments] keep_mb)"
+        return console.render("error.html", status=404, message=message)
+    read = found[1]
+    shown = read.mime in _SHOWN
+    name = quote(read.name or "attachment")
+    disposition = "inline" if shown else "attachment"
+    headers = {
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{name}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, no-store",
+    }
+    media = read.mime if shown else "application/octet-stream"
+    return Response(content=read.data, media_type=media, headers=headers)
 
 
 # -- dashboard --------------------------------------------------------------------------------

@@ -312,7 +312,9 @@ async def test_slow_answer_gets_one_thinking_notice_first(fake: FakeDingTalk, co
     assert "I saw your question" in markdown(answer)
 
 
-async def test_picture_gets_the_text_only_reply(fake: FakeDingTalk, core: Core) -> None:
+async def test_a_picture_that_cannot_be_downloaded_is_named_with_the_reason(
+    fake: FakeDingTalk, core: Core
+) -> None:
     async with running(fake, core) as adapter:
         picture = bot_message(
             msgtype="picture", content={"downloadCode": "dl1"}, webhook=fake.webhook()
@@ -320,7 +322,10 @@ async def test_picture_gets_the_text_only_reply(fake: FakeDingTalk, core: Core) 
         await fake.push(picture)
         await fake.wait_for(lambda: bool(fake.sent(WEBHOOK)))
         await adapter.drain()
-    assert "only read text" in markdown(fake.sent(WEBHOOK)[0])
+    # the fake holds no file for "dl1": DingTalk answers the code as invalid
+    text = markdown(fake.sent(WEBHOOK)[0])
+    assert "I could not read image-1: the download failed (the download code is invalid" in text
+    assert "nothing to answer yet" in text
 
 
 async def test_escalation_then_agent_takes_the_thread_over(fake: FakeDingTalk, core: Core) -> None:

@@ -231,15 +231,17 @@ async def test_agent_message_in_escalated_thread_takes_it_over(
     assert len(fake_feishu.calls_to("POST", REPLY)) == replies  # the bot stays quiet
 
 
-async def test_image_gets_the_text_only_reply(
+async def test_an_image_that_cannot_be_downloaded_is_named_with_the_reason(
     adapter: FeishuAdapter, fake_feishu: FakeFeishu
 ) -> None:
     event = message_event(
         message_type="image", content={"image_key": "img_v2_1"}, chat_type="p2p", mention_bot=False
     )
     await feed(adapter, event)
-    [reply] = fake_feishu.calls_to("POST", REPLY)
-    assert "only read text" in json_text(reply.content)
+    [final] = fake_feishu.calls_to("PUT", FINAL)  # the streaming card, finished
+    text = json_text(json.loads(final.body["card"]["data"]))  # no such image: code 234003
+    assert "I could not read image-1: the download failed (the file is not part of" in text
+    assert "nothing to answer yet" in text
 
 
 def json_text(card: dict[str, Any]) -> str:

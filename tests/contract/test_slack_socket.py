@@ -246,7 +246,9 @@ async def test_bots_edits_and_joins_are_ignored(slack: FakeSlack, start: Start) 
     )
 
 
-async def test_files_get_a_polite_text_only_reply(slack: FakeSlack, start: Start) -> None:
+async def test_a_file_without_a_download_gets_a_polite_reply(
+    slack: FakeSlack, start: Start
+) -> None:
     adapter = await start()
     upload = user_message(
         "",
@@ -258,7 +260,8 @@ async def test_files_get_a_polite_text_only_reply(slack: FakeSlack, start: Start
     )
     await slack.send_event(upload)
     [final] = await answered(slack, adapter)
-    assert "I can only read text for now" in blocks_of(final)[0]["text"]["text"]
+    # no url_private: nothing to download, so nothing to read and no question to answer
+    assert "nothing to answer yet" in blocks_of(final)[0]["text"]["text"]
 
 
 async def test_late_mention_reads_the_thread(
@@ -277,8 +280,9 @@ async def test_late_mention_reads_the_thread(
     ask = user_message(f"<@{BOT_USER}> how do I fix it?", thread_ts=parent["ts"])
     await slack.send_event(ask)
     await answered(slack, adapter)
-    [replies] = slack.calls_to("conversations.replies")
-    assert replies["ts"] == parent["ts"]
+    # the thread for context, then the mentioned message itself for its files
+    replies, files = slack.calls_to("conversations.replies")
+    assert replies["ts"] == parent["ts"] and files["latest"] == ask["ts"]
     prompt = core.fake.requests[-1]["messages"][-1]["content"]
     assert "Earlier in this thread:\n- bob: Our VPN drops every hour" in prompt
     assert "Question: how do I fix it?" in prompt and "build passed" not in prompt

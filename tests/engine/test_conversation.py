@@ -189,7 +189,7 @@ async def test_chinese_question_gets_chinese_phrases(core: Core) -> None:
     [
         ("   ", (), "Please write your question"),
         ("x" * 5000, (), "too long (5000 characters; the limit is 4000)"),
-        ("", (Attachment("image", "screen.png"),), "I can only read text"),
+        ("", (Attachment("image", "screen.png"),), "nothing to answer yet"),
     ],
 )
 async def test_unusable_messages_get_a_clear_reply_and_are_recorded(

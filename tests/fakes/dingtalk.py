@@ -46,6 +46,8 @@ class Behaviour:
     ping_interval: float | None = None  # seconds between SYSTEM ping frames; None: no pings
     refuse_open: bool = False  # the gateway answers connections/open with HTTP 503
     hang_open: bool = False  # the gateway takes connections/open and never answers
+    foreign_download: bool = False  # messageFiles/download points at a host not DingTalk's
+    refuse_download: int = 0  # messageFiles/download answers this HTTP status (403, 429 …)
 
 
 class FakeDingTalk:
@@ -60,6 +62,8 @@ class FakeDingTalk:
         self.connected_total = 0
         self.tokens_issued = 0
         self._tickets: set[str] = set()
+        self.files: dict[str, bytes] = {}  # downloadCode -> the file's bytes
+        self._links: dict[str, bytes] = {}  # temporary download token -> bytes
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -77,6 +81,8 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/card/instances/createAndDeliver", self._card)
         app.router.add_put("/v1.0/card/instances", self._card)
         app.router.add_put("/v1.0/card/streaming", self._card)
+        app.router.add_post("/v1.0/robot/messageFiles/download", self._file_url)
+        app.router.add_get("/oss/{token}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -265,6 +271,37 @@ class FakeDingTalk:
             result = {"outTrackId": call.body["outTrackId"], "deliverResults": [{"success": True}]}
             return web.json_response({"success": True, "result": result})
         return web.json_response({"success": True, "result": True})
+
+    async def _file_url(self, request: web.Request) -> web.Response:
+        """POST /v1.0/robot/messageFiles/download {downloadCode, robotCode}: a temporary URL
+        (on this server, standing in for DingTalk's object storage), or DingTalk's refusals."""
+        call = await self._record(request)
+        if not self._authorized(call):
+            return web.json_response({"code": "InvalidAuthentication"}, status=401)
+        body = call.body or {}
+        if self.behaviour.refuse_download:
+            code = {403: "Forbidden.AccessDenied.AccessTokenPermissionDenied", 429: "Throttling"}
+            status = self.behaviour.refuse_download
+            return web.json_response({"code": code.get(status, "failed")}, status=status)
+        if body.get("robotCode") != self.client_id:
+            return web.json_response({"code": "invalidParameter.robotCode"}, status=400)
+        data = self.files.get(str(body.get("downloadCode")))
+        if data is None:
+            message = "downloadCode is invalid or expired"
+            return web.json_response(
+                {"code": "invalidParameter.downloadCode", "message": message}, status=400
+            )
+        token = uuid.uuid4().hex
+        self._links[token] = data
+        host = "files.example.net" if self.behaviour.foreign_download else "127.0.0.1"
+        return web.json_response({"downloadUrl": f"http://{host}:{self.port}/oss/{token}"})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        data = self._links.get(request.match_info["token"])
+        if data is None:
+            return web.Response(status=404, text="NoSuchKey")
+        return web.Response(body=data, content_type="application/octet-stream")
 
 
 def bot_message(

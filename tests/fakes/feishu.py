@@ -85,6 +85,8 @@ class FakeFeishu(ThreadedServer):
         self._acks: list[dict[str, Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self.connections = 0
+        # message resources: (message id, key) -> (bytes, "image" | "file")
+        self.resources: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -157,6 +159,7 @@ class FakeFeishu(ThreadedServer):
         r.add_get("/open-apis/im/v1/chats/{chat_id}", self._chat)
         r.add_get("/open-apis/contact/v3/users/{user_id}", self._user)
         r.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
+        r.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._resource)
         r.add_post("/open-apis/im/v1/messages", self._create)
         r.add_patch("/open-apis/im/v1/messages/{message_id}", self._ok)
         r.add_post("/open-apis/cardkit/v1/cards", self._create_card)
@@ -246,6 +249,29 @@ class FakeFeishu(ThreadedServer):
             for s in sorted(self.scopes)
         ]
         return web.json_response({"code": 0, "msg": "ok", "data": {"scopes": scopes}})
+
+    def add_resource(self, message_id: str, key: str, data: bytes, kind: str = "image") -> None:
+        """An image or file the resource endpoint serves for that message."""
+        with self._lock:
+            self.resources[(message_id, key)] = (data, kind)
+
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
+        """GET im/v1/messages/:message_id/resources/:file_key?type=image|file: the bytes, or
+        the codes Feishu answers with (234001 bad type, 234003 not in this message)."""
+        key = (request.match_info["message_id"], request.match_info["file_key"])
+        with self._lock:
+            found = self.resources.get(key)
+        if found is None:
+            return web.json_response({"code": 234003, "msg": "File not in msg."}, status=400)
+        data, kind = found
+        if request.query.get("type") != kind:
+            return web.json_response({"code": 234001, "msg": "Invalid request param."}, status=400)
+        disposition = f'attachment; filename="{key[1]}"'
+        return web.Response(
+            body=data,
+            content_type="application/octet-stream",
+            headers={"Content-Disposition": disposition},
+        )
 
     def _message_id(self, idempotency: str | None) -> str:
         with self._lock:

@@ -32,7 +32,7 @@ APP_TOKEN = "xapp-1-test-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ALL_SCOPES = (
     "app_mentions:read,chat:write,channels:history,groups:history,im:history,mpim:history,"
-    "users:read,channels:read,groups:read"
+    "users:read,channels:read,groups:read,files:read"
 )
 
 
@@ -69,6 +69,10 @@ class FakeSlack:
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     connections: int = 0
     stalled: bool = False
+    # files served at url_private (path -> bytes) and messages conversations.history returns
+    files: dict[str, bytes] = field(default_factory=dict)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    file_requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization)
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
@@ -86,6 +90,8 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._link)
+        app.router.add_get("/files-pri/{path:.*}", self._file)
+        app.router.add_get("/files-moved/{path:.*}", self._moved)
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=0.2
         )
@@ -130,6 +136,48 @@ class FakeSlack:
     def add_thread(self, channel: str, messages: list[dict[str, Any]]) -> None:
         """Messages `conversations.replies` returns for the thread started by the first one."""
         self.threads[(channel, messages[0]["ts"])] = messages
+
+    def add_file(self, name: str, data: bytes, mimetype: str = "image/png") -> dict[str, Any]:
+        """A file Slack holds; returns its `event.files[]` entry (url_private on this fake)."""
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        path = f"{TEAM}-{file_id}/{name}"
+        self.files[path] = data
+        return {
+            "id": file_id,
+            "name": name,
+            "mimetype": mimetype,
+            "size": len(data),
+            "url_private": f"http://{self.host}:{self.port}/files-pri/{path}",
+            "url_private_download": f"http://{self.host}:{self.port}/files-pri/{path}",
+        }
+
+    def add_message(self, channel: str, message: dict[str, Any]) -> None:
+        """A message conversations.history (and .replies by its ts) returns."""
+        self.messages[(channel, str(message["ts"]))] = message
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """url_private: the bytes with the bot token; Slack answers a missing or wrong token
+        with a sign-in redirect, which the fake makes a 403."""
+        path = request.match_info["path"]
+        auth = request.headers.get("Authorization", "")
+        self.file_requests.append((path, auth))
+        if auth != f"Bearer {BOT_TOKEN}":
+            return web.Response(status=403, text="not_authed")
+        data = self.files.get(path)
+        if data is None:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _moved(self, request: web.Request) -> web.StreamResponse:
+        """A redirect to the same file: on this host by default, on another name for this
+        server with `?away=1` (the token must not follow it there)."""
+        host = "localhost" if request.query.get("away") else self.host
+        location = f"http://{host}:{self.port}/files-pri/{request.match_info['path']}"
+        raise web.HTTPFound(location)
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = self.messages.get((str(args["channel"]), str(args.get("latest", ""))))
+        return {"messages": [found] if found else [], "has_more": False}
 
     def next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -320,6 +368,9 @@ class FakeSlack:
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         messages = self.threads.get((args["channel"], args["ts"]), [])
+        latest = str(args.get("latest", ""))
+        if latest and (found := self.messages.get((str(args["channel"]), latest))):
+            messages = [messages[0], found] if messages else [found]
         return {"messages": messages[: int(args.get("limit", 1000))], "has_more": False}
 
 

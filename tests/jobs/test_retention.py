@@ -45,7 +45,7 @@ async def test_purge_removes_only_what_is_past_retention(store: ConversationStor
             .values(received_at=later)
         )
     counts = await purge_expired(store, 365, now=later + timedelta(hours=1))
-    assert counts == {"threads": 1, "turns": 2, "feedback": 2, "events": 2}
+    assert counts == {"threads": 1, "turns": 2, "feedback": 2, "events": 2, "attachments": 0}
     assert await store.thread_by_id(old.id) is None
     assert await store.thread_by_id(live.id) is not None
     remaining = await store.history(live.id, 10)

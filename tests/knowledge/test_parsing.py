@@ -55,6 +55,12 @@ async def test_a_huge_image_inside_a_docx_is_refused_by_its_header() -> None:
     assert "30,000×30,000 pixels" in reason and "limit 50" in reason, reason
 
 
+async def test_a_huge_attached_image_is_refused_by_its_header() -> None:
+    """A 30000×30000 PNG sent as an attachment is refused before anything decodes it."""
+    reason = await refused(bombs.png_header(30000, 30000), "image", ".png")
+    assert "30,000×30,000 pixels" in reason, reason
+
+
 async def test_a_pdf_of_ten_thousand_pages_is_refused() -> None:
     reason = await refused(files.pdf(["page"] * 10_000), "pdf", ".pdf")
     assert "this PDF has 10,000 pages (limit 2,000" in reason, reason
