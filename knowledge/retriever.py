@@ -14,6 +14,11 @@ lexical side weighs its best hit's coverage of the question, squared: paraphrase
 share few words with their passage, and a weak BM25 list only adds noise. The gate, the weights
 and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
 
+Audiences (`knowledge.audience`): with a `reader`, both sides search only chunks whose audience
+admits the reader (chromadb by a metadata filter, BM25 by its groups) and a last check against
+the pinned snapshot drops anything else, so neither side can return a passage the reader may
+not see. Without a reader (an operator's tool: eval, explain) every audience is searched.
+
 Scores are calibrated relevance in [0, 1] (a Chinese question's rescaled so that `min_score_zh`
 lands on `min_score`: the floor is calibrated per language): the larger of the cosine similarity (scaled down
 by how much of the question the embedding model can read at all: all-MiniLM-L6-v2 sees most
@@ -31,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from knowledge.audience import Reader
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
 from knowledge.families import language_of
@@ -98,10 +104,12 @@ class Retriever:
         collections: Sequence[str] | None = None,
         mode: str | None = None,
         per_document: int | None = None,
+        reader: Reader | None = None,
     ) -> list[Passage]:
         """Up to `k` (default `top_k`) passages of `collections` (default: the default
-        collection), best first; [] for an empty query. `per_document` (default the setting;
-        0 = no cap) chunks of one document before the other documents' first ones."""
+        collection) that `reader` may see (None: every audience), best first; [] for an empty
+        query. `per_document` (default the setting; 0 = no cap) chunks of one document before
+        the other documents' first ones."""
         query = query.strip()
         k = self._top_k if k is None else k
         if not query or k < 1:
@@ -113,16 +121,33 @@ class Retriever:
             if not snapshot.chunks:
                 return []
             wanted = max(self._settings.candidates, k)
+            admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
             (dense, readable), lexical = await asyncio.gather(
                 self._dense(
-                    embedder, store, query, wanted, allowed, snapshot, strict=mode == "dense"
+                    embedder,
+                    store,
+                    query,
+                    wanted,
+                    allowed,
+                    snapshot,
+                    admitted,
+                    strict=mode == "dense",
                 )
                 if mode != "lexical"
                 else _nothing(),
-                self._lexical(query, wanted, allowed) if mode != "dense" else _none(),
+                self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
             )
-            dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
-            lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
+            dense = [
+                p
+                for p in dense
+                if snapshot.chunks.get(p.chunk_id) in allowed
+                and snapshot.visible(p.chunk_id, admitted)
+            ]
+            lexical = [
+                p
+                for p in lexical
+                if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
+            ]
             passages = await self._fuse(store, dense, lexical, readable)
         # a reranker reorders what it is given and the per-document cap reaches down the list,
         # so both need every candidate
@@ -146,6 +171,7 @@ class Retriever:
         wanted: int,
         allowed: Sequence[str],
         snapshot: Snapshot,
+        admitted: frozenset[str] | None,
         *,
         strict: bool,
     ) -> tuple[list[Passage], float]:
@@ -160,14 +186,15 @@ class Retriever:
             return [], 0.0
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
-        found = await store.query(vector, wanted + 8, collections=scope)
+        audiences = None if admitted is None else sorted(admitted)
+        found = await store.query(vector, wanted + 8, collections=scope, admitted=audiences)
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(
-        self, query: str, wanted: int, allowed: Sequence[str]
+        self, query: str, wanted: int, allowed: Sequence[str], admitted: frozenset[str] | None
     ) -> list[tuple[str, float, float]]:
         def search() -> list[tuple[str, float, float]]:
-            return self._live.lexical(tokenize(query), wanted, allowed)
+            return self._live.lexical(tokenize(query), wanted, allowed, admitted)
 
         return await asyncio.to_thread(search)
 
