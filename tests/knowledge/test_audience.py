@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from knowledge import Embedder, KnowledgeBase, SourceKind, SourceSettings
-from knowledge.audience import WEB, Reader
+from knowledge.audience import EVERYONE, WEB, Reader, describe, dump, load, parse
 from knowledge.sources import DocumentRef
 from knowledge.types import Audience, Document
 from tests.helpers import kb_settings
@@ -196,3 +196,17 @@ def test_audience_settings_are_checked_with_the_fix_in_words() -> None:
         )
     source = SourceSettings(name="s", kind="directory", location="x", audience="everyone")
     assert source.own_audience().everyone
+
+
+def test_audiences_in_words_and_unreadable_ones_fail_closed() -> None:
+    assert describe(EVERYONE) == "全员 / everyone"
+    assert describe(Audience(tenant=TENANT)) == "租户 tk1 全员 / everyone in tenant"
+    assert describe(Audience(principals=frozenset({CHAT_A}))) == "群 oc_a / chat oc_a"
+    assert describe(Audience()) == "无人 / nobody (permissions unknown)"
+    assert load({"principals": "feishu:chat:oc_a"}) == Audience()  # not a list: nobody
+    assert load(None) == Audience()
+    shared = Audience(tenant=TENANT, principals=frozenset({CHAT_A, WEB}))
+    assert load(dump(shared)) == shared
+    assert parse(["feishu:oc_a", "feishu:tenant:tk1"]) == Audience(
+        tenant=TENANT, principals=frozenset({CHAT_A})
+    )
