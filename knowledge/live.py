@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class LiveIndex:
         self._lock = threading.Lock()
         self._lexical = LexicalIndex()
         self._current = Snapshot({}, 0)
+        self._counts: Counter[tuple[str, str]] = Counter()  # live chunks per (collection, key)
         self._own: dict[str, Audience] = {}  # "doc:…" key -> the documents' own audience
         self._sources: dict[str, Audience] = {}  # source name -> its audience
 
@@ -110,19 +112,23 @@ class LiveIndex:
         """
         with self._lock:
             old = self._current
-            chunks = dict(old.chunks)
+            chunks, keys = dict(old.chunks), dict(old.keys)
+            counts = self._counts
             for chunk_id in remove:
-                chunks.pop(chunk_id, None)
+                collection = chunks.pop(chunk_id, None)
+                if collection is not None:
+                    _count(counts, (collection, keys.pop(chunk_id, "")), -1)
                 self._lexical.remove(chunk_id)
-            keys = dict(old.keys)
-            for chunk_id in remove:
-                keys.pop(chunk_id, None)
             for chunk in add:
+                if chunk.chunk_id in chunks:  # replaced: its old place no longer counts
+                    place = (chunks[chunk.chunk_id], keys.get(chunk.chunk_id, ""))
+                    _count(counts, place, -1)
                 chunks[chunk.chunk_id] = chunk.collection
                 keys[chunk.chunk_id] = chunk.audience
+                _count(counts, (chunk.collection, chunk.audience), 1)
                 group = f"{chunk.collection}{_SEP}{chunk.audience}"
                 self._lexical.add(chunk.chunk_id, group, chunk.tokens)
-            groups = frozenset((chunks[i], keys.get(i, "")) for i in chunks)
+            groups = frozenset(counts)
             self._current = Snapshot(
                 chunks,
                 old.generation + 1,
@@ -136,6 +142,7 @@ class LiveIndex:
         """Take over another index's content in one step (a full reload)."""
         with self._lock:
             self._lexical = other._lexical
+            self._counts = Counter(other._counts)
             old = self._current
             self._own.update(other._own)
             self._current = Snapshot(
@@ -164,6 +171,12 @@ class LiveIndex:
                 and (admitted is None or key in admitted)
             ]
             return self._lexical.search(tokens, k, groups)
+
+
+def _count(counts: Counter[tuple[str, str]], place: tuple[str, str], step: int) -> None:
+    counts[place] += step
+    if counts[place] <= 0:
+        del counts[place]
 
 
 async def drained(snapshot: Snapshot, *, poll: float = 0.005, limit: float = 30.0) -> None:
