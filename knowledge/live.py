@@ -38,11 +38,21 @@ class Snapshot:
     readers: int = 0
     collections: frozenset[str] = field(default_factory=frozenset)
     keys: dict[str, str] = field(default_factory=dict)  # chunk id -> audience key
-    groups: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (collection, key)
+    groups: dict[tuple[str, str], int] = field(default_factory=dict)  # (collection, key) -> n
 
     def visible(self, chunk_id: str, admitted: frozenset[str] | None) -> bool:
         """Whether a chunk's audience is among `admitted` (None = every audience)."""
         return admitted is None or self.keys.get(chunk_id, "") in admitted
+
+    def share(self, collections: Iterable[str] | None, admitted: frozenset[str] | None) -> float:
+        """Of the chunks of `collections` (None = all), the share a reader may see."""
+        wanted = None if collections is None else set(collections)
+        total = seen = 0
+        for (collection, key), n in self.groups.items():
+            if wanted is None or collection in wanted:
+                total += n
+                seen += n if admitted is None or key in admitted else 0
+        return seen / total if total else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,7 @@ class LiveIndex:
                 _count(counts, (chunk.collection, chunk.audience), 1)
                 group = f"{chunk.collection}{_SEP}{chunk.audience}"
                 self._lexical.add(chunk.chunk_id, group, chunk.tokens)
-            groups = frozenset(counts)
+            groups = dict(counts)
             self._current = Snapshot(
                 chunks,
                 old.generation + 1,

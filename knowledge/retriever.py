@@ -49,6 +49,7 @@ from knowledge.types import Passage
 log = logging.getLogger(__name__)
 READABLE_GATE = 0.5
 DUPLICATE_JACCARD = 0.85
+BROAD_SHARE = 0.2  # a reader seeing at least this share of the chunks skips chromadb's filter
 _SHINGLE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -186,8 +187,7 @@ class Retriever:
             return [], 0.0
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
-        audiences = None if admitted is None else sorted(admitted)
-        found = await store.query(vector, wanted + 8, collections=scope, admitted=audiences)
+        found = await _visible_nearest(store, vector, wanted + 8, scope, snapshot, admitted)
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(
@@ -228,6 +228,29 @@ class Retriever:
         by_id.update(await store.get(missing))
         order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
         return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
+
+
+async def _visible_nearest(
+    store: VectorStore,
+    vector: Sequence[float],
+    n: int,
+    scope: list[str] | None,
+    snapshot: Snapshot,
+    admitted: frozenset[str] | None,
+) -> list[Passage]:
+    """The `n` nearest chunks the reader may see. chromadb's metadata filter costs about a
+    second at 100,000 chunks when it admits many of them, so an audience that sees at least
+    BROAD_SHARE of the scope is served by an unfiltered search for more candidates, checked
+    here; the filter is used when that falls short or the audience is narrow (cheap then)."""
+    if admitted is None:
+        return await store.query(vector, n, collections=scope)
+    share = snapshot.share(scope, admitted)
+    if share >= BROAD_SHARE:
+        found = await store.query(vector, min(int(n / share * 2), 400), collections=scope)
+        found = [p for p in found if snapshot.visible(p.chunk_id, admitted)]
+        if len(found) >= n:
+            return found[:n]
+    return await store.query(vector, n, collections=scope, admitted=sorted(admitted))
 
 
 def dense_trust(readable: float) -> float:
