@@ -15,7 +15,8 @@ share few words with their passage, and a weak BM25 list only adds noise. The ga
 and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
 
 Audiences (`knowledge.audience`): with a `reader`, both sides search only chunks whose audience
-admits the reader (chromadb by a metadata filter, BM25 by its groups) and a last check against
+admits the reader (chromadb by a metadata filter or, for a broad audience, a wider unfiltered
+search; BM25 by its groups) and a last check against
 the pinned snapshot drops anything else, so neither side can return a passage the reader may
 not see. Without a reader (an operator's tool: eval, explain) every audience is searched.
 
@@ -241,7 +242,7 @@ async def _visible_nearest(
     """The `n` nearest chunks the reader may see. chromadb's metadata filter costs about a
     second at 100,000 chunks when it admits many of them, so an audience that sees at least
     BROAD_SHARE of the scope is served by an unfiltered search for more candidates, checked
-    here; the filter is used when that falls short or the audience is narrow (cheap then)."""
+    here; the filter is used when that falls short or the audience is narrow."""
     if admitted is None:
         return await store.query(vector, n, collections=scope)
     share = snapshot.share(scope, admitted)
