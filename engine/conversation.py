@@ -45,7 +45,7 @@ from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.trace import new_request_id
 from engine.web import WebLookup, WebReport, WebSource
-from knowledge import Passage, Retriever
+from knowledge import Passage, Reader, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,19 @@ _MODEL_FAILED = (Outcome.RETRIEVAL_ONLY, Outcome.FAILED, Outcome.INTERRUPTED, Ou
 def _total(timings: Timings, started: float) -> Timings:
     """`timings` with the total set: seconds since the core took the message."""
     return replace(timings, total=time.monotonic() - started)
+
+
+def reader_of(inbound: Inbound) -> Reader:
+    """Who is asking, as knowledge's audience rules need it: in a group the chat itself reads
+    (a passage must suit everyone in it), in a direct message the asker."""
+    group = inbound.chat_type == ChatType.GROUP
+    return Reader(
+        platform=inbound.platform,
+        tenant=inbound.tenant,
+        chat_id=inbound.chat_id,
+        chat_type="group" if group else "direct",
+        user_id="" if group else inbound.sender.id,
+    )
 
 
 def _history(records: Sequence[TurnRecord]) -> list[HistoryTurn]:
@@ -372,10 +385,15 @@ class Conversation:
         floor = self._retriever.min_score
         # Only the knowledge collections this chat is mapped to (knowledge.chat_collections).
         scope = self._retriever.collections_for(inbound.platform, inbound.chat_id)
+        # Of those, only documents this asker (in a group: the whole chat) may open.
+        reader = reader_of(inbound)
         if query.how != "bare":
             metrics.FOLLOWUP_QUERIES.labels(query.how).inc()
         with metrics.RETRIEVAL_TIME.time():
-            found = [await self._retriever.retrieve(t, collections=scope) for t in query.texts]
+            found = [
+                await self._retriever.retrieve(t, collections=scope, reader=reader)
+                for t in query.texts
+            ]
             passages = merge(found, floor, self._retriever.top_k)
         if not passages:
             metrics.NO_GROUNDING.inc()

@@ -13,6 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from knowledge.audience import Reader
 from knowledge.catalog import Catalog, CatalogBase, Registered, SourceBusyError
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError, make_embedder
@@ -31,6 +32,7 @@ from knowledge.rerank import Reranker
 from knowledge.sources import SourceKind, SourceKinds, UnknownKindError, builtin_kinds
 from knowledge.store import VectorStore
 from knowledge.types import (
+    Audience,
     Chunk,
     Document,
     IngestReport,
@@ -63,6 +65,7 @@ __all__ = [
     "ORIGINS",
     "SAMPLE_SOURCE",
     "UPLOADS_SOURCE",
+    "Audience",
     "CatalogBase",
     "Chunk",
     "Document",
@@ -74,6 +77,7 @@ __all__ = [
     "KnowledgeSettings",
     "Passage",
     "Progress",
+    "Reader",
     "RefreshReport",
     "Retriever",
     "SourceBusyError",
@@ -304,22 +308,23 @@ class KnowledgeBase:
         if generation == self._generation:
             return False
         self._registered = await self.catalog.registered()
+        self._audiences()
         if self._generation >= 0 and all(
             g in self.catalog.produced for g in range(self._generation + 1, generation + 1)
         ):  # only this process's changes, which it swapped in itself
             self._generation = generation
             return True
-        wanted = {
-            chunk_id: (document, collection)
-            for document, collection, ids in await self.catalog.chunk_map()
-            for chunk_id in ids
-        }
-        live = self.live.current.chunks
-        remove = [i for i, collection in live.items() if wanted.get(i, (0, ""))[1] != collection]
-        changed = {doc for i, (doc, coll) in wanted.items() if live.get(i) != coll}
+        self._audiences()
+        entries = await self.catalog.chunk_map()
+        self.live.learn({e.key: e.audience for e in entries if e.audience is not None})
+        wanted = {i: (e.id, (e.collection, e.key)) for e in entries for i in e.chunk_ids}
+        snapshot = self.live.current
+        live = {i: (c, snapshot.keys.get(i, "")) for i, c in snapshot.chunks.items()}
+        remove = [i for i, place in live.items() if i not in wanted or wanted[i][1] != place]
+        changed = {doc for i, (doc, place) in wanted.items() if live.get(i) != place}
         found = await self.catalog.tokens(changed)
         add = [
-            LiveChunk(chunk_id, wanted[chunk_id][1], tokens.split())
+            LiveChunk(chunk_id, wanted[chunk_id][1][0], tokens.split(), wanted[chunk_id][1][1])
             for ids, all_tokens in found.values()
             for chunk_id, tokens in zip(ids, all_tokens, strict=False)
             if chunk_id in wanted and live.get(chunk_id) != wanted[chunk_id][1]
@@ -328,6 +333,17 @@ class KnowledgeBase:
             await asyncio.to_thread(self.live.swap, add, remove)
         self._generation = generation
         return True
+
+    def _audiences(self) -> None:
+        """Tell the live index each source's audience (a change in teambot.toml applies at
+        once, without re-reading the documents)."""
+        found = {}
+        for source in self.sources:
+            try:
+                found[source.name] = source.own_audience()
+            except ValueError:  # a run-time source saved before a stricter check: fail closed
+                found[source.name] = Audience()
+        self.live.set_sources(found)
 
     async def ensure_sample(self, progress: Progress | None = None) -> RefreshReport | None:
         """Index the sample handbook as source "sample" while there is no real source and

@@ -3,7 +3,8 @@
 Four tables (declared here, migrated by Alembic in bot/migrations): `knowledge_sources` (one row
 per source: where it came from, the settings of a source added at run time, last run, a lease
 so that one change to a source runs at a time across processes), `knowledge_documents` (source,
-uri, content hash, chunk ids and their lexical tokens, last seen, last indexed, status, error),
+uri, content hash, chunk ids and their lexical tokens, the document's own audience, last seen,
+last indexed, status, error),
 `knowledge_runs` (every run's report) and `knowledge_state` (one row: a generation that every
 committed change bumps, so that every process notices any change with one cheap query).
 """
@@ -37,8 +38,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from knowledge import audience as audiences
 from knowledge.timestamps import UTCDateTime, utcnow
-from knowledge.types import RefreshReport, SourceStatus
+from knowledge.types import Audience, RefreshReport, SourceStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -93,6 +95,9 @@ class DocumentRow(CatalogBase):
     version: Mapped[str] = mapped_column(String(256), default="", server_default="")
     chunk_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     tokens: Mapped[list[str]] = mapped_column(JSON, default=list)  # per chunk, space-joined
+    # who may read it, when the document brings its own (platform permissions); NULL = its
+    # source's audience (knowledge.audience)
+    audience: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | failed
     error: Mapped[str] = mapped_column(Text, default="")
     modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -129,6 +134,7 @@ class Known:
     chunk_ids: tuple[str, ...]
     status: str
     version: str = ""
+    audience: Audience | None = None  # the document's own; None = its source's
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,27 @@ class Indexed:
     tokens: tuple[str, ...]
     modified_at: datetime | None
     version: str = ""
+    audience: Audience | None = None  # the document's own; None = its source's
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEntry:
+    """One document as the live index needs it: what should be live, under which audience."""
+
+    id: int
+    collection: str
+    key: str  # audience key: "src:SOURCE" or "doc:HASH"
+    audience: Audience | None  # the document's own (None: the source's)
+    chunk_ids: list[str]
+
+
+def key_of(source: str, audience: Audience | None) -> str:
+    """The audience key of a document of `source` (its own audience, or None)."""
+    return f"src:{source}" if audience is None else audiences.audience_key(audience)
+
+
+def _own(data: Any) -> Audience | None:
+    return None if data is None else audiences.load(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +203,7 @@ class DocumentInfo:
     status: str
     error: str
     last_indexed_at: datetime | None
+    audience: Audience | None = None  # the document's own; None = its source's
 
 
 class SourceBusyError(RuntimeError):
@@ -237,10 +265,13 @@ class Catalog:
                     DocumentRow.chunk_ids,
                     DocumentRow.status,
                     DocumentRow.version,
+                    DocumentRow.audience,
                 ).where(DocumentRow.source == source)
             )
             return {
-                r.uri: Known(r.uri, r.content_hash, tuple(r.chunk_ids), r.status, r.version)
+                r.uri: Known(
+                    r.uri, r.content_hash, tuple(r.chunk_ids), r.status, r.version, _own(r.audience)
+                )
                 for r in rows
             }
 
@@ -252,13 +283,25 @@ class Catalog:
             )
             return [LiveDocument(r.collection, list(r.chunk_ids), list(r.tokens)) for r in rows]
 
-    async def chunk_map(self) -> list[tuple[int, str, list[str]]]:
-        """(document id, collection, chunk ids) of every document: what should be live."""
+    async def chunk_map(self) -> list[LiveEntry]:
+        """Every document's chunk ids, collection and audience: what should be live."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(DocumentRow.id, DocumentRow.collection, DocumentRow.chunk_ids)
+                select(
+                    DocumentRow.id,
+                    DocumentRow.source,
+                    DocumentRow.collection,
+                    DocumentRow.audience,
+                    DocumentRow.chunk_ids,
+                )
             )
-            return [(r.id, r.collection, list(r.chunk_ids)) for r in rows]
+            found = []
+            for r in rows:
+                own = _own(r.audience)
+                found.append(
+                    LiveEntry(r.id, r.collection, key_of(r.source, own), own, list(r.chunk_ids))
+                )
+            return found
 
     async def tokens(self, documents: Iterable[int]) -> dict[int, tuple[list[str], list[str]]]:
         """document id -> (chunk ids, their lexical tokens) for the given documents."""
@@ -291,6 +334,7 @@ class Catalog:
                     "status": "ok",
                     "error": "",
                     "modified_at": doc.modified_at,
+                    "audience": None if doc.audience is None else audiences.dump(doc.audience),
                     "last_seen_at": now,
                     "last_indexed_at": now,
                 }
@@ -315,6 +359,31 @@ class Catalog:
                 .where(SourceRow.name == source)
                 .values(generation=SourceRow.generation + 1)
             )
+
+    async def relabel(
+        self, source: str, changes: dict[str, Audience | None]
+    ) -> list[tuple[str, list[str], list[str]]]:
+        """Give documents another audience of their own (None: their source's) without
+        re-indexing them; (collection, chunk ids, tokens) of each, to swap in again."""
+        found: list[tuple[str, list[str], list[str]]] = []
+        async with self._changing() as conn:
+            for uri, audience in changes.items():
+                data = None if audience is None else audiences.dump(audience)
+                await conn.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.source == source, DocumentRow.uri == uri)
+                    .values(audience=data)
+                )
+                row = (
+                    await conn.execute(
+                        select(
+                            DocumentRow.collection, DocumentRow.chunk_ids, DocumentRow.tokens
+                        ).where(DocumentRow.source == source, DocumentRow.uri == uri)
+                    )
+                ).first()
+                if row is not None:
+                    found.append((row.collection, list(row.chunk_ids), list(row.tokens)))
+        return found
 
     async def seen(
         self, source: str, uris: Sequence[str], versions: dict[str, str] | None = None
@@ -478,12 +547,21 @@ class Catalog:
                     DocumentRow.status,
                     DocumentRow.error,
                     DocumentRow.last_indexed_at,
+                    DocumentRow.audience,
                 )
                 .where(DocumentRow.source == source)
                 .order_by(DocumentRow.uri)
             )
             return [
-                DocumentInfo(r.uri, r.title, len(r.chunk_ids), r.status, r.error, r.last_indexed_at)
+                DocumentInfo(
+                    r.uri,
+                    r.title,
+                    len(r.chunk_ids),
+                    r.status,
+                    r.error,
+                    r.last_indexed_at,
+                    _own(r.audience),
+                )
                 for r in rows
             ]
 

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from knowledge import audience as audiences
+from knowledge.types import Audience
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00 in knowledge.timezone
 
@@ -37,6 +40,40 @@ class SourceSettings(BaseModel):
     max_pages: int = Field(default=500, ge=1, le=100_000, description="sitemap page cap")
     concurrency: int = Field(default=4, ge=1, le=32, description="pages fetched at once")
     timeout: float = Field(default=20.0, gt=0, le=300, description="seconds per HTTP request")
+    audience: list[str] = Field(
+        default_factory=lambda: ["everyone"],
+        description="who may be shown its documents: 'everyone' (who sees the collection), "
+        "'feishu:tenant:KEY', 'feishu:chat:oc_…', 'feishu:user:ou_…', 'slack:C0123', 'web:*'",
+    )
+    permissions: Literal["source", "platform"] = Field(
+        default="source",
+        description="source: `audience` decides; platform: each document's own collaborators "
+        "decide (a document whose permissions are unknown is shown to nobody)",
+    )
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _audience(cls, value: object) -> object:
+        entries = [value] if isinstance(value, str) else value
+        if isinstance(entries, list):
+            audiences.parse(str(e) for e in entries)  # ValueError names the accepted forms
+        return entries
+
+    @model_validator(mode="after")
+    def _one_authority(self) -> SourceSettings:
+        if self.permissions == "platform" and self.audience != ["everyone"]:
+            raise ValueError(
+                f"knowledge source {self.name!r} sets both audience and permissions = "
+                "'platform': choose one (the platform's collaborators, or the listed audience)"
+            )
+        return self
+
+    def own_audience(self) -> Audience:
+        """The audience of a document that brings none of its own: the listed one, or nobody
+        when the platform's permissions decide (unknown permissions fail closed)."""
+        if self.permissions == "platform":
+            return audiences.NOBODY
+        return audiences.parse(self.audience)
 
     @field_validator("schedule")
     @classmethod

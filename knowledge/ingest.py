@@ -13,7 +13,9 @@ A refresh:
 5. commits the catalog and swaps the new chunks live in one step, then deletes the old chunks
    once no query still uses them;
 6. removes the documents that disappeared (unless the listing failed);
-7. writes a report (added, changed, removed, unchanged, failed, duration) to the catalog.
+7. gives documents whose audience changed (permissions, not text) their new one everywhere at
+   once: catalog, store metadata and live index (`knowledge.audience`);
+8. writes a report (added, changed, removed, unchanged, failed, duration) to the catalog.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from knowledge.catalog import Catalog, Indexed, Known, SourceBusyError
+from knowledge.catalog import Catalog, Indexed, Known, SourceBusyError, key_of
 from knowledge.chunking import chunk_document, embed_text
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder
@@ -37,7 +39,7 @@ from knowledge.lexical import tokenize
 from knowledge.live import LiveChunk, LiveIndex, drained
 from knowledge.sources import DocumentRef, SourceKinds, SourceReader, builtin_kinds
 from knowledge.store import Metadata, VectorStore
-from knowledge.types import Chunk, Document, RefreshReport
+from knowledge.types import Audience, Chunk, Document, RefreshReport
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,15 @@ class _Cancelled(Exception):
     """The source is being removed: stop reading it."""
 
 
+@dataclass(frozen=True, slots=True)
 class _Same:
-    """A listed document whose version matches the catalog's: not read at all."""
+    """A listed document whose version matches the catalog's: not read at all. The audience
+    its listing gave (None: none) still applies: permissions change without edits."""
+
+    audience: Audience | None = None
 
 
-SAME = _Same()
-Item = tuple[str, "Document | str | _Same", str]  # (uri, document | error | SAME, version stamp)
+Item = tuple[str, "Document | str | _Same", str]  # (uri, document | error | same, version stamp)
 
 
 def chunk_id(source: str, uri: str, index: int, version: str = "") -> str:
@@ -108,15 +113,17 @@ class Ingestor:
         """The source kinds this ingestor can read."""
         return self._kinds
 
-    def _stamp(self, version: str) -> str:
+    def _stamp(self, version: str, permissions: str = "source") -> str:
         """A listing version joined with everything that shapes chunks and vectors, so that a
-        new chunker or model re-reads documents whose version did not change."""
+        new chunker or model re-reads documents whose version did not change (and a switch to
+        the platform's permissions re-reads them once, for their audiences)."""
         if not version:
             return ""
         s = self._settings
         return (
-            f"{version[:180]}|v{CHUNKER_VERSION}:{s.chunk_tokens}:{s.chunk_overlap}:"
+            f"{version[:170]}|v{CHUNKER_VERSION}:{s.chunk_tokens}:{s.chunk_overlap}:"
             + (hashlib.sha1(self._embedder.model_name.encode()).hexdigest()[:12])
+            + ("|platform" if permissions == "platform" else "")
         )
 
     async def refresh(
@@ -277,10 +284,10 @@ class Ingestor:
         known = await self._catalog.known(source.name)
         todo: list[tuple[DocumentRef, str]] = []
         for ref in refs.values():
-            stamp = self._stamp(ref.version)
+            stamp = self._stamp(ref.version, source.permissions)
             old = known.get(ref.uri)
             if stamp and old and old.version == stamp and old.chunk_ids and old.status == "ok":
-                yield ref.uri, SAME, stamp
+                yield ref.uri, _Same(ref.audience), stamp
             else:
                 todo.append((ref, stamp))
         gate = asyncio.Semaphore(getattr(source, "concurrency", _READS) or _READS)
@@ -357,6 +364,7 @@ class Ingestor:
         seen: set[str] = set()
         unchanged: list[str] = []
         versions: dict[str, str] = {}  # unchanged content under a new listing version
+        relabel: dict[str, Audience | None] = {}  # unchanged content, another audience
         group: list[tuple[Document, str, list[Chunk]]] = []
         embedded = [0, 0]  # done, total
         try:
@@ -366,6 +374,8 @@ class Ingestor:
                 seen.add(uri)
                 if isinstance(item, _Same):
                     unchanged.append(uri)
+                    if item.audience is not None and item.audience != _own(known, uri):
+                        relabel[uri] = item.audience
                 elif isinstance(item, str):
                     report.failed[uri] = item
                 else:
@@ -375,6 +385,8 @@ class Ingestor:
                         unchanged.append(uri)
                         if stamp != old.version:
                             versions[uri] = stamp
+                        if item.audience != old.audience:
+                            relabel[uri] = item.audience
                     else:
                         chunks = await self._embedder.run(self._chunk, item)
                         self._stamps[(source, uri)] = stamp
@@ -392,6 +404,7 @@ class Ingestor:
             await self._flush(source, collection, group, known, report, progress, embedded)
         report.unchanged = len(unchanged)
         await self._catalog.seen(source, unchanged, versions)
+        await self._relabel(source, relabel)
         if report.failed:
             await self._catalog.failed(source, collection, report.failed)
         if prune and not report.error:
@@ -428,11 +441,13 @@ class Ingestor:
         metadatas: list[Metadata] = []
         indexed: list[Indexed] = []
         offset = 0
+        keys: dict[str, str] = {}  # uri -> audience key
         for document, digest, chunks in group:
             own = [chunk_id(source, document.uri, c.index, digest) for c in chunks]
             ids.extend(own)
+            keys[document.uri] = key = key_of(source, document.audience)
             metadatas.extend(
-                _metadata(source, collection, document, digest, c, hashes[offset + n])
+                _metadata(source, collection, document, digest, c, hashes[offset + n], key)
                 for n, c in enumerate(chunks)
             )
             indexed.append(
@@ -445,6 +460,7 @@ class Ingestor:
                     tuple(tokens[offset : offset + len(chunks)]),
                     document.modified_at,
                     self._stamps.pop((source, document.uri), ""),
+                    document.audience,
                 )
             )
             offset += len(chunks)
@@ -458,10 +474,11 @@ class Ingestor:
         await self._catalog.commit(source, indexed)
         new = set(ids)
         retired = [i for doc, _, _ in group if doc.uri in known for i in known[doc.uri].chunk_ids]
+        self._live.learn({keys[d.uri]: d.audience for d in indexed if d.audience is not None})
         old = await asyncio.to_thread(
             self._live.swap,
             (
-                LiveChunk(i, collection, t.split())
+                LiveChunk(i, collection, t.split(), keys[doc.uri])
                 for doc in indexed
                 for i, t in zip(doc.chunk_ids, doc.tokens, strict=True)
             ),
@@ -472,6 +489,25 @@ class Ingestor:
         report.chunks += len(ids)
         await drained(old)
         await self._store.delete([i for i in retired if i not in new])
+
+    async def _relabel(self, source: str, changes: dict[str, Audience | None]) -> None:
+        """New audiences for documents whose text did not change: catalog, store metadata and
+        live index (the same chunks, under the new key)."""
+        if not changes:
+            return
+        own = {a for a in changes.values() if a is not None}
+        self._live.learn({key_of(source, a): a for a in own})
+        add: list[LiveChunk] = []
+        for uri, audience in changes.items():
+            key = key_of(source, audience)
+            for collection, ids, tokens in await self._catalog.relabel(source, {uri: audience}):
+                await self._store.relabel(ids, key)
+                add.extend(
+                    LiveChunk(i, collection, t.split(), key)
+                    for i, t in zip(ids, tokens, strict=True)
+                )
+        await asyncio.to_thread(self._live.swap, add, [c.chunk_id for c in add])
+        log.info("knowledge source %s: %d documents changed audience", source, len(changes))
 
     async def _remove(self, source: str, documents: Sequence[Known]) -> None:
         if not documents:
@@ -506,8 +542,19 @@ class Ingestor:
         )
 
 
+def _own(known: dict[str, Known], uri: str) -> Audience | None:
+    old = known.get(uri)
+    return old.audience if old is not None else None
+
+
 def _metadata(
-    source: str, collection: str, document: Document, digest: str, chunk: Chunk, chunk_hash: str
+    source: str,
+    collection: str,
+    document: Document,
+    digest: str,
+    chunk: Chunk,
+    chunk_hash: str,
+    audience: str,
 ) -> Metadata:
     return {
         "source": source,
@@ -522,6 +569,7 @@ def _metadata(
         "chunk_hash": chunk_hash,
         "chunk": chunk.index,
         "tokens": chunk.tokens,
+        "audience": audience,
     }
 
 

@@ -14,6 +14,12 @@ lexical side weighs its best hit's coverage of the question, squared: paraphrase
 share few words with their passage, and a weak BM25 list only adds noise. The gate, the weights
 and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
 
+Audiences (`knowledge.audience`): with a `reader`, both sides search only chunks whose audience
+admits the reader (chromadb by a metadata filter or, for a broad audience, a wider unfiltered
+search; BM25 by its groups) and a last check against
+the pinned snapshot drops anything else, so neither side can return a passage the reader may
+not see. Without a reader (an operator's tool: eval, explain) every audience is searched.
+
 Scores are calibrated relevance in [0, 1] (a Chinese question's rescaled so that `min_score_zh`
 lands on `min_score`: the floor is calibrated per language): the larger of the cosine similarity (scaled down
 by how much of the question the embedding model can read at all: all-MiniLM-L6-v2 sees most
@@ -31,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from knowledge.audience import Reader
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
 from knowledge.families import language_of
@@ -43,6 +50,7 @@ from knowledge.types import Passage
 log = logging.getLogger(__name__)
 READABLE_GATE = 0.5
 DUPLICATE_JACCARD = 0.85
+BROAD_SHARE = 0.2  # a reader seeing at least this share of the chunks skips chromadb's filter
 _SHINGLE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -98,10 +106,12 @@ class Retriever:
         collections: Sequence[str] | None = None,
         mode: str | None = None,
         per_document: int | None = None,
+        reader: Reader | None = None,
     ) -> list[Passage]:
         """Up to `k` (default `top_k`) passages of `collections` (default: the default
-        collection), best first; [] for an empty query. `per_document` (default the setting;
-        0 = no cap) chunks of one document before the other documents' first ones."""
+        collection) that `reader` may see (None: every audience), best first; [] for an empty
+        query. `per_document` (default the setting; 0 = no cap) chunks of one document before
+        the other documents' first ones."""
         query = query.strip()
         k = self._top_k if k is None else k
         if not query or k < 1:
@@ -113,16 +123,33 @@ class Retriever:
             if not snapshot.chunks:
                 return []
             wanted = max(self._settings.candidates, k)
+            admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
             (dense, readable), lexical = await asyncio.gather(
                 self._dense(
-                    embedder, store, query, wanted, allowed, snapshot, strict=mode == "dense"
+                    embedder,
+                    store,
+                    query,
+                    wanted,
+                    allowed,
+                    snapshot,
+                    admitted,
+                    strict=mode == "dense",
                 )
                 if mode != "lexical"
                 else _nothing(),
-                self._lexical(query, wanted, allowed) if mode != "dense" else _none(),
+                self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
             )
-            dense = [p for p in dense if snapshot.chunks.get(p.chunk_id) in allowed]
-            lexical = [p for p in lexical if snapshot.chunks.get(p[0]) in allowed]
+            dense = [
+                p
+                for p in dense
+                if snapshot.chunks.get(p.chunk_id) in allowed
+                and snapshot.visible(p.chunk_id, admitted)
+            ]
+            lexical = [
+                p
+                for p in lexical
+                if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
+            ]
             passages = await self._fuse(store, dense, lexical, readable)
         # a reranker reorders what it is given and the per-document cap reaches down the list,
         # so both need every candidate
@@ -146,6 +173,7 @@ class Retriever:
         wanted: int,
         allowed: Sequence[str],
         snapshot: Snapshot,
+        admitted: frozenset[str] | None,
         *,
         strict: bool,
     ) -> tuple[list[Passage], float]:
@@ -160,14 +188,14 @@ class Retriever:
             return [], 0.0
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
-        found = await store.query(vector, wanted + 8, collections=scope)
+        found = await _visible_nearest(store, vector, wanted + 8, scope, snapshot, admitted)
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(
-        self, query: str, wanted: int, allowed: Sequence[str]
+        self, query: str, wanted: int, allowed: Sequence[str], admitted: frozenset[str] | None
     ) -> list[tuple[str, float, float]]:
         def search() -> list[tuple[str, float, float]]:
-            return self._live.lexical(tokenize(query), wanted, allowed)
+            return self._live.lexical(tokenize(query), wanted, allowed, admitted)
 
         return await asyncio.to_thread(search)
 
@@ -201,6 +229,29 @@ class Retriever:
         by_id.update(await store.get(missing))
         order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
         return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
+
+
+async def _visible_nearest(
+    store: VectorStore,
+    vector: Sequence[float],
+    n: int,
+    scope: list[str] | None,
+    snapshot: Snapshot,
+    admitted: frozenset[str] | None,
+) -> list[Passage]:
+    """The `n` nearest chunks the reader may see. chromadb's metadata filter costs about a
+    second at 100,000 chunks when it admits many of them, so an audience that sees at least
+    BROAD_SHARE of the scope is served by an unfiltered search for more candidates, checked
+    here; the filter is used when that falls short or the audience is narrow."""
+    if admitted is None:
+        return await store.query(vector, n, collections=scope)
+    share = snapshot.share(scope, admitted)
+    if share >= BROAD_SHARE:
+        found = await store.query(vector, min(int(n / share * 2), 400), collections=scope)
+        found = [p for p in found if snapshot.visible(p.chunk_id, admitted)]
+        if len(found) >= n:
+            return found[:n]
+    return await store.query(vector, n, collections=scope, admitted=sorted(admitted))
 
 
 def dense_trust(readable: float) -> float:

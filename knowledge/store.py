@@ -111,22 +111,35 @@ class VectorStore:
         await asyncio.to_thread(self._collection.delete, where={"source": source})
 
     async def query(
-        self, embedding: Sequence[float], k: int, *, collections: Sequence[str] | None = None
+        self,
+        embedding: Sequence[float],
+        k: int,
+        *,
+        collections: Sequence[str] | None = None,
+        admitted: Sequence[str] | None = None,
     ) -> list[Passage]:
         """The `k` nearest chunks, best first; score = 1 - cosine distance.
 
-        With `collections`, only chunks of those knowledge collections are searched.
+        With `collections`, only chunks of those knowledge collections are searched; with
+        `admitted`, only chunks whose audience key is one of those (`knowledge.audience`).
         """
-        return await asyncio.to_thread(self._query_sync, list(embedding), k, collections)
+        return await asyncio.to_thread(self._query_sync, list(embedding), k, collections, admitted)
 
     def _query_sync(
-        self, embedding: list[float], k: int, collections: Sequence[str] | None
+        self,
+        embedding: list[float],
+        k: int,
+        collections: Sequence[str] | None,
+        admitted: Sequence[str] | None,
     ) -> list[Passage]:
-        if k < 1:
+        if k < 1 or (admitted is not None and not admitted):
             return []
-        where: dict[str, Any] | None = None
+        clauses: list[dict[str, Any]] = []
         if collections is not None:
-            where = {"collection": {"$in": list(collections)}}
+            clauses.append({"collection": {"$in": list(collections)}})
+        if admitted is not None:
+            clauses.append(_audience_clause(admitted))
+        where = clauses[0] if len(clauses) == 1 else {"$and": clauses} if clauses else None
         result = self._collection.query(
             query_embeddings=[embedding],
             n_results=k,
@@ -180,6 +193,16 @@ class VectorStore:
                 if digest:
                     found[digest] = [float(x) for x in vector]
         return found
+
+    async def relabel(self, ids: Sequence[str], audience: str) -> None:
+        """Give chunks another audience key (a document's permissions changed, not its text)."""
+        if ids:
+            await asyncio.to_thread(self._relabel_sync, list(ids), audience)
+
+    def _relabel_sync(self, ids: list[str], audience: str) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            batch = ids[start : start + self._max_batch]
+            self._collection.update(ids=batch, metadatas=[{"audience": audience}] * len(batch))
 
     async def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id."""
@@ -254,6 +277,19 @@ class VectorStore:
         close = getattr(self._client, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
+
+
+def _audience_clause(admitted: Sequence[str]) -> dict[str, Any]:
+    """Chunks of a source whose audience the reader has ("src:NAME": matched by the source, so
+    chunks written before audiences existed match too), or with an admitted own audience."""
+    sources = sorted({k.removeprefix("src:") for k in admitted if k.startswith("src:")})
+    own = sorted({k for k in admitted if not k.startswith("src:")})
+    clauses: list[dict[str, Any]] = []
+    if sources:
+        clauses.append({"source": {"$in": sources}})
+    if own:
+        clauses.append({"audience": {"$in": own}})
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 def _passage(chunk_id: str, text: str, meta: Mapping[str, Any], distance: float) -> Passage:

@@ -29,10 +29,13 @@ from bot.limits import BodyLimit
 from knowledge import (
     ORIGINS,
     UPLOADS_SOURCE,
+    Audience,
+    KnowledgeBase,
     KnowledgeSettings,
     SourceBusyError,
     UnknownSourceError,
 )
+from knowledge.audience import EVERYONE, describe
 from knowledge.explain import explain
 
 if TYPE_CHECKING:
@@ -197,12 +200,26 @@ async def source(
         return console.render(
             "error.html", status=404, message=f"没有来源 / No source named {name}"
         )
+    own = _source_audience(core.knowledge, name)
     return console.render(
         "knowledge_source.html",
         **_common(request, who, console),
         source=statuses[name],
         documents=documents,
+        audience=describe(own),
+        audiences={d.uri: describe(own if d.audience is None else d.audience) for d in documents},
     )
+
+
+def _source_audience(knowledge: KnowledgeBase, name: str) -> Audience:
+    """The audience a source's documents have unless they bring their own (an orphan or an
+    ad hoc ingest: everyone who sees its collection, as retrieval treats it)."""
+    try:
+        return knowledge.source(name).own_audience()
+    except UnknownSourceError:
+        return EVERYONE
+    except ValueError:  # a run-time source saved before a stricter check: retrieval fails closed
+        return Audience()
 
 
 @router.get("/sources/{name}/chunks")

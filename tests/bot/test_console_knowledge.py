@@ -19,7 +19,7 @@ from bot.console.config import ConsoleSettings
 from bot.server import create_server
 from bot.settings import Settings
 from engine.config import LLMSettings, StorageSettings
-from knowledge import KnowledgeSettings
+from knowledge import KnowledgeSettings, SourceSettings
 from tests.bot.served import ARGS, CHROMIUM, browser_or_skip, running
 from tests.helpers import sign_in
 
@@ -155,3 +155,39 @@ async def test_knowledge_page_is_for_logged_in_admins_with_the_csrf_token(
         assert login.status_code == 303, login.text
         page = await agent.get("/console/sources")
         assert page.status_code == 403 and "Admins only" in page.text
+
+
+async def test_a_source_page_says_who_may_see_each_document(
+    tmp_path: Path, sample_index: Path
+) -> None:
+    folder = tmp_path / "falcon"
+    folder.mkdir()
+    (folder / "falcon.md").write_text("# Falcon\n\nLaunch codes are in vault seven.\n", "utf-8")
+    settings = _settings(tmp_path, sample_index)
+    source = SourceSettings(
+        name="falcon", kind="directory", location=str(folder), audience=["feishu:oc_a", "web:*"]
+    )
+    settings.knowledge.sources.append(source)
+    async with running(create_server(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        # the start's catch-up refresh of the never-run source may hold SQLite a moment
+        for _ in range(5):
+            login = await client.post(
+                "/console/login", data={"name": "admin", "password": PASSWORD}
+            )
+            if login.status_code != 500:
+                break
+            await asyncio.sleep(1)
+        assert login.status_code == 303, login.text
+        page = await client.get("/console/sources/falcon")
+        assert "可见 who may see it: 群 oc_a / chat oc_a" in page.text
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        said = await client.post("/console/sources/falcon/refresh", data={"csrf": csrf})
+        assert said.status_code == 303
+        for _ in range(200):
+            page = await client.get("/console/sources/falcon")
+            if "falcon/falcon.md" in page.text:
+                break
+            await asyncio.sleep(0.1)
+        row = page.text.split('data-document="falcon/falcon.md"', 1)[1].split("</tr>", 1)[0]
+        assert "群 oc_a / chat oc_a" in row
+        assert "网页聊天与终端 / web chat and terminal" in row
