@@ -13,8 +13,8 @@ import logging
 from collections.abc import Sequence
 
 from adapters.base import Adapter
+from adapters.feishu.config import FeishuSettings
 from adapters.feishu.documents.watch import Watch
-from bot.settings import Settings
 from knowledge import KnowledgeBase
 from knowledge.sources import DocumentRef
 
@@ -31,9 +31,9 @@ class DocumentEvents:
         self._watch = watch
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, settings: Settings, adapters: Sequence[Adapter]) -> bool:
+    def start(self, config: FeishuSettings, adapters: Sequence[Adapter]) -> bool:
         """Listen to the Feishu adapter's document events; False when it does not run."""
-        if not settings.feishu.enabled:
+        if not config.enabled:
             return False
         from adapters.feishu.adapter import FeishuAdapter
         from adapters.feishu.client import FeishuApi
@@ -43,7 +43,6 @@ class DocumentEvents:
         if feishu is None:
             return False
 
-        config = settings.feishu
         secret = config.app_secret.get_secret_value() if config.app_secret else ""
         api = FeishuApi(config.app_id, secret, config.domain, config.request_timeout)
         feishu.documents_changed = self.changed

@@ -76,7 +76,7 @@ def create_server(settings: Settings) -> FastAPI:
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
             events = DocumentEvents(app.knowledge, FEISHU_WATCH)
-            if events.start(settings, started):
+            if events.start(settings.feishu, started):
                 log.info("feishu: document change events re-read their documents")
             # after the adapters started: the first sweep (right away) may post apologies
             schedule_recovery(
