@@ -76,7 +76,10 @@ class DocumentEvents:
                     chunks,
                 )
                 return
-            report = await self._knowledge.refresh_documents(source, [ref])
+            if change == "shared":  # audiences come from the listing: list again, read only
+                report = await self._knowledge.refresh(source)  # what changed
+            else:
+                report = await self._knowledge.refresh_documents(source, [ref])
             log.info("feishu: %s %s in Feishu: %s", ref.title, change, report.summary())
         except Exception:  # one event must never take the server down
             log.exception("feishu: change of %s in source %s could not be applied", ref.uri, source)
