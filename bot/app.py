@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adapters.feishu.documents.watch import Watch
 from bot.db import upgrade_async
 from bot.settings import ConfigError, Settings
 from engine.config import PolicySettings
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from engine.web import WebLookup
 
 log = logging.getLogger(__name__)
+# Feishu documents listed in this process, for change events (one long connection a process)
+FEISHU_WATCH = Watch()
 
 
 @dataclass
@@ -63,7 +66,12 @@ def policy_settings(settings: Settings) -> PolicySettings:
 def source_kinds(settings: Settings) -> SourceKinds:
     """Every kind of knowledge source this installation reads: the built-in ones, then those
     the platforms bring. Each configured source is checked against them (ConfigError)."""
+    from adapters.dingtalk.documents import dingtalk_kinds
+    from adapters.feishu.documents import feishu_kinds
+
     kinds = builtin_kinds(settings.knowledge.persist_dir.parent)
+    for kind in (*feishu_kinds(settings.feishu, FEISHU_WATCH), *dingtalk_kinds(settings.dingtalk)):
+        kinds.register(kind)
     for source in settings.knowledge.sources:
         try:
             kinds.check(source)

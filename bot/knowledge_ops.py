@@ -129,6 +129,14 @@ async def refresh_sources(kb: KnowledgeBase, name: str | None, *, emit: Emit) ->
 
 async def add_source(kb: KnowledgeBase, fields: dict[str, Any], *, emit: Emit) -> None:
     """Register a source from the fields of `teambot sources add` and index it now."""
+    source = await checked_source(kb, fields)
+    await _register(kb, source, emit)
+    await _refresh(kb, source.name, emit)
+
+
+async def checked_source(kb: KnowledgeBase, fields: dict[str, Any]) -> SourceSettings:
+    """A new source from form or command fields: its kind's link parsed into the location, its
+    keys checked; `OperatorError` (422 or 409) says what is wrong."""
     values = {k: v for k, v in fields.items() if v not in (None, "")}
     if values.get("kind") == "directory" and "location" in values:
         folder = await asyncio.to_thread(_resolve, str(values["location"]))
@@ -155,8 +163,12 @@ async def add_source(kb: KnowledgeBase, fields: dict[str, Any], *, emit: Emit) -
             f"it, `teambot sources remove {source.name}` removes it",
             409,
         )
+    return source
+
+
+async def register_source(kb: KnowledgeBase, source: SourceSettings, *, emit: Emit) -> None:
+    """Register a checked source (the console refreshes it in the background)."""
     await _register(kb, source, emit)
-    await _refresh(kb, source.name, emit)
 
 
 async def remove_source(kb: KnowledgeBase, name: str, *, emit: Emit) -> None:

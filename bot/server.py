@@ -22,10 +22,11 @@ from sqlalchemy import text
 from adapters.base import Adapter
 from bot.adapters import build_adapters
 from bot.admin import Holder, admin_router
-from bot.app import Application
+from bot.app import FEISHU_WATCH, Application
 from bot.console.deps import Console
 from bot.console.knowledge import UploadLimit
 from bot.console.routes import mount_console
+from bot.document_events import DocumentEvents
 from bot.recovery import schedule_recovery
 from bot.settings import Settings
 from engine import clean
@@ -58,6 +59,7 @@ def create_server(settings: Settings) -> FastAPI:
             raise
         app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
         started: list[Adapter] = []
+        events: DocumentEvents | None = None
         scheduler = await start_scheduler(app.knowledge)  # knowledge refresh on each source's cron
         HandoffJobs(
             app.store,
@@ -73,6 +75,9 @@ def create_server(settings: Settings) -> FastAPI:
                 await adapter.start()
                 started.append(adapter)
                 log.info("adapter %s started", adapter.name)
+            events = DocumentEvents(app.knowledge, FEISHU_WATCH)
+            if events.start(settings.feishu, started):
+                log.info("feishu: document change events re-read their documents")
             # after the adapters started: the first sweep (right away) may post apologies
             schedule_recovery(
                 scheduler,
@@ -90,6 +95,8 @@ def create_server(settings: Settings) -> FastAPI:
             yield
         finally:
             scheduler.shutdown(wait=False)
+            if events is not None:
+                await events.stop()
             for adapter in reversed(started):
                 try:
                     await adapter.stop()

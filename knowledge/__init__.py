@@ -42,9 +42,12 @@ from knowledge.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from knowledge.ingest import Ingestor, Progress
     from knowledge.live import LiveIndex
     from knowledge.retriever import Retriever
+    from knowledge.sources import DocumentRef
 
 # Loaded on first use (numpy, jieba, httpx behind them): `teambot sources` and the settings
 # import this package without retrieving or ingesting anything.
@@ -234,6 +237,10 @@ class KnowledgeBase:
         source = self.source(name)
         prune = self.origin(name) != "upload"
         return await self.ingestor.refresh(source, progress=progress, prune=prune, wait=wait)
+
+    async def refresh_documents(self, name: str, refs: Sequence[DocumentRef]) -> RefreshReport:
+        """Re-read these documents of one source now (a change event), nothing else."""
+        return await self.ingestor.refresh_documents(self.source(name), refs)
 
     async def add_source(
         self, source: SourceSettings, origin: str = "runtime"

@@ -160,6 +160,37 @@ class Ingestor:
         finally:
             await reader.aclose()
 
+    async def refresh_documents(
+        self, source: SourceSettings, refs: Sequence[DocumentRef]
+    ) -> RefreshReport:
+        """Re-read some documents of a source now (a platform's change event): only these are
+        read, nothing is listed or removed. Waits for a refresh of the source that is running."""
+        reader = self._kinds.build(source)
+
+        async def items() -> AsyncIterator[Item]:
+            for ref in refs:
+                stamp = self._stamp(ref.version)
+                try:
+                    document = await reader.read(ref)
+                except LoadError as exc:
+                    yield ref.uri, str(exc), stamp
+                    continue
+                yield ref.uri, _completed(document, ref), stamp
+
+        try:
+            return await self._run(
+                source.name,
+                source.kind,
+                source.collection,
+                items(),
+                None,
+                [len(refs)],
+                prune=False,
+                wait=True,
+            )
+        finally:
+            await reader.aclose()
+
     async def ingest_path(
         self,
         path: Path | str,

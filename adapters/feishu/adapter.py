@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -45,7 +45,17 @@ log = logging.getLogger(__name__)
 
 REMEMBERED_CLICKS = 10_000
 REQUEST_WINDOW = 300  # seconds: a signed request older or newer than this is refused (replays)
-HANDLED = {"im.message.receive_v1", "card.action.trigger"}
+HANDLED = {
+    "im.message.receive_v1",
+    "card.action.trigger",
+    # document changes for the Feishu knowledge sources (bot/document_events.py)
+    "drive.file.edit_v1",
+    "drive.file.title_updated_v1",
+    "drive.file.permission_member_added_v1",
+    "drive.file.permission_member_removed_v1",
+    "drive.file.trashed_v1",
+    "drive.file.deleted_v1",
+}
 
 # Scopes the adapter needs, each with what it is for (`teambot doctor` names the missing ones).
 SCOPES: list[tuple[tuple[str, ...], str, bool]] = [
@@ -100,8 +110,16 @@ class FeishuAdapter:
             EventDispatcherHandler.builder(self._encrypt_key, self._token)
             .register_p2_im_message_receive_v1(self._on_message)
             .register_p2_card_action_trigger(self._on_card_action)
+            .register_p2_drive_file_edit_v1(self._on_document("edited"))
+            .register_p2_drive_file_title_updated_v1(self._on_document("edited"))
+            .register_p2_drive_file_permission_member_added_v1(self._on_document("shared"))
+            .register_p2_drive_file_permission_member_removed_v1(self._on_document("shared"))
+            .register_p2_drive_file_trashed_v1(self._on_document("deleted"))
+            .register_p2_drive_file_deleted_v1(self._on_document("deleted"))
             .build()
         )
+        # (change, document token) for subscribed documents; set where the runtime is composed
+        self.documents_changed: Callable[[str, str], None] | None = None
         self.bot_open_id = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = InFlight("feishu")
@@ -218,6 +236,17 @@ class FeishuAdapter:
         if loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._accept, event)
+
+    def _on_document(self, change: str) -> Callable[[Any], None]:
+        """A handler for one kind of drive change event (edited, shared, deleted)."""
+
+        def handle(event: Any) -> None:
+            token = getattr(event.event, "file_token", None) if event.event else None
+            loop, notify = self._loop, self.documents_changed
+            if token and notify is not None and loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(notify, change, str(token))
+
+        return handle
 
     def _on_card_action(self, event: P2CardActionTrigger) -> P2CardActionTriggerResponse:
         action = event.event.action if event.event else None

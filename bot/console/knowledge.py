@@ -117,17 +117,16 @@ async def _overview(
     upcoming = {
         s.name: next_cron(s.schedule, tz) if s.schedule and s.configured else None for s in statuses
     }
-    chats = request.query_params.get("chat", "")
-    return console.render(
-        "knowledge_sources.html",
+    context = {
         **_common(request, who, console),
-        sources=statuses,
-        upcoming=upcoming,
-        runs=console.refreshes,
-        max_mb=core.knowledge.settings.upload_max_mb,
-        chat=chats,
-        **extra,
-    )
+        "sources": statuses,
+        "upcoming": upcoming,
+        "runs": console.refreshes,
+        "max_mb": core.knowledge.settings.upload_max_mb,
+        "kinds": list(core.knowledge.kinds),
+        "chat": request.query_params.get("chat", ""),
+    }
+    return console.render("knowledge_sources.html", **{**context, **extra})
 
 
 @router.get("/sources")
@@ -237,17 +236,47 @@ async def chunks(
     )
 
 
+@router.post("/sources/add")
+async def add(
+    request: Request, post: SourcesPosted, console: ConsoleDep, core: Running
+) -> Response:
+    """A source of any registered kind from the form (the location may be a pasted link),
+    registered now and indexed in the background with its progress on the page."""
+    from bot.knowledge_ops import OperatorError, checked_source, register_source
+
+    fields = {k: str(post.fields.get(k, "")).strip() for k in ("name", "kind", "location")}
+    fields["collection"] = str(post.fields.get("collection", "")).strip()
+    for line in str(post.fields.get("options", "")).splitlines():
+        key, equals, value = line.partition("=")
+        if equals and key.strip() and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    try:
+        source = await checked_source(core.knowledge, fields)
+        await register_source(core.knowledge, source, emit=lambda _: None)
+    except OperatorError as error:
+        return await _overview(
+            request, post.who, console, core, form=fields, error=str(error), status=error.status
+        )
+    _start_refresh(console, core, source.name)
+    return _back(notice=f"已添加来源 / Added source {source.name}: indexing now")
+
+
 @router.post("/sources/{name}/refresh")
 async def refresh(name: str, post: SourcesPosted, console: ConsoleDep, core: Running) -> Response:
     try:
         core.knowledge.source(name)
     except UnknownSourceError:
         return _back(error=f"没有来源 / No source named {name}")
-    runs = console.refreshes
-    if runs.get(name, {}).get("running"):
+    if console.refreshes.get(name, {}).get("running"):
         return _back(notice=f"刷新进行中 / A refresh of {name} is already running")
+    _start_refresh(console, core, name)
+    return _back(notice=f"刷新已开始 / Refresh of {name} started")
+
+
+def _start_refresh(console: Console, core: App, name: str) -> None:
+    """Refresh one source in the background; the page polls its progress."""
     state: dict[str, Any] = {"running": True, "phase": "documents", "done": 0, "total": 0}
-    runs[name] = state
+    console.refreshes[name] = state
 
     def progress(phase: str, done: int, total: int) -> None:
         state.update(phase=phase, done=done, total=total)
@@ -266,7 +295,6 @@ async def refresh(name: str, post: SourcesPosted, console: ConsoleDep, core: Run
     task = asyncio.create_task(run())
     console.background.add(task)
     task.add_done_callback(console.background.discard)
-    return _back(notice=f"刷新已开始 / Refresh of {name} started")
 
 
 @router.post("/sources/{name}/remove")

@@ -157,10 +157,11 @@ def test_sample_config_source_examples_are_valid_and_complete() -> None:
                 break
             lines.append(line[2:])
         examples.append(tomllib.loads("\n".join(lines)))
-    from knowledge.sources import builtin_kinds
+    from bot.app import source_kinds
 
+    kinds = source_kinds(Settings())  # the built-in kinds and the platforms' document kinds
     for example in examples:
-        builtin_kinds().check(SourceSettings(**example))  # the kind's own keys too
+        kinds.check(SourceSettings(**example))  # the kind's own keys too
     first = SourceSettings(**examples[0]).model_dump(mode="json")
     assert set(examples[0]) == set(SourceSettings.model_fields)
     defaults = {k: f.default for k, f in SourceSettings.model_fields.items() if not f.is_required()}

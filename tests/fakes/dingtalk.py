@@ -7,6 +7,7 @@ One aiohttp server, run on the test's own event loop (the SDK's blocking calls r
 - `POST /v1.0/oauth2/accessToken` (appKey/appSecret -> accessToken, expireIn).
 - A session webhook (`POST /robot/sendBySession?session=…`).
 - Robot OpenAPI: `/v1.0/robot/groupMessages/send`, `/v1.0/robot/oToMessages/batchSend`.
+- Knowledge bases (`wikis`): workspaces, nodes and document blocks.
 - AI card OpenAPI: `POST /v1.0/card/instances/createAndDeliver`, `PUT /v1.0/card/instances`,
   `PUT /v1.0/card/streaming`.
 Every HTTP call is recorded as a `Call` with its arrival time; tests await conditions on them.
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.dingtalk_wiki import Wikis
 
 BOT_TOPIC = "/v1.0/im/bot/messages/get"
 CARD_TOPIC = "/v1.0/card/instances/callback"
@@ -67,6 +70,7 @@ class FakeDingTalk:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.wikis = Wikis()  # knowledge bases (tests.fakes.dingtalk_wiki)
 
     # -- lifecycle --
 
@@ -83,6 +87,7 @@ class FakeDingTalk:
         app.router.add_put("/v1.0/card/streaming", self._card)
         app.router.add_post("/v1.0/robot/messageFiles/download", self._file_url)
         app.router.add_get("/oss/{token}", self._file)
+        self.wikis.install(app, self._authorized_request)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -244,6 +249,9 @@ class FakeDingTalk:
                 "expireIn": self.behaviour.token_lifetime,
             }
         )
+
+    async def _authorized_request(self, request: web.Request) -> bool:
+        return self._authorized(await self._record(request))
 
     def _authorized(self, call: Call) -> bool:
         token = call.headers.get("x-acs-dingtalk-access-token", "")

@@ -2,7 +2,8 @@
 
 Serves what the adapter and lark-oapi call: the tenant token, bot info, scopes, message reply /
 create / patch, CardKit create / element content / settings / update, the long-connection
-endpoint and the WebSocket that carries protobuf `pbbp2.Frame`s. Point the SDK at `fake.url`
+endpoint and the WebSocket that carries protobuf `pbbp2.Frame`s, and documents (`docs`: wiki
+nodes, docx blocks, drive files, permissions — `tests.fakes.feishu_docs`). Point the SDK at `fake.url`
 (`lark.Client.builder().domain(fake.url)`). `push_event()` sends an event over the socket;
 `fail()` makes matching calls answer with an error code. `feishu_events` builds real event payloads
 and encrypts and signs them with Feishu's algorithms.
@@ -24,12 +25,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
+from tests.fakes.feishu_docs import Docs
 from tests.fakes.threaded import ThreadedServer
 
 APP_ID = "cli_fake_app"
 APP_SECRET = "fake-secret"
 BOT_OPEN_ID = "ou_bot_0001"
 TENANT = "tenant_fake"
+RATE_LIMITED = 99991400  # "too many requests" (HTTP 429)
 BODY = web.RequestKey("body", dict)
 ALL_SCOPES = (
     "im:message",
@@ -73,6 +76,7 @@ class FakeFeishu(ThreadedServer):
         self.app_secret = app_secret
         self.ping_interval = ping_interval
         self.scopes: set[str] = set(ALL_SCOPES)
+        self.docs = Docs()  # wiki, docx, drive and permissions (tests.fakes.feishu_docs)
         self.silent = False  # True: the socket stops answering pings (a stalled connection)
         self.port = 0
         self._lock = threading.RLock()
@@ -168,6 +172,7 @@ class FakeFeishu(ThreadedServer):
         r.add_put("/open-apis/cardkit/v1/cards/{card_id}", self._seq)
         r.add_post("/callback/ws/endpoint", self._endpoint)
         r.add_get("/ws", self._socket)
+        self.docs.install(r)
         return app
 
     async def _closing(self) -> None:
@@ -193,7 +198,8 @@ class FakeFeishu(ThreadedServer):
                 )
         code = self._failure(request.method, request.path)
         if code is not None:
-            return web.json_response({"code": code, "msg": "fake failure"}, status=400)
+            status = 429 if code == RATE_LIMITED else 400
+            return web.json_response({"code": code, "msg": "fake failure"}, status=status)
         return await handler(request)
 
     def _failure(self, method: str, path: str) -> int | None:

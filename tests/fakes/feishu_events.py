@@ -124,3 +124,23 @@ def signed_headers(encrypt_key: str, body: bytes, timestamp: str | None = None) 
         "X-Lark-Request-Nonce": nonce,
         "X-Lark-Signature": signature,
     }
+
+
+def drive_event(event_type: str, file_token: str, file_type: str = "docx") -> dict[str, Any]:
+    """A `drive.file.*_v1` event (edit_v1, trashed_v1, …) for a subscribed document."""
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "token": "",
+            "create_time": str(int(time.time() * 1000)),
+            "event_type": f"drive.file.{event_type}",
+            "tenant_key": TENANT,
+            "app_id": APP_ID,
+        },
+        "event": {
+            "file_token": file_token,
+            "file_type": file_type,
+            "operator_id_list": [{"open_id": "ou_editor", "union_id": "on_e", "user_id": "e1"}],
+        },
+    }
