@@ -139,15 +139,6 @@ async def test_english_questions_still_use_both_sides(sample_kb: KnowledgeBase) 
     assert set(ids) & {p.chunk_id for p in dense}
 
 
-def test_dense_trust_gates_half_read_questions() -> None:
-    from knowledge.retriever import READABLE_GATE, dense_trust
-
-    assert dense_trust(0.0) == 0.0
-    assert dense_trust(READABLE_GATE - 0.01) == 0.0
-    assert dense_trust(0.8) == 0.8 * 0.8
-    assert dense_trust(1.0) == 1.0
-
-
 def test_chinese_scores_are_rescaled_onto_the_common_floor() -> None:
     from knowledge.retriever import _rescale
 
