@@ -6,10 +6,10 @@ the paragraph) have the opposite shape: the question copies the paragraph's rare
 starfish feeds on coral …"), BM25 is strong and a small embedding model is the weaker side.
 Both kinds of asker are real, so the fusion is measured on both.
 
-`tests/perf/eval_articles.txt` holds 25 encyclopedia-style articles written for this project,
-four paragraphs each (100 paragraphs, one file per paragraph, so that the paragraphs of one
+`tests/perf/eval_articles.txt` holds 26 encyclopedia-style articles written for this project,
+four paragraphs each (104 paragraphs, one file per paragraph, so that the paragraphs of one
 article, on the same subject and under the same title, are each other's distractors), and two
-questions per paragraph (200). `write_corpus(root)` writes them under root/articles; `cases()`
+questions per paragraph (208). `write_corpus(root)` writes them under root/articles; `cases()`
 returns `knowledge.eval.EvalCase`s whose expected source is the paragraph's file.
 """
 

