@@ -24,8 +24,8 @@ other, so the weights come from each question, not from its language.
   moves the dense order, while a question whose rare words are all in one chunk (coverage ~1)
   outweighs a small difference in cosine.
 
-A chunk only one side proposes scores nothing on the other. Ties (a question the embedding
-model cannot read: every dense-only chunk scores zero) keep the dense order after BM25's.
+A chunk only one side proposes scores nothing on the other. A question the embedding model
+cannot read keeps BM25's order, the dense list only filling the places BM25 leaves empty.
 
 `rank_fusion` (`fusion = "rank"`) is the previous weighted reciprocal rank fusion, kept for
 comparison (docs/retrieval.md has both measured on every evaluation set): ranks throw away how
@@ -52,6 +52,8 @@ def dense_trust(readable: float) -> float:
 def combine(dense: Dense, lexical: Lexical, trust: float, lexical_weight: float) -> list[str]:
     """Chunk ids by calibrated cosine + lexical_weight × coverage², best first (see the module
     docstring)."""
+    if trust <= 0:  # the embeddings cannot read the question: BM25's order, then theirs
+        return list(dict.fromkeys([i for i, _, _ in lexical] + [i for i, _ in dense]))
     fused: dict[str, float] = {}
     order: dict[str, int] = {}
     for chunk_id, _, coverage in lexical:
