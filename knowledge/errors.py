@@ -1,8 +1,8 @@
 """Errors of the knowledge package, in one place.
 
-KnowledgeError
-├── SourceError     a source as a whole cannot be listed: a refresh removes nothing
-└── LoadError       one document cannot be read: it keeps its last good version
+    KnowledgeError
+    ├── SourceError     a source as a whole cannot be listed: a refresh removes nothing
+    └── LoadError       one document cannot be read: it keeps its last good version
 """
 
 from __future__ import annotations
