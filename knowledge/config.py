@@ -188,20 +188,33 @@ class KnowledgeSettings(BaseModel):
     top_k: int = Field(default=4, ge=1, le=50)
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         default="hybrid",
-        description="dense (embeddings), lexical (BM25) or both fused (weighted RRF)",
+        description="dense (embeddings), lexical (BM25) or both fused (`fusion`)",
     )
     candidates: int = Field(default=20, ge=1, le=200, description="per retriever, before fusion")
+    fusion: Literal["score", "rank"] = Field(
+        default="score",
+        description="score: calibrated cosine + lexical_weight × BM25 coverage² per chunk, so a "
+        "question that reuses a passage's rare words counts for BM25 and a paraphrase for the "
+        "embeddings; rank: the older weighted reciprocal rank fusion (fusion_k, dense_weight)",
+    )
+    lexical_weight: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=10.0,
+        description="score fusion: the weight of BM25's coverage² beside the calibrated cosine "
+        "(measured, docs/retrieval.md)",
+    )
     fusion_k: int = Field(
         default=5,
         ge=1,
         le=1000,
-        description="reciprocal rank fusion's k (smaller = top ranks count more)",
+        description="rank fusion's k (smaller = top ranks count more)",
     )
     dense_weight: float = Field(
         default=2.0,
         ge=0.0,
         le=10.0,
-        description="the dense ranking's weight in fusion (BM25's is 1), before the trust gate",
+        description="rank fusion: the dense ranking's weight (BM25's is 1), before the trust gate",
     )
     per_document: int = Field(
         default=2,

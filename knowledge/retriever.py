@@ -1,18 +1,12 @@
-"""Hybrid retrieval: dense (embeddings in chromadb) and lexical (BM25), fused by weighted rank.
+"""Hybrid retrieval: dense (embeddings in chromadb) and lexical (BM25), fused per question.
 
-Each retriever proposes `candidates` chunks of the chat's collections; weighted reciprocal rank
-fusion orders their union; near-duplicate passages collapse into the better-ranked one; an
-optional cross-encoder reorders the head; at most `per_document` chunks of one document come
-before every other document's first ones; the first `k` are returned.
-
-Fusion must never be worse than its better side. The dense side weighs `dense_weight` times how
-far the embedding model can be trusted with this question (`dense_trust`): zero when the
-question is in a language the model does not declare, or when fewer than READABLE_GATE of its
-wordpieces are known to the tokenizer (all-MiniLM-L6-v2 reads ~35% of a Chinese question and
-ranks Chinese passages almost at random; fused anyway it pushed the right passage down). The
-lexical side weighs its best hit's coverage of the question, squared: paraphrased questions
-share few words with their passage, and a weak BM25 list only adds noise. The gate, the weights
-and `fusion_k` come from the sweep in tests/perf/test_knowledge_bench.py (docs/retrieval.md).
+Each retriever proposes `candidates` chunks of the chat's collections; `knowledge.fusion` orders
+their union from what the question itself shows (how far the embedding model reads it, how much
+of its idf mass the best BM25 hits cover, each chunk's cosine); near-duplicate passages collapse
+into the better-ranked one; an optional cross-encoder reorders the head; at most `per_document`
+chunks of one document come before every other document's first ones; the first `k` are
+returned. Fusion must never be worse than its better side, whichever way the question is asked
+(measured on every evaluation set: docs/retrieval.md).
 
 Audiences (`knowledge.audience`): with a `reader`, both sides search only chunks whose audience
 admits the reader (chromadb by a metadata filter or, for a broad audience, a wider unfiltered
@@ -41,6 +35,7 @@ from knowledge.audience import Reader
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder, EmbeddingModelError
 from knowledge.families import language_of
+from knowledge.fusion import combine, dense_trust, rank_fusion
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
@@ -48,7 +43,6 @@ from knowledge.store import VectorStore
 from knowledge.types import Passage
 
 log = logging.getLogger(__name__)
-READABLE_GATE = 0.5
 DUPLICATE_JACCARD = 0.85
 BROAD_SHARE = 0.2  # a reader seeing at least this share of the chunks skips chromadb's filter
 _SHINGLE = re.compile(r"\w+", re.UNICODE)
@@ -206,28 +200,25 @@ class Retriever:
         lexical: list[tuple[str, float, float]],
         readable: float,
     ) -> list[Passage]:
-        """Weighted reciprocal rank fusion (see the module docstring)."""
-        fused: dict[str, float] = {}
-        relevance: dict[str, float] = {}
+        """One ranking of both lists (`knowledge.fusion`); scores become calibrated relevance."""
         settings = self._settings
-        weight = dense_trust(readable) * settings.dense_weight if lexical else 1.0
-        # BM25 counts as much as its best hit covers the question (squared): a paraphrase that
-        # shares one common word with a passage is no evidence against the dense ranking.
-        lexical_weight = lexical[0][2] ** 2 if dense and weight > 0 and lexical else 1.0
-        rrf_k = settings.fusion_k
-        if weight > 0:
-            for rank, passage in enumerate(dense):
-                fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + weight / (
-                    rrf_k + rank + 1
-                )
-                relevance[passage.chunk_id] = passage.score
-        for rank, (chunk_id, _, coverage) in enumerate(lexical):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + lexical_weight / (rrf_k + rank + 1)
+        trust = dense_trust(readable)
+        # dense scores are cosine × readable share (see `_dense`): the cosine again
+        cosines = [(p.chunk_id, p.score / readable if readable > 0 else 0.0) for p in dense]
+        if not lexical:
+            order = [chunk_id for chunk_id, _ in cosines]
+        elif not dense:
+            order = [chunk_id for chunk_id, _, _ in lexical]
+        elif settings.fusion == "rank":
+            order = rank_fusion(cosines, lexical, trust, settings.dense_weight, settings.fusion_k)
+        else:
+            order = combine(cosines, lexical, trust, settings.lexical_weight)
+        relevance = {p.chunk_id: p.score for p in dense}
+        for chunk_id, _, coverage in lexical:
             relevance[chunk_id] = max(relevance.get(chunk_id, 0.0), coverage)
         by_id = {p.chunk_id: p for p in dense}
-        missing = [i for i in fused if i not in by_id]
+        missing = [i for i in order if i not in by_id]
         by_id.update(await store.get(missing))
-        order = sorted(fused, key=lambda i: (-fused[i], -relevance[i]))
         return [replace(by_id[i], score=relevance[i]) for i in order if i in by_id]
 
 
@@ -252,13 +243,6 @@ async def _visible_nearest(
         if len(found) >= n:
             return found[:n]
     return await store.query(vector, n, collections=scope, admitted=sorted(admitted))
-
-
-def dense_trust(readable: float) -> float:
-    """How much the dense ranking counts for a question the model reads `readable` of (0 when
-    the question's language is not the model's; see `Embedder.readable`): nothing below
-    READABLE_GATE, readable² above (a half-read question ranks chunks mostly by noise)."""
-    return 0.0 if readable < READABLE_GATE else readable * readable
 
 
 def _rescale(score: float, floor: float, target: float) -> float:

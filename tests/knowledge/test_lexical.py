@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from knowledge.lexical import LexicalIndex, grams, tokenize
+from knowledge.lexical import LexicalIndex, grams, terms, tokenize
 
 
 def _index(texts: dict[str, str]) -> LexicalIndex:
@@ -69,9 +69,9 @@ def test_scores_are_bm25s_lucene_scores_also_after_changes_in_place() -> None:
 
     ids = list(texts)
     reference = bm25s.BM25(method="lucene", k1=K1, b=B)
-    reference.index([tokenize(texts[i]) for i in ids], show_progress=False)
+    reference.index([terms(tokenize(texts[i])) for i in ids], show_progress=False)
     for question in ("How do I reset my VPN password?", "leave days", "IT desk room"):
-        query = tokenize(question)
+        query = terms(tokenize(question))
         expected = reference.get_scores(query)
         found = {chunk_id: score for chunk_id, score, _ in index.search(query, 10, gram_weight=0)}
         assert found, question
@@ -80,3 +80,38 @@ def test_scores_are_bm25s_lucene_scores_also_after_changes_in_place() -> None:
                 question,
                 chunk_id,
             )
+
+
+def test_inflected_english_words_match_their_stem() -> None:
+    index = _index(
+        {
+            "vpn": "Resetting the VPN profile clears the cached certificates",
+            "leave": "Annual leave requests are approved by your manager",
+        }
+    )
+    for question in ("How do I reset the VPN?", "VPN resets", "certificate cache"):
+        assert [i for i, _, _ in index.search(tokenize(question), 1)] == ["vpn"], question
+    assert [i for i, _, _ in index.search(tokenize("who approves leave"), 1)] == ["leave"]
+    hits = index.search(tokenize("resetting the VPN profile"), 1)
+    assert hits[0][2] == 1.0  # every word of the question is in the chunk: full coverage
+
+
+def test_stored_tokens_are_words_and_the_index_stems_them() -> None:
+    """The catalog keeps `tokenize`'s words; stemming happens in the index, at indexing and at
+    query time alike, so a stemmer change needs no re-tokenizing of stored chunks."""
+    assert tokenize("Resetting the VPN, GC-412 errors") == [
+        "resetting",
+        "vpn",
+        "gc",
+        "412",
+        "error",
+        "gc-412",
+    ]
+    assert terms(["resetting", "profiles", "gc-412", "412", "报销", "vpn"]) == [
+        "reset",
+        "profil",
+        "gc-412",
+        "412",
+        "报销",
+        "vpn",
+    ]

@@ -116,7 +116,8 @@ async def test_an_english_only_model_does_not_rank_chinese_questions(
     sample_kb: KnowledgeBase,
 ) -> None:
     """The bundled model declares English: for a Chinese question the fused ranking is BM25's,
-    not BM25's pushed around by near-random similarities."""
+    not BM25's pushed around by near-random similarities; the dense list only fills the places
+    BM25 leaves empty."""
     from tests.perf.knowledge_eval import CHINESE
 
     embedder = sample_kb.embedder
@@ -124,7 +125,8 @@ async def test_an_english_only_model_does_not_rank_chinese_questions(
         assert await embedder.run(embedder.readable, question) == 0.0
         hybrid = await sample_kb.retriever.retrieve(question, k=5, per_document=0)
         lexical = await sample_kb.retriever.retrieve(question, k=5, per_document=0, mode="lexical")
-        assert [p.chunk_id for p in hybrid] == [p.chunk_id for p in lexical], question
+        ids = [p.chunk_id for p in lexical]
+        assert [p.chunk_id for p in hybrid][: len(ids)] == ids, question
 
 
 async def test_english_questions_still_use_both_sides(sample_kb: KnowledgeBase) -> None:
@@ -137,15 +139,6 @@ async def test_english_questions_still_use_both_sides(sample_kb: KnowledgeBase) 
     ids = [p.chunk_id for p in hybrid]
     assert ids != [p.chunk_id for p in lexical] or ids == [p.chunk_id for p in dense]
     assert set(ids) & {p.chunk_id for p in dense}
-
-
-def test_dense_trust_gates_half_read_questions() -> None:
-    from knowledge.retriever import READABLE_GATE, dense_trust
-
-    assert dense_trust(0.0) == 0.0
-    assert dense_trust(READABLE_GATE - 0.01) == 0.0
-    assert dense_trust(0.8) == 0.8 * 0.8
-    assert dense_trust(1.0) == 1.0
 
 
 def test_chinese_scores_are_rescaled_onto_the_common_floor() -> None:
