@@ -171,9 +171,7 @@ async def test_a_source_page_says_who_may_see_each_document(
     async with running(create_server(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         # the start's catch-up refresh of the never-run source may hold SQLite a moment
         for _ in range(5):
-            login = await client.post(
-                "/console/login", data={"name": "admin", "password": PASSWORD}
-            )
+            login = await sign_in(client, "admin", PASSWORD)
             if login.status_code != 500:
                 break
             await asyncio.sleep(1)
