@@ -143,7 +143,7 @@ def _reason(detail: str, language: str) -> str:
     """A loader's reason (English, from knowledge) as the asker reads it: a known kind in their
     language, the detail beside it."""
     lowered = detail.lower()
-    if "encrypted" in lowered:
+    if "encrypted" in lowered or "password-protected" in lowered:
         key = "attachment_encrypted"
     elif "no text found" in lowered:
         key = "attachment_no_text"

@@ -15,7 +15,7 @@ from engine.config import AttachmentSettings
 from engine.messages import Attachment, DownloadError, ThreadKey
 from engine.tables import utcnow
 from tests.helpers import Core
-from tests.knowledge import files
+from tests.knowledge import bombs, files
 
 SHOT = (Path(__file__).parent.parent / "screenshots" / "error_dialog.png").read_bytes()
 
@@ -67,6 +67,7 @@ async def test_a_slow_platform_is_cut_off_and_other_files_still_read() -> None:
         ),
         (SHOT[:500], "cut.png", "seems damaged"),
         (files.pdf([""]), "blank.pdf", "no text was found in it"),
+        (bombs.encrypted_pdf(), "locked.pdf", "it is password-protected"),
     ],
 )
 async def test_each_unreadable_file_gets_its_reason(data: bytes, name: str, reason: str) -> None:

@@ -84,7 +84,7 @@ async def test_an_encrypted_pdf_is_refused_with_the_reason() -> None:
     writer.encrypt("pw")
     out = io.BytesIO()
     writer.write(out)
-    with pytest.raises(LoadError, match="encrypted"):
+    with pytest.raises(LoadError, match="password-protected"):
         await parse_bytes(out.getvalue(), "pdf", uri="attached:x.pdf", name="x")
 
 
@@ -106,9 +106,9 @@ def _png_header(width: int, height: int) -> bytes:
 
 async def test_a_30000_pixel_square_png_is_refused_before_it_is_decoded() -> None:
     started = time.monotonic()
-    with pytest.raises(LoadError, match="million pixels"):
+    with pytest.raises(LoadError, match="30,000×30,000 pixels"):
         await parse_bytes(_png_header(30000, 30000), "image", uri="attached:big", name="big")
-    with pytest.raises(LoadError, match="9000×9000 pixels"):  # under Pillow's own ceiling
+    with pytest.raises(LoadError, match="9,000×9,000 pixels"):  # under Pillow's own ceiling
         await parse_bytes(_png_header(9000, 9000), "image", uri="attached:big", name="big")
     assert time.monotonic() - started < 2
 
