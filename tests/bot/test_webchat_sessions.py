@@ -173,10 +173,11 @@ async def test_replicas_sharing_a_database_accept_each_others_sessions(tmp_path:
         sid, issued, mac = cookie.split(".")
         moved = f"{sid}.{int(issued) + 86_400}.{mac}"
         assert (await two.identify(_request({COOKIE: moved}))).fresh
-        brief = Sessions(WebChatSettings(session_days=1e-5), lambda: engine)  # 0.86 s
+        # 3.0 s: the issue time is signed in whole seconds, so a shorter life could end at once
+        brief = Sessions(WebChatSettings(session_days=3.5e-5), lambda: engine)
         short = _cookie(await _attached(brief, await brief.identify(_request({}))))
         assert not (await brief.identify(_request({COOKIE: short}))).fresh
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(4.2)
         assert (await brief.identify(_request({COOKIE: short}))).fresh
         secret = WebChatSettings(session_secret=SecretStr("x" * 32))
         configured = Sessions(secret, lambda: engine)
