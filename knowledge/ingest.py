@@ -48,7 +48,6 @@ Progress = Callable[[str, int, int], None]
 
 # Bump when chunking changes so that every document is re-indexed once.
 CHUNKER_VERSION = 2
-_READS = 4  # documents read at once when a source does not say (its `concurrency`)
 _FLUSH_CHUNKS = 256  # embed, write and swap in groups of about this many chunks
 WAIT_SECONDS = 120.0  # how long a change waits for another change to the same source
 
@@ -321,7 +320,7 @@ class Ingestor:
                 yield ref.uri, _Same(ref.audience), stamp
             else:
                 todo.append((ref, stamp))
-        gate = asyncio.Semaphore(getattr(source, "concurrency", _READS) or _READS)
+        gate = asyncio.Semaphore(source.concurrency)
 
         async def one(ref: DocumentRef, stamp: str) -> Item:
             async with gate:
