@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from engine.messages import Answer, Inbound, ThreadKey
     from engine.policy import Policy
     from engine.ports import ReplyChannel
-    from engine.store import ConversationStore
-    from engine.web import WebLookup
+    from engine.store.conversations import ConversationStore
+    from engine.weblookup import WebLookup
 
 log = logging.getLogger(__name__)
 # Feishu documents listed in this process, for change events (one long connection a process)
@@ -95,8 +95,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     from engine.conversation import Conversation
     from engine.llm import LLMClient
     from engine.policy import Policy
-    from engine.store import ConversationStore
-    from engine.web import build_lookup
+    from engine.store.conversations import ConversationStore
+    from engine.weblookup import build_lookup
 
     knowledge = await open_knowledge(settings, migrate=migrate)
     store = ConversationStore.from_url(

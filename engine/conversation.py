@@ -8,24 +8,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from engine import answers, clean, ending, metrics, stream
-from engine.attachments import Attached, AttachmentReader, search_text
-from engine.budget import Budget, Fitted, QuestionTooLong, fit
-from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
-from engine.context import with_thread_context
-from engine.escalation import (
-    ASKED_FOR_HUMAN,
-    MODEL_FAILURE,
-    NO_GROUNDING,
-    UNRESOLVED_TURNS,
-    EscalationSettings,
-    asks_for_human,
-    resolves,
+from engine import clean, metrics
+from engine.answer import compose, ending, stream
+from engine.answer.attachments import Attached, AttachmentReader, search_text
+from engine.answer.budget import Fitted, QuestionTooLong, fit
+from engine.answer.followup import Query, merge, standalone
+from engine.answer.prompt import (
+    HistoryTurn,
+    trim_history,
 )
-from engine.followup import Query, merge, standalone
+from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
 from engine.language import detect, phrase
-from engine.lifecycle import ThreadLifecycle
 from engine.llm import LLMClient, LLMContextExceeded
+from engine.llm.tokens import Budget
 from engine.messages import (
     Answer,
     ChatType,
@@ -37,14 +32,21 @@ from engine.messages import (
 )
 from engine.policy import Policy
 from engine.ports import ReplyChannel
-from engine.prompt import (
-    HistoryTurn,
-    trim_history,
+from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
+from engine.store.tables import ThreadState
+from engine.threads.context import with_thread_context
+from engine.threads.escalation import (
+    ASKED_FOR_HUMAN,
+    MODEL_FAILURE,
+    NO_GROUNDING,
+    UNRESOLVED_TURNS,
+    EscalationSettings,
+    asks_for_human,
+    resolves,
 )
-from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
-from engine.tables import ThreadState
+from engine.threads.lifecycle import ThreadLifecycle
 from engine.trace import new_request_id
-from engine.web import WebLookup, WebReport, WebSource
+from engine.weblookup import WebLookup, WebReport, WebSource
 from knowledge import Passage, Reader, Retriever
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ class Conversation:
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
         is not for this bot (a chat or workspace outside the allowlists). Whatever fails inside,
-        the asker gets a final message (engine/ending.py)."""
+        the asker gets a final message (engine/answer/ending.py)."""
         return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
 
     async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
@@ -166,7 +168,7 @@ class Conversation:
 
     async def _accepts(self, inbound: Inbound) -> bool:
         """On the allowlists, not an agent's reply where people own the conversation (recorded
-        there instead: engine/lifecycle.py), and addressed to the bot."""
+        there instead: engine/threads/lifecycle.py), and addressed to the bot."""
         if not self._policy.allowed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
             log.info(
@@ -198,7 +200,7 @@ class Conversation:
 
     async def _attached(self, thread_id: int, inbound: Inbound, language: str) -> Attached:
         """Read this message's attachments and keep them with the thread; with the thread's
-        earlier ones (engine/attachments.py)."""
+        earlier ones (engine/answer/attachments.py)."""
         earlier = await self._store.attachments.for_thread(thread_id)
         if not inbound.attachments:
             return Attached(earlier=tuple(earlier))
@@ -273,7 +275,7 @@ class Conversation:
             )
         if opening := attached.opening(language):
             answer = replace(answer, text=f"{opening}\n\n{answer.text}")
-        return answers.with_web_notice(answer, web)
+        return compose.with_web_notice(answer, web)
 
     async def _escalated(
         self,
@@ -334,7 +336,7 @@ class Conversation:
                 return UNRESOLVED_TURNS
         return None
 
-    # -- thread lifecycle (engine/lifecycle.py) ------------------------------------------------
+    # -- thread lifecycle (engine/threads/lifecycle.py) ------------------------------------------------
 
     async def escalate(
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
@@ -493,7 +495,7 @@ class Conversation:
         started: float,
         budget: Budget,
     ) -> Answer:
-        """The model's answer streamed through `reply` (engine/stream.py collects it)."""
+        """The model's answer streamed through `reply` (engine/answer/stream.py collects it)."""
         assert self._llm is not None
         room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
         deltas = self._llm.stream_chat(
@@ -507,7 +509,7 @@ class Conversation:
             return self._retrieval_only(
                 fitted.passages, language, timings, started, streamed.usage, web=fitted.web
             )
-        return answers.from_stream(
+        return compose.from_stream(
             streamed,
             fitted,
             question,
@@ -535,7 +537,7 @@ class Conversation:
         """The question does not fit the model's context, even with the history left out."""
         metrics.MODEL_ENDINGS.labels("too_long").inc()
         log.warning("question too long for the model: %d prompt tokens, %d allowed", tokens, limit)
-        return answers.too_long(tokens, limit, language, _total(timings, started))
+        return compose.too_long(tokens, limit, language, _total(timings, started))
 
     def _retrieval_only(
         self,
@@ -547,7 +549,7 @@ class Conversation:
         *,
         web: Sequence[WebSource] = (),
     ) -> Answer:
-        return answers.retrieval_only(
+        return compose.retrieval_only(
             passages,
             language,
             _total(timings, started),

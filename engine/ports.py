@@ -64,4 +64,4 @@ class Core(Protocol):
         self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
     ) -> None:
         """A "Talk to a person" click: the thread goes to the escalation channel. LookupError
-        (engine.lifecycle.NothingAsked) when nobody asked anything in the thread."""
+        (engine.threads.lifecycle.NothingAsked) when nobody asked anything in the thread."""

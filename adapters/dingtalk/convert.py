@@ -12,7 +12,6 @@ from dingtalk_stream import ChatbotMessage
 from adapters.markdown import to_dingtalk
 from adapters.streaming import Recent
 from engine import clean
-from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -24,6 +23,7 @@ from engine.messages import (
     Sender,
 )
 from engine.text import clip
+from engine.threads.escalation import trigger_labels
 
 PLATFORM = "dingtalk"
 _ATTACHMENT_KINDS = {"picture": "image", "file": "file", "audio": "audio", "video": "video"}

@@ -20,7 +20,6 @@ from lark_oapi.core.json import JSON
 from adapters import payload
 from adapters.markdown import to_feishu
 from engine import clean
-from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -33,6 +32,7 @@ from engine.messages import (
     Sender,
     ThreadKey,
 )
+from engine.threads.escalation import trigger_labels
 
 log = logging.getLogger(__name__)
 

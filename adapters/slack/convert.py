@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 from adapters import payload
 from adapters.markdown import to_mrkdwn
 from engine import clean
-from engine.escalation import trigger_labels
 from engine.messages import (
     Answer,
     Attachment,
@@ -26,6 +25,7 @@ from engine.messages import (
     ThreadMessage,
 )
 from engine.text import clip
+from engine.threads.escalation import trigger_labels
 
 PLATFORM = "slack"
 SECTION_CHARS = 3000  # a section block's text limit
@@ -221,7 +221,7 @@ def to_inbound(
     )
 
 
-HEADER = "Earlier in this thread:"  # engine/context.py lists the messages under it
+HEADER = "Earlier in this thread:"  # engine/threads/context.py lists the messages under it
 
 
 def thread_history(
@@ -233,7 +233,7 @@ def thread_history(
     max_chars: int,
 ) -> tuple[ThreadMessage, ...]:
     """Earlier messages of a thread by people, oldest first: the last `limit`, and as many of
-    those as fit in `max_chars` once the core lists them (engine/context.py)."""
+    those as fit in `max_chars` once the core lists them (engine/threads/context.py)."""
     found: list[ThreadMessage] = []
     for message in messages:
         if message.get("ts") == current_ts or not is_from_person(message, bot_user_id):

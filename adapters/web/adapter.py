@@ -43,11 +43,11 @@ from adapters.web.convert import (
 )
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
-from engine.escalation import BUTTON
 from engine.language import phrase
 from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
+from engine.threads.escalation import BUTTON
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class WebAdapter:
         key = thread_key(asked.chat_id, asked.thread_id)
         try:
             await self._core.escalate(key, channel, trigger=BUTTON, requested_by=asked.chat_id)
-        except LookupError:  # engine.lifecycle.NothingAsked: no blank escalation
+        except LookupError:  # engine.threads.lifecycle.NothingAsked: no blank escalation
             return refused(NOTHING_ASKED, 409)
         if channel.final is not None:
             return JSONResponse({"escalated": True, **answer_to_json(channel.final)})

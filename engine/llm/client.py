@@ -19,10 +19,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from engine.breaker import Breaker
-from engine.budget import Budget, TokenCounter
 from engine.config import LLMSettings
 from engine.llm import errors, sse
+from engine.llm.breaker import Breaker
 from engine.llm.errors import (
     LLMContextExceeded,
     LLMEmptyAnswer,
@@ -41,8 +40,9 @@ from engine.llm.probe import (
     tool_parser,
 )
 from engine.llm.sse import Delta
+from engine.llm.think import CLOSE, OPEN, ThinkSplitter
+from engine.llm.tokens import Budget, TokenCounter
 from engine.messages import Usage
-from engine.think import CLOSE, OPEN, ThinkSplitter
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from engine.llm.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
+from engine.llm.think import ThinkSplitter
 from engine.messages import Usage
-from engine.think import ThinkSplitter
 
 Chunk = Mapping[str, Any]  # one decoded `chat.completion.chunk` of the stream
 

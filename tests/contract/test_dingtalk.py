@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.config import DingTalkSettings
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
 from tests.fakes.dingtalk import CARD_TOPIC, FakeDingTalk, bot_message
 from tests.helpers import Core
 

@@ -1,12 +1,13 @@
-"""engine.budget: counting, and which parts of a prompt give way first."""
+"""engine.answer.budget: counting, and which parts of a prompt give way first."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.budget import PER_MESSAGE, PER_PROMPT, Budget, QuestionTooLong, TokenCounter, fit
-from engine.followup import combined, refers_back
-from engine.prompt import HistoryTurn
+from engine.answer.budget import QuestionTooLong, fit
+from engine.answer.followup import combined, refers_back
+from engine.answer.prompt import HistoryTurn
+from engine.llm.tokens import PER_MESSAGE, PER_PROMPT, Budget, TokenCounter
 from engine.text import estimate_tokens
 from knowledge import Passage
 from tests.fakes.sglang import tokenize

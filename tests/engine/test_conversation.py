@@ -14,7 +14,7 @@ import pytest
 from adapters.web.adapter import WebReplyChannel
 from engine.config import PolicySettings
 from engine.messages import Attachment, ChatType, Inbound, Outcome, Sender
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, closed_port, inbound, make_core

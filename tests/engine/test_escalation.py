@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from adapters.web.adapter import WebReplyChannel
-from engine.escalation import (
+from engine.messages import Outcome
+from engine.store.tables import ThreadState
+from engine.threads.escalation import (
     ChannelEscalation,
     EscalationSettings,
     asks_for_human,
@@ -15,8 +17,6 @@ from engine.escalation import (
     next_business_start,
     resolves,
 )
-from engine.messages import Outcome
-from engine.tables import ThreadState
 from tests.helpers import Core, inbound
 
 VPN = "How do I reset my VPN connection?"
@@ -173,8 +173,8 @@ async def test_resolving_a_human_answered_thread_makes_an_faq_candidate(core: Co
 async def test_a_thread_where_nothing_was_asked_is_not_escalated(core: Core) -> None:
     """No blank escalation: an unknown thread, or one with only a command, is refused and left
     as it was (the web chat answers 409)."""
-    from engine.escalation import BUTTON
-    from engine.lifecycle import NothingAsked
+    from engine.threads.escalation import BUTTON
+    from engine.threads.lifecycle import NothingAsked
 
     reply = WebReplyChannel()
     unknown = inbound("", "never-asked").thread_key

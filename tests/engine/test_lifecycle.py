@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters.web.adapter import WebReplyChannel
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, make_core

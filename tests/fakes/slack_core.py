@@ -16,7 +16,7 @@ from engine.config import ConversationSettings, LLMSettings, PolicySettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
 from engine.policy import Policy
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Passage
 from tests.fakes.sglang import FakeSGLang
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.followup import combined, merge
+from engine.answer.followup import combined, merge
 from knowledge import Embedder, KnowledgeBase
 from tests.helpers import kb_settings
 from tests.perf.followups import FOLLOWUPS

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.followup import merge, standalone
+from engine.answer.followup import merge, standalone
 from engine.messages import Outcome
 from knowledge import Embedder, KnowledgeBase
 from tests.helpers import Core, closed_port, kb_settings, make_core

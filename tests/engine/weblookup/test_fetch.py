@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from engine.web.fetch import Fetcher, FetchError, extract_main_text, fallback_text
-from engine.web.guard import Guard
+from engine.weblookup.fetch import Fetcher, FetchError, extract_main_text, fallback_text
+from engine.weblookup.guard import Guard
 from tests.fakes.searx import NORMAL_FACT, FakeWeb
 
 

@@ -18,8 +18,8 @@ from bot.db import upgrade_async
 from engine.config import ConversationSettings, LLMSettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
-from engine.store import ConversationStore
-from engine.web import WebLookup, WebSettings
+from engine.store.conversations import ConversationStore
+from engine.weblookup import WebLookup, WebSettings
 from knowledge import Embedder, KnowledgeBase
 from tests.fakes.searx import FakeWeb
 from tests.fakes.sglang import FakeSGLang

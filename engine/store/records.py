@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.messages import Citation, Outcome, ThreadKey, Timings, Usage
-from engine.tables import (
+from engine.store.tables import (
     ThreadState,
 )
 
@@ -119,3 +119,22 @@ def turn_record(row: Any) -> TurnRecord:
         prompt=getattr(row, "prompt", None) or "",
         model_text=getattr(row, "model_text", None) or "",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One attachment after reading: its text, or why there is none (`error`, in words)."""
+
+    name: str
+    kind: str  # what the bytes are: image | pdf | docx | faq | html | markdown | text; or declared
+    mime: str = ""  # from the bytes; "" when they never came
+    size: int = 0
+    text: str = ""
+    error: str = ""  # a phrase key's reason, already in the asker's language
+    data: bytes | None = None  # the bytes, when small enough to keep for the console
+    id: int | None = None  # its row once stored
+    kept: bool = False  # its bytes are stored with the thread (for the console)
+
+    @property
+    def image(self) -> bool:
+        return self.kind == "image"

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from sqlalchemy import insert, select
 
 from engine import clean
-from engine.attachments import Read
-from engine.database import Database
-from engine.tables import ThreadAttachment, utcnow
+from engine.store.database import Database
+from engine.store.records import Read
+from engine.store.tables import ThreadAttachment, utcnow
 
 # Texts kept per thread for later turns: the newest files first.
 THREAD_FILES = 10

@@ -28,7 +28,7 @@ IDLE_PING_SECONDS = 10.0
 
 class Database:
     """An engine with its session maker: what every store holds, shared by the stores of one
-    database (engine/store.py, engine/handoff_store.py)."""
+    database (engine/store/conversations.py, engine/store/handoffs.py)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

@@ -7,14 +7,8 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from engine import ending, metrics
-from engine.escalation import (
-    NEGATIVE_FEEDBACK,
-    EscalationSettings,
-    asks_for_human,
-    follow_up,
-    resolves,
-)
+from engine import metrics
+from engine.answer import ending
 from engine.messages import (
     Answer,
     ChatType,
@@ -25,9 +19,16 @@ from engine.messages import (
     ThreadKey,
 )
 from engine.ports import ReplyChannel
-from engine.store import ConversationStore, ThreadRecord, TurnRecord
-from engine.tables import ThreadState
+from engine.store.conversations import ConversationStore, ThreadRecord, TurnRecord
+from engine.store.tables import ThreadState
 from engine.text import clip
+from engine.threads.escalation import (
+    NEGATIVE_FEEDBACK,
+    EscalationSettings,
+    asks_for_human,
+    follow_up,
+    resolves,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The store's handoff side: escalation bookkeeping, SLA queries, the agents' console and the
 FAQ candidates of the learning loop. `HandoffStore` shares the database of a ConversationStore
-(engine/store.py), which holds one as `store.handoffs`; `track_handoff` runs inside the
+(engine/store/conversations.py), which holds one as `store.handoffs`; `track_handoff` runs inside the
 ConversationStore's own state change, in its transaction."""
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from typing import Any
 from sqlalchemy import distinct, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from engine.database import Database
-from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary, figures
 from engine.messages import ThreadKey
-from engine.records import ThreadRecord, thread_record
-from engine.tables import (
+from engine.store.database import Database
+from engine.store.handoff_records import (
+    CandidateRecord,
+    Figures,
+    HandoffRecord,
+    ThreadSummary,
+    figures,
+)
+from engine.store.records import ThreadRecord, thread_record
+from engine.store.tables import (
     CandidateStatus,
     FaqCandidate,
     Feedback,

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 
-from engine.database import Database
-from engine.records import UnansweredEvent, decode_key
-from engine.tables import (
+from engine.store.database import Database
+from engine.store.records import UnansweredEvent, decode_key
+from engine.store.tables import (
     FaqCandidate,
     Feedback,
     Handoff,

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from engine.web.guard import Guard, Target
+from engine.weblookup.guard import Guard, Target
 
 log = logging.getLogger(__name__)
 # trafilatura warns "discarding data" for every page too short for it; we fall back quietly.

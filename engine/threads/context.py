@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine.escalation import asks_for_human, resolves
 from engine.messages import Inbound
 from engine.text import clip
+from engine.threads.escalation import asks_for_human, resolves
 
 HEADER = "Earlier in this thread:"
 

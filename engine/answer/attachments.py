@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from engine.config import AttachmentSettings
 from engine.language import phrase
 from engine.messages import Attachment, DownloadError
+from engine.store.records import Read
 from knowledge import Passage
 from knowledge.errors import LoadError
 from knowledge.parsing import parse_bytes
@@ -31,25 +32,6 @@ _ERRORISH = re.compile(
 )
 GLIMPSE_CHARS = 200
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*|[\u4e00-\u9fff]")
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One attachment after reading: its text, or why there is none (`error`, in words)."""
-
-    name: str
-    kind: str  # what the bytes are: image | pdf | docx | faq | html | markdown | text; or declared
-    mime: str = ""  # from the bytes; "" when they never came
-    size: int = 0
-    text: str = ""
-    error: str = ""  # a phrase key's reason, already in the asker's language
-    data: bytes | None = None  # the bytes, when small enough to keep for the console
-    id: int | None = None  # its row once stored
-    kept: bool = False  # its bytes are stored with the thread (for the console)
-
-    @property
-    def image(self) -> bool:
-        return self.kind == "image"
 
 
 def _mb(size: int) -> str:

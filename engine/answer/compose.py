@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from engine.budget import Fitted
+from engine.answer.budget import Fitted
+from engine.answer.prompt import first_web_number, heading, numbering, render_turn, section
+from engine.answer.stream import Streamed
 from engine.language import phrase
 from engine.messages import Answer, Citation, Outcome, Timings, Usage
-from engine.prompt import first_web_number, heading, numbering, render_turn, section
-from engine.stream import Streamed
 from engine.text import clip
-from engine.web import WebReport, WebSource
+from engine.weblookup import WebReport, WebSource
 from knowledge import Passage
 
 _CITE = re.compile(r"\[(\d{1,2})\]")

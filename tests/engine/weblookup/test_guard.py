@@ -11,8 +11,8 @@ import ipaddress
 import httpx
 import pytest
 
-from engine.web.fetch import Fetcher
-from engine.web.guard import Guard, Refused, forbidden
+from engine.weblookup.fetch import Fetcher
+from engine.weblookup.guard import Guard, Refused, forbidden
 from tests.fakes.searx import FakeWeb
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.answer.prompt import INSTRUCTIONS
 from engine.messages import Outcome
-from engine.prompt import INSTRUCTIONS
-from tests.engine.web.conftest import web_settings
+from tests.engine.weblookup.conftest import web_settings
 from tests.fakes.searx import INJECTION, NORMAL_FACT, FakeWeb
 from tests.helpers import closed_port
 

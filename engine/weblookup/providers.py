@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from engine.web.config import WebSettings
-from engine.web.types import SearchHit
+from engine.weblookup.config import WebSettings
+from engine.weblookup.types import SearchHit
 
 
 class ProviderError(Exception):

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from engine.llm import LLMClient
 from engine.privacy import Redactor
 from engine.text import estimate_tokens
-from engine.web.cache import TTLCache
-from engine.web.config import WebMode, WebSettings
-from engine.web.fetch import Fetcher, FetchError, Page
-from engine.web.guard import Guard, Refused, Resolver, system_resolve
-from engine.web.providers import Provider, ProviderError, build_provider
-from engine.web.tools import ToolDecider, ToolError
-from engine.web.types import SearchHit, WebReport, WebSource
+from engine.weblookup.cache import TTLCache
+from engine.weblookup.config import WebMode, WebSettings
+from engine.weblookup.fetch import Fetcher, FetchError, Page
+from engine.weblookup.guard import Guard, Refused, Resolver, system_resolve
+from engine.weblookup.providers import Provider, ProviderError, build_provider
+from engine.weblookup.tools import ToolDecider, ToolError
+from engine.weblookup.types import SearchHit, WebReport, WebSource
 
 log = logging.getLogger(__name__)
 

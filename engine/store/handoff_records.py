@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.messages import ThreadKey
-from engine.tables import CandidateStatus, ThreadState
+from engine.store.tables import CandidateStatus, ThreadState
 
 __all__ = [
     "CandidateRecord",

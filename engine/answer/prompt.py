@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.text import estimate_tokens
-from engine.web.types import WebSource
+from engine.weblookup.types import WebSource
 from knowledge import Passage
 
 # Byte-identical on every request: it is the start of every cached prefix.

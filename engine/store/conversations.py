@@ -1,9 +1,9 @@
 """`ConversationStore`: threads, turns, dedupe and feedback in SQLite or PostgreSQL.
 
-Every method is one short transaction and returns frozen records (engine/records.py), never ORM
-objects. The handoff and console queries live in engine/handoff_store.py (`store.handoffs`),
-retention and recovery in engine/upkeep.py (`store.upkeep`), a thread's attachments in
-engine/attachment_store.py (`store.attachments`), all on the same database; the engine and the shared session maker in engine/database.py.
+Every method is one short transaction and returns frozen records (engine/store/records.py), never ORM
+objects. The handoff and console queries live in engine/store/handoffs.py (`store.handoffs`),
+retention and recovery in engine/store/upkeep.py (`store.upkeep`), a thread's attachments in
+engine/store/attachments.py (`store.attachments`), all on the same database; the engine and the shared session maker in engine/store/database.py.
 Race safety comes from unique constraints (dedupe, thread get-or-create, feedback upsert), so it
 holds across replicas, not only across tasks.
 """
@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import clean
-from engine.attachment_store import AttachmentStore
-from engine.database import IDLE_PING_SECONDS, Database, create_engine
-from engine.handoff_store import HandoffStore, track_handoff
-from engine.handoffs import CandidateRecord, Figures, HandoffRecord, ThreadSummary
 from engine.messages import Answer, Inbound, Outcome, ThreadKey
-from engine.records import (
+from engine.store.attachments import AttachmentStore
+from engine.store.database import IDLE_PING_SECONDS, Database, create_engine
+from engine.store.handoff_records import CandidateRecord, Figures, HandoffRecord, ThreadSummary
+from engine.store.handoffs import HandoffStore, track_handoff
+from engine.store.records import (
     Claim,
     ThreadRecord,
     TurnRecord,
@@ -34,7 +34,7 @@ from engine.records import (
     thread_record,
     turn_record,
 )
-from engine.tables import (
+from engine.store.tables import (
     Feedback,
     FeedbackValue,
     ProcessedEvent,
@@ -43,7 +43,7 @@ from engine.tables import (
     Turn,
     utcnow,
 )
-from engine.upkeep import Upkeep
+from engine.store.upkeep import Upkeep
 
 __all__ = [
     "CandidateRecord",
@@ -201,7 +201,7 @@ class ConversationStore:
         """The threads of one chat in `states` (default: escalated, still waiting for a person),
         oldest first, each with its asker (who asked its first turn): where a platform has no
         threads, an agent writing in the chat takes them over, and an asker's next message
-        belongs to the thread a person owns (engine/lifecycle.py)."""
+        belongs to the thread a person owns (engine/threads/lifecycle.py)."""
         asker = (
             select(Turn.asker_id)
             .where(Turn.thread_id == Thread.id)
