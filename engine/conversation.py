@@ -24,6 +24,7 @@ from engine.llm.tokens import Budget
 from engine.messages import (
     Answer,
     ChatType,
+    Click,
     Inbound,
     Outcome,
     ThreadKey,
@@ -31,7 +32,7 @@ from engine.messages import (
     Usage,
 )
 from engine.policy import Policy
-from engine.ports import ReplyChannel
+from engine.ports import ReplyChannel, ReplyFor
 from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.store.tables import ThreadState
 from engine.threads.context import with_thread_context
@@ -192,6 +193,7 @@ class Conversation:
             max(self._settings.history_turns, escalation.max_unresolved_turns),
             question=inbound.text,  # for the audit record should this turn never finish
             asker=inbound.sender.id,
+            chat_type=inbound.chat_type,
         )
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
@@ -338,12 +340,9 @@ class Conversation:
 
     # -- thread lifecycle (engine/threads/lifecycle.py) ------------------------------------------------
 
-    async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
-    ) -> None:
-        """Hand the thread to a person (a "Talk to a person" button, negative feedback);
-        NothingAsked where nobody asked anything."""
-        await self._lifecycle.escalate(key, reply, trigger=trigger, requested_by=requested_by)
+    async def clicked(self, click: Click, reply: ReplyChannel | ReplyFor | None = None) -> None:
+        """A button on an answer or a thread: feedback, or a person asked for (see lifecycle)."""
+        await self._lifecycle.clicked(click, reply)
 
     async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
         """An agent wrote in the thread; True when this took an escalated thread over."""
@@ -358,19 +357,6 @@ class Conversation:
     ) -> ThreadRecord | None:
         """Mark the thread resolved (console, idle timeout); None when it already was."""
         return await self._lifecycle.resolve(thread_id, by=by, now=now)
-
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-        *,
-        chat: tuple[str, str, str] | None = None,
-    ) -> None:
-        """A helpful ("up") / not helpful ("down") click; "down" may escalate (see lifecycle)."""
-        await self._lifecycle.feedback(turn_id, user_id, value, comment, reply, chat=chat)
 
     def _reject(self, inbound: Inbound, language: str) -> str | None:
         text = inbound.text.strip()

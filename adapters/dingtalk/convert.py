@@ -10,7 +10,6 @@ from typing import Any
 from dingtalk_stream import ChatbotMessage
 
 from adapters.markdown import to_dingtalk
-from adapters.streaming import Recent
 from engine import clean
 from engine.messages import (
     Answer,
@@ -135,13 +134,15 @@ def attachments(
 
 def to_inbound(
     message: ChatbotMessage,
-    thread_id: str,
     raw: Mapping[str, Any],
     agents: Collection[str] = (),
     fetch: Callable[[str], Fetch] | None = None,
+    *,
+    idle_window: float = 1800.0,
 ) -> Inbound:
     """One bot message as the core's Inbound; `agents`: the staff ids of the people who take
-    escalated threads. A DingTalk group has no threads (see ThreadWindows)."""
+    escalated threads. DingTalk has no threads: the core places the message in the asker's
+    window in this chat (`idle_window` seconds of quiet start a new one), so no thread id."""
     sent_at = clean.when(message.create_at, millis=True)  # "abc", 1e20: now, not a crash
     sender = staff_id(message)
     return Inbound(
@@ -149,7 +150,7 @@ def to_inbound(
         tenant=str(message.chatbot_corp_id or message.sender_corp_id or ""),
         chat_id=str(message.conversation_id),
         chat_type=ChatType.GROUP if is_group(message) else ChatType.DIRECT,
-        thread_id=thread_id,
+        thread_id="",  # decided by the core (engine/threads/lifecycle.py: continued)
         message_id=str(message.message_id),
         sender=Sender(
             id=sender, display_name=str(message.sender_nick or ""), is_agent=sender in agents
@@ -161,6 +162,7 @@ def to_inbound(
         raw=dict(raw),
         mentions=mentioned_staff(message),
         threaded=False,
+        idle_window=idle_window,
     )
 
 
@@ -174,30 +176,6 @@ def reply_target(message: ChatbotMessage) -> ReplyTarget:
         webhook_expires_ms=int(clean.number(message.session_webhook_expired_time) or 0),
         message=message,
     )
-
-
-class ThreadWindows:
-    """DingTalk has no threads: (conversation, asker) plus an idle window makes one.
-
-    The thread id embeds the window's start time, so nothing new is stored in the database;
-    only the last-seen time of recent askers is kept here, at most `capacity` of them.
-    """
-
-    def __init__(self, idle_seconds: float, capacity: int = 10_000) -> None:
-        self._idle = idle_seconds
-        self._windows: Recent[tuple[str, str], tuple[float, float]] = Recent(capacity)
-
-    def thread_id(self, conversation_id: str, asker: str, now: float) -> str:
-        """The asker's current thread in the conversation; `now` in epoch seconds."""
-        key = (conversation_id, asker)
-        start, last = self._windows.get(key) or (now, now)
-        if now - last > self._idle:
-            start = now
-        self._windows.put(key, (start, now))
-        return f"{asker}@{int(start)}"
-
-    def __len__(self) -> int:
-        return len(self._windows)
 
 
 def _source_line(number: int, title: str, location: str, section: str) -> str:

@@ -39,6 +39,7 @@ from adapters.feishu.files import resource_fetch
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
+from engine.messages import Click as CoreClick
 from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
@@ -303,12 +304,12 @@ class FeishuAdapter:
             return
         self._last_event = time.monotonic()
         if clicked.action == "up":
-            self._spawn(self._core.feedback(clicked.turn_id, user, "up"))
+            self._spawn(self._core.clicked(CoreClick("up", user, clicked.turn_id)))
             return
         scope = f"{clicked.target.message_id}:human:{clicked.turn_id}"
         channel = self._channel(clicked.target, "zh", scope=scope)
         self._spawn(
-            self._core.escalate(clicked.target.key, channel, trigger="button", requested_by=user)
+            self._core.clicked(CoreClick("human", user, thread=clicked.target.key), channel)
         )
 
     def _channel(

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import clean
-from engine.messages import Answer, Inbound, Outcome, ThreadKey
+from engine.messages import Answer, ChatType, Inbound, Outcome, ThreadKey
 from engine.store.attachments import AttachmentStore
 from engine.store.database import IDLE_PING_SECONDS, Database, create_engine
 from engine.store.handoff_records import CandidateRecord, Figures, HandoffRecord, ThreadSummary
@@ -127,10 +127,12 @@ class ConversationStore:
         *,
         question: str = "",
         asker: str = "",
+        chat_type: ChatType | None = None,
     ) -> Claim | None:
         """`claim_event`, `thread` and `history` in one transaction, the hot path of every
         message; None when another caller (or replica) already claimed the message. `question`
-        and `asker` are kept with the event for the audit of a turn that never finishes."""
+        and `asker` are kept with the event for the audit of a turn that never finishes; a new
+        thread keeps `asker` as its opener and `chat_type`."""
         now = utcnow()
         event = {
             "platform": platform,
@@ -153,7 +155,7 @@ class ConversationStore:
                 return None
             row = (await conn.execute(_thread_query(thread_key))).first()
             if row is None:  # a concurrent creator may win; either way the row exists after
-                await conn.execute(self._new_thread(thread_key, now))
+                await conn.execute(self._new_thread(thread_key, now, chat_type, asker))
                 row = (await conn.execute(_thread_query(thread_key))).first()
             if row is None:  # pragma: no cover - only if the row was deleted in between
                 raise LookupError(f"thread {thread_key} vanished right after it was created")
@@ -222,6 +224,27 @@ class ConversationStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [(thread_record(row), row.asker or "") for row in rows]
+
+    async def latest_thread(
+        self, platform: str, tenant: str, chat_id: str, asker: str, *, since: datetime
+    ) -> ThreadRecord | None:
+        """The thread `asker` opened last in this chat, if a message came in it after `since`:
+        where a platform has no threads, that is the asker's conversation still going on."""
+        stmt = (
+            select(Thread.__table__)
+            .where(
+                Thread.platform == platform,
+                Thread.tenant == tenant,
+                Thread.chat_id == chat_id,
+                Thread.asker_id == asker,
+                Thread.last_message_at >= since,
+            )
+            .order_by(Thread.last_message_at.desc(), Thread.id.desc())
+            .limit(1)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else thread_record(row)
 
     async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
         """The thread with this row id, if any."""
@@ -363,9 +386,13 @@ class ConversationStore:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _new_thread(self, key: ThreadKey, now: datetime) -> Any:
+    def _new_thread(
+        self, key: ThreadKey, now: datetime, chat_type: ChatType | None = None, asker: str = ""
+    ) -> Any:
         """INSERT an open thread for `key` unless it exists."""
         values = {
+            "chat_type": chat_type.value if chat_type is not None else None,
+            "asker_id": clean.ident(asker) or None,
             "platform": key.platform,
             "tenant": key.tenant,
             "chat_id": key.chat_id,

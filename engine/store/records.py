@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.messages import Citation, Outcome, ThreadKey, Timings, Usage
+from engine.messages import ChatType, Citation, Outcome, ThreadKey, Timings, Usage
 from engine.store.tables import (
     ThreadState,
 )
@@ -25,6 +25,8 @@ class ThreadRecord:
     escalation_trigger: str | None
     created_at: datetime
     last_message_at: datetime
+    chat_type: ChatType | None = None  # None: a thread from before the chat type was stored
+    asker_id: str = ""  # who opened the thread ("" before it was stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ def thread_record(row: Any) -> ThreadRecord:
         escalation_trigger=row.escalation_trigger,
         created_at=row.created_at,
         last_message_at=row.last_message_at,
+        chat_type=ChatType(row.chat_type) if row.chat_type else None,
+        asker_id=row.asker_id or "",
     )
 
 

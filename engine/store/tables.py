@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -58,7 +59,11 @@ class EngineBase(DeclarativeBase):
 
 class Thread(EngineBase):
     __tablename__ = "threads"
-    __table_args__ = (UniqueConstraint("platform", "tenant", "chat_id", "thread_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "tenant", "chat_id", "thread_id"),
+        # where a platform has no threads, the core finds an asker's latest thread in a chat
+        Index("ix_threads_asker", "platform", "tenant", "chat_id", "asker_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -71,6 +76,8 @@ class Thread(EngineBase):
     escalation_trigger: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     last_message_at: Mapped[datetime] = mapped_column(index=True)
+    chat_type: Mapped[str | None] = mapped_column(String(16))  # a ChatType value; NULL before 0012
+    asker_id: Mapped[str | None] = mapped_column(String(255))  # who opened it; NULL before 0012
 
 
 class Turn(EngineBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from engine import metrics
 from engine.answer import ending
@@ -13,12 +13,13 @@ from engine.messages import (
     Answer,
     ChatType,
     Citation,
+    Click,
     EscalationNotice,
     Inbound,
     Outcome,
     ThreadKey,
 )
-from engine.ports import ReplyChannel
+from engine.ports import ReplyChannel, ReplyFor
 from engine.store.conversations import ConversationStore, ThreadRecord, TurnRecord
 from engine.store.tables import ThreadState
 from engine.text import clip
@@ -53,8 +54,24 @@ class ThreadLifecycle:
         self.escalation = escalation  # per chat: .for_chat(platform, chat_id)
         self._history_turns = history_turns
 
+    async def clicked(self, click: Click, reply: ReplyChannel | ReplyFor | None = None) -> None:
+        """A button on an answer or a thread (engine.ports.Core.clicked says what each does)."""
+        if click.action != "human":
+            await self._feedback(click, reply)
+            return
+        key = click.thread
+        if click.turn_id is not None:
+            key = (await self._turn_thread(click)).key
+        assert key is not None  # a "human" click names its turn or its thread
+        await self.escalate(key, reply, trigger=click.trigger, requested_by=click.user_id)
+
     async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
+        self,
+        key: ThreadKey,
+        reply: ReplyChannel | ReplyFor | None,
+        *,
+        trigger: str,
+        requested_by: str = "",
     ) -> None:
         """Hand the thread to a person (a "Talk to a person" button, negative feedback).
 
@@ -63,6 +80,10 @@ class ThreadLifecycle:
         thread = await self._store.find_thread(key)
         if thread is None:
             raise NothingAsked(f"no thread {key}")
+        channel = _channel(reply, thread)
+        if channel is None:
+            log.info("escalation of %s asked without a reply channel: not possible", key)
+            return
         escalation = self.escalation.for_chat(key.platform, key.chat_id)
         if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             return
@@ -72,8 +93,8 @@ class ThreadLifecycle:
         if not any(_asked(r) for r in history):
             raise NothingAsked(f"nothing was asked in {key}")
         language = history[-1].language
-        text = await self.hand_off(thread.id, key, reply, trigger, escalation, language)
-        await reply.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
+        text = await self.hand_off(thread.id, key, channel, trigger, escalation, language)
+        await channel.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
 
     async def agent_wrote(self, inbound: Inbound) -> bool:
@@ -98,19 +119,31 @@ class ThreadLifecycle:
         return True
 
     async def continued(self, inbound: Inbound) -> Inbound:
-        """Where the platform has no threads (DingTalk: a thread is the asker's idle window, kept
-        in the adapter's memory), an asker's message belongs to the thread a person owns for them
-        in this chat, if there is one: so the bot stays quiet while the person handles it, after
-        a restart or a new window too."""
-        if inbound.threaded or inbound.sender.is_agent:
+        """Which thread a message belongs to where the platform has none (DingTalk), decided
+        here from the store so it holds across restarts and replicas: the thread a person owns
+        for the asker in this chat, if any (the bot stays quiet while the person handles it);
+        else the asker's latest thread in this chat if a message came in it within the idle
+        window (`Inbound.idle_window`); else a new one, named by the asker and the time."""
+        if inbound.threaded:
             return inbound
-        owned = await self._store.waiting_threads(
-            inbound.platform, inbound.tenant, inbound.chat_id, states=_PEOPLE_OWN
+        asker = inbound.sender.id
+        if not inbound.sender.is_agent:
+            owned = await self._store.waiting_threads(
+                inbound.platform, inbound.tenant, inbound.chat_id, states=_PEOPLE_OWN
+            )
+            mine = [thread.key for thread, opener in owned if opener == asker]
+            if mine:
+                return replace(inbound, thread_id=mine[-1].thread_id)
+        now = datetime.now(UTC)
+        latest = await self._store.latest_thread(
+            inbound.platform,
+            inbound.tenant,
+            inbound.chat_id,
+            asker,
+            since=now - timedelta(seconds=inbound.idle_window),
         )
-        mine = [thread.key for thread, asker in owned if asker == inbound.sender.id]
-        if not mine or inbound.thread_key in mine:
-            return inbound
-        return replace(inbound, thread_id=mine[-1].thread_id)
+        thread_id = latest.key.thread_id if latest else f"{asker}@{int(now.timestamp() * 1000)}"
+        return replace(inbound, thread_id=thread_id)
 
     async def _owned_by_people(self, inbound: Inbound) -> list[ThreadKey]:
         """The threads a person owns that an agent's message in this chat goes to."""
@@ -217,29 +250,36 @@ class ThreadLifecycle:
         )
         return follow_up(datetime.now(UTC), escalation, language)
 
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-        *,
-        chat: tuple[str, str, str] | None = None,
-    ) -> None:
-        """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
-        it); "down" escalates where the channel says so and the adapter gave a reply channel.
-
-        LookupError when there is no such turn, or it is not in `chat` (platform, tenant, chat
-        id) when that is given: the web chat rates only answers in the asker's own chat."""
-        turn = await self._store.turn(turn_id)
+    async def _turn_thread(self, click: Click) -> ThreadRecord:
+        """The thread of the clicked turn; LookupError when there is no such turn, or it is not
+        in `click.chat` when that is given (the web chat rates only the asker's own chat)."""
+        assert click.turn_id is not None
+        turn = await self._store.turn(click.turn_id)
         thread = await self._store.thread_by_id(turn.thread_id) if turn else None
-        key = thread.key if thread is not None else None
-        if key is None or (chat is not None and (key.platform, key.tenant, key.chat_id) != chat):
-            raise LookupError(f"no turn {turn_id}" + (" in this chat" if chat else ""))
-        await self._store.add_feedback(turn_id, user_id, value, comment)
-        if value == "down" and reply is not None:
+        chat = click.chat
+        where = (thread.key.platform, thread.key.tenant, thread.key.chat_id) if thread else None
+        if where is None or (chat is not None and where != chat):
+            raise LookupError(f"no turn {click.turn_id}" + (" in this chat" if chat else ""))
+        assert thread is not None
+        return thread
+
+    async def _feedback(self, click: Click, reply: ReplyChannel | ReplyFor | None) -> None:
+        """Record a helpful ("up") / not helpful ("down") click (a user's later click replaces
+        it); "down" escalates where the channel says so and the adapter gave a reply channel."""
+        thread = await self._turn_thread(click)
+        assert click.turn_id is not None
+        await self._store.add_feedback(click.turn_id, click.user_id, click.action, click.comment)
+        if click.action == "down" and reply is not None:
             try:
-                await self.escalate(key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=user_id)
+                await self.escalate(
+                    thread.key, reply, trigger=NEGATIVE_FEEDBACK, requested_by=click.user_id
+                )
             except NothingAsked:  # "not helpful" on a command's reply: nothing to hand over
-                log.info("feedback on %s: nothing asked there to escalate", key)
+                log.info("feedback on %s: nothing asked there to escalate", thread.key)
+
+
+def _channel(reply: ReplyChannel | ReplyFor | None, thread: ThreadRecord) -> ReplyChannel | None:
+    """The reply channel into `thread`: the one given, or made for it."""
+    if isinstance(reply, ReplyFor):
+        return reply(thread.key, thread.chat_type)
+    return reply
