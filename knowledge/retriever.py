@@ -111,40 +111,12 @@ class Retriever:
         if not query or k < 1:
             return []
         allowed = tuple(collections) if collections else (self._settings.default_collection,)
-        mode = mode or self._mode
-        embedder, store = self._pair
         async with self._live.reading() as snapshot:
             if not snapshot.chunks:
                 return []
-            wanted = max(self._settings.candidates, k)
-            admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
-            (dense, readable), lexical = await asyncio.gather(
-                self._dense(
-                    embedder,
-                    store,
-                    query,
-                    wanted,
-                    allowed,
-                    snapshot,
-                    admitted,
-                    strict=mode == "dense",
-                )
-                if mode != "lexical"
-                else _nothing(),
-                self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
+            passages = await self._candidates(
+                query, k, allowed, mode or self._mode, snapshot, reader
             )
-            dense = [
-                p
-                for p in dense
-                if snapshot.chunks.get(p.chunk_id) in allowed
-                and snapshot.visible(p.chunk_id, admitted)
-            ]
-            lexical = [
-                p
-                for p in lexical
-                if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
-            ]
-            passages = await self._fuse(store, dense, lexical, readable)
         # a reranker reorders what it is given and the per-document cap reaches down the list,
         # so both need every candidate
         passages = _collapse(passages, len(passages))
@@ -158,6 +130,40 @@ class Retriever:
                 replace(p, score=_rescale(p.score, floor, self._min_score)) for p in passages
             ]
         return passages
+
+    async def _candidates(
+        self,
+        query: str,
+        k: int,
+        allowed: tuple[str, ...],
+        mode: str,
+        snapshot: Snapshot,
+        reader: Reader | None,
+    ) -> list[Passage]:
+        """Dense and lexical candidates of the allowed collections that the reader may see,
+        fused into one ranking (within one snapshot of the live index)."""
+        embedder, store = self._pair
+        wanted = max(self._settings.candidates, k)
+        admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
+        (dense, readable), lexical = await asyncio.gather(
+            self._dense(
+                embedder, store, query, wanted, allowed, snapshot, admitted, strict=mode == "dense"
+            )
+            if mode != "lexical"
+            else _nothing(),
+            self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
+        )
+        dense = [
+            p
+            for p in dense
+            if snapshot.chunks.get(p.chunk_id) in allowed and snapshot.visible(p.chunk_id, admitted)
+        ]
+        lexical = [
+            p
+            for p in lexical
+            if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
+        ]
+        return await self._fuse(store, dense, lexical, readable)
 
     async def _dense(
         self,

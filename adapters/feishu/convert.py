@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+from lark_oapi.api.im.v1 import EventMessage, P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
 from adapters import payload
@@ -73,6 +73,24 @@ class Received:
     from_app: bool
 
 
+def _mentions(
+    message: EventMessage, bot_open_id: str
+) -> tuple[dict[str, str], bool, tuple[str, ...]]:
+    """A message's mentions: the text each placeholder becomes (the bot's: nothing), whether
+    the bot is mentioned, and the open ids of the others mentioned."""
+    names: dict[str, str] = {}
+    mentioned = False
+    others: list[str] = []
+    for mention in message.mentions or []:
+        open_id = mention.id.open_id if mention.id else None
+        if mention.key:
+            names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
+        mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
+        if open_id and open_id != bot_open_id:
+            others.append(open_id)
+    return names, mentioned, tuple(others)
+
+
 def received(
     event: P2ImMessageReceiveV1,
     bot_open_id: str,
@@ -90,16 +108,7 @@ def received(
     sender_id = (sender.sender_id.open_id if sender and sender.sender_id else None) or ""
     header = event.header
     tenant = (header.tenant_key if header else None) or (sender.tenant_key if sender else "") or ""
-    names: dict[str, str] = {}
-    mentioned = False
-    others: list[str] = []
-    for mention in message.mentions or []:
-        open_id = mention.id.open_id if mention.id else None
-        if mention.key:
-            names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
-        mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
-        if open_id and open_id != bot_open_id:
-            others.append(open_id)
+    names, mentioned, others = _mentions(message, bot_open_id)
     message_id = message.message_id
 
     def fetch(key: str, kind: str) -> Fetch | None:
@@ -124,7 +133,7 @@ def received(
         ),
         text=text,
         mentioned=mentioned or chat_type == ChatType.DIRECT,
-        mentions=tuple(others),
+        mentions=others,
         attachments=attachments,
         sent_at=_sent_at(message.create_time),
         raw=json.loads(JSON.marshal(event)),

@@ -8,10 +8,10 @@ turn; a question that does not fit with its best passage is refused with its own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.answer.prompt import HistoryTurn, build_messages
+from engine.answer.turn import Grounds
 from engine.llm.tokens import Budget, TokenCounter
 from engine.weblookup.types import WebSource
 from knowledge import Passage
@@ -37,10 +37,7 @@ class QuestionTooLong(Exception):
 
 
 async def fit(
-    question: str,
-    passages: Sequence[Passage],
-    history: Sequence[HistoryTurn],
-    web: Sequence[WebSource],
+    grounds: Grounds,
     *,
     budget: Budget,
     counter: TokenCounter,
@@ -49,6 +46,12 @@ async def fit(
     passage_chars: int,
 ) -> Fitted:
     """The prompt for this turn, cut to `budget.prompt` tokens (see the module docstring)."""
+    question, passages, history, web = (
+        grounds.question,
+        grounds.passages,
+        grounds.history,
+        grounds.web,
+    )
     turns, found, sources = list(history), list(passages), list(web)
 
     def render() -> list[dict[str, str]]:

@@ -19,8 +19,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+import engine.llm.errors as errors
+import engine.llm.sse as sse
 from engine.config import LLMSettings
-from engine.llm import errors, sse
 from engine.llm.breaker import Breaker
 from engine.llm.errors import (
     LLMContextExceeded,
