@@ -38,8 +38,8 @@ from knowledge.errors import LoadError, SourceError
 from knowledge.lexical import tokenize
 from knowledge.live import LiveChunk, LiveIndex, drained
 from knowledge.sources import DocumentRef, SourceKinds, SourceReader, builtin_kinds
-from knowledge.store import Metadata, VectorStore
 from knowledge.types import Audience, Chunk, Document, RefreshReport
+from knowledge.vectors import Metadata, VectorStore
 
 log = logging.getLogger(__name__)
 

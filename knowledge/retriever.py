@@ -39,8 +39,8 @@ from knowledge.fusion import combine, dense_trust, rank_fusion
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
-from knowledge.store import VectorStore
 from knowledge.types import Passage
+from knowledge.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 DUPLICATE_JACCARD = 0.85
