@@ -18,8 +18,9 @@ from engine.answer.prompt import (
     trim_history,
 )
 from engine.answer.turn import Grounds, Turn
+from engine.catalog import phrase
 from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
-from engine.language import detect, phrase
+from engine.language import detect
 from engine.llm import LLMClient, LLMContextExceeded
 from engine.llm.tokens import Budget
 from engine.messages import (

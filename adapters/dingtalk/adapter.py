@@ -38,6 +38,7 @@ from adapters.dingtalk.files import download_codes
 from adapters.dingtalk.reply import DingTalkReplyChannel
 from adapters.dingtalk.stream import StreamConnection
 from adapters.streaming import Recent
+from engine.catalog import phrase
 from engine.messages import ChatType, Click, EscalationNotice, ThreadKey
 from engine.text import split_text
 
@@ -357,7 +358,9 @@ class DingTalkAdapter:
             return
         text = escalation_markdown(notice, self._settings.agents, target)
         for piece in split_text(text, self._settings.max_chars):
-            await self.api.send_markdown(group=True, to=group, title="需要人工", text=piece)
+            await self.api.send_markdown(
+                group=True, to=group, title=phrase("notice_title", "zh"), text=piece
+            )
 
     def remember_card(self, out_track_id: str, turn_id: int, target: ReplyTarget) -> None:
         self._cards.put(out_track_id, (turn_id, target))

@@ -11,6 +11,7 @@ from dingtalk_stream import ChatbotMessage
 
 from adapters.markdown import to_dingtalk
 from engine import clean
+from engine.catalog import both, phrase
 from engine.messages import (
     Answer,
     Attachment,
@@ -190,16 +191,14 @@ def _source_line(number: int, title: str, location: str, section: str) -> str:
 
 def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
     """The final answer as DingTalk markdown: text, numbered sources, an escalation hint."""
-    zh = answer.language == "zh"
+    language = answer.language
     parts = [to_dingtalk(answer.text)]
     if answer.citations:
-        heading = "**来源**" if zh else "**Sources**"
+        heading = f"**{phrase('sources', language)}**"
         lines = [_source_line(c.number, c.title, c.location, c.section) for c in answer.citations]
         parts.append(heading + "\n\n" + "\n".join(lines))
     if hint_human and answer.outcome is not Outcome.HANDED_OFF:
-        parts.append(
-            "_回复“转人工”可联系同事_" if zh else '_Reply "human" to reach a person (转人工)_'
-        )
+        parts.append(f"_{phrase('hint_human', language)}_")
     return "\n\n".join(p for p in parts if p)
 
 
@@ -225,18 +224,19 @@ def mention(text: str, target: ReplyTarget, *, webhook: bool) -> str:
 def escalation_markdown(
     notice: EscalationNotice, agents: list[str], asker: ReplyTarget | None
 ) -> str:
-    lines = ["### 需要人工 / A person is needed"]
+    lines = [f"### {both('notice_title')}"]
     if agents:
         lines.append(" ".join(f"@{agent}" for agent in agents))
     who = f"{asker.nick} ({asker.staff_id})" if asker else notice.thread.thread_id
     lines += [
-        f"**问题 / Question:** {clip(notice.question, 500) or '—'}",
-        f"**提问人 / Asked by:** {who}",
-        f"**会话 / Conversation:** `{notice.thread.chat_id}`",
-        f"**原因 / Trigger:** {trigger_labels(notice.trigger)}",
+        f"**{both('notice_question')}:** {clip(notice.question, 500) or '—'}",
+        f"**{both('notice_asked_by')}:** {who}",
+        f"**{both('notice_conversation')}:** `{notice.thread.chat_id}`",
+        f"**{both('notice_trigger')}:** {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append("**最近对话 / Recent turns:**\n\n" + clip(to_dingtalk(notice.summary), 1500))
+        recent = clip(to_dingtalk(notice.summary), 1500)
+        lines.append(f"**{both('notice_recent')}:**\n\n{recent}")
     if notice.citations:
         lines.append(
             "\n".join(

@@ -12,6 +12,7 @@ from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import ReplyTarget, answer_markdown, partial_markdown
 from adapters.streaming import Coalescer, ReplyTimings
+from engine.catalog import phrase
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 # AI card flowStatus values (dingtalk_stream.AICardStatus); cardParamMap values are strings.
 PROCESSING, INPUTTING, FINISHED, FAILED = "1", "2", "3", "5"
-THINKING = {"zh": "正在思考…", "en": "Thinking…"}
 
 
 class Outbox(Protocol):
@@ -119,7 +119,7 @@ class DingTalkReplyChannel:
     async def _notice_later(self) -> None:
         await asyncio.sleep(self._settings.thinking_notice_after)
         try:
-            await self._send(THINKING.get(self._language, THINKING["en"]), notice=True)
+            await self._send(phrase("thinking_notice", self._language), notice=True)
         except Exception as error:  # a lost notice must not cost the answer
             log.warning("DingTalk thinking notice failed: %s", error)
 

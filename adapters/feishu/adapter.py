@@ -39,6 +39,7 @@ from adapters.feishu.files import resource_fetch
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
+from engine.catalog import both
 from engine.messages import Click as CoreClick
 from engine.messages import ThreadKey
 
@@ -269,11 +270,7 @@ class FeishuAdapter:
             log.info("feishu: a card click delivered again was acknowledged, not repeated")
         else:
             loop.call_soon_threadsafe(self._accept_click, clicked, user)
-        toast = (
-            "感谢反馈 / Thanks for the feedback"
-            if clicked.action == "up"
-            else "正在转人工 / Asking a colleague"
-        )
+        toast = both("thanks_feedback" if clicked.action == "up" else "asking_colleague")
         return P2CardActionTriggerResponse({"toast": {"type": "success", "content": toast}})
 
     def _seen_click(self, event: P2CardActionTrigger) -> bool:

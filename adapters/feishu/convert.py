@@ -20,6 +20,7 @@ from lark_oapi.core.json import JSON
 from adapters import payload
 from adapters.markdown import to_feishu
 from engine import clean
+from engine.catalog import both
 from engine.messages import (
     Answer,
     Attachment,
@@ -42,8 +43,8 @@ Resource = Callable[[str, str, str], Fetch]
 ANSWER_ELEMENT = "answer"
 CARD_MAX_CHARS = 6000  # a card is at most 30 KB of JSON; CJK text is 3 bytes a character
 TEXT_MAX_CHARS = 8000
-HELPFUL = "有帮助 / Helpful"
-HUMAN = "转人工 / Talk to a person"
+HELPFUL = both("button_helpful")
+HUMAN = both("button_person")
 _PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
 _ATTACHMENT_KINDS = {
     "image": "image",
@@ -313,7 +314,7 @@ def _wants_buttons(answer: Answer) -> bool:
 
 
 def sources_markdown(citations: tuple[Citation, ...]) -> str:
-    lines = ["**来源 / Sources**"]
+    lines = [f"**{both('sources')}**"]
     for c in citations:
         title = (c.title or c.source or c.location).replace("[", "(").replace("]", ")")
         where = f" · {c.section}" if c.section else ""
@@ -332,7 +333,7 @@ def plain_text(answer: Answer, text: str) -> dict[str, str]:
     sources = "\n".join(
         f"[{c.number}] {c.title or c.source} {c.location}".rstrip() for c in answer.citations
     )
-    return {"text": f"{text}\n\n来源 / Sources:\n{sources}"}
+    return {"text": f"{text}\n\n{both('sources')}:\n{sources}"}
 
 
 def button_value(target: ReplyTarget, turn_id: int) -> dict[str, Any]:
@@ -373,13 +374,13 @@ def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> d
     """The card posted in the escalation chat."""
     question = notice.question.replace("<", "&#60;").replace(">", "&#62;")
     lines = [
-        f"**问题 / Question**\n{question or '—'}",
-        f"**触发 / Trigger**: {trigger_labels(notice.trigger)}",
+        f"**{both('notice_question')}**\n{question or '—'}",
+        f"**{both('notice_trigger')}**: {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append(f"**对话摘要 / Summary**\n{to_feishu(notice.summary)}")
+        lines.append(f"**{both('notice_summary')}**\n{to_feishu(notice.summary)}")
     if link:
-        lines.append(f"[打开原会话 / Open the conversation]({link})")
+        lines.append(f"[{both('notice_open')}]({link})")
     if agents:
         lines.append(" ".join(f"<at id={agent}></at>" for agent in agents))
     elements = [_markdown("\n\n".join(lines), "notice")]
@@ -389,7 +390,7 @@ def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> d
         "schema": "2.0",
         "config": {"update_multi": True, "summary": {"content": _summary(notice.question)}},
         "header": {
-            "title": {"tag": "plain_text", "content": "需要人工 / A person is needed"},
+            "title": {"tag": "plain_text", "content": both("notice_title")},
             "template": "orange",
         },
         "body": {"elements": elements},

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from adapters import payload
 from adapters.markdown import to_mrkdwn
 from engine import clean
+from engine.catalog import both, phrase
 from engine.messages import (
     Answer,
     Attachment,
@@ -345,18 +346,13 @@ def _button(text: str, action_id: str, value: str, style: str = "") -> dict[str,
     return button
 
 
-BUTTON_LABELS = {
-    "en": {
-        "helpful": "👍 Helpful",
-        "person": "Talk to a person",
-        "thanks": "Thanks for the feedback!",
-    },
-    "zh": {"helpful": "👍 有帮助", "person": "转人工", "thanks": "感谢反馈！"},
-}
-
-
 def labels(language: str) -> Mapping[str, str]:
-    return BUTTON_LABELS.get(language, BUTTON_LABELS["en"])
+    """The answer's button labels and the thanks for a click, from the catalog."""
+    return {
+        "helpful": f"👍 {phrase('button_helpful', language)}",
+        "person": phrase("button_person", language),
+        "thanks": phrase("thanks_feedback", language),
+    }
 
 
 def mention_text(targets: Sequence[str]) -> str:
@@ -379,9 +375,9 @@ def escalation_message(
     notice: EscalationNotice, *, permalink: str, mention: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The notice for the human channel: who to ping, the question, a link to the thread."""
-    head = f"{mention} 需要人工 / a thread needs a person".strip()
+    head = f"{mention} {both('notice_thread_needs')}".strip()
     question = clip(_escape(notice.question), 1500) or "(no question text)"
-    link = f"<{permalink}|打开会话 / Open the thread>" if permalink else str(notice.thread)
+    link = f"<{permalink}|{both('notice_open_thread')}>" if permalink else str(notice.thread)
     why = _escape(trigger_labels(notice.trigger))
     lines = [f"*{head}* ({why})", f">{question}".replace("\n", "\n>"), link]
     blocks: list[dict[str, Any]] = [

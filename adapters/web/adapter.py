@@ -43,7 +43,7 @@ from adapters.web.convert import (
 )
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
-from engine.language import phrase
+from engine.catalog import phrase
 from engine.messages import Answer, Click, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel

@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.catalog import phrase
 from engine.config import AttachmentSettings
-from engine.language import phrase
 from engine.messages import Attachment, DownloadError
 from engine.store.records import Read
 from knowledge import Passage

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from engine.answer.budget import Fitted
 from engine.answer.prompt import first_web_number, heading, numbering, render_turn, section
 from engine.answer.stream import Streamed
-from engine.language import phrase
+from engine.catalog import phrase
 from engine.messages import Answer, Citation, Outcome, Timings, Usage
 from engine.text import clip
 from engine.weblookup import WebReport, WebSource

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from engine import metrics
+from engine import catalog, metrics
 from engine.language import detect
 from engine.messages import Answer, EscalationNotice, Inbound, Outcome
 from engine.ports import ChannelLimits, ReplyChannel
@@ -23,17 +23,6 @@ from engine.ports import ChannelLimits, ReplyChannel
 log = logging.getLogger(__name__)
 
 FINISH_TIMEOUT = 10.0  # seconds the apology may take; then the sweeper has it
-
-_PHRASES = {
-    "failed": {
-        "en": "Sorry — something went wrong while I was answering. Please ask again in a moment.",
-        "zh": "抱歉，回答时出了点问题，请稍后再问一次。",
-    },
-    "stopping": {
-        "en": "Sorry — I had to restart while answering your question. Please ask it again.",
-        "zh": "抱歉，我在回答您的问题时重启了，请再问一次。",
-    },
-}
 
 # (platform, message id) of the answers this process is working on: the sweeper leaves them be,
 # however long they take (another replica's answers are protected by the sweeper's deadline)
@@ -45,7 +34,7 @@ MarkAnswered = Callable[[str, str], Awaitable[bool]]
 
 def phrase(key: str, language: str) -> str:
     """The polite failure `key` ("failed" | "stopping") in the asker's language."""
-    return _PHRASES[key]["zh" if language == "zh" else "en"]
+    return catalog.phrase(f"apology_{key}", language)
 
 
 class Watched:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from engine import metrics
-from engine.language import phrase
+from engine.catalog import phrase
 from engine.llm import (
     Delta,
     LLMContextExceeded,

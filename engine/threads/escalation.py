@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator
 
-from engine.language import phrase
+from engine.catalog import MESSAGES, phrase
 
 # Whole-message requests for a person, in Chinese and English. Kept strict on purpose:
 # "how do I add a human user?" is a question, "human please" is a request.
@@ -36,14 +36,18 @@ MODEL_FAILURE = "model_failure"
 UNRESOLVED_TURNS = "unresolved_turns"
 BUTTON = "button"
 
-# What each trigger is called where a person reads it (notices, the console).
+# What each trigger is called where a person reads it (notices, the console): the catalog's
+# "trigger_<name>" entries.
 TRIGGER_LABELS: dict[str, dict[str, str]] = {
-    ASKED_FOR_HUMAN: {"en": "asked for a person", "zh": "提问人要求转人工"},
-    NO_GROUNDING: {"en": "nothing in the knowledge base", "zh": "知识库中没有相关内容"},
-    NEGATIVE_FEEDBACK: {"en": "marked not helpful", "zh": "提问人反馈没有帮助"},
-    MODEL_FAILURE: {"en": "the model server failed", "zh": "模型服务出错"},
-    UNRESOLVED_TURNS: {"en": "several turns unresolved", "zh": "多轮对话仍未解决"},
-    BUTTON: {"en": "clicked Talk to a person", "zh": "点击了转人工按钮"},
+    trigger: MESSAGES[f"trigger_{trigger}"]
+    for trigger in (
+        ASKED_FOR_HUMAN,
+        NO_GROUNDING,
+        NEGATIVE_FEEDBACK,
+        MODEL_FAILURE,
+        UNRESOLVED_TURNS,
+        BUTTON,
+    )
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from engine.answer.stream import Streamed, collect
-from engine.language import phrase
+from engine.catalog import phrase
 from engine.llm import (
     Delta,
     LLMContextExceeded,

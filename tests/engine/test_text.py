@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.language import detect, phrase
+from engine.catalog import phrase
+from engine.language import detect
 from engine.text import clip, estimate_tokens, split_text
 
 
