@@ -1,7 +1,7 @@
 """Every user-facing phrase of the bot in both languages, by key: what the core tells the asker,
 the escalation triggers' names, and what the adapters render around an answer and in the agents'
 notices. Callers look a phrase up by key and language (`phrase`), or in both languages for a
-mixed team's channel (`both`); a reply follows the asker's language (engine/language.py).
+mixed team's channel (`both`); a reply follows the asker's language (engine/text.py:detect).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from engine import clean, metrics
 from engine.answer import compose, ending, stream
 from engine.answer.attachments import Attached, AttachmentReader, search_text
 from engine.answer.budget import Fitted, QuestionTooLong, fit
-from engine.answer.followup import Query, merge, standalone
+from engine.answer.followup import Query, standalone
 from engine.answer.prompt import (
     HistoryTurn,
     trim_history,
@@ -20,9 +20,8 @@ from engine.answer.prompt import (
 from engine.answer.turn import Grounds, Turn
 from engine.catalog import phrase
 from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
-from engine.language import detect
 from engine.llm import LLMClient, LLMContextExceeded
-from engine.llm.tokens import Budget
+from engine.llm.probe import Budget
 from engine.messages import (
     Answer,
     ChatType,
@@ -37,6 +36,7 @@ from engine.policy import Policy
 from engine.ports import ReplyChannel, ReplyFor
 from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.store.tables import ThreadState
+from engine.text import detect
 from engine.threads.context import with_thread_context
 from engine.threads.escalation import (
     ASKED_FOR_HUMAN,
@@ -120,7 +120,8 @@ class Conversation:
         metrics.RECEIVED.labels(inbound.platform).inc()
         if not await self._accepts(inbound):
             return None
-        inbound = await self._lifecycle.continued(inbound)  # no platform threads: the window
+        if not inbound.threaded:  # no platform threads: the core keeps the asker's window
+            inbound = await self._lifecycle.continued(inbound)
         escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
         claim = await self._claim(inbound, escalation)
         if claim is None:
@@ -226,11 +227,15 @@ class Conversation:
 
     async def _rejection(self, inbound: Inbound, language: str) -> str | None:
         """Why the message is not answered (empty, too long, rate limited), or None."""
-        rejection = self._reject(inbound, language)
-        if rejection is None and not await self._policy.within_limits(inbound):
+        text, limit = inbound.text.strip(), self._settings.max_message_chars
+        if not text and not inbound.attachments:
+            return phrase("empty", language)
+        if len(text) > limit:
+            return phrase("too_long", language, size=len(text), limit=limit)
+        if not await self._policy.within_limits(inbound):
             metrics.IGNORED.labels(inbound.platform, "rate_limited").inc()
-            rejection = phrase("rate_limited", language)
-        return rejection
+            return phrase("rate_limited", language)
+        return None
 
     async def _answer(self, turn: Turn, attached: Attached) -> Answer:
         """History, the standalone query, retrieval, the web lookup, then the model's answer (or
@@ -331,31 +336,14 @@ class Conversation:
         """Mark the thread resolved (console, idle timeout); None when it already was."""
         return await self._lifecycle.resolve(thread_id, by=by, now=now)
 
-    def _reject(self, inbound: Inbound, language: str) -> str | None:
-        text = inbound.text.strip()
-        if not text and not inbound.attachments:
-            return phrase("empty", language)
-        if len(text) > self._settings.max_message_chars:
-            return phrase(
-                "too_long", language, size=len(text), limit=self._settings.max_message_chars
-            )
-        return None
-
     async def _retrieve(self, query: Query, inbound: Inbound) -> list[Passage]:
-        """Grounding passages for the (standalone) query; several texts merge by best score."""
-        floor = self._retriever.min_score
-        # Only the knowledge collections this chat is mapped to (knowledge.chat_collections).
-        scope = self._retriever.collections_for(inbound.platform, inbound.chat_id)
-        # Of those, only documents this asker (in a group: the whole chat) may open.
-        reader = reader_of(inbound)
+        """Grounding passages for the (standalone) query: only the knowledge collections this
+        chat is mapped to (knowledge.chat_collections), of those only documents this asker (in a
+        group: the whole chat) may open; several texts merge by best score."""
         if query.how != "bare":
             metrics.FOLLOWUP_QUERIES.labels(query.how).inc()
         with metrics.RETRIEVAL_TIME.time():
-            found = [
-                await self._retriever.retrieve(t, collections=scope, reader=reader)
-                for t in query.texts
-            ]
-            passages = merge(found, floor, self._retriever.top_k)
+            passages = await self._retriever.search(query.texts, reader_of(inbound))
         if not passages:
             metrics.NO_GROUNDING.inc()
         return passages

@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 from knowledge.audience import Reader
@@ -82,6 +83,21 @@ class Retriever:
     def top_k(self) -> int:
         """How many passages `retrieve` returns by default."""
         return self._top_k
+
+    async def search(self, texts: Sequence[str], reader: Reader | None = None) -> list[Passage]:
+        """Passages for one question asked in several texts (a follow-up made standalone, an
+        error code read in a screenshot): from the collections the reader's chat is mapped to,
+        that the reader may see (None: the default collection, every audience), each once at its
+        best score, none below `min_score`; at most `top_k` when there was more than one text."""
+        scope = self.collections_for(reader.platform, reader.chat_id) if reader else None
+        best: dict[str, Passage] = {}
+        for text in texts:
+            for p in await self.retrieve(text, collections=scope, reader=reader):
+                known = best.get(p.chunk_id)
+                if p.score >= self._min_score and (known is None or p.score > known.score):
+                    best[p.chunk_id] = p
+        ranked = sorted(best.values(), key=attrgetter("score"), reverse=True)
+        return ranked[: max(self._top_k, 1)] if len(texts) > 1 else ranked
 
     def collections_for(self, platform: str, chat_id: str) -> tuple[str, ...]:
         """The collections a chat may see: its `chat_collections` entry ("platform:chat_id",

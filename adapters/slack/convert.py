@@ -347,8 +347,10 @@ def _button(text: str, action_id: str, value: str, style: str = "") -> dict[str,
 
 
 def labels(language: str) -> Mapping[str, str]:
-    """The answer's button labels and the thanks for a click, from the catalog."""
+    """What the Slack reply shows in `language`, from the catalog: the placeholder, the
+    answer's button labels and the thanks for a click."""
     return {
+        "thinking": phrase("thinking", language),
         "helpful": f"👍 {phrase('button_helpful', language)}",
         "person": phrase("button_person", language),
         "thanks": phrase("thanks_feedback", language),

@@ -1,6 +1,6 @@
 """Token budgets: the prompt is fitted to the model's context minus what the answer needs.
 
-Counts and the budget come from engine/llm/tokens.py (the server's tokenizer when it offers
+Counts and the budget come from engine/llm/probe.py (the server's tokenizer when it offers
 one, else an estimate). What gives way, in order: the oldest history turns (down to
 the last one), web results, the lowest-ranked passages (down to the best one), then the last
 turn; a question that does not fit with its best passage is refused with its own answer.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from engine.answer.prompt import HistoryTurn, build_messages
 from engine.answer.turn import Grounds
-from engine.llm.tokens import Budget, TokenCounter
+from engine.llm.probe import Budget, TokenCounter
 from engine.weblookup.types import WebSource
 from knowledge import Passage
 

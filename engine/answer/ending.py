@@ -16,9 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from engine import catalog, metrics
-from engine.language import detect
 from engine.messages import Answer, EscalationNotice, Inbound, Outcome
 from engine.ports import ChannelLimits, ReplyChannel
+from engine.text import detect
 
 log = logging.getLogger(__name__)
 

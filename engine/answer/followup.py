@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from engine.llm import LLMClient, LLMError
 from engine.text import clip
-from knowledge import Passage
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +101,3 @@ async def _thinks(llm: LLMClient) -> bool:
     """A model that reasons first would spend seconds on a rewrite: the server tells."""
     info = await llm.server_info()
     return bool(info.reasoning_parser) or bool(info.opens_think)
-
-
-def merge(found: Sequence[Sequence[Passage]], floor: float, k: int) -> list[Passage]:
-    """Passages of several searches above `floor`, each once at its best score, best first;
-    at most `k` when there was more than one search."""
-    best: dict[str, Passage] = {}
-    for passages in found:
-        for p in passages:
-            if p.score >= floor and (p.chunk_id not in best or p.score > best[p.chunk_id].score):
-                best[p.chunk_id] = p
-    ranked = sorted(best.values(), key=lambda p: p.score, reverse=True)
-    return ranked[: max(k, 1)] if len(found) > 1 else ranked

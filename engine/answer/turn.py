@@ -24,10 +24,10 @@ class Turn:
     history: tuple[TurnRecord, ...]  # the thread's earlier turns, oldest first
     language: str  # "zh" | "en": the asker's, which every reply follows
     started: float  # time.monotonic() when the core took the message
+    question: str = field(init=False)  # the message's text, stripped
 
-    @property
-    def question(self) -> str:
-        return self.inbound.text.strip()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "question", self.inbound.text.strip())
 
     def answer(self, text: str, outcome: Outcome) -> Answer:
         """A reply of this turn in the asker's language."""

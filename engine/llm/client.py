@@ -33,8 +33,10 @@ from engine.llm.errors import (
     LLMUnavailable,
 )
 from engine.llm.probe import (
+    Budget,
     ServerInfo,
     ServerReport,
+    TokenCounter,
     count_tokens,
     discover,
     reasoning_rule,
@@ -42,7 +44,6 @@ from engine.llm.probe import (
 )
 from engine.llm.sse import Delta
 from engine.llm.think import CLOSE, OPEN, ThinkSplitter
-from engine.llm.tokens import Budget, TokenCounter
 from engine.messages import Usage
 
 log = logging.getLogger(__name__)

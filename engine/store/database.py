@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,10 @@ class Database:
                 f"unsupported database {self.dialect!r}: use sqlite+aiosqlite:///PATH"
                 " or postgresql+asyncpg://USER@HOST:PORT/DB"
             )
-
-    def insert(self, model: Any) -> Any:
-        """INSERT for this dialect, with its ON CONFLICT clauses."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(model)
-        return sqlite.insert(model)
+        # INSERT for this dialect, with its ON CONFLICT clauses: chosen once, not per statement
+        self.insert: Callable[[Any], Any] = (
+            postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -8,7 +8,7 @@ from engine.answer.budget import QuestionTooLong, fit
 from engine.answer.followup import combined, refers_back
 from engine.answer.prompt import HistoryTurn
 from engine.answer.turn import Grounds
-from engine.llm.tokens import PER_MESSAGE, PER_PROMPT, Budget, TokenCounter
+from engine.llm.probe import PER_MESSAGE, PER_PROMPT, Budget, TokenCounter
 from engine.text import estimate_tokens
 from knowledge import Passage
 from tests.fakes.sglang import tokenize

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from engine.catalog import phrase
-from engine.language import detect
-from engine.text import clip, estimate_tokens, split_text
+from engine.text import clip, detect, estimate_tokens, split_text
 
 
 @pytest.mark.parametrize(
