@@ -138,9 +138,7 @@ class Conversation:
             thread = await self._store.set_state(turn.thread.id, ThreadState.OPEN)
             turn = replace(turn, thread=thread)
         if escalation.on_request and asks_for_human(inbound.text):
-            text = await self._lifecycle.hand_off(
-                turn.thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
-            )
+            text = await self._lifecycle.hand_off(turn.thread, reply, ASKED_FOR_HUMAN, language)
             return await self._finish(turn, turn.answer(text, Outcome.HANDED_OFF))
         if (rejection := await self._rejection(inbound, language)) is not None:
             return await self._finish(turn, turn.answer(rejection, Outcome.FAILED))
@@ -163,7 +161,7 @@ class Conversation:
         answer = await self._answer(turn, attached)
         trigger = self._policy_trigger(turn, answer, escalation)
         if trigger is not None:
-            answer = await self._escalated(turn, answer, trigger, escalation)
+            answer = await self._escalated(turn, answer, trigger)
         return await self._finish(turn, answer)
 
     async def _accepts(self, inbound: Inbound) -> bool:
@@ -268,16 +266,12 @@ class Conversation:
             answer = replace(answer, text=f"{opening}\n\n{answer.text}")
         return compose.with_web_notice(answer, web)
 
-    async def _escalated(
-        self, turn: Turn, answer: Answer, trigger: str, escalation: EscalationSettings
-    ) -> Answer:
+    async def _escalated(self, turn: Turn, answer: Answer, trigger: str) -> Answer:
         """Hand the thread to a person after this answer; the answer says so at its end."""
         follow = await self._lifecycle.hand_off(
-            turn.thread.id,
-            turn.inbound.thread_key,
+            turn.thread,
             turn.reply,
             trigger,
-            escalation,
             turn.language,
             question=turn.question,
             citations=answer.citations,

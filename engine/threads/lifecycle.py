@@ -93,7 +93,7 @@ class ThreadLifecycle:
         if not any(_asked(r) for r in history):
             raise NothingAsked(f"nothing was asked in {key}")
         language = history[-1].language
-        text = await self.hand_off(thread.id, key, channel, trigger, escalation, language)
+        text = await self.hand_off(thread, channel, trigger, language)
         await channel.finish(Answer(text=text, outcome=Outcome.HANDED_OFF, language=language))
         log.info("thread %s escalated by %s (%s)", key, requested_by or "policy", trigger)
 
@@ -218,17 +218,17 @@ class ThreadLifecycle:
 
     async def hand_off(
         self,
-        thread_id: int,
-        key: ThreadKey,
+        thread: ThreadRecord,
         reply: ReplyChannel,
         trigger: str,
-        escalation: EscalationSettings,
         language: str,
         *,
         question: str = "",
         citations: tuple[Citation, ...] = (),
     ) -> str:
-        """Mark the thread escalated, notify the human channel; returns what to tell the asker."""
+        """Mark the thread escalated, notify the human channel; returns what to tell the asker
+        (when a person will answer, by the chat's escalation settings)."""
+        thread_id, key = thread.id, thread.key
         records = await self._store.history(thread_id, self._history_turns)
         asked = [
             r.question for r in records if r.question.strip() and r.outcome is not Outcome.COMMAND
@@ -248,6 +248,7 @@ class ThreadLifecycle:
                 citations=citations or (records[-1].citations if records else ()),
             )
         )
+        escalation = self.escalation.for_chat(key.platform, key.chat_id)
         return follow_up(datetime.now(UTC), escalation, language)
 
     async def _turn_thread(self, click: Click) -> ThreadRecord:
