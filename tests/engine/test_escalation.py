@@ -205,3 +205,14 @@ async def test_feedback_names_the_chat_it_came_from(core: Core) -> None:
     here = (key.platform, key.tenant, key.chat_id)
     await core.conversation.clicked(Click("up", "u1", answer.turn_id, chat=here))
     assert (await core.store.feedback(answer.turn_id))["u1"][0].value == "up"
+
+
+def test_a_click_names_what_it_is_about() -> None:
+    """One Click type for every button: an unknown action, or feedback without its turn, is a
+    programming error at the adapter, not a silent no-op in the core."""
+    with pytest.raises(ValueError, match="unknown click"):
+        Click("maybe", "u1", 1)
+    with pytest.raises(ValueError, match="names its turn"):
+        Click("up", "u1")
+    key = inbound("", "t").thread_key
+    assert Click("human", "u1", thread=key).turn_id is None  # a thread is enough for a person
