@@ -25,6 +25,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("chat_type", sa.String(16), nullable=True))
         batch.add_column(sa.Column("asker_id", sa.String(255), nullable=True))
     op.create_index("ix_threads_asker", "threads", ["platform", "tenant", "chat_id", "asker_id"])
+    # a thread's opener is who asked its first turn: conversations going on at the upgrade keep
+    # their window (the chat type of old threads stays unknown)
+    op.execute(
+        "UPDATE threads SET asker_id = (SELECT turns.asker_id FROM turns"
+        " WHERE turns.thread_id = threads.id ORDER BY turns.id LIMIT 1)"
+    )
 
 
 def downgrade() -> None:
