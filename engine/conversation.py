@@ -245,13 +245,17 @@ class Conversation:
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
         rewriter = self._llm if settings.rewrite_followups else None
         query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
-        if search := search_text(attached.new):  # an error code in a screenshot is searched
+        search = search_text(attached.new) if attached.new else ""
+        if search:  # an error code in a screenshot is searched
             query = replace(query, texts=(*query.texts, search))
         passages = await self._retrieve(query, turn.inbound)
-        # the thread's attachments after the knowledge base's passages, cited as "attached: …"
-        passages += attached.sources(f"{question}\n{search}", settings.passage_chars)
+        if attached.new or attached.earlier:
+            # the thread's attachments after the knowledge base's passages, cited as "attached: …"
+            passages += attached.sources(f"{question}\n{search}", settings.passage_chars)
         timings = Timings(retrieval=time.monotonic() - turn.started)
-        web = await self._look_up(turn.inbound, question, passages, language)
+        web = None
+        if self._web is not None:
+            web = await self._look_up(self._web, turn, question, bool(passages))
         grounds = Grounds(question, passages, history, web.sources if web is not None else ())
         if not passages and not grounds.web:
             answer = replace(
@@ -262,9 +266,9 @@ class Conversation:
             answer = self._retrieval_only(turn, grounds, timings)
         else:
             answer = await self._generate(turn, grounds, timings)
-        if opening := attached.opening(language):
+        if attached.new and (opening := attached.opening(language)):
             answer = replace(answer, text=f"{opening}\n\n{answer.text}")
-        return compose.with_web_notice(answer, web)
+        return compose.with_web_notice(answer, web) if web is not None else answer
 
     async def _escalated(self, turn: Turn, answer: Answer, trigger: str) -> Answer:
         """Hand the thread to a person after this answer; the answer says so at its end."""
@@ -343,17 +347,15 @@ class Conversation:
         return passages
 
     async def _look_up(
-        self, inbound: Inbound, question: str, passages: Sequence[Passage], language: str
+        self, lookup: WebLookup, turn: Turn, question: str, grounded: bool
     ) -> WebReport | None:
         """The web lookup for this message when the chat's mode and the message call for one."""
-        if self._web is None:
-            return None
-        report = await self._web.consider(
-            platform=inbound.platform,
-            chat_id=inbound.chat_id,
+        report = await lookup.consider(
+            platform=turn.inbound.platform,
+            chat_id=turn.inbound.chat_id,
             question=question,
-            grounded=bool(passages),
-            language=language,
+            grounded=grounded,
+            language=turn.language,
         )
         if report is not None and not report.off:
             log.info(
