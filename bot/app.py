@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
     from engine.conversation import Conversation
     from engine.llm import LLMClient
-    from engine.messages import Answer, Inbound, ThreadKey
+    from engine.messages import Answer, Click, Inbound
     from engine.policy import Policy
-    from engine.ports import ReplyChannel
-    from engine.store import ConversationStore
-    from engine.web import WebLookup
+    from engine.ports import ReplyChannel, ReplyFor
+    from engine.store.conversations import ConversationStore
+    from engine.weblookup import WebLookup
 
 log = logging.getLogger(__name__)
 # Feishu documents listed in this process, for change events (one long connection a process)
@@ -95,8 +95,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     from engine.conversation import Conversation
     from engine.llm import LLMClient
     from engine.policy import Policy
-    from engine.store import ConversationStore
-    from engine.web import build_lookup
+    from engine.store.conversations import ConversationStore
+    from engine.weblookup import build_lookup
 
     knowledge = await open_knowledge(settings, migrate=migrate)
     store = ConversationStore.from_url(
@@ -165,19 +165,5 @@ class Application:
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         return await self.conversation.handle(inbound, reply)
 
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-        *,
-        chat: tuple[str, str, str] | None = None,
-    ) -> None:
-        await self.conversation.feedback(turn_id, user_id, value, comment, reply, chat=chat)
-
-    async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
-    ) -> None:
-        await self.conversation.escalate(key, reply, trigger=trigger, requested_by=requested_by)
+    async def clicked(self, click: Click, reply: ReplyChannel | ReplyFor | None = None) -> None:
+        await self.conversation.clicked(click, reply)

@@ -165,7 +165,7 @@ def ask(
     thread: Annotated[str | None, typer.Option(help="continue this thread id")] = None,
 ) -> None:
     """Ask one question; the answer streams in with its sources (retrieval-only without a model)."""
-    from engine.language import detect
+    from engine.text import detect
 
     # Said at once: a cold start loads the embedding model for several seconds.
     errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from adapters.web.tables import WebChatBase
 from bot.console.tables import ConsoleBase
-from engine.tables import EngineBase
+from engine.store.tables import EngineBase
 from knowledge.catalog import CatalogBase
 
 # Every package that owns tables adds its metadata here (one line); migrations/env.py and the

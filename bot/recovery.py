@@ -4,7 +4,7 @@ their thread.
 
 A sweeper job runs every `[server] recovery_sweep_seconds` on one replica at a time (the job
 lock of jobs/lock.py) and takes events older than their deadline — longer than any live answer
-can take, since a live process always ends its answers itself (engine/ending.py). Each event is
+can take, since a live process always ends its answers itself (engine/answer/ending.py). Each event is
 taken with one atomic UPDATE, so across replicas and restarts every question gets one apology.
 The question of the lost turn is stored with the apology, so the console shows what was asked.
 """
@@ -19,10 +19,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from adapters.base import Adapter
-from engine import ending
+from engine.answer import ending
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
-from engine.records import UnansweredEvent
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
+from engine.store.records import UnansweredEvent
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)

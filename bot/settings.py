@@ -34,8 +34,8 @@ from engine.config import (
     PolicySettings,
     StorageSettings,
 )
-from engine.escalation import EscalationSettings
-from engine.web.config import WebSettings
+from engine.threads.escalation import EscalationSettings
+from engine.weblookup.config import WebSettings
 from knowledge.config import KnowledgeSettings
 
 log = logging.getLogger(__name__)

@@ -151,7 +151,7 @@ class PolicySettings(BaseModel):
 
 
 class AttachmentSettings(BaseModel):
-    """`[attachments]`: images and files people send with a question (engine/attachments.py)."""
+    """`[attachments]`: images and files people send with a question (engine/answer/attachments.py)."""
 
     model_config = {"extra": "forbid"}
 

@@ -8,12 +8,37 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from engine import answers, clean, ending, metrics, stream
-from engine.attachments import Attached, AttachmentReader, search_text
-from engine.budget import Budget, Fitted, QuestionTooLong, fit
+from engine import clean, metrics
+from engine.answer import compose, ending, stream
+from engine.answer.attachments import Attached, AttachmentReader, search_text
+from engine.answer.budget import Fitted, QuestionTooLong, fit
+from engine.answer.followup import Query, standalone
+from engine.answer.prompt import (
+    HistoryTurn,
+    trim_history,
+)
+from engine.answer.turn import Grounds, Turn
+from engine.catalog import phrase
 from engine.config import AttachmentSettings, ConversationSettings, PolicySettings
-from engine.context import with_thread_context
-from engine.escalation import (
+from engine.llm import LLMClient, LLMContextExceeded
+from engine.llm.probe import Budget
+from engine.messages import (
+    Answer,
+    ChatType,
+    Click,
+    Inbound,
+    Outcome,
+    ThreadKey,
+    Timings,
+    Usage,
+)
+from engine.policy import Policy
+from engine.ports import ReplyChannel, ReplyFor
+from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
+from engine.store.tables import ThreadState
+from engine.text import detect
+from engine.threads.context import with_thread_context
+from engine.threads.escalation import (
     ASKED_FOR_HUMAN,
     MODEL_FAILURE,
     NO_GROUNDING,
@@ -22,40 +47,15 @@ from engine.escalation import (
     asks_for_human,
     resolves,
 )
-from engine.followup import Query, merge, standalone
-from engine.language import detect, phrase
-from engine.lifecycle import ThreadLifecycle
-from engine.llm import LLMClient, LLMContextExceeded
-from engine.messages import (
-    Answer,
-    ChatType,
-    Inbound,
-    Outcome,
-    ThreadKey,
-    Timings,
-    Usage,
-)
-from engine.policy import Policy
-from engine.ports import ReplyChannel
-from engine.prompt import (
-    HistoryTurn,
-    trim_history,
-)
-from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
-from engine.tables import ThreadState
+from engine.threads.lifecycle import ThreadLifecycle
 from engine.trace import new_request_id
-from engine.web import WebLookup, WebReport, WebSource
+from engine.weblookup import WebLookup, WebReport
 from knowledge import Passage, Reader, Retriever
 
 log = logging.getLogger(__name__)
 
 # Outcomes where the model server let the asker down: they may hand the thread to a person.
 _MODEL_FAILED = (Outcome.RETRIEVAL_ONLY, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.TIMED_OUT)
-
-
-def _total(timings: Timings, started: float) -> Timings:
-    """`timings` with the total set: seconds since the core took the message."""
-    return replace(timings, total=time.monotonic() - started)
 
 
 def reader_of(inbound: Inbound) -> Reader:
@@ -109,7 +109,7 @@ class Conversation:
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer `inbound` through `reply`; None when it was already handled (a redelivery) or
         is not for this bot (a chat or workspace outside the allowlists). Whatever fails inside,
-        the asker gets a final message (engine/ending.py)."""
+        the asker gets a final message (engine/answer/ending.py)."""
         return await ending.settle(self._handle, inbound, reply, self._store.mark_answered)
 
     async def _handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
@@ -120,53 +120,53 @@ class Conversation:
         metrics.RECEIVED.labels(inbound.platform).inc()
         if not await self._accepts(inbound):
             return None
-        inbound = await self._lifecycle.continued(inbound)  # DingTalk: the person's thread
+        if not inbound.threaded:  # no platform threads: the core keeps the asker's window
+            inbound = await self._lifecycle.continued(inbound)
         escalation = self._lifecycle.escalation.for_chat(inbound.platform, inbound.chat_id)
         claim = await self._claim(inbound, escalation)
         if claim is None:
             return None
         language = inbound.language_hint or detect(inbound.text)
         inbound = with_thread_context(inbound, answered_before=bool(claim.history))
-        thread = claim.thread
+        turn = Turn(inbound, reply, claim.thread, claim.history, language, started)
         if resolves(inbound.text):
-            return await self._resolved_by_asker(thread, inbound, language, reply)
-        if thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
+            return await self._resolved_by_asker(turn)
+        if turn.thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
             # A person owns this thread: record the message, say nothing.
-            answer = Answer(text="", outcome=Outcome.HANDED_OFF, language=language)
-            return await self._persist(thread.id, inbound, answer)
-        if thread.state == ThreadState.RESOLVED:
-            thread = await self._store.set_state(thread.id, ThreadState.OPEN)
+            return await self._persist(turn, turn.answer("", Outcome.HANDED_OFF))
+        if turn.thread.state == ThreadState.RESOLVED:
+            thread = await self._store.set_state(turn.thread.id, ThreadState.OPEN)
+            turn = replace(turn, thread=thread)
         if escalation.on_request and asks_for_human(inbound.text):
-            text = await self._lifecycle.hand_off(
-                thread.id, inbound.thread_key, reply, ASKED_FOR_HUMAN, escalation, language
-            )
-            answer = Answer(text=text, outcome=Outcome.HANDED_OFF, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
+            text = await self._lifecycle.hand_off(turn.thread, reply, ASKED_FOR_HUMAN, language)
+            return await self._finish(turn, turn.answer(text, Outcome.HANDED_OFF))
         if (rejection := await self._rejection(inbound, language)) is not None:
-            answer = Answer(text=rejection, outcome=Outcome.FAILED, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
-        await reply.open(language)
-        attached = await self._attached(thread.id, inbound, language)
+            return await self._finish(turn, turn.answer(rejection, Outcome.FAILED))
+        return await self._answered(turn, escalation)
+
+    async def _answered(self, turn: Turn, escalation: EscalationSettings) -> Answer:
+        """The answer proper: attachments read, the model (or the passages) asked, and the
+        thread handed to a person when this answer sets off an escalation trigger."""
+        await turn.reply.open(turn.language)
+        attached = await self._attached(turn)
+        inbound = turn.inbound
         if not inbound.text.strip() and not inbound.language_hint and attached.read_any:
-            language = detect(search_text(attached.new))  # an image alone: the language it shows
+            # an image alone: the language it shows
+            turn = turn.speaking(detect(search_text(attached.new)))
         if not inbound.text.strip() and not attached.read_any:
-            text = f"{attached.opening(language)}\n\n{phrase('text_only', language)}".strip()
-            answer = Answer(text=text, outcome=Outcome.FAILED, language=language)
-            return await self._finish(thread.id, inbound, answer, reply)
-        question = inbound.text.strip()
-        if (too_long := await self._too_long_alone(question, language, started)) is not None:
-            return await self._finish(thread.id, inbound, too_long, reply)
-        answer = await self._answer(inbound, claim.history, language, reply, started, attached)
-        trigger = self._policy_trigger(thread, claim.history, answer, escalation)
+            said = f"{attached.opening(turn.language)}\n\n{phrase('text_only', turn.language)}"
+            return await self._finish(turn, turn.answer(said.strip(), Outcome.FAILED))
+        if (too_long := await self._too_long_alone(turn)) is not None:
+            return await self._finish(turn, too_long)
+        answer = await self._answer(turn, attached)
+        trigger = self._policy_trigger(turn, answer, escalation)
         if trigger is not None:
-            answer = await self._escalated(
-                thread, inbound, answer, trigger, escalation, language, reply
-            )
-        return await self._finish(thread.id, inbound, answer, reply)
+            answer = await self._escalated(turn, answer, trigger)
+        return await self._finish(turn, answer)
 
     async def _accepts(self, inbound: Inbound) -> bool:
         """On the allowlists, not an agent's reply where people own the conversation (recorded
-        there instead: engine/lifecycle.py), and addressed to the bot."""
+        there instead: engine/threads/lifecycle.py), and addressed to the bot."""
         if not self._policy.allowed(inbound):
             metrics.IGNORED.labels(inbound.platform, "not_allowed").inc()
             log.info(
@@ -190,19 +190,21 @@ class Conversation:
             max(self._settings.history_turns, escalation.max_unresolved_turns),
             question=inbound.text,  # for the audit record should this turn never finish
             asker=inbound.sender.id,
+            chat_type=inbound.chat_type,
         )
         if claim is None:
             metrics.DEDUPLICATED.labels(inbound.platform).inc()
             log.info("duplicate message %s/%s dropped", inbound.platform, inbound.message_id)
         return claim
 
-    async def _attached(self, thread_id: int, inbound: Inbound, language: str) -> Attached:
+    async def _attached(self, turn: Turn) -> Attached:
         """Read this message's attachments and keep them with the thread; with the thread's
-        earlier ones (engine/attachments.py)."""
+        earlier ones (engine/answer/attachments.py)."""
+        inbound, thread_id = turn.inbound, turn.thread.id
         earlier = await self._store.attachments.for_thread(thread_id)
         if not inbound.attachments:
             return Attached(earlier=tuple(earlier))
-        reads = await self._reader.read_all(inbound.attachments, language)
+        reads = await self._reader.read_all(inbound.attachments, turn.language)
         stored = await self._store.attachments.add(thread_id, inbound.message_id, reads)
         for read in stored:
             outcome = "read" if read.text else "unread"
@@ -211,89 +213,71 @@ class Conversation:
                 log.info("attachment %r (%s) not read: %s", read.name, read.kind, read.error)
         return Attached(new=tuple(stored), earlier=tuple(earlier))
 
-    async def _resolved_by_asker(
-        self, thread: ThreadRecord, inbound: Inbound, language: str, reply: ReplyChannel
-    ) -> Answer | None:
+    async def _resolved_by_asker(self, turn: Turn) -> Answer | None:
+        thread = turn.thread
         await self._store.set_state(
             thread.id, ThreadState.RESOLVED, taken_by=thread.taken_by, by="asker"
         )
         await self._lifecycle.observe_resolution(thread.id)
-        answer = Answer(phrase("resolved", language), Outcome.COMMAND, language=language)
-        return await self._finish(thread.id, inbound, answer, reply)
+        return await self._finish(
+            turn, turn.answer(phrase("resolved", turn.language), Outcome.COMMAND)
+        )
 
     async def _rejection(self, inbound: Inbound, language: str) -> str | None:
         """Why the message is not answered (empty, too long, rate limited), or None."""
-        rejection = self._reject(inbound, language)
-        if rejection is None and not await self._policy.within_limits(inbound):
+        text, limit = inbound.text.strip(), self._settings.max_message_chars
+        if not text and not inbound.attachments:
+            return phrase("empty", language)
+        if len(text) > limit:
+            return phrase("too_long", language, size=len(text), limit=limit)
+        if not await self._policy.within_limits(inbound):
             metrics.IGNORED.labels(inbound.platform, "rate_limited").inc()
-            rejection = phrase("rate_limited", language)
-        return rejection
+            return phrase("rate_limited", language)
+        return None
 
-    async def _answer(
-        self,
-        inbound: Inbound,
-        turns: Sequence[TurnRecord],
-        language: str,
-        reply: ReplyChannel,
-        started: float,
-        attached: Attached,
-    ) -> Answer:
+    async def _answer(self, turn: Turn, attached: Attached) -> Answer:
         """History, the standalone query, retrieval, the web lookup, then the model's answer (or
         the passages alone, or "no knowledge"); what was read in attachments opens it."""
-        records = turns[-self._settings.history_turns :] if self._settings.history_turns else ()
-        history = trim_history(_history(records), self._settings.history_tokens)
-        question = inbound.text.strip() or phrase("attachment_question", language)
+        settings, language = self._settings, turn.language
+        records = turn.history[-settings.history_turns :] if settings.history_turns else ()
+        history = trim_history(_history(records), settings.history_tokens)
+        question = turn.question or phrase("attachment_question", language)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
-        query = await standalone(
-            question,
-            earlier,
-            self._llm if self._settings.rewrite_followups else None,
-            seconds=self._settings.rewrite_timeout,
-        )
-        if search := search_text(attached.new):  # an error code in a screenshot is searched
+        rewriter = self._llm if settings.rewrite_followups else None
+        query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
+        search = search_text(attached.new) if attached.new else ""
+        if search:  # an error code in a screenshot is searched
             query = replace(query, texts=(*query.texts, search))
-        passages = await self._retrieve(query, inbound)
-        # the thread's attachments after the knowledge base's passages, cited as "attached: …"
-        passages += attached.sources(f"{question}\n{search}", self._settings.passage_chars)
-        timings = Timings(retrieval=time.monotonic() - started)
-        web = await self._look_up(inbound, question, passages, language)
-        sources = web.sources if web is not None else ()
-        if not passages and not sources:
-            answer = Answer(
-                text=phrase("no_knowledge", language),
-                outcome=Outcome.NO_KNOWLEDGE,
-                language=language,
-                timings=replace(timings, total=time.monotonic() - started),
+        passages = await self._retrieve(query, turn.inbound)
+        if attached.new or attached.earlier:
+            # the thread's attachments after the knowledge base's passages, cited as "attached: …"
+            passages += attached.sources(f"{question}\n{search}", settings.passage_chars)
+        timings = Timings(retrieval=time.monotonic() - turn.started)
+        web = None
+        if self._web is not None:
+            web = await self._look_up(self._web, turn, question, bool(passages))
+        grounds = Grounds(question, passages, history, web.sources if web is not None else ())
+        if not passages and not grounds.web:
+            answer = replace(
+                turn.answer(phrase("no_knowledge", language), Outcome.NO_KNOWLEDGE),
+                timings=turn.timed(timings),
             )
         elif self._llm is None or self._llm.breaker_open:
-            answer = self._retrieval_only(passages, language, timings, started, web=sources)
+            answer = self._retrieval_only(turn, grounds, timings)
         else:
-            answer = await self._generate(
-                question, passages, history, language, reply, timings, started, web=sources
-            )
-        if opening := attached.opening(language):
+            answer = await self._generate(turn, grounds, timings)
+        if attached.new and (opening := attached.opening(language)):
             answer = replace(answer, text=f"{opening}\n\n{answer.text}")
-        return answers.with_web_notice(answer, web)
+        return compose.with_web_notice(answer, web) if web is not None else answer
 
-    async def _escalated(
-        self,
-        thread: ThreadRecord,
-        inbound: Inbound,
-        answer: Answer,
-        trigger: str,
-        escalation: EscalationSettings,
-        language: str,
-        reply: ReplyChannel,
-    ) -> Answer:
+    async def _escalated(self, turn: Turn, answer: Answer, trigger: str) -> Answer:
         """Hand the thread to a person after this answer; the answer says so at its end."""
         follow = await self._lifecycle.hand_off(
-            thread.id,
-            inbound.thread_key,
-            reply,
+            turn.thread,
+            turn.reply,
             trigger,
-            escalation,
-            language,
-            question=inbound.text.strip(),
+            turn.language,
+            question=turn.question,
             citations=answer.citations,
         )
         return replace(answer, text=f"{answer.text}\n\n{follow}", notice=follow)
@@ -310,14 +294,10 @@ class Conversation:
         return await self._store.find_thread(inbound.thread_key) is not None
 
     def _policy_trigger(
-        self,
-        thread: ThreadRecord,
-        history: Sequence[TurnRecord],
-        answer: Answer,
-        escalation: EscalationSettings,
+        self, turn: Turn, answer: Answer, escalation: EscalationSettings
     ) -> str | None:
-        """Which escalation trigger (if any) this answer sets off in this channel; `history`: the
-        thread's turns before this one, oldest first."""
+        """Which escalation trigger (if any) this answer sets off in this channel."""
+        thread, history = turn.thread, turn.history
         if answer.outcome is Outcome.NO_KNOWLEDGE and escalation.on_no_grounding:
             return NO_GROUNDING
         failed = answer.outcome in _MODEL_FAILED and self._llm is not None
@@ -334,14 +314,11 @@ class Conversation:
                 return UNRESOLVED_TURNS
         return None
 
-    # -- thread lifecycle (engine/lifecycle.py) ------------------------------------------------
+    # -- thread lifecycle (engine/threads/lifecycle.py) ------------------------------------------------
 
-    async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
-    ) -> None:
-        """Hand the thread to a person (a "Talk to a person" button, negative feedback);
-        NothingAsked where nobody asked anything."""
-        await self._lifecycle.escalate(key, reply, trigger=trigger, requested_by=requested_by)
+    async def clicked(self, click: Click, reply: ReplyChannel | ReplyFor | None = None) -> None:
+        """A button on an answer or a thread: feedback, or a person asked for (see lifecycle)."""
+        await self._lifecycle.clicked(click, reply)
 
     async def human_replied(self, key: ThreadKey, agent_id: str, text: str = "") -> bool:
         """An agent wrote in the thread; True when this took an escalated thread over."""
@@ -357,60 +334,28 @@ class Conversation:
         """Mark the thread resolved (console, idle timeout); None when it already was."""
         return await self._lifecycle.resolve(thread_id, by=by, now=now)
 
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-        *,
-        chat: tuple[str, str, str] | None = None,
-    ) -> None:
-        """A helpful ("up") / not helpful ("down") click; "down" may escalate (see lifecycle)."""
-        await self._lifecycle.feedback(turn_id, user_id, value, comment, reply, chat=chat)
-
-    def _reject(self, inbound: Inbound, language: str) -> str | None:
-        text = inbound.text.strip()
-        if not text and not inbound.attachments:
-            return phrase("empty", language)
-        if len(text) > self._settings.max_message_chars:
-            return phrase(
-                "too_long", language, size=len(text), limit=self._settings.max_message_chars
-            )
-        return None
-
     async def _retrieve(self, query: Query, inbound: Inbound) -> list[Passage]:
-        """Grounding passages for the (standalone) query; several texts merge by best score."""
-        floor = self._retriever.min_score
-        # Only the knowledge collections this chat is mapped to (knowledge.chat_collections).
-        scope = self._retriever.collections_for(inbound.platform, inbound.chat_id)
-        # Of those, only documents this asker (in a group: the whole chat) may open.
-        reader = reader_of(inbound)
+        """Grounding passages for the (standalone) query: only the knowledge collections this
+        chat is mapped to (knowledge.chat_collections), of those only documents this asker (in a
+        group: the whole chat) may open; several texts merge by best score."""
         if query.how != "bare":
             metrics.FOLLOWUP_QUERIES.labels(query.how).inc()
         with metrics.RETRIEVAL_TIME.time():
-            found = [
-                await self._retriever.retrieve(t, collections=scope, reader=reader)
-                for t in query.texts
-            ]
-            passages = merge(found, floor, self._retriever.top_k)
+            passages = await self._retriever.search(query.texts, reader_of(inbound))
         if not passages:
             metrics.NO_GROUNDING.inc()
         return passages
 
     async def _look_up(
-        self, inbound: Inbound, question: str, passages: Sequence[Passage], language: str
+        self, lookup: WebLookup, turn: Turn, question: str, grounded: bool
     ) -> WebReport | None:
         """The web lookup for this message when the chat's mode and the message call for one."""
-        if self._web is None:
-            return None
-        report = await self._web.consider(
-            platform=inbound.platform,
-            chat_id=inbound.chat_id,
+        report = await lookup.consider(
+            platform=turn.inbound.platform,
+            chat_id=turn.inbound.chat_id,
             question=question,
-            grounded=bool(passages),
-            language=language,
+            grounded=grounded,
+            language=turn.language,
         )
         if report is not None and not report.off:
             log.info(
@@ -421,18 +366,7 @@ class Conversation:
             )  # fmt: skip
         return report
 
-    async def _generate(
-        self,
-        question: str,
-        passages: list[Passage],
-        history: Sequence[HistoryTurn],
-        language: str,
-        reply: ReplyChannel,
-        timings: Timings,
-        started: float,
-        *,
-        web: Sequence[WebSource] = (),
-    ) -> Answer:
+    async def _generate(self, turn: Turn, grounds: Grounds, timings: Timings) -> Answer:
         """The model's answer, fitted to its context and streamed; each way it can end has its
         own outcome, notice and metric (docs/model-server.md lists them)."""
         assert self._llm is not None
@@ -440,13 +374,11 @@ class Conversation:
         budget = self._llm.budget()
         for attempt in (1, 2):
             try:
-                fitted = await self._fit(question, passages, history, web, language, budget)
+                fitted = await self._fit(grounds, turn.language, budget)
             except QuestionTooLong as error:
-                return self._too_long(error.tokens, error.limit, language, timings, started)
+                return self._too_long(turn, error.tokens, error.limit, timings)
             try:
-                return await self._stream(
-                    fitted, question, language, reply, timings, started, budget
-                )
+                return await self._stream(turn, fitted, budget, timings)
             except LLMContextExceeded as error:
                 # the server counts differently than we did: fit again to what it said
                 log.warning("model refused the prompt as too long (attempt %d): %s", attempt, error)
@@ -454,23 +386,12 @@ class Conversation:
                 if smaller.context >= budget.context:
                     smaller = Budget(budget.context * 3 // 4, budget.completion * 3 // 4)
                 budget = smaller
-        return self._too_long(fitted.prompt_tokens, budget.prompt, language, timings, started)
+        return self._too_long(turn, fitted.prompt_tokens, budget.prompt, timings)
 
-    async def _fit(
-        self,
-        question: str,
-        passages: list[Passage],
-        history: Sequence[HistoryTurn],
-        web: Sequence[WebSource],
-        language: str,
-        budget: Budget,
-    ) -> Fitted:
+    async def _fit(self, grounds: Grounds, language: str, budget: Budget) -> Fitted:
         assert self._llm is not None
         fitted = await fit(
-            question,
-            passages,
-            history,
-            web,
+            grounds,
             budget=budget,
             counter=self._llm.counter,
             language=language,
@@ -483,17 +404,8 @@ class Conversation:
             metrics.PROMPT_TRIMMED.labels("passages").inc(fitted.dropped_passages)
         return fitted
 
-    async def _stream(
-        self,
-        fitted: Fitted,
-        question: str,
-        language: str,
-        reply: ReplyChannel,
-        timings: Timings,
-        started: float,
-        budget: Budget,
-    ) -> Answer:
-        """The model's answer streamed through `reply` (engine/stream.py collects it)."""
+    async def _stream(self, turn: Turn, fitted: Fitted, budget: Budget, timings: Timings) -> Answer:
+        """The model's answer streamed through the turn's reply (engine/answer/stream.py)."""
         assert self._llm is not None
         room = budget.context - fitted.prompt_tokens - max(16, budget.context // 50)
         deltas = self._llm.stream_chat(
@@ -501,69 +413,61 @@ class Conversation:
         )
         total_timeout = self._llm.settings.total_timeout
         streamed = await stream.collect(
-            deltas, reply, language=language, started=started, total_timeout=total_timeout
+            deltas,
+            turn.reply,
+            language=turn.language,
+            started=turn.started,
+            total_timeout=total_timeout,
         )
         if streamed.outcome is None:
-            return self._retrieval_only(
-                fitted.passages, language, timings, started, streamed.usage, web=fitted.web
-            )
-        return answers.from_stream(
+            grounds = Grounds(turn.question, fitted.passages, web=fitted.web)
+            return self._retrieval_only(turn, grounds, timings, streamed.usage)
+        return compose.from_stream(
             streamed,
             fitted,
-            question,
-            language,
-            _total(timings, started),
+            turn.question,
+            turn.language,
+            turn.timed(timings),
             passage_chars=self._settings.passage_chars,
         )
 
-    async def _too_long_alone(self, question: str, language: str, started: float) -> Answer | None:
+    async def _too_long_alone(self, turn: Turn) -> Answer | None:
         """The over-long question's answer, when it cannot fit the model's context even alone:
         said before retrieval, whatever the knowledge base holds."""
         if self._llm is None or self._llm.breaker_open:
             return None
         await self._llm.server_info()
-        budget = self._llm.budget()
         try:
-            await self._fit(question, [], [], [], language, budget)
+            await self._fit(Grounds(turn.question), turn.language, self._llm.budget())
         except QuestionTooLong as error:
-            return self._too_long(error.tokens, error.limit, language, Timings(), started)
+            return self._too_long(turn, error.tokens, error.limit, Timings())
         return None
 
-    def _too_long(
-        self, tokens: int, limit: int, language: str, timings: Timings, started: float
-    ) -> Answer:
+    def _too_long(self, turn: Turn, tokens: int, limit: int, timings: Timings) -> Answer:
         """The question does not fit the model's context, even with the history left out."""
         metrics.MODEL_ENDINGS.labels("too_long").inc()
         log.warning("question too long for the model: %d prompt tokens, %d allowed", tokens, limit)
-        return answers.too_long(tokens, limit, language, _total(timings, started))
+        return compose.too_long(tokens, limit, turn.language, turn.timed(timings))
 
     def _retrieval_only(
-        self,
-        passages: list[Passage],
-        language: str,
-        timings: Timings,
-        started: float,
-        usage: Usage | None = None,
-        *,
-        web: Sequence[WebSource] = (),
+        self, turn: Turn, grounds: Grounds, timings: Timings, usage: Usage | None = None
     ) -> Answer:
-        return answers.retrieval_only(
-            passages,
-            language,
-            _total(timings, started),
+        return compose.retrieval_only(
+            grounds.passages,
+            turn.language,
+            turn.timed(timings),
             usage or Usage(),
-            web=web,
+            web=grounds.web,
             model_configured=self._llm is not None,
         )
 
-    async def _finish(
-        self, thread_id: int, inbound: Inbound, answer: Answer, reply: ReplyChannel
-    ) -> Answer:
+    async def _finish(self, turn: Turn, answer: Answer) -> Answer:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
+        inbound, reply = turn.inbound, turn.reply
         # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
         answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
         try:
-            stored = await self._persist(thread_id, inbound, answer)
+            stored = await self._persist(turn, answer)
         except Exception:
             # the answer is written: the asker gets it (without buttons) even if it cannot be
             # stored; the error still ends in the log and the error metric
@@ -579,7 +483,7 @@ class Conversation:
             self._repeats.observe(inbound.text, stored.text)
         return stored
 
-    async def _persist(self, thread_id: int, inbound: Inbound, answer: Answer) -> Answer:
+    async def _persist(self, turn: Turn, answer: Answer) -> Answer:
         # add_turn also marks the event answered, in the same transaction
-        turn_id = await self._store.add_turn(thread_id, inbound, answer)
+        turn_id = await self._store.add_turn(turn.thread.id, turn.inbound, answer)
         return replace(answer, turn_id=turn_id)

@@ -125,7 +125,8 @@ class Inbound:
     history: tuple[ThreadMessage, ...] = ()  # earlier messages of the thread, oldest first
     language_hint: str = ""  # "zh" | "en" when the platform knows better than the text
     mentions: tuple[str, ...] = ()  # user ids the message @mentions, the bot left out
-    threaded: bool = True  # False: the platform has no threads (DingTalk's per-asker windows)
+    threaded: bool = True  # False: the platform has no threads; the core keeps per-asker windows
+    idle_window: float = 1800.0  # unthreaded: seconds of quiet after which a new thread opens
 
     def __post_init__(self) -> None:
         for name in ("platform", "tenant", "chat_id", "thread_id", "message_id"):
@@ -137,6 +138,8 @@ class Inbound:
         mentions = (clean.ident(m) for m in tuple(self.mentions)[:50])
         object.__setattr__(self, "mentions", tuple(m for m in mentions if m))
         object.__setattr__(self, "threaded", bool(self.threaded))
+        window = clean.number(self.idle_window)
+        object.__setattr__(self, "idle_window", max(window, 0.0) if window is not None else 1800.0)
         hint = self.language_hint if self.language_hint in ("zh", "en") else ""
         object.__setattr__(self, "language_hint", hint)
         sent_at = self.sent_at
@@ -206,3 +209,29 @@ class EscalationNotice:
     summary: str = ""
     citations: tuple[Citation, ...] = ()
     link: str = ""
+
+
+CLICKS = ("up", "down", "human")
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A person's button on an answer or a thread, as an adapter hands it to the core: "up" or
+    "down" (feedback on `turn_id`, with an optional comment) or "human" (a person is asked for:
+    the thread of `turn_id`, or `thread` where the adapter knows it but no turn)."""
+
+    action: str  # up | down | human
+    user_id: str
+    turn_id: int | None = None
+    thread: ThreadKey | None = None
+    comment: str = ""
+    chat: tuple[str, str, str] | None = None  # (platform, tenant, chat id): only a turn of it
+    trigger: str = "button"  # what a "human" click records as the escalation's trigger
+
+    def __post_init__(self) -> None:
+        if self.action not in CLICKS:
+            raise ValueError(f"unknown click {self.action!r}: one of {', '.join(CLICKS)}")
+        if self.turn_id is None and (self.thread is None or self.action != "human"):
+            raise ValueError(f"a {self.action!r} click names its turn")
+        object.__setattr__(self, "user_id", clean.ident(self.user_id))
+        object.__setattr__(self, "comment", clean.text(self.comment))

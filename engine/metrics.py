@@ -8,8 +8,8 @@ from collections import OrderedDict
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine.handoffs import Figures
 from engine.messages import Answer, Outcome
+from engine.store.handoff_records import Figures
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
+from engine.messages import Answer, ChatType, Click, EscalationNotice, Inbound, ThreadKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,14 @@ class ReplyChannel(Protocol):
         """Tell the human channel that a thread needs a person."""
 
 
+@runtime_checkable
+class ReplyFor(Protocol):
+    """Makes a reply channel into a thread the core found (a click on an answer sent before a
+    restart names only its turn): the thread's key and chat type (None: not known)."""
+
+    def __call__(self, key: ThreadKey, chat_type: ChatType | None) -> ReplyChannel: ...
+
+
 class Core(Protocol):
     """What an adapter may ask of the core (engine.conversation.Conversation is one): the core
     decides whether and how to answer, and whether an agent's message takes a thread over; the
@@ -46,22 +54,9 @@ class Core(Protocol):
     async def handle(self, inbound: Inbound, reply: ReplyChannel) -> Answer | None:
         """Answer one message (None: already handled, or not for the bot)."""
 
-    async def feedback(
-        self,
-        turn_id: int,
-        user_id: str,
-        value: str,
-        comment: str = "",
-        reply: ReplyChannel | None = None,
-        *,
-        chat: tuple[str, str, str] | None = None,
-    ) -> None:
-        """A "Helpful" ("up") or "not helpful" ("down") click on an answer; give `reply` (a
-        channel into that thread) so a "down" can escalate where the channel says so.
-        LookupError when there is no such turn, or none in `chat` (platform, tenant, chat id)."""
-
-    async def escalate(
-        self, key: ThreadKey, reply: ReplyChannel, *, trigger: str, requested_by: str = ""
-    ) -> None:
-        """A "Talk to a person" click: the thread goes to the escalation channel. LookupError
-        (engine.lifecycle.NothingAsked) when nobody asked anything in the thread."""
+    async def clicked(self, click: Click, reply: ReplyChannel | ReplyFor | None = None) -> None:
+        """A button: "up"/"down" records feedback (a "down" escalates where the chat's rules say
+        so and `reply` is given), "human" hands the thread to a person. `reply` is a channel
+        into the thread, or a `ReplyFor` where the adapter does not know the thread. LookupError
+        when there is no such turn, or none in `click.chat`; for "human",
+        engine.threads.lifecycle.NothingAsked when nobody asked anything in the thread."""

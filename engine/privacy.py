@@ -1,5 +1,5 @@
 """Personal data and secrets found in text: masked in every log line (bot/logs.py) and taken out of
-web search queries before they leave the machine (engine/web/lookup.py).
+web search queries before they leave the machine (engine/weblookup/lookup.py).
 
 What is found: tokens and `key=value` secrets, configured secret values, e-mail addresses,
 Chinese resident ID numbers, bank-card numbers (16-19 digits, grouped or not, that pass the Luhn

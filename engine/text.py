@@ -1,4 +1,5 @@
-"""Plain-text helpers the core and the adapters share: token estimates and splitting."""
+"""Plain-text helpers the core and the adapters share: token estimates, splitting, and which
+language the asker wrote in (the phrases in both live in engine/catalog.py)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,17 @@ def split_text(text: str, max_chars: int) -> list[str]:
 def clip(text: str, max_chars: int) -> str:
     """`text` cut to `max_chars` with an ellipsis when it was longer (for streaming edits)."""
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def detect(text: str) -> str:
+    """'zh' when the text is mostly Chinese, else 'en'.
+
+    Chinese users mix in English terms, so a little Chinese counts double.
+    """
+    cjk = len(_CHINESE.findall(text))
+    latin_words = len(_LATIN.findall(text)) / 4
+    return "zh" if cjk and cjk * 2 >= latin_words else "en"

@@ -17,12 +17,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine import metrics
 from engine.conversation import Conversation
-from engine.escalation import EscalationSettings
-from engine.handoffs import Figures, HandoffRecord
 from engine.messages import EscalationNotice, ThreadKey
 from engine.ports import ReplyChannel
-from engine.store import ConversationStore, HandoffStore
+from engine.store.conversations import ConversationStore, HandoffStore
+from engine.store.handoff_records import Figures, HandoffRecord
 from engine.text import clip
+from engine.threads.escalation import EscalationSettings
 from jobs.faq import ManagedFaq
 from jobs.lock import job_lock
 from knowledge import KnowledgeBase

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ from knowledge.registry import (
 )
 from knowledge.rerank import Reranker
 from knowledge.sources import SourceKind, SourceKinds, UnknownKindError, builtin_kinds
-from knowledge.store import VectorStore
 from knowledge.types import (
     Audience,
     Chunk,
@@ -40,6 +39,7 @@ from knowledge.types import (
     RefreshReport,
     SourceStatus,
 )
+from knowledge.vectors import VectorStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,8 +38,8 @@ from knowledge.errors import LoadError, SourceError
 from knowledge.lexical import tokenize
 from knowledge.live import LiveChunk, LiveIndex, drained
 from knowledge.sources import DocumentRef, SourceKinds, SourceReader, builtin_kinds
-from knowledge.store import Metadata, VectorStore
 from knowledge.types import Audience, Chunk, Document, RefreshReport
+from knowledge.vectors import Metadata, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,23 @@ def chunk_id(source: str, uri: str, index: int, version: str = "") -> str:
     """Id of one chunk of one version of a document (a new version gets new ids)."""
     digest = hashlib.sha1(uri.encode()).hexdigest()[:12]
     return f"{source}:{digest}:{version[:8]}:{index}" if version else f"{source}:{digest}:{index}"
+
+
+@dataclass
+class _Pass:
+    """One refresh's running state over a source's listing (`Ingestor._scan`)."""
+
+    source: str
+    collection: str
+    known: dict[str, Known]  # the catalog's documents of the source before this pass
+    report: RefreshReport
+    progress: Progress | None
+    seen: set[str] = field(default_factory=set)
+    unchanged: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)  # same content, new listing version
+    relabel: dict[str, Audience | None] = field(default_factory=dict)  # same, another audience
+    group: list[tuple[Document, str, list[Chunk]]] = field(default_factory=list)
+    embedded: list[int] = field(default_factory=lambda: [0, 0])  # done, total
 
 
 class Ingestor:
@@ -390,100 +407,116 @@ class Ingestor:
         *,
         prune: bool,
     ) -> None:
-        known = await self._catalog.known(source)
-        seen: set[str] = set()
-        unchanged: list[str] = []
-        versions: dict[str, str] = {}  # unchanged content under a new listing version
-        relabel: dict[str, Audience | None] = {}  # unchanged content, another audience
-        group: list[tuple[Document, str, list[Chunk]]] = []
-        embedded = [0, 0]  # done, total
+        run = _Pass(source, collection, await self._catalog.known(source), report, progress)
         try:
             async for uri, item, stamp in items:
                 if source in self._cancel:
                     raise _Cancelled
-                seen.add(uri)
-                if isinstance(item, _Same):
-                    unchanged.append(uri)
-                    if item.audience is not None and item.audience != _own(known, uri):
-                        relabel[uri] = item.audience
-                elif isinstance(item, str):
-                    report.failed[uri] = item
-                else:
-                    digest = self.content_hash(item)
-                    old = known.get(uri)
-                    if old is not None and old.content_hash == digest and old.chunk_ids:
-                        unchanged.append(uri)
-                        if stamp != old.version:
-                            versions[uri] = stamp
-                        if item.audience != old.audience:
-                            relabel[uri] = item.audience
-                    else:
-                        chunks = await self._embedder.run(self._chunk, item)
-                        self._stamps[(source, uri)] = stamp
-                        group.append((item, digest, chunks))
-                        embedded[1] += len(chunks)
-                        if sum(len(c) for _, _, c in group) >= _FLUSH_CHUNKS:
-                            await self._flush(
-                                source, collection, group, known, report, progress, embedded
-                            )
-                            group = []
-                _notify(progress, "documents", len(seen), max(total[0], len(seen)))
+                run.seen.add(uri)
+                await self._take(run, uri, item, stamp)
+                _notify(progress, "documents", len(run.seen), max(total[0], len(run.seen)))
         except SourceError as exc:
             report.error = str(exc)
-        if group:
-            await self._flush(source, collection, group, known, report, progress, embedded)
-        report.unchanged = len(unchanged)
-        await self._catalog.seen(source, unchanged, versions)
-        await self._relabel(source, relabel)
+        if run.group:
+            await self._flush(run)
+        await self._settle(run, prune=prune)
+
+    async def _take(self, run: _Pass, uri: str, item: Document | _Same | str, stamp: str) -> None:
+        """One listed document: unchanged (perhaps with a new audience or listing version),
+        failed, or chunked into the group the next flush embeds and indexes."""
+        if isinstance(item, _Same):
+            run.unchanged.append(uri)
+            if item.audience is not None and item.audience != _own(run.known, uri):
+                run.relabel[uri] = item.audience
+            return
+        if isinstance(item, str):
+            run.report.failed[uri] = item
+            return
+        digest = self.content_hash(item)
+        old = run.known.get(uri)
+        if old is not None and old.content_hash == digest and old.chunk_ids:
+            run.unchanged.append(uri)
+            if stamp != old.version:
+                run.versions[uri] = stamp
+            if item.audience != old.audience:
+                run.relabel[uri] = item.audience
+            return
+        chunks = await self._embedder.run(self._chunk, item)
+        self._stamps[(run.source, uri)] = stamp
+        run.group.append((item, digest, chunks))
+        run.embedded[1] += len(chunks)
+        if sum(len(c) for _, _, c in run.group) >= _FLUSH_CHUNKS:
+            await self._flush(run)
+            run.group = []
+
+    async def _settle(self, run: _Pass, *, prune: bool) -> None:
+        """After the listing: the unchanged stamped, audiences relabelled, failures recorded,
+        and (when the whole listing came) what it no longer lists removed."""
+        report, source = run.report, run.source
+        report.unchanged = len(run.unchanged)
+        await self._catalog.seen(source, run.unchanged, run.versions)
+        await self._relabel(source, run.relabel)
         if report.failed:
-            await self._catalog.failed(source, collection, report.failed)
+            await self._catalog.failed(source, run.collection, report.failed)
         if prune and not report.error:
-            gone = [known[uri] for uri in sorted(known.keys() - seen)]
+            gone = [run.known[uri] for uri in sorted(run.known.keys() - run.seen)]
             await self._remove(source, gone)
             report.removed = len(gone)
         if not report.error:
             await self._sweep(source)
 
-    async def _flush(
-        self,
-        source: str,
-        collection: str,
-        group: list[tuple[Document, str, list[Chunk]]],
-        known: dict[str, Known],
-        report: RefreshReport,
-        progress: Progress | None,
-        embedded: list[int],
-    ) -> None:
+    async def _flush(self, run: _Pass) -> None:
+        """Embed, store and index one group of changed documents, then swap their chunks into
+        the live lexical index and delete the chunks they replace."""
+        group = run.group
         texts = [embed_text(doc.title, chunk) for doc, _, chunks in group for chunk in chunks]
         hashes = [self._chunk_hash(text) for text in texts]
-        cached = await self._store.vectors(hashes)  # any chunk with the same text, any document
+        vectors = await self._vectors(texts, hashes, run.report)
+        tokens = await asyncio.to_thread(lambda: [" ".join(tokenize(t)) for t in texts])
+        run.embedded[0] += len(texts)
+        _notify(run.progress, "embeddings", run.embedded[0], run.embedded[1])
+        ids, metadatas, indexed, keys = self._rows(run, hashes, tokens)
+        await self._store.upsert(
+            ids, vectors, [c.text for _, _, cs in group for c in cs], metadatas
+        )
+        await self._catalog.commit(run.source, indexed)
+        run.report.chunks += len(ids)
+        await self._go_live(run, indexed, keys, set(ids))
+
+    async def _vectors(
+        self, texts: list[str], hashes: list[str], report: RefreshReport
+    ) -> list[list[float]]:
+        """A vector per text: any chunk with the same text (any document) lends its own, the
+        rest are embedded, shortest first."""
+        cached = await self._store.vectors(hashes)
         missing = sorted(
             {t for t, h in zip(texts, hashes, strict=True) if h not in cached}, key=len
         )
         fresh = dict(zip(missing, await self._embedder.embed(missing), strict=True))
-        vectors = [cached.get(h) or fresh[t] for t, h in zip(texts, hashes, strict=True)]
-        tokens = await asyncio.to_thread(lambda: [" ".join(tokenize(t)) for t in texts])
         report.embedded += len(missing)
-        embedded[0] += len(texts)
-        _notify(progress, "embeddings", embedded[0], embedded[1])
+        return [cached.get(h) or fresh[t] for t, h in zip(texts, hashes, strict=True)]
 
+    def _rows(
+        self, run: _Pass, hashes: list[str], tokens: list[str]
+    ) -> tuple[list[str], list[Metadata], list[Indexed], dict[str, str]]:
+        """The group's chunk ids, store metadata, catalog rows and audience keys (by uri)."""
         ids: list[str] = []
         metadatas: list[Metadata] = []
         indexed: list[Indexed] = []
-        offset = 0
-        keys: dict[str, str] = {}  # uri -> audience key
-        for document, digest, chunks in group:
+        keys: dict[str, str] = {}
+        offset, source = 0, run.source
+        for document, digest, chunks in run.group:
             own = [chunk_id(source, document.uri, c.index, digest) for c in chunks]
             ids.extend(own)
             keys[document.uri] = key = key_of(source, document.audience)
             metadatas.extend(
-                _metadata(source, collection, document, digest, c, hashes[offset + n], key)
+                _metadata(source, run.collection, document, digest, c, hashes[offset + n], key)
                 for n, c in enumerate(chunks)
             )
             indexed.append(
                 Indexed(
                     document.uri,
-                    collection,
+                    run.collection,
                     document.title,
                     digest,
                     tuple(own),
@@ -494,29 +527,33 @@ class Ingestor:
                 )
             )
             offset += len(chunks)
-            if document.uri in known and known[document.uri].chunk_ids:
-                report.changed += 1
+            known = run.known.get(document.uri)
+            if known is not None and known.chunk_ids:
+                run.report.changed += 1
             else:
-                report.added += 1
-        await self._store.upsert(
-            ids, vectors, [c.text for _, _, cs in group for c in cs], metadatas
-        )
-        await self._catalog.commit(source, indexed)
-        new = set(ids)
-        retired = [i for doc, _, _ in group if doc.uri in known for i in known[doc.uri].chunk_ids]
+                run.report.added += 1
+        return ids, metadatas, indexed, keys
+
+    async def _go_live(
+        self, run: _Pass, indexed: list[Indexed], keys: dict[str, str], new: set[str]
+    ) -> None:
+        """Swap the group's chunks into the live index for the ones they replace."""
+        known = run.known
+        retired = [
+            i for doc, _, _ in run.group if doc.uri in known for i in known[doc.uri].chunk_ids
+        ]
         self._live.learn({keys[d.uri]: d.audience for d in indexed if d.audience is not None})
         old = await asyncio.to_thread(
             self._live.swap,
             (
-                LiveChunk(i, collection, t.split(), keys[doc.uri])
+                LiveChunk(i, run.collection, t.split(), keys[doc.uri])
                 for doc in indexed
                 for i, t in zip(doc.chunk_ids, doc.tokens, strict=True)
             ),
             retired,
         )
-        for document, _, _ in group:
+        for document, _, _ in run.group:
             known.pop(document.uri, None)  # now current: not "previous" for a later group
-        report.chunks += len(ids)
         await drained(old)
         await self._store.delete([i for i in retired if i not in new])
 

@@ -26,8 +26,8 @@ from typing import Any
 from knowledge.chunking import embed_text
 from knowledge.config import KnowledgeSettings
 from knowledge.embedding import Embedder, make_embedder
-from knowledge.store import VectorStore
 from knowledge.types import Chunk
+from knowledge.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 

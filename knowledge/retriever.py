@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 from knowledge.audience import Reader
@@ -39,8 +40,8 @@ from knowledge.fusion import combine, dense_trust, rank_fusion
 from knowledge.lexical import tokenize
 from knowledge.live import LiveIndex, Snapshot
 from knowledge.rerank import Reranker
-from knowledge.store import VectorStore
 from knowledge.types import Passage
+from knowledge.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 DUPLICATE_JACCARD = 0.85
@@ -83,6 +84,21 @@ class Retriever:
         """How many passages `retrieve` returns by default."""
         return self._top_k
 
+    async def search(self, texts: Sequence[str], reader: Reader | None = None) -> list[Passage]:
+        """Passages for one question asked in several texts (a follow-up made standalone, an
+        error code read in a screenshot): from the collections the reader's chat is mapped to,
+        that the reader may see (None: the default collection, every audience), each once at its
+        best score, none below `min_score`; at most `top_k` when there was more than one text."""
+        scope = self.collections_for(reader.platform, reader.chat_id) if reader else None
+        best: dict[str, Passage] = {}
+        for text in texts:
+            for p in await self.retrieve(text, collections=scope, reader=reader):
+                known = best.get(p.chunk_id)
+                if p.score >= self._min_score and (known is None or p.score > known.score):
+                    best[p.chunk_id] = p
+        ranked = sorted(best.values(), key=attrgetter("score"), reverse=True)
+        return ranked[: max(self._top_k, 1)] if len(texts) > 1 else ranked
+
     def collections_for(self, platform: str, chat_id: str) -> tuple[str, ...]:
         """The collections a chat may see: its `chat_collections` entry ("platform:chat_id",
         else "chat_id"), else the default collection."""
@@ -111,40 +127,12 @@ class Retriever:
         if not query or k < 1:
             return []
         allowed = tuple(collections) if collections else (self._settings.default_collection,)
-        mode = mode or self._mode
-        embedder, store = self._pair
         async with self._live.reading() as snapshot:
             if not snapshot.chunks:
                 return []
-            wanted = max(self._settings.candidates, k)
-            admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
-            (dense, readable), lexical = await asyncio.gather(
-                self._dense(
-                    embedder,
-                    store,
-                    query,
-                    wanted,
-                    allowed,
-                    snapshot,
-                    admitted,
-                    strict=mode == "dense",
-                )
-                if mode != "lexical"
-                else _nothing(),
-                self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
+            passages = await self._candidates(
+                query, k, allowed, mode or self._mode, snapshot, reader
             )
-            dense = [
-                p
-                for p in dense
-                if snapshot.chunks.get(p.chunk_id) in allowed
-                and snapshot.visible(p.chunk_id, admitted)
-            ]
-            lexical = [
-                p
-                for p in lexical
-                if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
-            ]
-            passages = await self._fuse(store, dense, lexical, readable)
         # a reranker reorders what it is given and the per-document cap reaches down the list,
         # so both need every candidate
         passages = _collapse(passages, len(passages))
@@ -158,6 +146,40 @@ class Retriever:
                 replace(p, score=_rescale(p.score, floor, self._min_score)) for p in passages
             ]
         return passages
+
+    async def _candidates(
+        self,
+        query: str,
+        k: int,
+        allowed: tuple[str, ...],
+        mode: str,
+        snapshot: Snapshot,
+        reader: Reader | None,
+    ) -> list[Passage]:
+        """Dense and lexical candidates of the allowed collections that the reader may see,
+        fused into one ranking (within one snapshot of the live index)."""
+        embedder, store = self._pair
+        wanted = max(self._settings.candidates, k)
+        admitted = self._live.admitted(snapshot, reader)  # None: nothing withheld
+        (dense, readable), lexical = await asyncio.gather(
+            self._dense(
+                embedder, store, query, wanted, allowed, snapshot, admitted, strict=mode == "dense"
+            )
+            if mode != "lexical"
+            else _nothing(),
+            self._lexical(query, wanted, allowed, admitted) if mode != "dense" else _none(),
+        )
+        dense = [
+            p
+            for p in dense
+            if snapshot.chunks.get(p.chunk_id) in allowed and snapshot.visible(p.chunk_id, admitted)
+        ]
+        lexical = [
+            p
+            for p in lexical
+            if snapshot.chunks.get(p[0]) in allowed and snapshot.visible(p[0], admitted)
+        ]
+        return await self._fuse(store, dense, lexical, readable)
 
     async def _dense(
         self,

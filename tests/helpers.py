@@ -24,7 +24,7 @@ from engine.conversation import Conversation
 from engine.llm import LLMClient
 from engine.messages import Answer, Attachment, ChatType, Inbound, Sender
 from engine.policy import Policy
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Embedder, KnowledgeBase, KnowledgeSettings
 from tests.fakes.sglang import FakeSGLang
 

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -28,7 +27,6 @@ from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import (
     ReplyTarget,
-    ThreadWindows,
     escalation_markdown,
     mention,
     parse,
@@ -40,7 +38,8 @@ from adapters.dingtalk.files import download_codes
 from adapters.dingtalk.reply import DingTalkReplyChannel
 from adapters.dingtalk.stream import StreamConnection
 from adapters.streaming import Recent
-from engine.messages import EscalationNotice, ThreadKey
+from engine.catalog import phrase
+from engine.messages import ChatType, Click, EscalationNotice, ThreadKey
 from engine.text import split_text
 
 log = logging.getLogger(__name__)
@@ -49,13 +48,6 @@ START_WAIT = 5.0  # seconds start() waits for the first connection before return
 REMEMBERED_CARDS = 2000
 REMEMBERED_DIRECT = 10_000
 _HELPFUL, _UNHELPFUL, _HUMAN = {"helpful", "up"}, {"unhelpful", "down"}, {"human", "escalate"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Card:
-    turn_id: int | None
-    key: ThreadKey
-    target: ReplyTarget
 
 
 class _BotMessages(ChatbotHandler):  # type: ignore[misc]  # the SDK is untyped
@@ -114,8 +106,9 @@ class DingTalkAdapter:
             self.connection.register_callback_handler(
                 Card_Callback_Router_Topic, _CardActions(self)
             )
-        self._windows = ThreadWindows(settings.thread_idle_minutes * 60)
-        self._cards: Recent[str, _Card] = Recent(REMEMBERED_CARDS)  # for their button clicks
+        # the cards this process sent: their turn, for templates whose buttons do not send it
+        # back, and the asker's session webhook to answer a click through
+        self._cards: Recent[str, tuple[int, ReplyTarget]] = Recent(REMEMBERED_CARDS)
         # one-to-one conversation ids seen lately (for reply_channel)
         self._direct: Recent[str, str] = Recent(REMEMBERED_DIRECT)
         self._in_flight = InFlight("dingtalk")
@@ -209,7 +202,7 @@ class DingTalkAdapter:
             staff_id=asker,
             nick="",
         )
-        return DingTalkReplyChannel(self._settings, self, target, key, "zh")
+        return DingTalkReplyChannel(self._settings, self, target, "zh")
 
     def status(self) -> AdapterStatus:
         conn = self.connection
@@ -302,15 +295,17 @@ class DingTalkAdapter:
         private = callback.content.get("cardPrivateData") or {}
         params = private.get("params") or {}
         actions = {str(a) for a in private.get("actionIds") or []} | {str(params.get("action", ""))}
-        card = self._cards.get(callback.card_instance_id)
-        turn = params.get("turn_id") or (card.turn_id if card else None)
+        # the click carries its turn (the template's buttons send the card's turn_id back), so a
+        # card answered before a restart, or by another replica, is still handled
+        sent = self._cards.get(callback.card_instance_id)
+        turn = _turn_id(params.get("turn_id")) or (sent[0] if sent else None)
         user = callback.user_id
-        if actions & (_HELPFUL | _UNHELPFUL) and turn is not None:
+        if turn is not None and actions & (_HELPFUL | _UNHELPFUL):
             value = "up" if actions & _HELPFUL else "down"
-            self._spawn(self._core.feedback(int(turn), user, value))
-        elif actions & _HUMAN and card is not None:
-            reply = DingTalkReplyChannel(self._settings, self, card.target, card.key, "en")
-            self._spawn(self._core.escalate(card.key, reply, trigger="button", requested_by=user))
+            self._spawn(self._core.clicked(Click(value, user, turn)))
+        elif turn is not None and actions & _HUMAN:
+            reply = self._reply_for if sent is None else self._reply(sent[1])
+            self._spawn(self._core.clicked(Click("human", user, turn), reply))
         else:
             log.info(
                 "DingTalk card action %s on unknown card %s", actions, callback.card_instance_id
@@ -331,11 +326,13 @@ class DingTalkAdapter:
         )
         if not target.group:
             self._direct.put(target.conversation_id, target.staff_id)
-        thread = self._windows.thread_id(target.conversation_id, target.staff_id, time.time())
-        # an agent writing where escalated askers wait takes their threads: the core finds them
-        inbound = to_inbound(message, thread, raw, self._settings.agents, self._downloads)
-        reply = DingTalkReplyChannel(self._settings, self, target, inbound.thread_key)
-        await self._core.handle(inbound, reply)
+        # the core places the message in the asker's window (and an agent's where escalated
+        # askers wait): DingTalk has no threads
+        window = self._settings.thread_idle_minutes * 60
+        inbound = to_inbound(
+            message, raw, self._settings.agents, self._downloads, idle_window=window
+        )
+        await self._core.handle(inbound, DingTalkReplyChannel(self._settings, self, target))
 
     # -- outbound (the Outbox the reply channels use) --
 
@@ -361,12 +358,25 @@ class DingTalkAdapter:
             return
         text = escalation_markdown(notice, self._settings.agents, target)
         for piece in split_text(text, self._settings.max_chars):
-            await self.api.send_markdown(group=True, to=group, title="需要人工", text=piece)
+            await self.api.send_markdown(
+                group=True, to=group, title=phrase("notice_title", "zh"), text=piece
+            )
 
-    def remember_card(
-        self, out_track_id: str, turn_id: int | None, key: ThreadKey, target: ReplyTarget
-    ) -> None:
-        self._cards.put(out_track_id, _Card(turn_id, key, target))
+    def remember_card(self, out_track_id: str, turn_id: int, target: ReplyTarget) -> None:
+        self._cards.put(out_track_id, (turn_id, target))
+
+    def _reply(self, target: ReplyTarget) -> DingTalkReplyChannel:
+        return DingTalkReplyChannel(self._settings, self, target, "en")
+
+    def _reply_for(self, key: ThreadKey, chat_type: ChatType | None) -> DingTalkReplyChannel:
+        """A channel into a thread the core found from a clicked card's turn: the chat type
+        stored on the thread says group or one to one."""
+        asker = key.thread_id.rsplit("@", 1)[0]
+        group = chat_type is ChatType.GROUP or (
+            chat_type is None and key.chat_id not in self._direct
+        )
+        target = ReplyTarget(conversation_id=key.chat_id, group=group, staff_id=asker, nick="")
+        return self._reply(target)
 
     def _missing_credentials(self) -> str:
         if not self._settings.client_id:
@@ -381,3 +391,9 @@ class DingTalkAdapter:
                 "凭证与基础信息, or disable the adapter with [dingtalk] enabled = false"
             )
         return ""
+
+
+def _turn_id(value: object) -> int | None:
+    """A turn id sent back by a card button ("123"), or None."""
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None

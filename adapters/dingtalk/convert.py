@@ -10,9 +10,8 @@ from typing import Any
 from dingtalk_stream import ChatbotMessage
 
 from adapters.markdown import to_dingtalk
-from adapters.streaming import Recent
 from engine import clean
-from engine.escalation import trigger_labels
+from engine.catalog import both, phrase
 from engine.messages import (
     Answer,
     Attachment,
@@ -24,6 +23,7 @@ from engine.messages import (
     Sender,
 )
 from engine.text import clip
+from engine.threads.escalation import trigger_labels
 
 PLATFORM = "dingtalk"
 _ATTACHMENT_KINDS = {"picture": "image", "file": "file", "audio": "audio", "video": "video"}
@@ -135,13 +135,15 @@ def attachments(
 
 def to_inbound(
     message: ChatbotMessage,
-    thread_id: str,
     raw: Mapping[str, Any],
     agents: Collection[str] = (),
     fetch: Callable[[str], Fetch] | None = None,
+    *,
+    idle_window: float = 1800.0,
 ) -> Inbound:
     """One bot message as the core's Inbound; `agents`: the staff ids of the people who take
-    escalated threads. A DingTalk group has no threads (see ThreadWindows)."""
+    escalated threads. DingTalk has no threads: the core places the message in the asker's
+    window in this chat (`idle_window` seconds of quiet start a new one), so no thread id."""
     sent_at = clean.when(message.create_at, millis=True)  # "abc", 1e20: now, not a crash
     sender = staff_id(message)
     return Inbound(
@@ -149,7 +151,7 @@ def to_inbound(
         tenant=str(message.chatbot_corp_id or message.sender_corp_id or ""),
         chat_id=str(message.conversation_id),
         chat_type=ChatType.GROUP if is_group(message) else ChatType.DIRECT,
-        thread_id=thread_id,
+        thread_id="",  # decided by the core (engine/threads/lifecycle.py: continued)
         message_id=str(message.message_id),
         sender=Sender(
             id=sender, display_name=str(message.sender_nick or ""), is_agent=sender in agents
@@ -161,6 +163,7 @@ def to_inbound(
         raw=dict(raw),
         mentions=mentioned_staff(message),
         threaded=False,
+        idle_window=idle_window,
     )
 
 
@@ -176,30 +179,6 @@ def reply_target(message: ChatbotMessage) -> ReplyTarget:
     )
 
 
-class ThreadWindows:
-    """DingTalk has no threads: (conversation, asker) plus an idle window makes one.
-
-    The thread id embeds the window's start time, so nothing new is stored in the database;
-    only the last-seen time of recent askers is kept here, at most `capacity` of them.
-    """
-
-    def __init__(self, idle_seconds: float, capacity: int = 10_000) -> None:
-        self._idle = idle_seconds
-        self._windows: Recent[tuple[str, str], tuple[float, float]] = Recent(capacity)
-
-    def thread_id(self, conversation_id: str, asker: str, now: float) -> str:
-        """The asker's current thread in the conversation; `now` in epoch seconds."""
-        key = (conversation_id, asker)
-        start, last = self._windows.get(key) or (now, now)
-        if now - last > self._idle:
-            start = now
-        self._windows.put(key, (start, now))
-        return f"{asker}@{int(start)}"
-
-    def __len__(self) -> int:
-        return len(self._windows)
-
-
 def _source_line(number: int, title: str, location: str, section: str) -> str:
     shown = title or location or f"source {number}"
     line = f"[{shown}]({location})" if location.startswith(("http://", "https://")) else shown
@@ -212,16 +191,14 @@ def _source_line(number: int, title: str, location: str, section: str) -> str:
 
 def answer_markdown(answer: Answer, *, hint_human: bool) -> str:
     """The final answer as DingTalk markdown: text, numbered sources, an escalation hint."""
-    zh = answer.language == "zh"
+    language = answer.language
     parts = [to_dingtalk(answer.text)]
     if answer.citations:
-        heading = "**来源**" if zh else "**Sources**"
+        heading = f"**{phrase('sources', language)}**"
         lines = [_source_line(c.number, c.title, c.location, c.section) for c in answer.citations]
         parts.append(heading + "\n\n" + "\n".join(lines))
     if hint_human and answer.outcome is not Outcome.HANDED_OFF:
-        parts.append(
-            "_回复“转人工”可联系同事_" if zh else '_Reply "human" to reach a person (转人工)_'
-        )
+        parts.append(f"_{phrase('hint_human', language)}_")
     return "\n\n".join(p for p in parts if p)
 
 
@@ -247,18 +224,19 @@ def mention(text: str, target: ReplyTarget, *, webhook: bool) -> str:
 def escalation_markdown(
     notice: EscalationNotice, agents: list[str], asker: ReplyTarget | None
 ) -> str:
-    lines = ["### 需要人工 / A person is needed"]
+    lines = [f"### {both('notice_title')}"]
     if agents:
         lines.append(" ".join(f"@{agent}" for agent in agents))
     who = f"{asker.nick} ({asker.staff_id})" if asker else notice.thread.thread_id
     lines += [
-        f"**问题 / Question:** {clip(notice.question, 500) or '—'}",
-        f"**提问人 / Asked by:** {who}",
-        f"**会话 / Conversation:** `{notice.thread.chat_id}`",
-        f"**原因 / Trigger:** {trigger_labels(notice.trigger)}",
+        f"**{both('notice_question')}:** {clip(notice.question, 500) or '—'}",
+        f"**{both('notice_asked_by')}:** {who}",
+        f"**{both('notice_conversation')}:** `{notice.thread.chat_id}`",
+        f"**{both('notice_trigger')}:** {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append("**最近对话 / Recent turns:**\n\n" + clip(to_dingtalk(notice.summary), 1500))
+        recent = clip(to_dingtalk(notice.summary), 1500)
+        lines.append(f"**{both('notice_recent')}:**\n\n{recent}")
     if notice.citations:
         lines.append(
             "\n".join(

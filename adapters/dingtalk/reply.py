@@ -12,7 +12,8 @@ from adapters.dingtalk.client import DingTalkApiError, OpenApi
 from adapters.dingtalk.config import DingTalkSettings
 from adapters.dingtalk.convert import ReplyTarget, answer_markdown, partial_markdown
 from adapters.streaming import Coalescer, ReplyTimings
-from engine.messages import Answer, EscalationNotice, ThreadKey
+from engine.catalog import phrase
+from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
 
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 # AI card flowStatus values (dingtalk_stream.AICardStatus); cardParamMap values are strings.
 PROCESSING, INPUTTING, FINISHED, FAILED = "1", "2", "3", "5"
-THINKING = {"zh": "正在思考…", "en": "Thinking…"}
 
 
 class Outbox(Protocol):
@@ -32,9 +32,7 @@ class Outbox(Protocol):
 
     async def post_escalation(self, notice: EscalationNotice, target: ReplyTarget) -> None: ...
 
-    def remember_card(
-        self, out_track_id: str, turn_id: int | None, key: ThreadKey, target: ReplyTarget
-    ) -> None: ...
+    def remember_card(self, out_track_id: str, turn_id: int, target: ReplyTarget) -> None: ...
 
 
 class DingTalkReplyChannel:
@@ -46,13 +44,11 @@ class DingTalkReplyChannel:
         settings: DingTalkSettings,
         outbox: Outbox,
         target: ReplyTarget,
-        key: ThreadKey,
         language: str = "en",
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._target = target
-        self._key = key
         self._language = language
         self._cards = bool(settings.card_template_id)
         self._limits = ChannelLimits(max_chars=settings.max_chars, can_edit=self._cards)
@@ -123,7 +119,7 @@ class DingTalkReplyChannel:
     async def _notice_later(self) -> None:
         await asyncio.sleep(self._settings.thinking_notice_after)
         try:
-            await self._send(THINKING.get(self._language, THINKING["en"]), notice=True)
+            await self._send(phrase("thinking_notice", self._language), notice=True)
         except Exception as error:  # a lost notice must not cost the answer
             log.warning("DingTalk thinking notice failed: %s", error)
 
@@ -175,7 +171,8 @@ class DingTalkReplyChannel:
             log.warning("DingTalk card finish failed, answering with markdown: %s", error)
             await self._mark_failed()
             return False
-        self._outbox.remember_card(self._card_id, answer.turn_id, self._key, self._target)
+        if answer.turn_id is not None:
+            self._outbox.remember_card(self._card_id, answer.turn_id, self._target)
         for piece in pieces[1:]:  # an answer longer than one card continues as messages
             await self._send(piece)
         return True

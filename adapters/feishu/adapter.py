@@ -39,6 +39,8 @@ from adapters.feishu.files import resource_fetch
 from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
+from engine.catalog import both
+from engine.messages import Click as CoreClick
 from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,14 @@ AGENT_SCOPE = (
     ("im:message.group_msg",),
     "see agents' replies in escalated threads without an @mention (获取群组中所有消息)",
 )
+
+
+class _Refused(Exception):
+    """A webhook check failed: answer `status` with `reason`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
 class FeishuAdapter:
@@ -260,11 +270,7 @@ class FeishuAdapter:
             log.info("feishu: a card click delivered again was acknowledged, not repeated")
         else:
             loop.call_soon_threadsafe(self._accept_click, clicked, user)
-        toast = (
-            "感谢反馈 / Thanks for the feedback"
-            if clicked.action == "up"
-            else "正在转人工 / Asking a colleague"
-        )
+        toast = both("thanks_feedback" if clicked.action == "up" else "asking_colleague")
         return P2CardActionTriggerResponse({"toast": {"type": "success", "content": toast}})
 
     def _seen_click(self, event: P2CardActionTrigger) -> bool:
@@ -303,12 +309,12 @@ class FeishuAdapter:
             return
         self._last_event = time.monotonic()
         if clicked.action == "up":
-            self._spawn(self._core.feedback(clicked.turn_id, user, "up"))
+            self._spawn(self._core.clicked(CoreClick("up", user, clicked.turn_id)))
             return
         scope = f"{clicked.target.message_id}:human:{clicked.turn_id}"
         channel = self._channel(clicked.target, "zh", scope=scope)
         self._spawn(
-            self._core.escalate(clicked.target.key, channel, trigger="button", requested_by=user)
+            self._core.clicked(CoreClick("human", user, thread=clicked.target.key), channel)
         )
 
     def _channel(
@@ -324,36 +330,57 @@ class FeishuAdapter:
     # -- webhook ------------------------------------------------------------------------------
 
     async def _webhook(self, request: Request) -> Response:
+        """Intake as a chain of checks: open (decrypt) → token → signature and replay window →
+        dispatch; a failed check answers with its reason."""
         body = await request.body()
+        try:
+            plain = self._opened(body)
+            self._check_token(plain)
+            if plain.get("type") == "url_verification":
+                return JSONResponse({"challenge": plain.get("challenge", "")})
+            raw = self._signed(request, body)
+        except _Refused as refused:
+            return _refuse(refused.status, refused.reason, request)
+        if not self._accepting:
+            return JSONResponse({"msg": "starting or stopping"}, status_code=503)
+        return self._dispatch(plain, raw)
+
+    def _opened(self, body: bytes) -> dict[str, Any]:
+        """The event as a JSON object, decrypted when it came encrypted (as it must when an
+        encrypt_key is configured, and must not otherwise)."""
         try:
             envelope = payload.loads(body)
         except payload.PayloadError as error:
-            return _refuse(400, str(error), request)
+            raise _Refused(400, str(error)) from None
         if not isinstance(envelope, dict):
-            return _refuse(400, "body is not a JSON object", request)
-        if "encrypt" in envelope:
-            if not self._encrypt_key:
-                return _refuse(400, "encrypted event but no encrypt_key is configured", request)
-            try:
-                decrypted = AESCipher(self._encrypt_key).decrypt_str(str(envelope["encrypt"]))
-            except Exception:  # the cipher's errors for a wrong key or a garbled text vary
-                return _refuse(400, "event could not be decrypted (wrong encrypt_key?)", request)
-            try:
-                plain = payload.loads(decrypted, what="decrypted event")
-            except payload.PayloadError as error:
-                return _refuse(400, str(error), request)
-        elif self._encrypt_key:
-            return _refuse(400, "unencrypted event while an encrypt_key is configured", request)
-        else:
-            plain = envelope
+            raise _Refused(400, "body is not a JSON object")
+        if "encrypt" not in envelope:
+            if self._encrypt_key:
+                raise _Refused(400, "unencrypted event while an encrypt_key is configured")
+            return envelope
+        if not self._encrypt_key:
+            raise _Refused(400, "encrypted event but no encrypt_key is configured")
+        try:
+            decrypted = AESCipher(self._encrypt_key).decrypt_str(str(envelope["encrypt"]))
+        except Exception:  # the cipher's errors for a wrong key or a garbled text vary
+            raise _Refused(400, "event could not be decrypted (wrong encrypt_key?)") from None
+        try:
+            plain = payload.loads(decrypted, what="decrypted event")
+        except payload.PayloadError as error:
+            raise _Refused(400, str(error)) from None
         if not isinstance(plain, dict):
-            return _refuse(400, "decrypted event is not an object", request)
+            raise _Refused(400, "decrypted event is not an object")
+        return plain
+
+    def _check_token(self, plain: dict[str, Any]) -> None:
         header = plain.get("header") if isinstance(plain.get("header"), dict) else {}
         token = header.get("token") if header else plain.get("token")
         if not self._token or token != self._token:
-            return _refuse(401, "verification token mismatch", request)
-        if plain.get("type") == "url_verification":
-            return JSONResponse({"challenge": plain.get("challenge", "")})
+            raise _Refused(401, "verification token mismatch")
+
+    def _signed(self, request: Request, body: bytes) -> RawRequest:
+        """The request as lark-oapi reads it, its signature and timestamp checked when an
+        encrypt_key is configured (Feishu signs only then)."""
         raw = RawRequest()
         raw.uri = request.url.path
         raw.body = body
@@ -365,18 +392,20 @@ class FeishuAdapter:
             try:
                 self.dispatcher._verify_sign(raw, self._encrypt_key)
             except Exception:
-                return _refuse(401, "signature check failed", request)
+                raise _Refused(401, "signature check failed") from None
             stale = _stale(raw.headers.get(LARK_REQUEST_TIMESTAMP, ""), time.time())
             if stale:
-                return _refuse(401, stale, request)
-        if not self._accepting:
-            return JSONResponse({"msg": "starting or stopping"}, status_code=503)
+                raise _Refused(401, stale)
+        return raw
+
+    def _dispatch(self, plain: dict[str, Any], raw: RawRequest) -> Response:
+        """Hand a checked event to lark-oapi's dispatcher (our handlers only schedule work)."""
         kind = event_type(plain)
         if kind not in HANDLED:
             # acknowledged, or Feishu would redeliver an event this bot never handles forever
             log.info("feishu webhook: event type %r is not handled here; acknowledged", kind)
             return JSONResponse({})
-        answer = self.dispatcher.do(raw)  # calls our handlers, which only schedule work
+        answer = self.dispatcher.do(raw)
         if (answer.status_code or 200) >= 500:
             log.warning(
                 "feishu webhook: a signed %s event could not be read (%s); acknowledged",

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+from lark_oapi.api.im.v1 import EventMessage, P2ImMessageReceiveV1
 from lark_oapi.core.json import JSON
 
 from adapters import payload
 from adapters.markdown import to_feishu
 from engine import clean
-from engine.escalation import trigger_labels
+from engine.catalog import both
 from engine.messages import (
     Answer,
     Attachment,
@@ -33,6 +33,7 @@ from engine.messages import (
     Sender,
     ThreadKey,
 )
+from engine.threads.escalation import trigger_labels
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ Resource = Callable[[str, str, str], Fetch]
 ANSWER_ELEMENT = "answer"
 CARD_MAX_CHARS = 6000  # a card is at most 30 KB of JSON; CJK text is 3 bytes a character
 TEXT_MAX_CHARS = 8000
-HELPFUL = "有帮助 / Helpful"
-HUMAN = "转人工 / Talk to a person"
+HELPFUL = both("button_helpful")
+HUMAN = both("button_person")
 _PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
 _ATTACHMENT_KINDS = {
     "image": "image",
@@ -73,6 +74,24 @@ class Received:
     from_app: bool
 
 
+def _mentions(
+    message: EventMessage, bot_open_id: str
+) -> tuple[dict[str, str], bool, tuple[str, ...]]:
+    """A message's mentions: the text each placeholder becomes (the bot's: nothing), whether
+    the bot is mentioned, and the open ids of the others mentioned."""
+    names: dict[str, str] = {}
+    mentioned = False
+    others: list[str] = []
+    for mention in message.mentions or []:
+        open_id = mention.id.open_id if mention.id else None
+        if mention.key:
+            names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
+        mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
+        if open_id and open_id != bot_open_id:
+            others.append(open_id)
+    return names, mentioned, tuple(others)
+
+
 def received(
     event: P2ImMessageReceiveV1,
     bot_open_id: str,
@@ -90,16 +109,7 @@ def received(
     sender_id = (sender.sender_id.open_id if sender and sender.sender_id else None) or ""
     header = event.header
     tenant = (header.tenant_key if header else None) or (sender.tenant_key if sender else "") or ""
-    names: dict[str, str] = {}
-    mentioned = False
-    others: list[str] = []
-    for mention in message.mentions or []:
-        open_id = mention.id.open_id if mention.id else None
-        if mention.key:
-            names[mention.key] = "" if open_id == bot_open_id else f"@{mention.name or ''}"
-        mentioned = mentioned or (bool(bot_open_id) and open_id == bot_open_id)
-        if open_id and open_id != bot_open_id:
-            others.append(open_id)
+    names, mentioned, others = _mentions(message, bot_open_id)
     message_id = message.message_id
 
     def fetch(key: str, kind: str) -> Fetch | None:
@@ -124,7 +134,7 @@ def received(
         ),
         text=text,
         mentioned=mentioned or chat_type == ChatType.DIRECT,
-        mentions=tuple(others),
+        mentions=others,
         attachments=attachments,
         sent_at=_sent_at(message.create_time),
         raw=json.loads(JSON.marshal(event)),
@@ -304,7 +314,7 @@ def _wants_buttons(answer: Answer) -> bool:
 
 
 def sources_markdown(citations: tuple[Citation, ...]) -> str:
-    lines = ["**来源 / Sources**"]
+    lines = [f"**{both('sources')}**"]
     for c in citations:
         title = (c.title or c.source or c.location).replace("[", "(").replace("]", ")")
         where = f" · {c.section}" if c.section else ""
@@ -323,7 +333,7 @@ def plain_text(answer: Answer, text: str) -> dict[str, str]:
     sources = "\n".join(
         f"[{c.number}] {c.title or c.source} {c.location}".rstrip() for c in answer.citations
     )
-    return {"text": f"{text}\n\n来源 / Sources:\n{sources}"}
+    return {"text": f"{text}\n\n{both('sources')}:\n{sources}"}
 
 
 def button_value(target: ReplyTarget, turn_id: int) -> dict[str, Any]:
@@ -364,13 +374,13 @@ def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> d
     """The card posted in the escalation chat."""
     question = notice.question.replace("<", "&#60;").replace(">", "&#62;")
     lines = [
-        f"**问题 / Question**\n{question or '—'}",
-        f"**触发 / Trigger**: {trigger_labels(notice.trigger)}",
+        f"**{both('notice_question')}**\n{question or '—'}",
+        f"**{both('notice_trigger')}**: {trigger_labels(notice.trigger)}",
     ]
     if notice.summary:
-        lines.append(f"**对话摘要 / Summary**\n{to_feishu(notice.summary)}")
+        lines.append(f"**{both('notice_summary')}**\n{to_feishu(notice.summary)}")
     if link:
-        lines.append(f"[打开原会话 / Open the conversation]({link})")
+        lines.append(f"[{both('notice_open')}]({link})")
     if agents:
         lines.append(" ".join(f"<at id={agent}></at>" for agent in agents))
     elements = [_markdown("\n\n".join(lines), "notice")]
@@ -380,7 +390,7 @@ def escalation_card(notice: EscalationNotice, link: str, agents: list[str]) -> d
         "schema": "2.0",
         "config": {"update_multi": True, "summary": {"content": _summary(notice.question)}},
         "header": {
-            "title": {"tag": "plain_text", "content": "需要人工 / A person is needed"},
+            "title": {"tag": "plain_text", "content": both("notice_title")},
             "template": "orange",
         },
         "body": {"elements": elements},

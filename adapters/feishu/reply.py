@@ -22,7 +22,7 @@ from adapters.feishu.convert import (
     streaming_card,
 )
 from adapters.streaming import Coalescer, ReplyTimings
-from engine.language import phrase
+from engine.catalog import phrase
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text

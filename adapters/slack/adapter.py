@@ -27,7 +27,7 @@ from adapters.slack.config import SlackSettings
 from adapters.slack.files import SlackFiles
 from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
-from engine.messages import ThreadKey, ThreadMessage
+from engine.messages import Click, ThreadKey, ThreadMessage
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class SlackAdapter:
         channel = str(body["channel"]["id"])
         turn_id, place = convert.parse_button_value(str(action["value"]), channel)
         user = str(body["user"]["id"])
-        await self._core.feedback(turn_id, user, "up")
+        await self._core.clicked(Click("up", user, turn_id))
         language = "zh" if "有帮助" in str(action.get("text", {}).get("text", "")) else "en"
         with contextlib.suppress(*SLACK_ERRORS):
             await self._client.chat_postEphemeral(
@@ -312,7 +312,7 @@ class SlackAdapter:
         reply = SlackReplyChannel(
             self._client, place, self._settings, user_id=user, source_ts=message_ts
         )
-        await self._core.escalate(place.key, reply, trigger="button", requested_by=user)
+        await self._core.clicked(Click("human", user, thread=place.key), reply)
 
     # -- plumbing -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from adapters import payload
 from adapters.markdown import to_mrkdwn
 from engine import clean
-from engine.escalation import trigger_labels
+from engine.catalog import both, phrase
 from engine.messages import (
     Answer,
     Attachment,
@@ -26,6 +26,7 @@ from engine.messages import (
     ThreadMessage,
 )
 from engine.text import clip
+from engine.threads.escalation import trigger_labels
 
 PLATFORM = "slack"
 SECTION_CHARS = 3000  # a section block's text limit
@@ -221,7 +222,7 @@ def to_inbound(
     )
 
 
-HEADER = "Earlier in this thread:"  # engine/context.py lists the messages under it
+HEADER = "Earlier in this thread:"  # engine/threads/context.py lists the messages under it
 
 
 def thread_history(
@@ -233,7 +234,7 @@ def thread_history(
     max_chars: int,
 ) -> tuple[ThreadMessage, ...]:
     """Earlier messages of a thread by people, oldest first: the last `limit`, and as many of
-    those as fit in `max_chars` once the core lists them (engine/context.py)."""
+    those as fit in `max_chars` once the core lists them (engine/threads/context.py)."""
     found: list[ThreadMessage] = []
     for message in messages:
         if message.get("ts") == current_ts or not is_from_person(message, bot_user_id):
@@ -345,18 +346,15 @@ def _button(text: str, action_id: str, value: str, style: str = "") -> dict[str,
     return button
 
 
-BUTTON_LABELS = {
-    "en": {
-        "helpful": "👍 Helpful",
-        "person": "Talk to a person",
-        "thanks": "Thanks for the feedback!",
-    },
-    "zh": {"helpful": "👍 有帮助", "person": "转人工", "thanks": "感谢反馈！"},
-}
-
-
 def labels(language: str) -> Mapping[str, str]:
-    return BUTTON_LABELS.get(language, BUTTON_LABELS["en"])
+    """What the Slack reply shows in `language`, from the catalog: the placeholder, the
+    answer's button labels and the thanks for a click."""
+    return {
+        "thinking": phrase("thinking", language),
+        "helpful": f"👍 {phrase('button_helpful', language)}",
+        "person": phrase("button_person", language),
+        "thanks": phrase("thanks_feedback", language),
+    }
 
 
 def mention_text(targets: Sequence[str]) -> str:
@@ -379,9 +377,9 @@ def escalation_message(
     notice: EscalationNotice, *, permalink: str, mention: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The notice for the human channel: who to ping, the question, a link to the thread."""
-    head = f"{mention} 需要人工 / a thread needs a person".strip()
+    head = f"{mention} {both('notice_thread_needs')}".strip()
     question = clip(_escape(notice.question), 1500) or "(no question text)"
-    link = f"<{permalink}|打开会话 / Open the thread>" if permalink else str(notice.thread)
+    link = f"<{permalink}|{both('notice_open_thread')}>" if permalink else str(notice.thread)
     why = _escape(trigger_labels(notice.trigger))
     lines = [f"*{head}* ({why})", f">{question}".replace("\n", "\n>"), link]
     blocks: list[dict[str, Any]] = [

@@ -22,7 +22,6 @@ from adapters.slack.convert import (
     mention_text,
 )
 from adapters.streaming import Coalescer, ReplyTimings
-from engine.language import phrase
 from engine.messages import Answer, EscalationNotice
 from engine.ports import ChannelLimits
 from engine.text import clip, split_text
@@ -83,7 +82,7 @@ class SlackReplyChannel:
                 response = await self._client.chat_postMessage(
                     channel=self._place.channel,
                     thread_ts=self._place.reply_ts,
-                    text=phrase("thinking", language),
+                    text=labels(language)["thinking"],
                 )
         except SLACK_ERRORS as error:
             log.warning("slack: could not post the placeholder in %s: %s", self._place.key, error)

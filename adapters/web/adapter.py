@@ -43,11 +43,11 @@ from adapters.web.convert import (
 )
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
-from engine.escalation import BUTTON
-from engine.language import phrase
-from engine.messages import Answer, EscalationNotice, Inbound, ThreadKey
+from engine.catalog import phrase
+from engine.messages import Answer, Click, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
+from engine.threads.escalation import BUTTON
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,9 @@ class WebAdapter:
             if not await self.sessions.owns(clicked.chat_id, session):
                 return refused(NO_TURN, 404)
             try:
-                await self._core.feedback(
-                    clicked.turn_id, clicked.chat_id, clicked.value, chat=chat_of(clicked.chat_id)
+                chat = chat_of(clicked.chat_id)
+                await self._core.clicked(
+                    Click(clicked.value, clicked.chat_id, clicked.turn_id, chat=chat)
                 )
             except LookupError:
                 return refused(NO_TURN, 404)
@@ -237,8 +238,10 @@ class WebAdapter:
         channel = WebReplyChannel()
         key = thread_key(asked.chat_id, asked.thread_id)
         try:
-            await self._core.escalate(key, channel, trigger=BUTTON, requested_by=asked.chat_id)
-        except LookupError:  # engine.lifecycle.NothingAsked: no blank escalation
+            await self._core.clicked(
+                Click("human", asked.chat_id, thread=key, trigger=BUTTON), channel
+            )
+        except LookupError:  # engine.threads.lifecycle.NothingAsked: no blank escalation
             return refused(NOTHING_ASKED, 409)
         if channel.final is not None:
             return JSONResponse({"escalated": True, **answer_to_json(channel.final)})

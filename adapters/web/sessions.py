@@ -31,8 +31,8 @@ from starlette.responses import Response
 
 from adapters.web.config import WebChatSettings
 from adapters.web.tables import ChatOwner, SigningKey
-from engine.database import Database
 from engine.policy import Buckets, MemoryBuckets
+from engine.store.database import Database
 from knowledge.timestamps import utcnow
 
 COOKIE = "teambot_chat"

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from engine.tables import NAMING_CONVENTION
+from engine.store.tables import NAMING_CONVENTION
 from knowledge.timestamps import UTCDateTime
 
 # Chats of the web chat that existed before sessions did are owned by this: no session's hash

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from bot.console.accounts import AccountError, Accounts, AgentRecord, Role
 from bot.db import upgrade_async
-from engine.database import create_engine
+from engine.store.database import create_engine
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from bot.console.deps import PREFIX, AdminPosted, Agent, ConsoleDep, Posted, Running, back
 from engine import metrics
-from engine.tables import CandidateStatus
+from engine.store.tables import CandidateStatus
 from jobs.refresh import refresh_source
 
 router = APIRouter(prefix=PREFIX)

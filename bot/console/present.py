@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from adapters.markdown import to_html
-from engine.escalation import TRIGGER_LABELS
+from engine.threads.escalation import TRIGGER_LABELS
 
 # The controls that reorder text (LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI), and the marks
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")

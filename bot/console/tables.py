@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ForeignKey, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from engine.tables import NAMING_CONVENTION
+from engine.store.tables import NAMING_CONVENTION
 from knowledge.timestamps import UTCDateTime
 
 

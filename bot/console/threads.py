@@ -13,9 +13,9 @@ from fastapi.responses import Response
 
 from bot.console.deps import PREFIX, Agent, ConsoleDep, Posted, Running, back, local_path
 from engine import metrics
-from engine.handoffs import HandoffRecord
 from engine.messages import Answer, Outcome
-from engine.tables import ThreadState
+from engine.store.handoff_records import HandoffRecord
+from engine.store.tables import ThreadState
 from jobs.handoff import FIGURES_WINDOW
 
 log = logging.getLogger(__name__)

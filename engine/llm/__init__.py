@@ -17,7 +17,7 @@ from engine.llm.errors import (
 )
 from engine.llm.probe import ServerInfo, ServerReport
 from engine.llm.sse import Delta
-from engine.think import ThinkSplitter
+from engine.llm.think import ThinkSplitter
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

@@ -19,10 +19,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from engine.breaker import Breaker
-from engine.budget import Budget, TokenCounter
+import engine.llm.errors as errors
+import engine.llm.sse as sse
 from engine.config import LLMSettings
-from engine.llm import errors, sse
+from engine.llm.breaker import Breaker
 from engine.llm.errors import (
     LLMContextExceeded,
     LLMEmptyAnswer,
@@ -33,16 +33,18 @@ from engine.llm.errors import (
     LLMUnavailable,
 )
 from engine.llm.probe import (
+    Budget,
     ServerInfo,
     ServerReport,
+    TokenCounter,
     count_tokens,
     discover,
     reasoning_rule,
     tool_parser,
 )
 from engine.llm.sse import Delta
+from engine.llm.think import CLOSE, OPEN, ThinkSplitter
 from engine.messages import Usage
-from engine.think import CLOSE, OPEN, ThinkSplitter
 
 log = logging.getLogger(__name__)
 

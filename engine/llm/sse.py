@@ -17,8 +17,8 @@ import httpx
 import openai
 from httpx_sse import EventSource, SSEError
 
+import engine.llm.errors as errors
 from engine.config import LLMSettings
-from engine.llm import errors
 from engine.llm.errors import (
     CONTEXT_ERROR,
     LLMEmptyAnswer,
@@ -27,8 +27,8 @@ from engine.llm.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
+from engine.llm.think import ThinkSplitter
 from engine.messages import Usage
-from engine.think import ThinkSplitter
 
 Chunk = Mapping[str, Any]  # one decoded `chat.completion.chunk` of the stream
 
@@ -203,40 +203,15 @@ class Reader:
         answer, reasoning_all, pending = "", "", list(opened.first)
         try:
             while True:
+                started = bool(answer or reasoning_all)
                 if pending:
-                    chunk = pending.pop(0)
+                    chunk: Chunk | None = pending.pop(0)
                 else:
-                    which, deadline = self._deadline("idle_timeout", total_deadline)
-                    started = bool(answer or reasoning_all)
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            chunk = await anext(opened.chunks)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise self._timeout(which, after_output=started) from None
-                    except ErrorEvent as exc:
-                        raise LLMServerError(
-                            f"the model server at {self.base_url} reported an error mid-answer: "
-                            f"{exc.detail}",
-                            detail=exc.detail,
-                            after_output=started,
-                        ) from exc
-                    except (httpx.HTTPError, ServerError) as exc:
-                        raise LLMStreamBroken(
-                            f"the model server at {self.base_url} cut the answer off ({exc!r}).",
-                            after_output=started,
-                        ) from exc
+                    chunk = await self._next_chunk(opened, total_deadline, started=started)
+                if chunk is None:
+                    break
                 usage = usage_of(chunk.get("usage")) or usage
-                content = reasoning = ""
-                for choice in choices(chunk)[:1]:
-                    delta = choice.get("delta") or {}
-                    if separate := reasoning_in(delta):
-                        splitter.separate()
-                        reasoning = separate
-                    content, more = splitter.feed(delta.get("content") or "")
-                    reasoning += more
-                    finish = choice.get("finish_reason") or finish
+                content, reasoning, finish = _read_chunk(chunk, splitter, finish)
                 if content or reasoning:
                     answer, reasoning_all = answer + content, reasoning_all + reasoning
                     yield Delta(content, reasoning)
@@ -260,6 +235,31 @@ class Reader:
             )
         yield Delta(content, reasoning, usage, finish)
 
+    async def _next_chunk(
+        self, opened: Opened, total_deadline: float, *, started: bool
+    ) -> Chunk | None:
+        """The stream's next chunk within the idle (or total) limit; None at its end. Every way
+        the wire fails becomes the LLMError the core maps to an ending."""
+        which, deadline = self._deadline("idle_timeout", total_deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await anext(opened.chunks)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise self._timeout(which, after_output=started) from None
+        except ErrorEvent as exc:
+            raise LLMServerError(
+                f"the model server at {self.base_url} reported an error mid-answer: {exc.detail}",
+                detail=exc.detail,
+                after_output=started,
+            ) from exc
+        except (httpx.HTTPError, ServerError) as exc:
+            raise LLMStreamBroken(
+                f"the model server at {self.base_url} cut the answer off ({exc!r}).",
+                after_output=started,
+            ) from exc
+
     def _deadline(self, which: str, total_deadline: float) -> tuple[str, float]:
         """The next wait's limit: `which` from now, or the answer's total limit if sooner."""
         deadline = loop_time() + float(getattr(self._settings, which))
@@ -276,3 +276,20 @@ class Reader:
 def loop_time() -> float:
     """The event loop's clock, which `asyncio.timeout_at` deadlines are read against."""
     return asyncio.get_running_loop().time()
+
+
+def _read_chunk(
+    chunk: Chunk, splitter: ThinkSplitter, finish: str | None
+) -> tuple[str, str, str | None]:
+    """One chunk's answer text and thinking (the splitter takes `<think>` out of the content
+    where the server does not separate it) and the finish reason so far."""
+    content = reasoning = ""
+    for choice in choices(chunk)[:1]:
+        delta = choice.get("delta") or {}
+        if separate := reasoning_in(delta):
+            splitter.separate()
+            reasoning = separate
+        content, more = splitter.feed(delta.get("content") or "")
+        reasoning += more
+        finish = choice.get("finish_reason") or finish
+    return content, reasoning, finish

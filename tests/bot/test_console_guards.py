@@ -17,8 +17,8 @@ from bot.console.auth import COOKIE, LOGIN_COOKIE
 from bot.console.present import Clock, templates
 from bot.db import upgrade_async
 from engine import clean
-from engine.database import create_engine
 from engine.messages import ChatType, Inbound, Outcome, Sender
+from engine.store.database import create_engine
 from tests.bot.served import PASSWORD, make_settings, serve
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import sign_in

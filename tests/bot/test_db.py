@@ -70,7 +70,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0011"
+    assert head() == "0012"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:
@@ -175,3 +175,34 @@ async def test_upgrade_postgres_fresh_schema() -> None:
                 assert versions.scalars().all() == [head()]
         finally:
             await engine.dispose()
+
+
+def test_threads_learn_their_opener_at_the_upgrade(tmp_path: Path) -> None:
+    """Migration 0012: a thread going on at the upgrade gets its first asker as its opener, so
+    the core's window rule (where a platform has no threads) continues it."""
+    url = sqlite_url(tmp_path)
+    upgrade(url, revision="0011")
+    engine = create_engine(url.replace("+aiosqlite", ""), poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO threads (id, platform, tenant, chat_id, thread_id, state,"
+                " state_changed_at, created_at, last_message_at) VALUES (1, 'dingtalk', 'c',"
+                " 'cid', 'ada@1', 'open', '2026-01-01', '2026-01-01', '2026-01-01')"
+            )
+        )
+        for turn, asker in ((1, "ada"), (2, "bob")):
+            conn.execute(
+                text(
+                    "INSERT INTO turns (id, thread_id, message_id, asker_id, asker_name,"
+                    " question, answer, reasoning, citations, outcome, language, prompt_tokens,"
+                    " completion_tokens, retrieval_s, total_s, created_at) VALUES"
+                    f" ({turn}, 1, 'm{turn}', '{asker}', '', 'q', 'a', '', '[]', 'answered',"
+                    " 'en', 0, 0, 0, 0, '2026-01-01')"
+                )
+            )
+    upgrade(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT asker_id, chat_type FROM threads")).one()
+    engine.dispose()
+    assert tuple(row) == ("ada", None)

@@ -18,7 +18,7 @@ from adapters.web.config import WebChatSettings
 from adapters.web.sessions import COOKIE, Sessions
 from bot.db import upgrade_async
 from engine.config import PolicySettings
-from engine.database import create_engine
+from engine.store.database import create_engine
 from tests.bot.served import make_settings, serve
 from tests.fakes.sglang import FakeSGLang
 

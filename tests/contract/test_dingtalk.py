@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +15,11 @@ from pydantic import SecretStr
 
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.config import DingTalkSettings
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
+from knowledge import Embedder
 from tests.fakes.dingtalk import CARD_TOPIC, FakeDingTalk, bot_message
-from tests.helpers import Core
+from tests.fakes.sglang import FakeSGLang
+from tests.helpers import Core, make_core
 
 WEBHOOK = "/robot/sendBySession"
 GROUP_SEND = "/v1.0/robot/groupMessages/send"
@@ -273,10 +276,15 @@ async def test_ai_card_is_streamed_and_finalised_and_its_buttons_reach_the_core(
     assert "colleague" in markdown(told)
 
 
-def card_click(card: str, action: str) -> dict[str, Any]:
+def card_click(card: str, action: str, turn_id: int | None = None) -> dict[str, Any]:
+    """A button callback; with `turn_id` as a template whose buttons send the card's turn_id
+    variable back (docs/platforms.md), without it as one whose buttons send only the action."""
     import json
 
-    private = {"actionIds": [action], "params": {"action": action}}
+    params: dict[str, str] = {"action": action}
+    if turn_id is not None:
+        params["turn_id"] = str(turn_id)
+    private = {"actionIds": [action], "params": params}
     return {
         "outTrackId": card,
         "corpId": "ding-corp",
@@ -377,3 +385,100 @@ async def test_doctor_checks_credentials_and_gateway(fake: FakeDingTalk, core: C
         and "TEAMBOT_DINGTALK__CLIENT_SECRET" in check.detail
     )
     await bad.api.close()
+
+
+Restart = Callable[[], Awaitable[Core]]
+
+
+@pytest.fixture
+async def restart(
+    tmp_path: Path, embedder: Embedder, sample_index: Path, fake_sglang: FakeSGLang
+) -> AsyncIterator[Restart]:
+    """A new core over the same database, as a restarted (or another) serving process has:
+    nothing of the first one's memory, only what the store kept."""
+    opened: list[tuple[Core, Any]] = []
+
+    async def again() -> Core:
+        built, kb = await make_core(tmp_path, embedder, sample_index, fake_sglang)
+        opened.append((built, kb))
+        return built
+
+    yield again
+    for built, kb in opened:
+        await built.llm.close()
+        await kb.close()
+        await built.store.close()
+
+
+async def test_a_conversation_continues_with_its_history_after_a_restart(
+    fake: FakeDingTalk, core: Core, restart: Restart
+) -> None:
+    async with running(fake, core) as adapter:
+        await settle(fake, adapter, await fake.push(bot_message(webhook=fake.webhook())))
+    restarted = await restart()
+    async with running(fake, restarted) as adapter:
+        follow = bot_message("And what if it still fails after that?", webhook=fake.webhook())
+        await settle(fake, adapter, await fake.push(follow))
+    # one thread, both turns, and the model was shown the first question as history
+    [(thread, asker)] = [
+        (t, a)
+        for t, a in await restarted.store.waiting_threads(
+            "dingtalk", "ding-corp", "cid-group-1", states=(ThreadState.OPEN,)
+        )
+    ]
+    assert asker == "staff-ada"
+    turns = await restarted.store.history(thread.id, 10)
+    assert [t.question for t in turns] == [
+        "How do I reset my VPN connection?",
+        "And what if it still fails after that?",
+    ]
+    second = restarted.fake.requests[-1]["messages"]
+    assert any("How do I reset my VPN connection?" in str(m["content"]) for m in second[:-1])
+    assert len(fake.sent(WEBHOOK)) == 2  # both answered
+
+
+async def test_a_card_sent_before_a_restart_still_takes_clicks(
+    fake: FakeDingTalk, core: Core, restart: Restart
+) -> None:
+    cards = {
+        "card_template_id": "tpl-ai.schema",
+        "escalation_conversation_id": "cid-helpdesk",
+        "agents": ["agent-bob"],
+    }
+    async with running(fake, core, **cards) as adapter:
+        await fake.push(bot_message(webhook=fake.webhook()))
+        await fake.wait_for(
+            lambda: any(
+                c.body["cardData"]["cardParamMap"].get("flowStatus") == "3"
+                for c in fake.sent(CARD_UPDATE)
+            )
+        )
+        await adapter.drain()
+    card = fake.sent(CARD_CREATE)[0].body["outTrackId"]
+    turn_id = int(fake.sent(CARD_UPDATE)[-1].body["cardData"]["cardParamMap"]["turn_id"])
+    restarted = await restart()
+    async with running(fake, restarted, **cards) as adapter:
+        helpful = card_click(card, "helpful", turn_id)
+        await settle(fake, adapter, await fake.push(helpful, topic=CARD_TOPIC))
+        assert (await restarted.store.feedback(turn_id))["user-carl"][0] == "up"
+        human = card_click(card, "human", turn_id)
+        await settle(fake, adapter, await fake.push(human, topic=CARD_TOPIC))
+    sent = {c.body["openConversationId"]: markdown(c) for c in fake.sent(GROUP_SEND)}
+    assert "How do I reset my VPN" in sent["cid-helpdesk"]  # the agents are asked
+    assert "colleague" in sent["cid-group-1"]  # and the asker, in the group, is told
+    [(waiting, asker)] = await restarted.store.waiting_threads(
+        "dingtalk", "ding-corp", "cid-group-1"
+    )
+    assert asker == "staff-ada" and waiting.escalation_trigger == "button"
+
+
+async def test_a_click_without_its_turn_on_an_unknown_card_is_dropped(
+    fake: FakeDingTalk, core: Core
+) -> None:
+    """A template whose buttons send only the action: cards of this process are remembered,
+    another card's click is logged and acked, never a crash."""
+    async with running(fake, core, card_template_id="tpl-ai.schema") as adapter:
+        await settle(
+            fake, adapter, await fake.push(card_click("unknown", "human"), topic=CARD_TOPIC)
+        )
+    assert fake.sent(GROUP_SEND) == [] and fake.sent(WEBHOOK) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine.tables import Turn
+from engine.store.tables import Turn
 from tests.contract.test_dingtalk import running, settle
 from tests.fakes.dingtalk import FakeDingTalk, bot_message
 from tests.helpers import Core

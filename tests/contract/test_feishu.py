@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from adapters.feishu.adapter import FeishuAdapter
 from engine.messages import ThreadKey
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
 from tests.fakes.feishu import BOT_OPEN_ID, TENANT, FakeFeishu
 from tests.fakes.feishu_events import card_action_event, message_event
 from tests.fakes.feishu_support import VPN, feed, settings_for

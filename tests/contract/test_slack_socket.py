@@ -20,7 +20,7 @@ from adapters.slack.config import SlackSettings
 from adapters.slack.convert import ESCALATE, HELPFUL
 from engine.config import PolicySettings
 from engine.messages import ThreadKey
-from engine.tables import ThreadState
+from engine.store.tables import ThreadState
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (
     APP_TOKEN,

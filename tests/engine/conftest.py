@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.db import upgrade_async
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from tests.helpers import pg_schema, sqlite_url
 
 

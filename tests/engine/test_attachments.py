@@ -1,4 +1,4 @@
-"""The core reading attachments (engine/attachments.py): limits said before anything is
+"""The core reading attachments (engine/answer/attachments.py): limits said before anything is
 downloaded, a slow platform cut off, the reasons in the asker's language, the text kept with its
 thread and purged with it."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.attachments import AttachmentReader, Read, passages, search_text
+from engine.answer.attachments import AttachmentReader, Read, passages, search_text
 from engine.config import AttachmentSettings
 from engine.messages import Attachment, DownloadError, ThreadKey
-from engine.tables import utcnow
+from engine.store.tables import utcnow
 from tests.helpers import Core
 from tests.knowledge import bombs, files
 

@@ -14,7 +14,7 @@ from bot.db import upgrade_async
 from engine.config import ConversationSettings
 from engine.conversation import Conversation, reader_of
 from engine.messages import Answer, ChatType, Inbound, Sender
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Embedder, KnowledgeBase, SourceSettings
 from tests.helpers import kb_settings
 

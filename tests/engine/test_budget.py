@@ -1,12 +1,14 @@
-"""engine.budget: counting, and which parts of a prompt give way first."""
+"""engine.answer.budget: counting, and which parts of a prompt give way first."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.budget import PER_MESSAGE, PER_PROMPT, Budget, QuestionTooLong, TokenCounter, fit
-from engine.followup import combined, refers_back
-from engine.prompt import HistoryTurn
+from engine.answer.budget import QuestionTooLong, fit
+from engine.answer.followup import combined, refers_back
+from engine.answer.prompt import HistoryTurn
+from engine.answer.turn import Grounds
+from engine.llm.probe import PER_MESSAGE, PER_PROMPT, Budget, TokenCounter
 from engine.text import estimate_tokens
 from knowledge import Passage
 from tests.fakes.sglang import tokenize
@@ -66,11 +68,13 @@ async def test_the_counter_asks_the_server_once_per_text_and_falls_back_for_good
 
 
 async def fitted(context: int, turns: int, passages: int, question: str = "q?") -> tuple[int, int]:
-    result = await fit(
+    grounds = Grounds(
         question,
         [passage(n) for n in range(1, passages + 1)],
         [HistoryTurn(f"turn {n} " + "x " * 60, "answer " * 20) for n in range(turns)],
-        [],
+    )
+    result = await fit(
+        grounds,
         budget=Budget(context, 100),
         counter=TokenCounter(fake_count),
         language="en",

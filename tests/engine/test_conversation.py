@@ -13,8 +13,8 @@ import pytest
 
 from adapters.web.adapter import WebReplyChannel
 from engine.config import PolicySettings
-from engine.messages import Attachment, ChatType, Inbound, Outcome, Sender
-from engine.tables import ThreadState
+from engine.messages import Attachment, ChatType, Click, Inbound, Outcome, Sender
+from engine.store.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, closed_port, inbound, make_core
@@ -266,7 +266,7 @@ async def test_button_escalation_then_agent_takes_over(core: Core) -> None:
     await core.ask(VPN_QUESTION, thread="btn")
     key = inbound("", "btn").thread_key
     reply = WebReplyChannel()
-    await core.conversation.escalate(key, reply, trigger="button", requested_by="u1")
+    await core.conversation.clicked(Click("human", "u1", thread=key), reply)
     assert reply.escalations[0].trigger == "button"
     assert reply.final is not None and reply.final.outcome is Outcome.HANDED_OFF
     assert await core.conversation.human_replied(key, "agent-9")
@@ -274,7 +274,7 @@ async def test_button_escalation_then_agent_takes_over(core: Core) -> None:
     assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "agent-9")
     # a second click does not notify twice; an agent in an open thread takes nothing
     again = WebReplyChannel()
-    await core.conversation.escalate(key, again, trigger="button")
+    await core.conversation.clicked(Click("human", "u1", thread=key), again)
     assert again.escalations == []
     other = inbound("", "open-thread").thread_key
     assert not await core.conversation.human_replied(other, "agent-9")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from engine.answer.prompt import INSTRUCTIONS
 from engine.messages import Outcome
-from engine.prompt import INSTRUCTIONS
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang, prompt_tokens_of
 from tests.helpers import Core, inbound, make_core

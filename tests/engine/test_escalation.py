@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from adapters.web.adapter import WebReplyChannel
-from engine.escalation import (
+from engine.messages import Click, Outcome
+from engine.store.tables import ThreadState
+from engine.threads.escalation import (
     ChannelEscalation,
     EscalationSettings,
     asks_for_human,
@@ -15,8 +17,6 @@ from engine.escalation import (
     next_business_start,
     resolves,
 )
-from engine.messages import Outcome
-from engine.tables import ThreadState
 from tests.helpers import Core, inbound
 
 VPN = "How do I reset my VPN connection?"
@@ -141,11 +141,13 @@ async def test_resolve_then_a_new_question_reopens(core: Core) -> None:
 async def test_negative_feedback_escalates_with_a_reply_channel(core: Core) -> None:
     answer, _ = await core.ask(VPN, thread="fb")
     assert answer is not None and answer.turn_id is not None
-    await core.conversation.feedback(answer.turn_id, "u1", "down")  # no channel: recorded only
+    await core.conversation.clicked(
+        Click("down", "u1", answer.turn_id)
+    )  # no channel: recorded only
     thread = await core.store.thread(inbound("", "fb").thread_key)
     assert thread.state is ThreadState.OPEN
     reply = WebReplyChannel()
-    await core.conversation.feedback(answer.turn_id, "u1", "down", reply=reply)
+    await core.conversation.clicked(Click("down", "u1", answer.turn_id), reply)
     assert [n.trigger for n in reply.escalations] == ["negative_feedback"]
     assert reply.escalations[0].question == VPN
     thread = await core.store.thread(inbound("", "fb").thread_key)
@@ -173,18 +175,20 @@ async def test_resolving_a_human_answered_thread_makes_an_faq_candidate(core: Co
 async def test_a_thread_where_nothing_was_asked_is_not_escalated(core: Core) -> None:
     """No blank escalation: an unknown thread, or one with only a command, is refused and left
     as it was (the web chat answers 409)."""
-    from engine.escalation import BUTTON
-    from engine.lifecycle import NothingAsked
+    from engine.threads.escalation import BUTTON
+    from engine.threads.lifecycle import NothingAsked
 
     reply = WebReplyChannel()
     unknown = inbound("", "never-asked").thread_key
     with pytest.raises(NothingAsked):
-        await core.conversation.escalate(unknown, reply, trigger=BUTTON)
+        await core.conversation.clicked(Click("human", "u1", thread=unknown, trigger=BUTTON), reply)
     assert await core.store.find_thread(unknown) is None  # no row made on the way
     await core.ask("/resolve", thread="only-a-command")
     commanded = inbound("", "only-a-command").thread_key
     with pytest.raises(NothingAsked):
-        await core.conversation.escalate(commanded, reply, trigger=BUTTON)
+        await core.conversation.clicked(
+            Click("human", "u1", thread=commanded, trigger=BUTTON), reply
+        )
     assert reply.escalations == [] and await core.store.handoffs.listed(resolved=False) == []
 
 
@@ -193,13 +197,22 @@ async def test_feedback_names_the_chat_it_came_from(core: Core) -> None:
     assert answer is not None and answer.turn_id is not None
     key = inbound("", "mine").thread_key
     with pytest.raises(LookupError):  # the turn is not in that chat
-        await core.conversation.feedback(
-            answer.turn_id, "u1", "up", chat=(key.platform, key.tenant, "another-chat")
-        )
+        elsewhere = (key.platform, key.tenant, "another-chat")
+        await core.conversation.clicked(Click("up", "u1", answer.turn_id, chat=elsewhere))
     with pytest.raises(LookupError):  # no such turn at all
-        await core.conversation.feedback(answer.turn_id + 1000, "u1", "up")
+        await core.conversation.clicked(Click("up", "u1", answer.turn_id + 1000))
     assert await core.store.feedback(answer.turn_id) == {}
-    await core.conversation.feedback(
-        answer.turn_id, "u1", "up", chat=(key.platform, key.tenant, key.chat_id)
-    )
+    here = (key.platform, key.tenant, key.chat_id)
+    await core.conversation.clicked(Click("up", "u1", answer.turn_id, chat=here))
     assert (await core.store.feedback(answer.turn_id))["u1"][0].value == "up"
+
+
+def test_a_click_names_what_it_is_about() -> None:
+    """One Click type for every button: an unknown action, or feedback without its turn, is a
+    programming error at the adapter, not a silent no-op in the core."""
+    with pytest.raises(ValueError, match="unknown click"):
+        Click("maybe", "u1", 1)
+    with pytest.raises(ValueError, match="names its turn"):
+        Click("up", "u1")
+    key = inbound("", "t").thread_key
+    assert Click("human", "u1", thread=key).turn_id is None  # a thread is enough for a person

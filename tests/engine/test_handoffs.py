@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.handoffs import percentile
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender, ThreadKey
-from engine.store import ConversationStore
-from engine.tables import ThreadState
+from engine.store.conversations import ConversationStore
+from engine.store.handoff_records import percentile
+from engine.store.tables import ThreadState
 
 
 def _message(key: ThreadKey, message_id: str, text: str) -> Inbound:

@@ -5,12 +5,14 @@ escalated askers waiting in the chat — those the agent @mentions, else all —
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.web.adapter import WebReplyChannel
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
-from engine.tables import ThreadState
+from engine.store.records import ThreadRecord
+from engine.store.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, make_core
@@ -48,6 +50,14 @@ def message(
 async def say(core: Core, inbound: Inbound) -> tuple[Answer | None, WebReplyChannel]:
     reply = WebReplyChannel()
     return await core.conversation.handle(inbound, reply), reply
+
+
+async def asker_thread(core: Core, who: str) -> ThreadRecord:
+    """The asker's latest thread in the test group, where the platform has no threads."""
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    found = await core.store.latest_thread("dingtalk", "tk", "oc_group", who, since=since)
+    assert found is not None
+    return found
 
 
 async def state(core: Core, inbound: Inbound) -> ThreadState:
@@ -97,9 +107,8 @@ async def test_unthreaded_chat_agent_takes_the_mentioned_asker_after_a_restart(
     def ding(
         text: str, who: str, *, agent: bool = False, mentions: tuple[str, ...] = ()
     ) -> Inbound:
-        thread = f"{who}@1700000000"  # the adapter's window: asker and its start
         return message(
-            text, thread, sender=who, agent=agent, mentions=mentions, threaded=False,
+            text, "", sender=who, agent=agent, mentions=mentions, threaded=False,
             platform="dingtalk",
         )  # fmt: skip
 
@@ -111,11 +120,11 @@ async def test_unthreaded_chat_agent_takes_the_mentioned_asker_after_a_restart(
     try:
         took, reply = await say(restarted, ding("我来处理", "mei", agent=True, mentions=("bob",)))
         assert took is None and reply.final is None
-        assert await state(restarted, ding("", "bob")) is ThreadState.HUMAN
-        assert await state(restarted, ding("", "alice")) is ThreadState.ESCALATED
+        assert (await asker_thread(restarted, "bob")).state is ThreadState.HUMAN
+        assert (await asker_thread(restarted, "alice")).state is ThreadState.ESCALATED
         # no asker named: every one still waiting in the chat
         await say(restarted, ding("alice 你好", "mei", agent=True))
-        thread = await restarted.store.thread(ding("", "alice").thread_key)
+        thread = await asker_thread(restarted, "alice")
         assert (thread.state, thread.taken_by) == (ThreadState.HUMAN, "mei")
         # nobody waits any more: the agent's question is answered like anyone's
         asks, _ = await say(restarted, ding(VPN, "mei", agent=True))
@@ -141,30 +150,52 @@ async def test_unthreaded_group_message_without_a_mention_is_for_someone_else(co
     assert len(core.fake.requests) == 1
 
 
-async def test_unthreaded_asker_in_a_new_window_stays_with_the_person_who_has_the_thread(
+async def test_unthreaded_asker_past_the_idle_window_stays_with_the_person_who_has_the_thread(
     core: Core,
 ) -> None:
-    """DingTalk's windows live in the adapter's memory: after a restart (or an idle gap) the
-    asker's next message arrives with a new window id. While a person owns the asker's thread
-    in that chat, the message is recorded there and the bot says nothing; once it is resolved,
-    a new window is a new conversation the bot answers."""
+    """Where the platform has no threads the core keeps each asker's window in the store. While
+    a person owns the asker's thread in that chat, a message after the idle window is recorded
+    there and the bot says nothing; once it is resolved, the next one past the window opens a
+    new conversation the bot answers."""
 
-    def ding(text: str, window: int, *, who: str = "ada") -> Inbound:
-        return message(
-            text, f"{who}@{window}", sender=who, threaded=False, platform="dingtalk"
-        )  # fmt: skip
+    def ding(text: str, *, who: str = "ada", window: float = 1800.0) -> Inbound:
+        unthreaded = message(text, "", sender=who, threaded=False, platform="dingtalk")
+        return replace(unthreaded, idle_window=window)
 
-    handed, _ = await say(core, ding("转人工", 1700000000))
+    handed, _ = await say(core, ding("转人工"))
     assert handed is not None and handed.outcome is Outcome.HANDED_OFF
-    quiet, reply = await say(core, ding(VPN, 1700009999))  # a new window, same asker
+    first = await asker_thread(core, "ada")
+    quiet, reply = await say(core, ding(VPN, window=0))  # past the window, same asker
     assert quiet is not None and quiet.outcome is Outcome.HANDED_OFF
     assert reply.final is None and reply.updates == []
-    assert await core.store.find_thread(ding("", 1700009999).thread_key) is None
-    first = await core.store.thread(ding("", 1700000000).thread_key)
+    assert (await asker_thread(core, "ada")).id == first.id
     assert len(await core.store.history(first.id, 10)) == 2  # both messages, one thread
-    # someone else in the same chat is answered as usual
-    other, _ = await say(core, ding(VPN, 1700009999, who="bo"))
+    # someone else in the same chat is answered as usual, in a thread of their own
+    other, _ = await say(core, ding(VPN, who="bo"))
     assert other is not None and other.outcome is Outcome.ANSWERED
+    assert (await asker_thread(core, "bo")).id != first.id
     await core.store.set_state(first.id, ThreadState.RESOLVED, by="agent")
-    again, _ = await say(core, ding(VPN, 1700020000))
+    again, _ = await say(core, ding(VPN, window=0))
     assert again is not None and again.outcome is Outcome.ANSWERED
+    assert (await asker_thread(core, "ada")).id != first.id
+
+
+async def test_unthreaded_asker_within_the_idle_window_continues_the_same_thread(
+    core: Core,
+) -> None:
+    """The window is a core rule: the asker's latest thread in this chat while it is not idle,
+    with the chat type and the asker stored on it (nothing kept in an adapter's memory)."""
+
+    def ding(text: str, who: str = "ada") -> Inbound:
+        return message(text, "", sender=who, threaded=False, platform="dingtalk")
+
+    await say(core, ding(VPN))
+    await say(core, ding("And on a Mac?"))
+    thread = await asker_thread(core, "ada")
+    assert (thread.chat_type, thread.asker_id) == (ChatType.GROUP, "ada")
+    assert thread.key.thread_id.startswith("ada@")
+    turns = await core.store.history(thread.id, 10)
+    assert [t.question for t in turns] == [VPN, "And on a Mac?"]
+    # the model saw the first question and answer as history when answering the second
+    second = core.fake.requests[-1]["messages"]
+    assert any(VPN in str(m.get("content")) for m in second[:-1])

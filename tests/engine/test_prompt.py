@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from engine.prompt import (
+from engine.answer.prompt import (
     INSTRUCTIONS,
     HistoryTurn,
     build_messages,

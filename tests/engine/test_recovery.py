@@ -10,7 +10,7 @@ from adapters.web.adapter import WebReplyChannel
 from bot.recovery import APOLOGY, apologise_for_unanswered
 from engine.messages import ThreadKey
 from engine.ports import ReplyChannel
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 
 
 class PushingAdapter:

@@ -22,8 +22,8 @@ from engine.messages import (
     Timings,
     Usage,
 )
-from engine.store import ConversationStore, ThreadRecord
-from engine.tables import FeedbackValue, Thread, ThreadState
+from engine.store.conversations import ConversationStore, ThreadRecord
+from engine.store.tables import FeedbackValue, Thread, ThreadState
 from tests.helpers import pg_schema, sqlite_url
 
 KEY = ThreadKey("slack", "T01", "C01", "1700000000.000100")

@@ -1,4 +1,4 @@
-"""engine.stream: what reaches the reply channel while the model streams, and how a stream ends.
+"""engine.answer.stream: what reaches the reply channel while the model streams, and how a stream ends.
 
 The deltas come from a list here; tests/engine/test_conversation_model.py streams the same
 endings from the fake SGLang over HTTP."""
@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from engine.language import phrase
+from engine.answer.stream import Streamed, collect
+from engine.catalog import phrase
 from engine.llm import (
     Delta,
     LLMContextExceeded,
@@ -23,7 +24,6 @@ from engine.llm import (
 )
 from engine.messages import Answer, EscalationNotice, Outcome, Usage
 from engine.ports import ChannelLimits
-from engine.stream import Streamed, collect
 
 
 class Recorder:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.language import detect, phrase
-from engine.text import clip, estimate_tokens, split_text
+from engine.catalog import phrase
+from engine.text import clip, detect, estimate_tokens, split_text
 
 
 @pytest.mark.parametrize(

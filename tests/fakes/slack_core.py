@@ -8,6 +8,7 @@ tests). "VPN" and "leave" questions find a passage; anything else finds none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from engine.config import ConversationSettings, LLMSettings, PolicySettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient
 from engine.policy import Policy
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Passage
 from tests.fakes.sglang import FakeSGLang
 
@@ -54,6 +55,11 @@ class FixedRetriever:
     async def retrieve(self, query: str, **_: object) -> list[Passage]:
         words = query.lower()
         return [p for key, p in PASSAGES.items() if key in words]
+
+    async def search(self, texts: Sequence[str], reader: object = None) -> list[Passage]:
+        """The passages any of the texts names, each once, as Retriever.search merges them."""
+        found = {p.chunk_id: p for text in texts for p in await self.retrieve(text)}
+        return list(found.values())[: self.top_k if len(texts) > 1 else None]
 
 
 @dataclass

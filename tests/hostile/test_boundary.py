@@ -186,13 +186,13 @@ def test_dingtalk_frame_fields(
         return  # logged and acknowledged by the adapter: it would not parse any better later
     reply_target(message)
     assert isinstance(dingtalk_text(message), str)
-    assert_clean(dingtalk_inbound(message, "t1", data))
+    assert_clean(dingtalk_inbound(message, data))
 
 
 def test_dingtalk_number_as_text_and_nonsense_time_are_answered() -> None:
     data = bot_message("x")
     data["text"] = {"content": 12345}
     data["createAt"] = "abc"
-    inbound = dingtalk_inbound(dingtalk_parse(data), "t1", data)
+    inbound = dingtalk_inbound(dingtalk_parse(data), data)
     assert inbound.text == "12345"
     assert abs((inbound.sent_at - datetime.now(UTC)).total_seconds()) < 60

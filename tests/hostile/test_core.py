@@ -17,12 +17,12 @@ from prometheus_client import REGISTRY
 
 from adapters.web.adapter import WebReplyChannel
 from bot.db import upgrade_async
-from engine import ending
+from engine.answer import ending
 from engine.config import ConversationSettings
 from engine.conversation import Conversation
 from engine.llm import LLMClient, LLMSettings
 from engine.messages import Outcome, Sender
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Embedder, KnowledgeBase
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, inbound, kb_settings, pg_schema

@@ -26,7 +26,7 @@ from engine.conversation import Conversation
 from engine.llm import LLMClient, LLMSettings
 from engine.messages import Sender
 from engine.policy import Policy
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from knowledge import Embedder, KnowledgeBase
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import PG_URL, Core, inbound, kb_settings, pg_schema

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.feishu.adapter import FeishuAdapter
-from engine import ending
+from engine.answer import ending
 from tests.contract.test_feishu import FINAL, elements
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import message_event

@@ -9,7 +9,6 @@ from typing import Any
 
 from engine.config import ConversationSettings
 from engine.conversation import Conversation
-from engine.escalation import ChannelEscalation, EscalationSettings
 from engine.messages import (
     Answer,
     ChatType,
@@ -20,8 +19,9 @@ from engine.messages import (
     ThreadKey,
 )
 from engine.ports import ChannelLimits, ReplyChannel
-from engine.store import ConversationStore
-from engine.tables import CandidateStatus, ThreadState
+from engine.store.conversations import ConversationStore
+from engine.store.tables import CandidateStatus, ThreadState
+from engine.threads.escalation import ChannelEscalation, EscalationSettings
 from jobs.handoff import close_idle, remind_unanswered, update_figures
 from jobs.lock import job_lock
 

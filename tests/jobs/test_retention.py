@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender, ThreadKey
-from engine.store import ConversationStore
+from engine.store.conversations import ConversationStore
 from jobs.retention import purge_expired
 
 
@@ -34,7 +34,7 @@ async def test_purge_removes_only_what_is_past_retention(store: ConversationStor
     # add_turn stamps "now"; move the live thread's clock forward as if it were asked `later`
     from sqlalchemy import update
 
-    from engine.tables import ProcessedEvent, Thread, Turn
+    from engine.store.tables import ProcessedEvent, Thread, Turn
 
     async with store.engine.begin() as conn:
         await conn.execute(update(Thread).where(Thread.id == live.id).values(last_message_at=later))

@@ -169,3 +169,25 @@ async def test_a_chinese_question_meets_its_own_floor(sample_kb: KnowledgeBase) 
     assert (await common.retrieve(english, k=1))[0].score == (
         await sample_kb.retriever.retrieve(english, k=1)
     )[0].score
+
+
+async def test_several_texts_of_one_question_merge_by_best_score(sample_kb: KnowledgeBase) -> None:
+    """Retriever.search: a follow-up and its standalone form (or an error code read in a
+    screenshot) are one question: each passage once, at its best score, none under the floor,
+    at most top_k; one text is retrieve's own ranking, floored."""
+    retriever = sample_kb.retriever
+    texts = ["How do I reset my VPN?", "How many days of annual leave do I get?"]
+    merged = await retriever.search(texts)
+    alone = [await retriever.retrieve(t) for t in texts]
+    assert len(merged) <= retriever.top_k
+    assert len({p.chunk_id for p in merged}) == len(merged)
+    assert all(p.score >= retriever.min_score for p in merged)
+    assert [p.score for p in merged] == sorted((p.score for p in merged), reverse=True)
+    best = {p.chunk_id: p.score for found in alone for p in found}
+    for found in alone:
+        for p in found:
+            best[p.chunk_id] = max(best[p.chunk_id], p.score)
+    assert all(p.score == best[p.chunk_id] for p in merged)
+    assert {p.location for p in merged} >= {"sample/vpn.md"}
+    one = await retriever.search(texts[:1])
+    assert one == [p for p in alone[0] if p.score >= retriever.min_score]

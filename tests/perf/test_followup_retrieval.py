@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.followup import combined, merge
+from engine.answer.followup import combined
 from knowledge import Embedder, KnowledgeBase
 from tests.helpers import kb_settings
 from tests.perf.followups import FOLLOWUPS
@@ -21,8 +21,7 @@ async def hit_rate(kb: KnowledgeBase, texts_of: object) -> tuple[float, list[str
     hits, misses = 0, []
     for first, follow, expected in FOLLOWUPS:
         texts = texts_of(first, follow)  # type: ignore[operator]
-        found = [await retriever.retrieve(t) for t in texts]
-        passages = merge(found, retriever.min_score, retriever.top_k)
+        passages = await retriever.search(texts)
         if any(p.location.endswith(expected) for p in passages):
             hits += 1
         else:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.followup import merge, standalone
+from engine.answer.followup import standalone
 from engine.messages import Outcome
 from knowledge import Embedder, KnowledgeBase
 from tests.helpers import Core, closed_port, kb_settings, make_core
@@ -139,8 +139,7 @@ async def test_followups_rewritten_by_the_model(
     try:
         for first, follow, expected in FOLLOWUPS:
             query = await standalone(follow, [(first, "")], real.llm, seconds=60)
-            found = [await kb.retriever.retrieve(t) for t in query.texts]
-            passages = merge(found, kb.retriever.min_score, kb.retriever.top_k)
+            passages = await kb.retriever.search(query.texts)
             hit = any(p.location.endswith(expected) for p in passages)
             hits += hit
             print(f"{query.how:>8} {'hit ' if hit else 'miss'} {follow} → {query.texts[0]!r}")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.web import WebLookup, WebSettings
+from engine.weblookup import WebLookup, WebSettings
 from tests.fakes.searx import FakeWeb
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from adapters.dingtalk.convert import (
-    ThreadWindows,
     answer_markdown,
     escalation_markdown,
     mention,
@@ -29,11 +28,11 @@ from tests.fakes.dingtalk import bot_message
 def test_group_text_mention_becomes_an_inbound() -> None:
     data = bot_message(" @teambot  How do I reset my VPN?", msg_id="msgA")
     message = parse(data)
-    inbound = to_inbound(message, "staff-ada@100", data)
+    inbound = to_inbound(message, data)
     assert wants_answer(message)
     assert inbound.platform == "dingtalk" and inbound.tenant == "ding-corp"
     assert inbound.chat_id == "cid-group-1" and inbound.chat_type is ChatType.GROUP
-    assert inbound.message_id == "msgA" and inbound.thread_id == "staff-ada@100"
+    assert inbound.message_id == "msgA" and inbound.thread_id == ""  # the core places it
     assert inbound.sender.id == "staff-ada" and inbound.sender.display_name == "Ada"
     assert inbound.text == "How do I reset my VPN?"
     assert inbound.attachments == ()
@@ -43,10 +42,10 @@ def test_group_text_mention_becomes_an_inbound() -> None:
 def test_agents_and_the_staff_they_mention_are_marked_in_a_chat_without_threads() -> None:
     data = bot_message("@Bob 我来处理", sender="agent-mei", nick="Mei")
     data["atUsers"].append({"dingtalkId": "$:LWCP_v1:$bob", "staffId": "staff-bob"})
-    inbound = to_inbound(parse(data), "agent-mei@100", data, agents=["agent-mei"])
+    inbound = to_inbound(parse(data), data, agents=["agent-mei"])
     assert inbound.sender.is_agent and inbound.mentions == ("staff-bob",)  # the bot left out
     assert inbound.threaded is False
-    asker = to_inbound(parse(bot_message()), "staff-ada@100", data, agents=["agent-mei"])
+    asker = to_inbound(parse(bot_message()), data, agents=["agent-mei"])
     assert not asker.sender.is_agent and asker.mentions == ()
 
 
@@ -64,7 +63,7 @@ def test_rich_text_is_reduced_to_plain_text() -> None:
         ]
     }
     data = bot_message(msgtype="richText", content=content, group=False)
-    inbound = to_inbound(parse(data), "t", data)
+    inbound = to_inbound(parse(data), data)
     assert inbound.text == "VPN 连不上，怎么办？"
     assert inbound.chat_type is ChatType.DIRECT
     assert [a.kind for a in inbound.attachments] == ["image"]
@@ -83,7 +82,7 @@ def test_attachments_leave_the_text_empty(
     msgtype: str, content: dict[str, str], kind: str, name: str
 ) -> None:
     data = bot_message(msgtype=msgtype, content=content)
-    inbound = to_inbound(parse(data), "t", data)
+    inbound = to_inbound(parse(data), data)
     assert inbound.text == ""
     assert [(a.kind, a.name) for a in inbound.attachments] == [(kind, name)]
 
@@ -100,20 +99,6 @@ def test_webhook_validity_uses_the_expiry_that_came_with_the_message() -> None:
     assert target.webhook_valid(expires - 30_000)
     assert not target.webhook_valid(expires - 5_000)  # too close to expiry
     assert not reply_target(parse(bot_message(webhook=""))).webhook_valid(0)
-
-
-def test_thread_windows_start_a_new_thread_after_the_idle_time() -> None:
-    windows = ThreadWindows(idle_seconds=1800, capacity=3)
-    first = windows.thread_id("c1", "ada", 1000.0)
-    assert windows.thread_id("c1", "ada", 1000.0 + 1700) == first  # still talking
-    assert windows.thread_id("c1", "ada", 1000.0 + 3400) == first  # idle measured from last
-    later = windows.thread_id("c1", "ada", 1000.0 + 3400 + 1801)
-    assert later != first and later == "ada@6201"
-    windows.thread_id("c1", "bob", 10.0)
-    assert windows.thread_id("c2", "bob", 20.0) == "bob@20"  # per conversation (ThreadKey has it)
-    for user in ("u1", "u2", "u3", "u4"):
-        windows.thread_id("c9", user, 7000.0)
-    assert len(windows) == 3  # bounded
 
 
 def _answer(**changes: object) -> Answer:

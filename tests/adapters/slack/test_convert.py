@@ -6,7 +6,6 @@ import json
 from dataclasses import replace
 
 from adapters.slack import convert
-from engine.context import context_block, with_thread_context
 from engine.messages import (
     Answer,
     ChatType,
@@ -16,6 +15,7 @@ from engine.messages import (
     ThreadKey,
     ThreadMessage,
 )
+from engine.threads.context import context_block, with_thread_context
 
 BOT = "U0BOT"
 

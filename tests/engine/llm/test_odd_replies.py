@@ -66,7 +66,7 @@ async def test_a_follow_up_is_searched_as_asked_when_the_rewrite_gets_an_odd_rep
     try:
         await core.ask("How do I reset my VPN connection?", thread="t")
         fake_sglang.behave(reasoning="none", odd_reply="html")
-        with caplog.at_level(logging.INFO, logger="engine.followup"):
+        with caplog.at_level(logging.INFO, logger="engine.answer.followup"):
             answer, _ = await core.ask("and what if that does not work?", thread="t")
         assert answer is not None and answer.outcome is Outcome.ANSWERED, answer
         assert "follow-up rewrite failed" in caplog.text and WORDS in caplog.text

@@ -1,0 +1,114 @@
+"""The SQLAlchemy engine for SQLite or PostgreSQL, as the store wants it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection that sat unused this long is pinged before use (see
+# create_engine); a busy connection is not, as SQLAlchemy's pool_pre_ping would (three round
+# trips on asyncpg for every checkout).
+IDLE_PING_SECONDS = 10.0
+
+
+class Database:
+    """An engine with its session maker: what every store holds, shared by the stores of one
+    database (engine/store/conversations.py, engine/store/handoffs.py)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {self.dialect!r}: use sqlite+aiosqlite:///PATH"
+                " or postgresql+asyncpg://USER@HOST:PORT/DB"
+            )
+        # INSERT for this dialect, with its ON CONFLICT clauses: chosen once, not per statement
+        self.insert: Callable[[Any], Any] = (
+            postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
+    idle_ping: float = IDLE_PING_SECONDS,
+    pool_size: int = 5,
+) -> AsyncEngine:
+    """An async engine for `url`; for SQLite: parent directory created, WAL, busy timeout, FKs on.
+
+    `connect_args` go to the driver, e.g. `{"server_settings": {"search_path": "teambot"}}`.
+    For PostgreSQL, `pool_size` connections stay open (10 more while busy); a connection idle for `idle_ping` seconds is pinged before it is handed out
+    and replaced when the server has dropped it (a restart, a failover, an idle timeout).
+    """
+    parsed = make_url(url)
+    args = dict(connect_args or {})
+    if parsed.get_backend_name() != "sqlite":
+        # Connections above pool_size are closed when returned: a pool too small for the load
+        # opens and closes connections all the time.
+        server = create_async_engine(
+            url, echo=echo, connect_args=args, pool_size=pool_size, max_overflow=10
+        )
+        _ping_when_idle(server, idle_ping)
+        return server
+    database = parsed.database or ""
+    if database in ("", ":memory:"):
+        # one shared connection, or every connection would see its own empty database
+        eng = create_async_engine(url, echo=echo, poolclass=StaticPool, connect_args=args)
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        eng = create_async_engine(url, echo=echo, connect_args=args)
+
+    @event.listens_for(eng.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer; busy_timeout: writers queue instead of failing
+        # with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return eng
+
+
+def _ping_when_idle(server: AsyncEngine, idle: float) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool `idle` seconds."""
+
+    @event.listens_for(server.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(server.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            server.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # the pool discards this connection and hands out a fresh one
+            raise DisconnectionError(f"a pooled connection was dead: {error}") from error
