@@ -82,7 +82,7 @@ def _tidy_warnings(settings: Settings) -> None:
     """`ask` and `chat`: warnings as one line each after the answer, not raw log lines in it."""
     from bot.logs import Redactor
     from bot.settings import secret_values
-    from bot.terminal import tidy_warnings
+    from adapters.terminal.reply import tidy_warnings
 
     tidy_warnings(console, Redactor(secret_values(settings)) if settings.log.redact else None)
 
@@ -169,7 +169,7 @@ def ask(
 
     # Said at once: a cold start loads the embedding model for several seconds.
     errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")
-    from bot.terminal import ConsoleReplyChannel
+    from adapters.terminal.reply import ConsoleReplyChannel
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -193,7 +193,7 @@ def ask(
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
     errors.print("[dim]loading… / 正在加载…[/dim]")
-    from bot.terminal import ConsoleReplyChannel
+    from adapters.terminal.reply import ConsoleReplyChannel
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -240,7 +240,7 @@ def ingest(
 ) -> None:
     """Add a folder as a knowledge source and index it now (only changed files are re-embedded);
     it is then refreshed on its schedule. Live at once in a running `teambot serve`."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -260,7 +260,7 @@ def sources(ctx: typer.Context) -> None:
     """List the knowledge sources: origin, documents, chunks, last run, its result, next run."""
     if ctx.invoked_subcommand is not None:
         return
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -290,7 +290,7 @@ def sources_add(
     ] = None,
 ) -> None:
     """Add a source at run time and index it now (kept in the catalog beside teambot.toml's)."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -342,7 +342,7 @@ def sources_kinds() -> None:
 @sources_cli.command("remove")
 def sources_remove(name: Annotated[str, typer.Argument(help="the source to delete")]) -> None:
     """Delete a source with its documents, chunks and vectors, and say how many."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -355,7 +355,7 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
 ) -> None:
     """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -399,7 +399,7 @@ def eval_(
 ) -> None:
     """Measure retrieval on a sheet of questions: hit@1, hit@5 and MRR for dense, lexical and
     hybrid, and the questions that missed."""
-    from bot.eval_cli import run_eval
+    from bot.knowledge_ops.evaluate import run_eval
 
     settings = _settings()
     _logging(settings, quiet=True)

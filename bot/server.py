@@ -21,13 +21,13 @@ from sqlalchemy import text
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
-from bot.admin import Holder, admin_router
+from bot.knowledge_ops.admin import Holder, admin_router
 from bot.app import FEISHU_WATCH, Application
 from bot.console.deps import Console
 from bot.console.knowledge import UploadLimit
 from bot.console.routes import mount_console
-from bot.document_events import DocumentEvents
-from bot.recovery import schedule_recovery
+from adapters.feishu.documents.events import DocumentEvents
+from jobs.recovery import schedule_recovery
 from bot.settings import Settings
 from engine import clean
 from jobs.faq import ManagedFaq
@@ -139,11 +139,11 @@ def create_server(settings: Settings) -> FastAPI:
         mount_console(server, console)
     if settings.server.web_chat:
         from adapters.web.adapter import WebAdapter
-        from bot.webchat import webchat_router
+        from adapters.web.page import webchat_router
 
         web = next(a for a in adapters if isinstance(a, WebAdapter))
         server.include_router(webchat_router(application.running, web.sessions))
-        page = files("bot").joinpath("static/chat.html").read_text(encoding="utf-8")
+        page = files("adapters.web").joinpath("static/chat.html").read_text(encoding="utf-8")
 
         @server.get("/", response_class=HTMLResponse)
         async def chat_page() -> str:

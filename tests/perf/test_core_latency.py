@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from adapters.web.adapter import WebReplyChannel
-from bot.terminal import ConsoleReplyChannel
+from adapters.terminal.reply import ConsoleReplyChannel
 from engine.config import PolicySettings
 from engine.messages import Outcome
 from engine.policy import Policy

@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,7 +31,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 if TYPE_CHECKING:
     from bot.app import App
-    from knowledge import RefreshReport
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
     async def ingest(request: Request) -> Response:
         if (no := refused(request)) is not None:
             return no
-        from bot.knowledge_ops import ingest_directory
+        from bot.knowledge_ops.changes import ingest_directory
 
         fields = await body(request)
         core = _running(app)
@@ -174,7 +173,7 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
     async def refresh(request: Request) -> Response:
         if (no := refused(request)) is not None:
             return no
-        from bot.knowledge_ops import refresh_sources
+        from bot.knowledge_ops.changes import refresh_sources
 
         fields = await body(request)
         core = _running(app)
@@ -186,7 +185,7 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
     async def add(request: Request) -> Response:
         if (no := refused(request)) is not None:
             return no
-        from bot.knowledge_ops import add_source
+        from bot.knowledge_ops.changes import add_source
 
         fields = await body(request)
         core = _running(app)
@@ -196,7 +195,7 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
     async def remove(request: Request, name: str) -> Response:
         if (no := refused(request)) is not None:
             return no
-        from bot.knowledge_ops import remove_source
+        from bot.knowledge_ops.changes import remove_source
 
         core = _running(app)
         return _stream(lambda emit: remove_source(core.knowledge, name, emit=emit))
@@ -223,7 +222,7 @@ def _stream(work: Callable[[Emit], Awaitable[None]]) -> StreamingResponse:
             await work(queue.put_nowait)
             queue.put_nowait({"done": True})
         except Exception as error:  # reported to the CLI, which prints it
-            from bot.knowledge_ops import OperatorError
+            from bot.knowledge_ops.changes import OperatorError
 
             if not isinstance(error, OperatorError):
                 log.exception("admin knowledge command failed")
@@ -244,10 +243,3 @@ def _stream(work: Callable[[Emit], Awaitable[None]]) -> StreamingResponse:
 
 
 _tasks: set[asyncio.Task[None]] = set()
-
-
-def report_json(report: RefreshReport) -> dict[str, Any]:
-    found = asdict(report)
-    found["result"] = report.result
-    found["summary"] = report.summary()
-    return found

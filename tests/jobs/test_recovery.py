@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.base import AdapterStatus, Check
 from adapters.web.adapter import WebReplyChannel
-from bot.recovery import APOLOGY, apologise_for_unanswered
+from jobs.recovery import APOLOGY, apologise_for_unanswered
 from engine.messages import ThreadKey
 from engine.ports import ReplyChannel
 from engine.store import ConversationStore

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from adapters.base import Adapter
 from engine import ending
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
 from engine.records import UnansweredEvent
 from engine.store import ConversationStore
+from jobs.handoff import Reachable
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ JOB = "recovery:sweep"
 
 async def apologise_for_unanswered(
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     window: timedelta,
     grace: timedelta,
@@ -103,7 +103,7 @@ async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:
 
 async def sweep(
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     deadline: timedelta,
     window: timedelta,
@@ -118,7 +118,7 @@ async def sweep(
 def schedule_recovery(
     scheduler: AsyncIOScheduler,
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     every: float,
     deadline: timedelta,
