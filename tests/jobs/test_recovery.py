@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.base import AdapterStatus, Check
 from adapters.web.adapter import WebReplyChannel
-from jobs.recovery import APOLOGY, apologise_for_unanswered
 from engine.messages import ThreadKey
 from engine.ports import ReplyChannel
 from engine.store import ConversationStore
+from jobs.recovery import APOLOGY, apologise_for_unanswered
 
 
 class PushingAdapter:
