@@ -127,12 +127,11 @@ def _remote(
 
 
 async def _local(settings: Settings, local: Local, printer: Printer) -> None:
-    from bot.db import upgrade_async
+    from bot.app import open_knowledge
     from bot.knowledge_ops.changes import OperatorError
-    from knowledge import KnowledgeBase
 
-    await upgrade_async(settings.storage.url)
-    kb = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
+    # migrated, and reading every kind the server reads: the platforms' document kinds too
+    kb = await open_knowledge(settings)
     try:
         await local(kb, printer)
     except OperatorError as error:
