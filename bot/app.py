@@ -1,12 +1,16 @@
-"""Wiring: build the running parts from settings, and take them down again."""
+"""The core's wiring: the App (store, knowledge base, model client, policy, web lookup,
+`Conversation`) built from settings and taken down again, and `Application`, the core the
+adapters hold before it opens. `bot/runtime.py` puts it together with everything else."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from adapters.feishu.documents.watch import Watch
+from adapters.platform import Documents
+from bot import platforms
 from bot.db import upgrade_async
 from bot.settings import ConfigError, Settings
 from engine.config import PolicySettings
@@ -24,8 +28,6 @@ if TYPE_CHECKING:
     from engine.weblookup import WebLookup
 
 log = logging.getLogger(__name__)
-# Feishu documents listed in this process, for change events (one long connection a process)
-FEISHU_WATCH = Watch()
 
 
 @dataclass
@@ -53,24 +55,19 @@ class App:
 
 
 def policy_settings(settings: Settings) -> PolicySettings:
-    """`[policy]`, with the follow-up switches older config files set under `[slack]`
-    (`follow_ups = false` → "slack:*", `followup_channels_off` → "slack:<channel>")."""
-    slack = settings.slack
-    off = list(settings.policy.followups_off)
-    if not slack.follow_ups:
-        off.append("slack:*")
-    off += [f"slack:{channel}" for channel in slack.followup_channels_off]
+    """`[policy]`, with the follow-up switches older config files set in a platform's section
+    (`[slack] follow_ups = false` → "slack:*", `followup_channels_off` → "slack:<channel>")."""
+    off = [*settings.policy.followups_off, *platforms.followups_off(settings)]
     return settings.policy.model_copy(update={"followups_off": off})
 
 
-def source_kinds(settings: Settings) -> SourceKinds:
+def source_kinds(settings: Settings, documents: Sequence[Documents] | None = None) -> SourceKinds:
     """Every kind of knowledge source this installation reads: the built-in ones, then those
-    the platforms bring. Each configured source is checked against them (ConfigError)."""
-    from adapters.dingtalk.documents import dingtalk_kinds
-    from adapters.feishu.documents import feishu_kinds
-
+    the platforms' `documents` bring (the registry's when not given). Each configured source
+    is checked against them (ConfigError)."""
     kinds = builtin_kinds(settings.knowledge.persist_dir.parent)
-    for kind in (*feishu_kinds(settings.feishu, FEISHU_WATCH), *dingtalk_kinds(settings.dingtalk)):
+    found = platforms.documents(settings) if documents is None else documents
+    for kind in (kind for each in found for kind in each.kinds()):
         kinds.register(kind)
     for source in settings.knowledge.sources:
         try:
@@ -80,16 +77,25 @@ def source_kinds(settings: Settings) -> SourceKinds:
     return kinds
 
 
-async def open_knowledge(settings: Settings, *, migrate: bool = True) -> KnowledgeBase:
+async def open_knowledge(
+    settings: Settings, *, migrate: bool = True, documents: Sequence[Documents] | None = None
+) -> KnowledgeBase:
     """Migrate the database and open the knowledge base alone (the CLI's knowledge commands)."""
     if migrate:
         await upgrade_async(settings.storage.url)
+    kinds = source_kinds(settings, documents)
     return await KnowledgeBase.open(
-        settings.knowledge, database_url=settings.storage.url, kinds=source_kinds(settings)
+        settings.knowledge, database_url=settings.storage.url, kinds=kinds
     )
 
 
-async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:
+async def build_app(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    seed: bool = True,
+    documents: Sequence[Documents] | None = None,
+) -> App:
     """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
     # Imported here so that `open_knowledge` alone does not load the model client (openai).
     from engine.conversation import Conversation
@@ -98,7 +104,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     from engine.store.conversations import ConversationStore
     from engine.weblookup import build_lookup
 
-    knowledge = await open_knowledge(settings, migrate=migrate)
+    knowledge = await open_knowledge(settings, migrate=migrate, documents=documents)
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
@@ -134,12 +140,15 @@ class Application:
     engine.ports.Core), opened in the lifespan (database, knowledge, model client), closed at
     shutdown. Until it is open, `running()` is None and /readyz says "starting"."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, documents: Sequence[Documents] = ()) -> None:
         self.settings = settings
+        self._documents = documents  # the platforms' document kinds, one set per process
         self._app: App | None = None
 
-    async def open(self) -> App:
-        self._app = await build_app(self.settings, migrate=self.settings.server.migrate_on_start)
+    async def open(self, *, migrate: bool = True, seed: bool = True) -> App:
+        self._app = await build_app(
+            self.settings, migrate=migrate, seed=seed, documents=self._documents
+        )
         return self._app
 
     async def close(self) -> None:

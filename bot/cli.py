@@ -21,8 +21,8 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.runtime import Runtime
     from bot.settings import Settings
-    from engine.messages import Inbound
     from knowledge import KnowledgeBase
 
 cli = typer.Typer(
@@ -80,9 +80,9 @@ def _logging(settings: Settings, quiet: bool) -> None:
 
 def _tidy_warnings(settings: Settings) -> None:
     """`ask` and `chat`: warnings as one line each after the answer, not raw log lines in it."""
+    from adapters.terminal.reply import tidy_warnings
     from bot.logs import Redactor
     from bot.settings import secret_values
-    from bot.terminal import tidy_warnings
 
     tidy_warnings(console, Redactor(secret_values(settings)) if settings.log.redact else None)
 
@@ -94,11 +94,9 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(wrapper())
 
 
-async def _open(settings: Settings, *, seed: bool = True) -> App:
-    """Build the app, turning start-up failures into one clear line and exit code 1."""
-    from bot.app import build_app
-
-    return await _starting(settings, build_app(settings, seed=seed))
+async def _open(runtime: Runtime) -> App:
+    """Open the runtime's core, turning start-up failures into one clear line and exit code 1."""
+    return await _starting(runtime.settings, runtime.open())
 
 
 async def _open_knowledge(settings: Settings) -> KnowledgeBase:
@@ -118,9 +116,11 @@ async def _starting(settings: Settings, opening: Awaitable[T]) -> T:
         with console.status("Opening the database and the knowledge base…"):
             return await opening
     except (OSError, SQLAlchemyError, EmbeddingModelError) as error:
+        from bot.doctor import redact_url
+
         errors.print(f"[red]cannot start[/red]: {escape(str(error))}", highlight=False)
         errors.print(
-            f"database: {escape(_redact_url(settings.storage.url))} · "
+            f"database: {escape(redact_url(settings.storage.url))} · "
             f"knowledge: {escape(str(settings.knowledge.persist_dir))}",
             highlight=False,
         )
@@ -144,21 +144,6 @@ def init(
     console.print(f"wrote {path}: edit it, then run `teambot doctor`")
 
 
-def _inbound(text: str, chat_id: str, thread_id: str) -> Inbound:
-    from engine.messages import ChatType, Inbound, Sender
-
-    return Inbound(
-        platform="cli",
-        tenant="local",
-        chat_id=chat_id,
-        chat_type=ChatType.DIRECT,
-        thread_id=thread_id,
-        message_id=uuid.uuid4().hex,
-        sender=Sender(id="cli", display_name="terminal"),
-        text=text,
-    )
-
-
 @cli.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in any language")],
@@ -169,22 +154,22 @@ def ask(
 
     # Said at once: a cold start loads the embedding model for several seconds.
     errors.print("[dim]正在加载…[/dim]" if detect(question) == "zh" else "[dim]loading…[/dim]")
-    from bot.terminal import ConsoleReplyChannel
+    from adapters.terminal.convert import to_inbound
+    from adapters.terminal.reply import ConsoleReplyChannel
+    from bot.runtime import Runtime
 
     settings = _settings()
     _logging(settings, quiet=True)
     _tidy_warnings(settings)
 
     async def main() -> None:
-        app = await _open(settings)
+        runtime = Runtime(settings)
+        await _open(runtime)
         try:
-            started = time.monotonic()
-            reply = ConsoleReplyChannel(console, started=started)
-            await app.conversation.handle(
-                _inbound(question, "cli", thread or uuid.uuid4().hex), reply
-            )
+            reply = ConsoleReplyChannel(console, started=time.monotonic())
+            await runtime.core.handle(to_inbound(question, thread or uuid.uuid4().hex), reply)
         finally:
-            await app.close()
+            await runtime.close()
 
     _run(main)
 
@@ -193,7 +178,9 @@ def ask(
 def chat() -> None:
     """Talk in one thread until you type /quit (or press Ctrl-D)."""
     errors.print("[dim]loading… / 正在加载…[/dim]")
-    from bot.terminal import ConsoleReplyChannel
+    from adapters.terminal.convert import to_inbound
+    from adapters.terminal.reply import ConsoleReplyChannel
+    from bot.runtime import Runtime
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -201,7 +188,8 @@ def chat() -> None:
     thread = uuid.uuid4().hex
 
     async def main() -> None:
-        app = await _open(settings)
+        runtime = Runtime(settings)
+        await _open(runtime)
         console.print(
             "[dim]One thread; earlier turns are remembered. /quit to leave, /new for a new thread.[/dim]"
         )
@@ -218,11 +206,11 @@ def chat() -> None:
                     thread = uuid.uuid4().hex
                     continue
                 if line.strip():
-                    await app.conversation.handle(
-                        _inbound(line, "cli", thread), ConsoleReplyChannel(console)
+                    await runtime.core.handle(
+                        to_inbound(line, thread), ConsoleReplyChannel(console)
                     )
         finally:
-            await app.close()
+            await runtime.close()
 
     _run(main)
 
@@ -240,7 +228,7 @@ def ingest(
 ) -> None:
     """Add a folder as a knowledge source and index it now (only changed files are re-embedded);
     it is then refreshed on its schedule. Live at once in a running `teambot serve`."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -260,7 +248,7 @@ def sources(ctx: typer.Context) -> None:
     """List the knowledge sources: origin, documents, chunks, last run, its result, next run."""
     if ctx.invoked_subcommand is not None:
         return
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -290,7 +278,7 @@ def sources_add(
     ] = None,
 ) -> None:
     """Add a source at run time and index it now (kept in the catalog beside teambot.toml's)."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -342,7 +330,7 @@ def sources_kinds() -> None:
 @sources_cli.command("remove")
 def sources_remove(name: Annotated[str, typer.Argument(help="the source to delete")]) -> None:
     """Delete a source with its documents, chunks and vectors, and say how many."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -355,30 +343,12 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="one source (default: every source)")] = None,
 ) -> None:
     """Refresh knowledge sources now: re-embed changed documents, drop removed ones."""
-    from bot import knowledge_cli
+    from bot.knowledge_ops import commands as knowledge_cli
 
     settings = _settings()
     _logging(settings, quiet=True)
     if not knowledge_cli.refresh(settings, source):
         raise typer.Exit(1)
-
-
-async def _embedding_checks(app: App) -> list[tuple[str, str]]:
-    """The embedding model's rows in doctor: a model change waiting for its re-embed, a
-    knowledge base mostly in a language the model does not read."""
-    kb = app.knowledge
-    rows = []
-    if kb.pending is not None:
-        rows.append(
-            (
-                "warning",
-                f"model changed to {kb.pending.embedder.model_name}: {kb.embedder.model_name} "
-                "serves until `teambot serve` has re-embedded every chunk",
-            )
-        )
-    warning = await kb.language_warning()
-    rows.append(("warning", warning) if warning else ("ok", kb.embedder.model_name))
-    return rows
 
 
 @cli.command("eval")
@@ -399,7 +369,7 @@ def eval_(
 ) -> None:
     """Measure retrieval on a sheet of questions: hit@1, hit@5 and MRR for dense, lexical and
     hybrid, and the questions that missed."""
-    from bot.eval_cli import run_eval
+    from bot.knowledge_ops.evaluate import run_eval
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -419,73 +389,23 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 @cli.command()
 def doctor() -> None:
     """Check the config files, database, knowledge base, model server and enabled platforms."""
-    from bot.adapters import build_adapters
+    from bot.doctor import diagnose
+    from bot.runtime import Runtime
     from bot.settings import missing_credentials
 
     settings = _settings()
     _logging(settings, quiet=True)
-    rows: list[tuple[str, str, str]] = []  # (check, status, detail)
-
-    def row(check: str, status: str, detail: str) -> None:
-        rows.append((check, status, detail))
+    rows = [("config", "ok", _config_detail())]
+    problems = missing_credentials(settings)  # such a platform's SDK would only fail less clearly
+    rows += [(f"{platform}: settings", "error", problem) for platform, problem in problems.items()]
 
     async def main() -> None:
-        row("config", "ok", _config_detail())
-        for platform, problem in missing_credentials(settings).items():
-            row(f"{platform}: settings", "error", problem)
-            getattr(settings, platform).enabled = False  # its SDK would only fail less clearly
-        app = await _open(settings)
+        runtime = Runtime(settings, without=problems)
+        app = await _open(runtime)
         try:
-            row("database", "ok", _redact_url(settings.storage.url))
-            chunks = await app.knowledge.store.count()
-            detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
-            row("knowledge", "ok" if chunks else "empty", detail)
-            for status, detail in await _embedding_checks(app):
-                row("embeddings", status, detail)
-            for adapter in build_adapters(settings, app.conversation):
-                for check in await adapter.check():
-                    row(f"{adapter.name}: {check.name}", check.status, check.detail)
-            if app.llm is None:
-                row("model server", "disabled", "retrieval-only answers ([llm] enabled = false)")
-                return
-            report = await app.llm.probe()
-            if not report.reachable:
-                row(
-                    "model server",
-                    "error",
-                    f"unreachable: {report.base_url}: {report.error}"
-                    f"{_v1_hint(report.base_url, report.error)} — answers are "
-                    "retrieval-only until it is up (or set [llm] enabled = false)",
-                )
-                return
-            if not report.model_served:
-                listed = ", ".join(report.models) or "nothing"
-                row(
-                    "model",
-                    "error",
-                    f"{report.model!r} is not served at {report.base_url} (it lists: {listed}); "
-                    'set [llm] model to one of them, or "" for the first',
-                )
-            separated = {
-                True: "reasoning separated (reasoning_content)",
-                False: "reasoning inline: <think> is stripped by teambot",
-                None: "reasoning separation unknown",
-            }[report.reasoning_separated]
-            timing = f"{report.latency:.2f} s" if report.latency is not None else report.error
-            row(
-                "model server",
-                "ok" if report.health_ok and report.model_served else "degraded",
-                f"{report.base_url} · model {report.model} · {separated} · {timing}",
-            )
-            context = f"{report.context} tokens" if report.context else "not reported"
-            row(
-                "model limits",
-                "ok" if report.context else "warning",
-                f"{report.kind}: context {context} · {app.llm.concurrency} at once · "
-                f"thinking: {report.reasoning}",
-            )
+            rows.extend(await diagnose(runtime, app))
         finally:
-            await app.close()
+            await runtime.close()
 
     _run(main)
     colour = {"ok": "green", "empty": "yellow", "disabled": "yellow", "warning": "yellow"}
@@ -564,13 +484,6 @@ def _config_detail() -> str:
     return " + ".join(str(path) for path in read) + " + environment"
 
 
-def _v1_hint(base_url: str, error: str) -> str:
-    """A 404 from a base URL without /v1 is almost always the missing /v1."""
-    if "404" not in error or base_url.rstrip("/").endswith("/v1"):
-        return ""
-    return f" — the OpenAI-compatible API is usually under /v1: try {base_url.rstrip('/')}/v1"
-
-
 agents_cli = typer.Typer(help="Named accounts of the agents' console.", no_args_is_help=True)
 cli.add_typer(agents_cli, name="agents")
 NewPassword = Annotated[
@@ -633,15 +546,6 @@ def agents_list() -> None:
     url = _settings().storage.url
     for agent in _accounts_call(lambda: body.listing(url)):
         console.print(f"{escape(agent.name)}\t{agent.role.value}")
-
-
-def _redact_url(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Schema migrations: Alembic driven from code, with the scripts shipped inside the package.
+"""Schema migrations: Alembic driven from code, with the scripts shipped inside the package
+(bot/migrations: the scripts in `versions/`, the tables they cover in its `__init__`).
 
 `upgrade` and `current` are synchronous and run their own event loop (the async Alembic
 environment calls `asyncio.run`), so they must not be called on a thread whose event loop is
@@ -17,24 +18,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-
-from adapters.web.tables import WebChatBase
-from bot.console.tables import ConsoleBase
-from engine.store.tables import EngineBase
-from knowledge.catalog import CatalogBase
-
-# Every package that owns tables adds its metadata here (one line); migrations/env.py and the
-# schema drift test both read this list.
-TARGET_METADATA: list[MetaData] = [
-    EngineBase.metadata,
-    CatalogBase.metadata,
-    ConsoleBase.metadata,
-    WebChatBase.metadata,
-]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

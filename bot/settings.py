@@ -11,9 +11,9 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -22,11 +22,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from adapters.dingtalk.config import DingTalkSettings
-from adapters.feishu.config import FeishuSettings
-from adapters.slack.config import SlackSettings
-from adapters.web.config import WebChatSettings
+from adapters.platform import Platform
 from bot.console.config import ConsoleSettings
+from bot.platforms import PLATFORMS
 from engine.config import (
     AttachmentSettings,
     ConversationSettings,
@@ -99,8 +97,9 @@ class LogSettings(BaseModel):
     )
 
 
-class Settings(BaseSettings):
-    """The whole configuration; each component receives only its own section."""
+class CoreSettings(BaseSettings):
+    """The whole configuration but the platforms' sections (`Settings` adds them from the
+    registry, bot/platforms.py); each component receives only its own section."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -118,11 +117,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     console: ConsoleSettings = ConsoleSettings()
     web: WebSettings = WebSettings()
-    webchat: WebChatSettings = WebChatSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
-    slack: SlackSettings = SlackSettings()
-    feishu: FeishuSettings = FeishuSettings()
-    dingtalk: DingTalkSettings = DingTalkSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="before")
@@ -154,6 +149,18 @@ class Settings(BaseSettings):
         if config is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+
+def _with_platforms() -> type[CoreSettings]:
+    """CoreSettings plus one section per registered platform ([webchat], [slack], …)."""
+    sections: dict[str, Any] = {p.section: (p.settings, p.settings()) for p in PLATFORMS}
+    return create_model("Settings", __base__=CoreSettings, __module__=__name__, **sections)
+
+
+if TYPE_CHECKING:  # code outside adapters/ reads a platform's section through its record
+    Settings = CoreSettings
+else:
+    Settings = _with_platforms()
 
 
 _CONFIG_OVERRIDE: Path | None = None
@@ -270,66 +277,27 @@ def config_files(config: Path | None = None) -> list[Path]:
     return read
 
 
-# Where each platform's credentials come from, for the "enabled but not set" message.
-_CREDENTIALS_HELP = {
-    "slack": "api.slack.com/apps → your app (created from deploy/slack/manifest.yaml)",
-    "feishu": "the Feishu/Lark developer console (凭证与基础信息 / 事件与回调 → 加密策略)",
-    "dingtalk": "the DingTalk developer console (开发者后台 → 凭证与基础信息)",
-}
-
-
-def missing_credentials(settings: Settings) -> dict[str, str]:
+def missing_credentials(settings: BaseModel) -> dict[str, str]:
     """platform -> how to fix it, for every enabled platform whose credentials are not set.
 
     One message shape for all platforms, shown by `teambot doctor` and by `teambot serve`
     (which refuses to start rather than fail later inside an SDK).
     """
-    missing: dict[str, list[str]] = {
-        "slack": _missing_slack(settings.slack) if settings.slack.enabled else [],
-        "feishu": _missing_feishu(settings.feishu) if settings.feishu.enabled else [],
-        "dingtalk": _missing_dingtalk(settings.dingtalk) if settings.dingtalk.enabled else [],
-    }
-    return {
-        platform: (
-            f"{platform} is enabled but {', '.join(names)} {'is' if len(names) == 1 else 'are'} "
-            f"not set. Find {'it' if len(names) == 1 else 'them'} in {_CREDENTIALS_HELP[platform]}; "
-            f"secrets ({ENV_PREFIX}…) go in the environment or the {ENV_PREFIX}SECRETS_FILE "
-            f"(deploy/teambot.env.example lists them). Or turn {platform} off: "
-            f"[{platform}] enabled = false ({ENV_PREFIX}{platform.upper()}__ENABLED=false)"
-        )
-        for platform, names in missing.items()
-        if names
-    }
+    found: dict[str, str] = {}
+    for platform in PLATFORMS:
+        names = platform.missing(platform.of(settings)) if platform.is_on(settings) else []
+        if names:
+            found[platform.name] = _credentials_message(platform, names)
+    return found
 
 
-def _unset(secret: SecretStr | None) -> bool:
-    return secret is None or not secret.get_secret_value()
-
-
-def _missing_slack(slack: SlackSettings) -> list[str]:
-    names = ["TEAMBOT_SLACK__BOT_TOKEN (xoxb-…)"] if _unset(slack.bot_token) else []
-    socket = slack.mode == "socket" or (slack.mode == "auto" and not _unset(slack.app_token))
-    if socket and _unset(slack.app_token):
-        names.append("TEAMBOT_SLACK__APP_TOKEN (xapp-…, Socket Mode)")
-    if not socket and _unset(slack.signing_secret):
-        names.append(
-            "TEAMBOT_SLACK__SIGNING_SECRET (HTTP events; or set TEAMBOT_SLACK__APP_TOKEN for "
-            "Socket Mode)"
-        )
-    return names
-
-
-def _missing_feishu(feishu: FeishuSettings) -> list[str]:
-    names = ["[feishu] app_id (cli_…)"] if not feishu.app_id else []
-    if _unset(feishu.app_secret):
-        names.append("TEAMBOT_FEISHU__APP_SECRET")
-    if feishu.mode == "webhook" and _unset(feishu.verification_token):
-        names.append("TEAMBOT_FEISHU__VERIFICATION_TOKEN (webhook mode)")
-    return names
-
-
-def _missing_dingtalk(dingtalk: DingTalkSettings) -> list[str]:
-    names = ["[dingtalk] client_id (AppKey)"] if not dingtalk.client_id else []
-    if _unset(dingtalk.client_secret):
-        names.append("TEAMBOT_DINGTALK__CLIENT_SECRET")
-    return names
+def _credentials_message(platform: Platform[Any], names: list[str]) -> str:
+    one = len(names) == 1
+    section, key = platform.switch or (platform.section, "enabled")
+    return (
+        f"{platform.name} is enabled but {', '.join(names)} {'is' if one else 'are'} "
+        f"not set. Find {'it' if one else 'them'} in {platform.credentials_from}; "
+        f"secrets ({ENV_PREFIX}…) go in the environment or the {ENV_PREFIX}SECRETS_FILE "
+        f"(deploy/teambot.env.example lists them). Or turn {platform.name} off: "
+        f"[{section}] {key} = false ({ENV_PREFIX}{section.upper()}__{key.upper()}=false)"
+    )

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from knowledge.retriever import Retriever
     from knowledge.sources import DocumentRef
 
+# The catalog's tables, for the migrations (bot/migrations)
+METADATA = CatalogBase.metadata
+
 # Loaded on first use (numpy, jieba, httpx behind them): `teambot sources` and the settings
 # import this package without retrieving or ingesting anything.
 _LAZY = {
@@ -65,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "METADATA",
     "ORIGINS",
     "SAMPLE_SOURCE",
     "UPLOADS_SOURCE",

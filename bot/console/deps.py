@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -62,11 +62,13 @@ class Console:
         adapters: Sequence[Adapter],
         *,
         web_chat: bool = True,
+        labels: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self._app = app
         self.adapters = {adapter.name: adapter for adapter in adapters}
         self.web_chat = web_chat
+        self.labels = dict(labels or {})  # platform -> (中文, English), from the registry
         self.gate = Gate(settings, lambda: found.store.engine if (found := app()) else None)
         self.clock: Clock | None = None
         self._env: Any = None  # built once the zone is known (from the running App)
@@ -94,7 +96,7 @@ class Console:
                 found.settings.escalation.timezone if found else "UTC"
             )
             self.clock = Clock(zone)
-            self._env, self._zoned = templates(self.clock), found is not None
+            self._env, self._zoned = templates(self.clock, self.labels), found is not None
         return self._env
 
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:

@@ -242,7 +242,7 @@ async def add(
 ) -> Response:
     """A source of any registered kind from the form (the location may be a pasted link),
     registered now and indexed in the background with its progress on the page."""
-    from bot.knowledge_ops import OperatorError, checked_source, register_source
+    from bot.knowledge_ops.changes import OperatorError, checked_source, register_source
 
     fields = {k: str(post.fields.get(k, "")).strip() for k in ("name", "kind", "location")}
     fields["collection"] = str(post.fields.get("collection", "")).strip()
@@ -299,7 +299,7 @@ def _start_refresh(console: Console, core: App, name: str) -> None:
 
 @router.post("/sources/{name}/remove")
 async def remove(name: str, post: SourcesPosted, console: ConsoleDep, core: Running) -> Response:
-    from bot.knowledge_ops import OperatorError, remove_source
+    from bot.knowledge_ops.changes import OperatorError, remove_source
 
     said: list[dict[str, Any]] = []
     try:

@@ -5,6 +5,7 @@ no bidi control characters in anything a page shows."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -58,22 +59,18 @@ WORDS: dict[str, tuple[str, str]] = {
     # roles
     "admin": ("管理员", "admin"),
     "agent": ("客服", "agent"),
-    # platforms
-    "web": ("网页聊天", "web chat"),
-    "slack": ("Slack", "Slack"),
-    "feishu": ("飞书", "Feishu"),
-    "dingtalk": ("钉钉", "DingTalk"),
 }
 for _trigger, _labels in TRIGGER_LABELS.items():
     WORDS[_trigger] = (_labels["zh"], _labels["en"])
 
 
-def words(value: object) -> Markup:
-    """An internal value as `中文 <span>English</span>`; `console:Mei` as the agent's name."""
+def words(value: object, names: Mapping[str, tuple[str, str]] | None = None) -> Markup:
+    """An internal value as `中文 <span>English</span>`; `console:Mei` as the agent's name.
+    `names` adds (中文, English) pairs of its own: the platforms' labels, from their records."""
     text = str(getattr(value, "value", value) or "")
     if text.startswith("console:"):
         return Markup("{} <span class=en>(console)</span>").format(text.removeprefix("console:"))
-    found = WORDS.get(text)
+    found = (names or {}).get(text) or WORDS.get(text)
     if found is None:
         return Markup("{}").format(text or "—")
     zh, en = found
@@ -129,13 +126,15 @@ def unbidi(value: object) -> object:
     return value
 
 
-def templates(clock: Clock) -> Environment:
+def templates(clock: Clock, names: Mapping[str, tuple[str, str]] | None = None) -> Environment:
+    """The console's pages; `t` shows a value in both languages (`names`: the platforms')."""
     env = Environment(
         loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
         autoescape=select_autoescape(["html"]),
         finalize=unbidi,
     )
-    env.filters.update(duration=duration, percent=percent, when=clock.when, t=words, md=markdown)
+    env.filters.update(duration=duration, percent=percent, when=clock.when, md=markdown)
+    env.filters["t"] = lambda value: words(value, names)
     env.filters["score"] = lambda v: "—" if v is None else f"{v:.3f}"
     env.filters["rank"] = lambda v: "—" if v is None else f"#{v}"
     env.globals["zone"] = clock.zone_name

@@ -1,6 +1,7 @@
 """Alembic environment for teambot: async URLs, one version table for every package's tables.
 
-Run through `bot.db` (which builds the Config in code), not the `alembic` command line.
+Run through `bot.db` (which builds the Config in code), not the `alembic` command line. The
+tables it compares against are every package's own (`bot/migrations/__init__.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.db import TARGET_METADATA
+from bot.migrations import TARGET_METADATA
 from knowledge.timestamps import UTCDateTime
 
 config = context.config

@@ -18,9 +18,8 @@ import uvicorn
 from pydantic import SecretStr
 
 from adapters.base import AdapterStatus, Check, Core
-from adapters.web.adapter import WebAdapter
-from bot import server as server_module
 from bot.console.config import ConsoleSettings
+from bot.runtime import Runtime
 from bot.server import create_server
 from bot.settings import Settings
 from engine.config import ConversationSettings, LLMSettings, StorageSettings
@@ -119,15 +118,11 @@ async def serve(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[str, FakeChatAdapter]]:
     """teambot's server (uvicorn, ephemeral port) with the web chat and the fake platform."""
-    made: list[FakeChatAdapter] = []
-
-    def adapters(settings: Settings, core: Core, **wiring: Any) -> list[Any]:
-        made.append(FakeChatAdapter(core))
-        return [WebAdapter(core, settings.webchat, **wiring), made[0]]
-
-    monkeypatch.setattr(server_module, "build_adapters", adapters)
-    async with running(create_server(settings)) as url:
-        yield url, made[0]
+    runtime = Runtime(settings, extra=[lambda wiring: FakeChatAdapter(wiring.core)])
+    fake = runtime.adapters[-1]
+    assert isinstance(fake, FakeChatAdapter)
+    async with running(create_server(settings, runtime)) as url:
+        yield url, fake
 
 
 @asynccontextmanager

@@ -171,6 +171,17 @@ def test_sources_lists_runs_from_the_catalog(env: dict[str, str], tmp_path: Path
     assert "directory" in row and "ok" in row and "not configured" not in row
 
 
+def test_sources_add_without_a_server_knows_the_platforms_kinds(env: dict[str, str]) -> None:
+    """In the CLI's own process too, a Feishu wiki is a kind teambot reads: it is registered,
+    and its first run says what the Feishu app lacks (not "unknown kind")."""
+    env["COLUMNS"] = "300"
+    link = "https://acme.feishu.cn/wiki/wikcnA1b2C3"
+    code, output = run(env, "sources", "add", "wiki", "feishu_wiki", link)
+    assert "unknown knowledge source kind" not in output, output
+    assert "registered source wiki (feishu_wiki wikcnA1b2C3" in output
+    assert code == 1 and "TEAMBOT_FEISHU__APP_SECRET" in output, output
+
+
 @pytest.mark.parametrize(
     ("platform", "named"),
     [

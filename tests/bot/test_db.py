@@ -18,7 +18,6 @@ from sqlalchemy.pool import NullPool
 
 from bot.db import (
     MIGRATIONS,
-    TARGET_METADATA,
     alembic_config,
     current,
     current_async,
@@ -26,6 +25,7 @@ from bot.db import (
     upgrade,
     upgrade_async,
 )
+from bot.migrations import TARGET_METADATA
 from tests.helpers import pg_schema, sqlite_url
 
 TABLES = {

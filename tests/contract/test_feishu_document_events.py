@@ -13,7 +13,7 @@ import pytest
 
 from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.documents import Watch, feishu_kinds
-from bot.document_events import DocumentEvents
+from adapters.feishu.documents.events import DocumentEvents
 from knowledge import Embedder, KnowledgeBase, SourceSettings, builtin_kinds
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import drive_event

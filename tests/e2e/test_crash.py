@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.recovery import APOLOGY
+from jobs.recovery import APOLOGY
 from tests.e2e.test_replicas import serve_env, start_replica, wait_ready
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import (

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from adapters.terminal.reply import ConsoleReplyChannel
 from adapters.web.adapter import WebReplyChannel
-from bot.terminal import ConsoleReplyChannel
 from engine.config import PolicySettings
 from engine.messages import Outcome
 from engine.policy import Policy

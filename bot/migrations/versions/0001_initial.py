@@ -19,6 +19,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    _threads()
+    _turns()
+    _processed_events()
+    _feedback()
+
+
+def _threads() -> None:
     op.create_table(
         "threads",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -44,6 +51,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_threads_state"), "threads", ["state"])
     op.create_index(op.f("ix_threads_last_message_at"), "threads", ["last_message_at"])
 
+
+def _turns() -> None:
     op.create_table(
         "turns",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -76,6 +85,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_turns_thread_id"), "turns", ["thread_id"])
     op.create_index(op.f("ix_turns_created_at"), "turns", ["created_at"])
 
+
+def _processed_events() -> None:
     op.create_table(
         "processed_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -91,6 +102,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_processed_events_received_at"), "processed_events", ["received_at"])
 
+
+def _feedback() -> None:
     op.create_table(
         "feedback",
         sa.Column("id", sa.Integer(), nullable=False),

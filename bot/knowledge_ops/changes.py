@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from bot.admin import report_json
 from knowledge import (
     UPLOADS_SOURCE,
     KnowledgeBase,
+    RefreshReport,
     SourceBusyError,
     SourceConflictError,
     SourceSettings,
@@ -51,6 +52,14 @@ def _stepped_aside(removed: tuple[int, int] | None, emit: Emit) -> None:
                 f"{removed[0]} documents, {removed[1]} chunks"
             }
         )
+
+
+def report_json(report: RefreshReport) -> dict[str, Any]:
+    """A refresh report as the JSON the admin API streams and the CLI prints."""
+    found = asdict(report)
+    found["result"] = report.result
+    found["summary"] = report.summary()
+    return found
 
 
 async def _refresh(kb: KnowledgeBase, name: str, emit: Emit) -> None:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.base import AdapterStatus, Check
 from adapters.web.adapter import WebReplyChannel
-from bot.recovery import APOLOGY, apologise_for_unanswered
 from engine.messages import ThreadKey
 from engine.ports import ReplyChannel
 from engine.store.conversations import ConversationStore
+from jobs.recovery import APOLOGY, apologise_for_unanswered
 
 
 class PushingAdapter:
@@ -96,3 +96,24 @@ async def test_platform_that_cannot_push_is_counted(store: ConversationStore) ->
         grace=timedelta(minutes=5), now=later,
     )  # fmt: skip
     assert result == (0, 1)
+
+
+async def test_a_question_this_process_is_still_answering_gets_no_apology(
+    store: ConversationStore,
+) -> None:
+    """However slowly it goes, an answer this process is working on ends by itself: the sweep
+    leaves it alone, and apologises once it is no longer being answered and still unanswered."""
+    await store.claim_event("slack", "m-slow", KEY)
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    adapter = PushingAdapter("slack")
+    answering = {("slack", "m-slow")}
+    window, grace = timedelta(hours=1), timedelta(minutes=5)
+    assert await apologise_for_unanswered(
+        store, [adapter], window=window, grace=grace, answering=answering, now=later
+    ) == (0, 0)
+    assert adapter.posted == []
+    answering.clear()  # the answer was cut short without a final message
+    assert await apologise_for_unanswered(
+        store, [adapter], window=window, grace=grace, answering=answering, now=later
+    ) == (1, 0)
+    assert adapter.posted == [(KEY, APOLOGY)]

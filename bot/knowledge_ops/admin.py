@@ -22,16 +22,23 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from bot.knowledge_ops.changes import (
+    OperatorError,
+    add_source,
+    ingest_directory,
+    refresh_sources,
+    remove_source,
+)
+
 if TYPE_CHECKING:
-    from bot.app import App
-    from knowledge import RefreshReport
+    from knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +134,61 @@ def find_server(folder: Path) -> ServerRef | None:
 
 # -- the server side ----------------------------------------------------------------------
 
+Work = Callable[["KnowledgeBase", "Emit"], Awaitable[None]]
 
-def admin_router(app: Callable[[], App | None], token: Callable[[], str | None]) -> APIRouter:
-    """/admin/knowledge: ingest, refresh, add and remove sources (loopback + token only)."""
+
+def admin_router(
+    knowledge: Callable[[], KnowledgeBase | None], token: Callable[[], str | None]
+) -> APIRouter:
+    """/admin/knowledge: ingest, refresh, add and remove sources (loopback + token only);
+    `knowledge` is the running server's knowledge base (None while it starts)."""
     router = APIRouter(prefix=PREFIX)
+    guard = _Guard(knowledge, token)
 
-    def refused(request: Request) -> Response | None:
-        expected = token()
+    @router.post("/ingest")
+    async def ingest(request: Request) -> Response:
+        if (no := guard.refused(request)) is not None:
+            return no
+        fields = await _body(request)
+        path = Path(str(fields.get("path", "")))
+        name, collection = fields.get("name") or None, fields.get("collection") or None
+        return guard.stream(
+            lambda kb, emit: ingest_directory(kb, path, name=name, collection=collection, emit=emit)
+        )
+
+    @router.post("/refresh")
+    async def refresh(request: Request) -> Response:
+        if (no := guard.refused(request)) is not None:
+            return no
+        name = (await _body(request)).get("name") or None
+        return guard.stream(lambda kb, emit: refresh_sources(kb, name, emit=emit))
+
+    @router.post("/sources")
+    async def add(request: Request) -> Response:
+        if (no := guard.refused(request)) is not None:
+            return no
+        fields = await _body(request)
+        return guard.stream(lambda kb, emit: add_source(kb, fields, emit=emit))
+
+    @router.delete("/sources/{name}")
+    async def remove(request: Request, name: str) -> Response:
+        if (no := guard.refused(request)) is not None:
+            return no
+        return guard.stream(lambda kb, emit: remove_source(kb, name, emit=emit))
+
+    return router
+
+
+class _Guard:
+    """Lets in the loopback client with the token, once the server has opened its knowledge."""
+
+    def __init__(
+        self, knowledge: Callable[[], KnowledgeBase | None], token: Callable[[], str | None]
+    ) -> None:
+        self._knowledge, self._token = knowledge, token
+
+    def refused(self, request: Request) -> Response | None:
+        expected = self._token()
         host = request.client.host if request.client else ""
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         proxied = "x-forwarded-for" in request.headers or "forwarded" in request.headers
@@ -141,73 +196,22 @@ def admin_router(app: Callable[[], App | None], token: Callable[[], str | None])
             return JSONResponse({"error": "forbidden"}, status_code=403)
         if not secrets.compare_digest(given, expected):
             return JSONResponse({"error": "forbidden"}, status_code=403)
-        if app() is None:
+        if self._knowledge() is None:
             return JSONResponse({"error": "teambot is still starting"}, status_code=503)
         return None
 
-    async def body(request: Request) -> dict[str, Any]:
-        try:
-            found = await request.json()
-        except ValueError:
-            return {}
-        return found if isinstance(found, dict) else {}
-
-    @router.post("/ingest")
-    async def ingest(request: Request) -> Response:
-        if (no := refused(request)) is not None:
-            return no
-        from bot.knowledge_ops import ingest_directory
-
-        fields = await body(request)
-        core = _running(app)
-        return _stream(
-            lambda emit: ingest_directory(
-                core.knowledge,
-                Path(str(fields.get("path", ""))),
-                name=fields.get("name") or None,
-                collection=fields.get("collection") or None,
-                emit=emit,
-            )
-        )
-
-    @router.post("/refresh")
-    async def refresh(request: Request) -> Response:
-        if (no := refused(request)) is not None:
-            return no
-        from bot.knowledge_ops import refresh_sources
-
-        fields = await body(request)
-        core = _running(app)
-        return _stream(
-            lambda emit: refresh_sources(core.knowledge, fields.get("name") or None, emit=emit)
-        )
-
-    @router.post("/sources")
-    async def add(request: Request) -> Response:
-        if (no := refused(request)) is not None:
-            return no
-        from bot.knowledge_ops import add_source
-
-        fields = await body(request)
-        core = _running(app)
-        return _stream(lambda emit: add_source(core.knowledge, fields, emit=emit))
-
-    @router.delete("/sources/{name}")
-    async def remove(request: Request, name: str) -> Response:
-        if (no := refused(request)) is not None:
-            return no
-        from bot.knowledge_ops import remove_source
-
-        core = _running(app)
-        return _stream(lambda emit: remove_source(core.knowledge, name, emit=emit))
-
-    return router
+    def stream(self, work: Work) -> StreamingResponse:
+        kb = self._knowledge()
+        assert kb is not None  # checked by `refused`
+        return _stream(lambda emit: work(kb, emit))
 
 
-def _running(app: Callable[[], App | None]) -> App:
-    found = app()
-    assert found is not None  # checked by `refused`
-    return found
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        found = await request.json()
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -223,8 +227,6 @@ def _stream(work: Callable[[Emit], Awaitable[None]]) -> StreamingResponse:
             await work(queue.put_nowait)
             queue.put_nowait({"done": True})
         except Exception as error:  # reported to the CLI, which prints it
-            from bot.knowledge_ops import OperatorError
-
             if not isinstance(error, OperatorError):
                 log.exception("admin knowledge command failed")
             status = error.status if isinstance(error, OperatorError) else 500
@@ -244,10 +246,3 @@ def _stream(work: Callable[[Emit], Awaitable[None]]) -> StreamingResponse:
 
 
 _tasks: set[asyncio.Task[None]] = set()
-
-
-def report_json(report: RefreshReport) -> dict[str, Any]:
-    found = asdict(report)
-    found["result"] = report.result
-    found["summary"] = report.summary()
-    return found

@@ -1,4 +1,5 @@
-"""What the web chat page reads besides the answer stream: its welcome and a thread's transcript.
+"""The web chat's page (GET /) and what it reads besides the answer stream: its welcome and a
+thread's transcript.
 
 The welcome offers example questions drawn from the knowledge base (FAQ rows first, whose
 sections are questions) and says whether a language model answers at all. The transcript lets
@@ -12,18 +13,17 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from importlib.resources import files
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from adapters.markdown import to_html
+from adapters.platform import Running
 from adapters.web.convert import BAD_ID, NOT_YOURS, refused, thread_key, valid_id
 from adapters.web.sessions import Sessions
 from engine.messages import Outcome
-
-if TYPE_CHECKING:
-    from bot.app import App
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Welcome:
         self._examples: list[str] = []
         self._at = float("-inf")
 
-    async def examples(self, app: App) -> list[str]:
+    async def examples(self, app: Running) -> list[str]:
         if time.monotonic() - self._at < _CACHE_SECONDS:
             return self._examples
         ids = list(app.knowledge.live.current.chunks)
@@ -62,11 +62,16 @@ class Welcome:
         return picked
 
 
-def webchat_router(app: Callable[[], App | None], sessions: Sessions) -> APIRouter:
-    """GET /api/welcome and GET /api/threads/{chat}/{thread} for the chat page; a transcript
-    only for the session that owns the chat (another browser: 403)."""
+def page_router(app: Callable[[], Running | None], sessions: Sessions) -> APIRouter:
+    """GET / (the page), GET /api/welcome and GET /api/threads/{chat}/{thread} for it; a
+    transcript only for the session that owns the chat (another browser: 403)."""
     router = APIRouter()
     welcome = Welcome()
+    page = files("adapters.web").joinpath("static/chat.html").read_text(encoding="utf-8")
+
+    @router.get("/", response_class=HTMLResponse)
+    async def chat_page() -> str:
+        return page
 
     @router.get("/api/welcome")
     async def welcome_page() -> JSONResponse:

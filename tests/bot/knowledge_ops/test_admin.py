@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin import Holder, find_server
+from bot.knowledge_ops.admin import Holder, find_server
 
 
 def test_one_server_holds_a_folder_and_the_cli_finds_it(tmp_path: Path) -> None:

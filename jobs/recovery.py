@@ -7,22 +7,23 @@ lock of jobs/lock.py) and takes events older than their deadline — longer than
 can take, since a live process always ends its answers itself (engine/answer/ending.py). Each event is
 taken with one atomic UPDATE, so across replicas and restarts every question gets one apology.
 The question of the lost turn is stored with the apology, so the console shows what was asked.
+What this process is still answering, however slowly, is passed in (`answering`): those are
+left alone, since they will end by themselves.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from adapters.base import Adapter
-from engine.answer import ending
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
-from engine.store.conversations import ConversationStore
+from engine.store import ConversationStore
 from engine.store.records import UnansweredEvent
+from jobs.handoff import Reachable
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,16 @@ JOB = "recovery:sweep"
 
 async def apologise_for_unanswered(
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     window: timedelta,
     grace: timedelta,
+    answering: Container[tuple[str, str]] = (),
     now: datetime | None = None,
 ) -> tuple[int, int]:
     """Apologise in the thread of every event received within `window` and not answered, leaving
-    alone events younger than `grace` (another replica may still be answering them).
+    alone events younger than `grace` (another replica may still be answering them) and those
+    this process is `answering` ((platform, message id) pairs).
 
     Returns (apologised, unreachable). Each event is taken atomically, so when several replicas
     run this together, each question gets one apology."""
@@ -53,7 +56,7 @@ async def apologise_for_unanswered(
     for event in await store.upkeep.unanswered_events(
         older_than=now - grace, newer_than=now - window
     ):
-        if (event.platform, event.message_id) in ending.IN_FLIGHT:
+        if (event.platform, event.message_id) in answering:
             continue  # still being answered here, however slowly: it will end by itself
         if not await store.mark_answered(event.platform, event.message_id):
             continue  # another replica took it
@@ -103,33 +106,37 @@ async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:
 
 async def sweep(
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     deadline: timedelta,
     window: timedelta,
+    answering: Container[tuple[str, str]],
 ) -> tuple[int, int]:
     """One sweep on the replica that holds the job lock; (0, 0) on the others."""
     async with job_lock(store.engine, JOB) as held:
         if not held:
             return 0, 0
-        return await apologise_for_unanswered(store, adapters, window=window, grace=deadline)
+        return await apologise_for_unanswered(
+            store, adapters, window=window, grace=deadline, answering=answering
+        )
 
 
 def schedule_recovery(
     scheduler: AsyncIOScheduler,
     store: ConversationStore,
-    adapters: Sequence[Adapter],
+    adapters: Sequence[Reachable],
     *,
     every: float,
     deadline: timedelta,
     window: timedelta,
+    answering: Container[tuple[str, str]],
 ) -> None:
     """Sweep every `every` seconds, the first time right away (a restart after a crash)."""
     scheduler.add_job(
         sweep,
         IntervalTrigger(seconds=every),
         args=(store, adapters),
-        kwargs={"deadline": deadline, "window": window},
+        kwargs={"deadline": deadline, "window": window, "answering": answering},
         id=JOB,
         name="apologise for questions a crash or stop left unanswered",
         max_instances=1,

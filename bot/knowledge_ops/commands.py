@@ -1,6 +1,6 @@
 """The bodies of the CLI's knowledge commands: `ingest`, `refresh`, `sources [add|remove]`.
 
-A change goes to the running server when one holds the embedded data folder (`bot.admin`),
+A change goes to the running server when one holds the embedded data folder (`bot.knowledge_ops.admin`),
 else it runs here. Listing reads the catalog only: no model, no vector store.
 """
 
@@ -74,7 +74,7 @@ def run_change(
     settings: Settings, method: str, path: str, payload: dict[str, Any], local: Local
 ) -> bool:
     """Send the change to the server holding the data folder, or run `local` here."""
-    from bot.admin import find_server
+    from bot.knowledge_ops.admin import find_server
 
     server = None
     if not settings.knowledge.chroma_url:
@@ -127,12 +127,11 @@ def _remote(
 
 
 async def _local(settings: Settings, local: Local, printer: Printer) -> None:
-    from bot.db import upgrade_async
-    from bot.knowledge_ops import OperatorError
-    from knowledge import KnowledgeBase
+    from bot.app import open_knowledge
+    from bot.knowledge_ops.changes import OperatorError
 
-    await upgrade_async(settings.storage.url)
-    kb = await KnowledgeBase.open(settings.knowledge, database_url=settings.storage.url)
+    # migrated, and reading every kind the server reads: the platforms' document kinds too
+    kb = await open_knowledge(settings)
     try:
         await local(kb, printer)
     except OperatorError as error:
@@ -142,7 +141,7 @@ async def _local(settings: Settings, local: Local, printer: Printer) -> None:
 
 
 def ingest(settings: Settings, path: Path, name: str | None, collection: str | None) -> bool:
-    from bot.knowledge_ops import ingest_directory
+    from bot.knowledge_ops.changes import ingest_directory
 
     root = path.expanduser().resolve()
     payload = {"path": str(root), "name": name, "collection": collection}
@@ -156,7 +155,7 @@ def ingest(settings: Settings, path: Path, name: str | None, collection: str | N
 
 
 def refresh(settings: Settings, name: str | None) -> bool:
-    from bot.knowledge_ops import refresh_sources
+    from bot.knowledge_ops.changes import refresh_sources
 
     return run_change(
         settings,
@@ -168,7 +167,7 @@ def refresh(settings: Settings, name: str | None) -> bool:
 
 
 def add(settings: Settings, fields: dict[str, Any]) -> bool:
-    from bot.knowledge_ops import add_source
+    from bot.knowledge_ops.changes import add_source
 
     if fields.get("kind") == "directory":
         fields = {**fields, "location": str(Path(fields["location"]).expanduser().resolve())}
@@ -182,7 +181,7 @@ def add(settings: Settings, fields: dict[str, Any]) -> bool:
 
 
 def remove(settings: Settings, name: str) -> bool:
-    from bot.knowledge_ops import remove_source
+    from bot.knowledge_ops.changes import remove_source
 
     return run_change(
         settings,
@@ -243,7 +242,7 @@ def show(settings: Settings) -> None:
 async def _statuses(settings: Settings) -> list[Any]:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from bot.source_table import missing_sqlite_file
+    from bot.knowledge_ops.catalog import missing_sqlite_file
     from knowledge.catalog import Catalog
     from knowledge.registry import overview
     from knowledge.types import SourceStatus

@@ -4,6 +4,9 @@ re-read (or removed) within seconds, instead of waiting for its source's schedul
 The Feishu adapter reports (change, document token) for subscribed documents; the watch
 (`adapters.feishu.documents.watch`) knows which source listed that token. Documents are
 subscribed after each complete listing in this process while the adapter runs.
+
+`FeishuDocuments` is what the platform record (`adapters/feishu/__init__.py`) hands the service:
+the Feishu kinds and the events, sharing one watch for the life of the process.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from adapters.base import Adapter
 from adapters.feishu.config import FeishuSettings
 from adapters.feishu.documents.watch import Watch
 from knowledge import KnowledgeBase
-from knowledge.sources import DocumentRef
+from knowledge.sources import DocumentRef, SourceKind
 
-__all__ = ["DocumentEvents"]
+__all__ = ["DocumentEvents", "FeishuDocuments"]
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +86,29 @@ class DocumentEvents:
             log.info("feishu: %s %s in Feishu: %s", ref.title, change, report.summary())
         except Exception:  # one event must never take the server down
             log.exception("feishu: change of %s in source %s could not be applied", ref.uri, source)
+
+
+class FeishuDocuments:
+    """The Feishu document kinds and their change events, sharing one watch (`Documents`)."""
+
+    def __init__(self, config: FeishuSettings) -> None:
+        self._config = config
+        self._watch = Watch()
+        self._events: DocumentEvents | None = None
+
+    def kinds(self) -> list[SourceKind]:
+        from adapters.feishu.documents import feishu_kinds
+
+        return feishu_kinds(self._config, self._watch)
+
+    def follow(self, adapters: Sequence[Adapter], knowledge: KnowledgeBase) -> bool:
+        events = DocumentEvents(knowledge, self._watch)
+        if not events.start(self._config, adapters):
+            return False
+        self._events = events
+        log.info("feishu: document change events re-read their documents")
+        return True
+
+    async def stop(self) -> None:
+        events, self._events = self._events, None
+        await (events.stop() if events is not None else self._watch.stop())
