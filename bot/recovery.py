@@ -11,18 +11,21 @@ The question of the lost turn is stored with the apology, so the console shows w
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from adapters.base import Adapter
+from bot.settings import ServerSettings
 from engine import ending
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
 from engine.records import UnansweredEvent
 from engine.store import ConversationStore
+from jobs.handover import Handover
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
@@ -53,31 +56,43 @@ async def apologise_for_unanswered(
     for event in await store.upkeep.unanswered_events(
         older_than=now - grace, newer_than=now - window
     ):
-        if (event.platform, event.message_id) in ending.IN_FLIGHT:
-            continue  # still being answered here, however slowly: it will end by itself
-        if not await store.mark_answered(event.platform, event.message_id):
-            continue  # another replica took it
-        adapter = by_platform.get(event.platform)
-        channel = adapter.reply_channel(event.thread_key) if adapter else None
-        if channel is None:
-            unreachable += 1
-            log.warning(
-                "message %s/%s was never answered and %s cannot post unprompted",
-                event.platform,
-                event.message_id,
-                event.platform,
-            )
-        else:
-            try:
-                await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
-                apologised += 1
-            except Exception:  # one failed apology must not stop the others
-                unreachable += 1
-                log.exception("could not apologise for %s/%s", event.platform, event.message_id)
-        await _audit(store, event)
+        told = await apologise_event(store, by_platform, event)
+        if told is not None:
+            apologised += told
+            unreachable += not told
     if apologised or unreachable:
         log.info("recovery: %d apologies sent, %d could not be sent", apologised, unreachable)
     return apologised, unreachable
+
+
+async def apologise_event(
+    store: ConversationStore, by_platform: Mapping[str, Adapter], event: UnansweredEvent
+) -> bool | None:
+    """Take one unanswered event and apologise in its thread: True told, False the platform
+    cannot post there (or failed to), None not taken — still being answered in this process,
+    or another replica took it. The crash sweeper and the handover (jobs/handover.py) share it."""
+    if (event.platform, event.message_id) in ending.IN_FLIGHT:
+        return None  # still being answered here, however slowly: it will end by itself
+    if not await store.mark_answered(event.platform, event.message_id):
+        return None  # another replica took it
+    adapter = by_platform.get(event.platform)
+    channel = adapter.reply_channel(event.thread_key) if adapter else None
+    told = False
+    if channel is None:
+        log.warning(
+            "message %s/%s was never answered and %s cannot post unprompted",
+            event.platform,
+            event.message_id,
+            event.platform,
+        )
+    else:
+        try:
+            await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
+            told = True
+        except Exception:  # one failed apology must not stop the others
+            log.exception("could not apologise for %s/%s", event.platform, event.message_id)
+    await _audit(store, event)
+    return told
 
 
 async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:
@@ -136,4 +151,19 @@ def schedule_recovery(
         coalesce=True,
         next_run_time=datetime.now(UTC),
         replace_existing=True,
+    )
+
+
+def handover(
+    store: ConversationStore, adapters: Sequence[Adapter], server: ServerSettings
+) -> Handover:
+    """This process's heartbeat, taking over the turns of replicas that died (jobs/handover.py)
+    with the same apology as the sweeper."""
+    by_platform = {adapter.name: adapter for adapter in adapters}
+    return Handover(
+        store.replicas,
+        functools.partial(apologise_event, store, by_platform),
+        every=server.heartbeat_seconds,
+        lapse=server.heartbeat_lapse_seconds,
+        window=timedelta(minutes=server.recovery_window_minutes),
     )

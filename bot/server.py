@@ -27,7 +27,7 @@ from bot.console.deps import Console
 from bot.console.knowledge import UploadLimit
 from bot.console.routes import mount_console
 from bot.document_events import DocumentEvents
-from bot.recovery import schedule_recovery
+from bot.recovery import handover, schedule_recovery
 from bot.settings import Settings
 from engine import clean
 from jobs.faq import ManagedFaq
@@ -70,7 +70,10 @@ def create_server(settings: Settings) -> FastAPI:
             ManagedFaq(settings.console.faq_dir, settings.console.faq_collection),
         ).schedule(scheduler)  # SLA reminders, idle close, figures, the managed FAQ
         schedule_retention(scheduler, app.store, settings.storage.retention_days)
+        # heartbeat first: every message the adapters take then names this replica
+        heartbeat = handover(app.store, adapters, settings.server)
         try:
+            await heartbeat.start()
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
@@ -102,6 +105,7 @@ def create_server(settings: Settings) -> FastAPI:
                     await adapter.stop()
                 except Exception:  # one adapter failing to stop must not keep the rest open
                     log.exception("adapter %s did not stop cleanly", adapter.name)
+            await heartbeat.stop()  # after the answers in flight ended: none is left for others
             await application.close()
             if "holder" in held:
                 held.pop("holder").release()

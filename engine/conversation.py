@@ -41,6 +41,7 @@ from engine.prompt import (
     HistoryTurn,
     trim_history,
 )
+from engine.replicas import still_ours
 from engine.store import Claim, ConversationStore, ThreadRecord, TurnRecord
 from engine.tables import ThreadState
 from engine.trace import new_request_id
@@ -562,6 +563,8 @@ class Conversation:
         """Store the turn first (its id goes on the feedback buttons), then show the answer."""
         # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
         answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
+        if not await still_ours(self._store.replicas, inbound.platform, inbound.message_id):
+            return answer  # taken over by another replica, which told the asker (jobs/handover)
         try:
             stored = await self._persist(thread_id, inbound, answer)
         except Exception:
