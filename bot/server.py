@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from adapters.base import Adapter
 from bot.adapters import build_adapters
@@ -27,6 +28,7 @@ from bot.console.deps import Console
 from bot.console.knowledge import UploadLimit
 from bot.console.routes import mount_console
 from bot.document_events import DocumentEvents
+from bot.outage import database_unavailable
 from bot.recovery import handover, schedule_recovery
 from bot.settings import Settings
 from engine import clean
@@ -112,6 +114,7 @@ def create_server(settings: Settings) -> FastAPI:
 
     server = FastAPI(title="teambot", lifespan=lifespan, docs_url=None, redoc_url=None)
     server.add_exception_handler(RequestValidationError, invalid_request)
+    server.add_exception_handler(DBAPIError, database_unavailable)  # a restart: 503, not 500
     # a web chat message may carry files: room for [attachments] max_files of max_mb, and a
     # larger one is still taken so that the answer can say why it was not read
     chat_bytes = int(settings.attachments.max_files * settings.attachments.max_mb * 1_048_576)

@@ -264,6 +264,11 @@ class Traffic:
             for url in (self.urls[n % 2], self.urls[(n + 1) % 2]):
                 try:
                     async with page.stream("POST", f"{url}/api/chat", json=body) as response:
+                        if response.status_code != 200:  # the page shows the error's words
+                            said = (await response.aread()).decode(errors="replace")
+                            asker.seen.append((time.monotonic(), "refused", "apology"))
+                            print(f"web asker {n}: {response.status_code} {said[:120]}")
+                            return
                         listening = asyncio.create_task(self._listen(page, asker, chat, thread))
                         async for line in response.aiter_lines():
                             if not line.startswith("data: "):
