@@ -7,6 +7,11 @@ lock of jobs/lock.py) and takes events older than their deadline — longer than
 can take, since a live process always ends its answers itself (engine/ending.py). Each event is
 taken with one atomic UPDATE, so across replicas and restarts every question gets one apology.
 The question of the lost turn is stored with the apology, so the console shows what was asked.
+
+With several replicas a dead one is noticed sooner: `handover` builds this process's heartbeat
+(jobs/handover.py), which gives the turns of a replica whose heartbeat lapsed the same apology
+(`apologise_event`) within seconds; the deadline sweep stays as the fallback (one process, or
+a turn no heartbeat covers).
 """
 
 from __future__ import annotations
