@@ -10,7 +10,8 @@ Run on demand: `.venv/bin/python -m pytest tests/perf/test_chaos.py -s -p no:cac
 (TEAMBOT_CHAOS_FAULTS="kill,postgres" picks faults, TEAMBOT_CHAOS_QUESTIONS the questions per
 fault). The machine's shared PostgreSQL and Redis are never touched: the benchmark starts its
 own PostgreSQL (initdb/pg_ctl from /usr/lib/postgresql/*/bin, as the `postgres` user when run
-as root) and its own redis-server, each on a free port in a temporary folder.
+as root) and its own redis-server, each on a free port in a temporary folder
+(tests/perf/chaos_stack.py).
 
 Questions are dealt round-robin to the replicas (a load balancer); a delivery that finds its
 replica gone is sent to the other (Slack and Feishu redeliver, a balancer fails over). Each
@@ -29,14 +30,11 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +49,11 @@ from tests.fakes.feishu_events import signed_headers as feishu_headers
 from tests.fakes.sglang import FakeSGLang
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, event_body, user_message
 from tests.fakes.slack import signed_headers as slack_headers
-from tests.helpers import child_env, closed_port
+from tests.helpers import child_env
+from tests.perf.chaos_stack import stack, wait_http
 
 pytestmark = pytest.mark.perf
+__all__ = ["stack"]  # the fixture: our own PostgreSQL, Redis and Chroma
 
 FAULTS = os.environ.get("TEAMBOT_CHAOS_FAULTS", "kill,postgres,redis,chroma").split(",")
 QUESTIONS = int(os.environ.get("TEAMBOT_CHAOS_QUESTIONS", "24"))
@@ -65,7 +65,6 @@ ANSWER = " ".join(["Annual leave is twenty days a year, see the handbook."] * 6)
 TOKEN, KEY = "verify-token-1", "encrypt-key-1"
 APOLOGIES = ("ask it again", "ask again in a moment", "Something went wrong", "请再问一次")
 OTHERS = ("couldn't find anything", "Retrieval-only answer", "asking faster")
-PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 
 
 def classify(text: str) -> str | None:
@@ -95,123 +94,6 @@ class Asker:
 
     def heard_at(self) -> float | None:
         return min((at for at, _, _ in self.seen), default=None)
-
-
-# -- private PostgreSQL, Redis and Chroma ---------------------------------------------------------
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-class Postgres:
-    """A PostgreSQL cluster of our own: initdb in a temporary folder, trust auth, a free port."""
-
-    def __init__(self) -> None:
-        if not PG_BIN:
-            pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
-        self.bin = PG_BIN[-1]
-        self.root = Path(tempfile.mkdtemp(prefix="teambot-chaos-pg-"))
-        self.port = closed_port()
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self.data = self.root / "data"
-        subprocess.run(
-            _as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                          "--auth=trust", "-E", "UTF8"]),
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-    def ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        subprocess.run(
-            _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
-                          str(self.root / "log"), "-o", options, "-w", *args]),
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def create(self, database: str) -> None:
-        subprocess.run(
-            _as_postgres([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                          "-U", "postgres", database]),
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.ctl("stop", "-m", "immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class Service:
-    """A server process we can stop and start again on the same port."""
-
-    def __init__(self, name: str, command: list[str], folder: Path) -> None:
-        self.name, self.command, self.folder = name, command, folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with (self.folder / f"{self.name}.log").open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def wait_http(url: str, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not up in {within} s")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """PostgreSQL, Redis and Chroma of our own, for every fault."""
-    folder = tmp_path_factory.mktemp("chaos")
-    postgres = Postgres()
-    postgres.ctl("start")
-    redis_port, chroma_port = closed_port(), closed_port()
-    redis = Service(
-        "redis",
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        folder,
-    )  # fmt: skip
-    chroma = Service(
-        "chroma",
-        [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(folder / "chroma"),
-         "--host", "127.0.0.1", "--port", str(chroma_port)],
-        folder,
-    )  # fmt: skip
-    redis.start()
-    chroma.start()
-    try:
-        wait_http(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat")
-        yield {
-            "postgres": postgres,
-            "redis": redis,
-            "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-            "chroma": chroma,
-            "chroma_url": f"http://127.0.0.1:{chroma_port}",
-            "folder": folder,
-        }
-    finally:
-        chroma.stop()
-        redis.stop()
-        postgres.destroy()
 
 
 # -- the askers ----------------------------------------------------------------------------------
