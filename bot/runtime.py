@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from adapters.base import Leadership
     from bot.console.deps import Console
+    from jobs.handover import Handover
     from knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Runtime:
         self._extra = extra
         self._holder: Holder | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._heartbeat: Handover | None = None
         self._started: list[Adapter] = []
         self._followed = False
 
@@ -150,6 +152,9 @@ class Runtime:
             app = await self.open(migrate=self.settings.server.migrate_on_start)
             app.knowledge.start_reembed()  # after a model change; the old index serves meanwhile
             self._scheduler = await self._start_jobs(app)
+            # heartbeat first: every message the adapters take then names this replica
+            self._heartbeat = self._handover(app)
+            await self._heartbeat.start()
             await self._start_adapters()
             self._follow_documents(app.knowledge)
             # after the adapters started: the first sweep (right away) may post apologies
@@ -178,6 +183,9 @@ class Runtime:
             except Exception:  # one adapter failing to stop must not keep the rest open
                 log.exception("adapter %s did not stop cleanly", adapter.name)
         self._started.clear()
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:  # after the answers in flight ended: none is left for others
+            await heartbeat.stop()
         await self.core.close()
         holder, self._holder = self._holder, None
         if holder is not None:
@@ -217,6 +225,21 @@ class Runtime:
         ).schedule(scheduler)
         schedule_retention(scheduler, app.store, settings.storage.retention_days)
         return scheduler
+
+    def _handover(self, app: App) -> Handover:
+        """This replica's heartbeat, which takes over the turns of replicas that died."""
+        from engine.answer import ending
+        from jobs.recovery import handover
+
+        server = self.settings.server
+        return handover(
+            app.store,
+            self.adapters,
+            every=server.heartbeat_seconds,
+            lapse=server.heartbeat_lapse_seconds,
+            window=timedelta(minutes=server.recovery_window_minutes),
+            answering=ending.IN_FLIGHT,
+        )
 
     def _schedule_recovery(self, app: App, scheduler: AsyncIOScheduler) -> None:
         from engine.answer import ending

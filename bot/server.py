@@ -9,10 +9,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.middleware import Middleware
 
 from bot.console.knowledge import UploadLimit
 from bot.console.routes import mount_console
+from bot.outage import database_unavailable
 from bot.runtime import Runtime
 from bot.settings import Settings
 from engine import clean
@@ -35,7 +37,10 @@ def create_server(settings: Settings, runtime: Runtime | None = None) -> FastAPI
         docs_url=None,
         redoc_url=None,
         middleware=[limit],
-        exception_handlers={RequestValidationError: invalid_request},
+        exception_handlers={
+            RequestValidationError: invalid_request,
+            DBAPIError: database_unavailable,  # a restart: 503, not 500
+        },
     )
     for router in runtime.routers():
         server.include_router(router)

@@ -83,6 +83,26 @@ class ServerSettings(BaseModel):
         description="a question without a final message this long is apologised for "
         "(0: the model's total_timeout + 60 s)",
     )
+    heartbeat_seconds: float = Field(
+        default=5, gt=0, le=60, description="how often each replica writes its heartbeat row"
+    )
+    heartbeat_lapse_seconds: float = Field(
+        default=20,
+        gt=0,
+        le=3600,
+        description="a replica whose heartbeat stood still this long is counted dead; another "
+        "takes over its unfinished answers and tells their askers (at least twice the beat)",
+    )
+
+    @model_validator(mode="after")
+    def _lapse_spans_beats(self) -> ServerSettings:
+        if self.heartbeat_lapse_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"[server] heartbeat_lapse_seconds ({self.heartbeat_lapse_seconds}) must be at "
+                f"least twice heartbeat_seconds ({self.heartbeat_seconds}), or a replica that "
+                "is only slow to beat is counted dead"
+            )
+        return self
 
 
 class LogSettings(BaseModel):

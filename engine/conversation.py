@@ -35,6 +35,7 @@ from engine.messages import (
 from engine.policy import Policy
 from engine.ports import ReplyChannel, ReplyFor
 from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
+from engine.store.replicas import still_ours
 from engine.store.tables import ThreadState
 from engine.text import detect
 from engine.threads.context import with_thread_context
@@ -466,6 +467,8 @@ class Conversation:
         inbound, reply = turn.inbound, turn.reply
         # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
         answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
+        if not await still_ours(self._store.replicas, inbound.platform, inbound.message_id):
+            return answer  # taken over by another replica, which told the asker (jobs/handover)
         try:
             stored = await self._persist(turn, answer)
         except Exception:

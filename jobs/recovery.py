@@ -9,12 +9,18 @@ taken with one atomic UPDATE, so across replicas and restarts every question get
 The question of the lost turn is stored with the apology, so the console shows what was asked.
 What this process is still answering, however slowly, is passed in (`answering`): those are
 left alone, since they will end by themselves.
+
+With several replicas a dead one is noticed sooner: `handover` builds this process's heartbeat
+(jobs/handover.py), which gives the turns of a replica whose heartbeat lapsed the same apology
+(`apologise_event`) within seconds; the deadline sweep stays as the fallback (one process, or
+a turn no heartbeat covers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,6 +30,7 @@ from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
 from engine.store import ConversationStore
 from engine.store.records import UnansweredEvent
 from jobs.handoff import Reachable
+from jobs.handover import Handover
 from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
@@ -56,31 +63,48 @@ async def apologise_for_unanswered(
     for event in await store.upkeep.unanswered_events(
         older_than=now - grace, newer_than=now - window
     ):
-        if (event.platform, event.message_id) in answering:
-            continue  # still being answered here, however slowly: it will end by itself
-        if not await store.mark_answered(event.platform, event.message_id):
-            continue  # another replica took it
-        adapter = by_platform.get(event.platform)
-        channel = adapter.reply_channel(event.thread_key) if adapter else None
-        if channel is None:
-            unreachable += 1
-            log.warning(
-                "message %s/%s was never answered and %s cannot post unprompted",
-                event.platform,
-                event.message_id,
-                event.platform,
-            )
-        else:
-            try:
-                await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
-                apologised += 1
-            except Exception:  # one failed apology must not stop the others
-                unreachable += 1
-                log.exception("could not apologise for %s/%s", event.platform, event.message_id)
-        await _audit(store, event)
+        told = await apologise_event(store, by_platform, event, answering=answering)
+        if told is not None:
+            apologised += told
+            unreachable += not told
     if apologised or unreachable:
         log.info("recovery: %d apologies sent, %d could not be sent", apologised, unreachable)
     return apologised, unreachable
+
+
+async def apologise_event(
+    store: ConversationStore,
+    by_platform: Mapping[str, Reachable],
+    event: UnansweredEvent,
+    *,
+    answering: Container[tuple[str, str]] = (),
+) -> bool | None:
+    """Take one unanswered event and apologise in its thread: True told, False the platform
+    cannot post there (or failed to), None not taken — still being answered in this process
+    (`answering`), or another replica took it. The crash sweeper and the handover
+    (jobs/handover.py) share it."""
+    if (event.platform, event.message_id) in answering:
+        return None  # still being answered here, however slowly: it will end by itself
+    if not await store.mark_answered(event.platform, event.message_id):
+        return None  # another replica took it
+    adapter = by_platform.get(event.platform)
+    channel = adapter.reply_channel(event.thread_key) if adapter else None
+    told = False
+    if channel is None:
+        log.warning(
+            "message %s/%s was never answered and %s cannot post unprompted",
+            event.platform,
+            event.message_id,
+            event.platform,
+        )
+    else:
+        try:
+            await channel.finish(Answer(text=APOLOGY, outcome=Outcome.FAILED))
+            told = True
+        except Exception:  # one failed apology must not stop the others
+            log.exception("could not apologise for %s/%s", event.platform, event.message_id)
+    await _audit(store, event)
+    return told
 
 
 async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:
@@ -144,3 +168,19 @@ def schedule_recovery(
         next_run_time=datetime.now(UTC),
         replace_existing=True,
     )
+
+
+def handover(
+    store: ConversationStore,
+    adapters: Sequence[Reachable],
+    *,
+    every: float,
+    lapse: float,
+    window: timedelta,
+    answering: Container[tuple[str, str]],
+) -> Handover:
+    """This process's heartbeat, taking over the turns of replicas that died (jobs/handover.py)
+    with the same apology as the sweeper."""
+    by_platform = {adapter.name: adapter for adapter in adapters}
+    apologise = functools.partial(apologise_event, store, by_platform, answering=answering)
+    return Handover(store.replicas, apologise, every=every, lapse=lapse, window=window)

@@ -8,12 +8,21 @@ loads (or downloads) its default ONNX model. Telemetry is off: there is no netwo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
+
 from knowledge.types import Passage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Pauses between tries of a read while the Chroma server cannot be reached (a restart takes a
+# few seconds): a question asked meanwhile is answered a little late, not apologised for.
+SERVER_RETRIES = (0.5, 1.0, 2.0, 3.0, 4.0)
 
 MetadataValue = str | int | float | bool
 Metadata = Mapping[str, MetadataValue]
@@ -27,10 +36,11 @@ class VectorStore:
     Every method is async and runs the blocking chromadb call in a worker thread.
     """
 
-    def __init__(self, client: Any, collection: Any) -> None:
+    def __init__(self, client: Any, collection: Any, *, remote: bool = False) -> None:
         self._client = client
         self._collection = collection
         self._max_batch = int(client.get_max_batch_size())
+        self._retries = SERVER_RETRIES if remote else ()
 
     @classmethod
     async def open(
@@ -71,7 +81,7 @@ class VectorStore:
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
         )
-        return cls(client, collection)
+        return cls(client, collection, remote=bool(chroma_url))
 
     async def upsert(
         self,
@@ -123,7 +133,7 @@ class VectorStore:
         With `collections`, only chunks of those knowledge collections are searched; with
         `admitted`, only chunks whose audience key is one of those (`knowledge.audience`).
         """
-        return await asyncio.to_thread(self._query_sync, list(embedding), k, collections, admitted)
+        return await self._read(self._query_sync, list(embedding), k, collections, admitted)
 
     def _query_sync(
         self,
@@ -163,7 +173,20 @@ class VectorStore:
         """Chunks by id (score 0.0); ids not in the store are left out."""
         if not ids:
             return {}
-        return await asyncio.to_thread(self._get_sync, list(ids))
+        return await self._read(self._get_sync, list(ids))
+
+    async def _read(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` in a worker thread; on a Chroma server, tried again for ~10 s while the
+        server cannot be reached."""
+        for pause in (*self._retries, None):
+            try:
+                return await asyncio.to_thread(call, *args)
+            except httpx.TransportError as error:
+                if pause is None:
+                    raise
+                log.warning("chroma server unreachable (%s); trying again in %.1f s", error, pause)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover - the last try raises or returns
 
     def _get_sync(self, ids: list[str]) -> dict[str, Passage]:
         page = self._collection.get(ids=ids, include=["documents", "metadatas"])

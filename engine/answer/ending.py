@@ -3,7 +3,7 @@
 
 `settle` wraps the core's handling of one message. It watches the reply channel: when the core
 raised before the asker saw a final message, it finishes the reply with an apology and marks the
-event answered, so the recovery sweeper (bot/recovery.py) does not apologise a second time. When
+event answered, so the recovery sweeper (jobs/recovery.py) does not apologise a second time. When
 even the apology cannot be sent, the event stays unanswered and the sweeper tries later.
 A cancelled answer (shutdown past its grace period) is finished the same way, so a half-written
 card is never the last word.

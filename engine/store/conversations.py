@@ -34,6 +34,7 @@ from engine.store.records import (
     thread_record,
     turn_record,
 )
+from engine.store.replicas import Replicas
 from engine.store.tables import (
     Feedback,
     FeedbackValue,
@@ -77,6 +78,7 @@ class ConversationStore:
         self.handoffs = HandoffStore(self._database)
         self.upkeep = Upkeep(self._database)
         self.attachments = AttachmentStore(self._database)
+        self.replicas = Replicas(self._database)  # heartbeats, handover, the answer's fence
 
     @classmethod
     def from_url(
@@ -141,6 +143,7 @@ class ConversationStore:
             "received_at": now,
             "question": clean.storable(question),
             "asker_id": clean.ident(asker),
+            "replica": self.replicas.current,  # whose turn it is, should that replica die
         }
         claim = (
             self._insert(ProcessedEvent)

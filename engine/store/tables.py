@@ -123,6 +123,32 @@ class ProcessedEvent(EngineBase):
     answered_at: Mapped[datetime | None]
     question: Mapped[str | None] = mapped_column(Text)  # for the audit of a turn that never ended
     asker_id: Mapped[str | None] = mapped_column(String(255))
+    # the serving process answering it (replicas.id; NULL from the CLI): when that replica's
+    # heartbeat lapses, another one takes the turn over (engine/store/replicas.py)
+    replica: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class ReplicaState(StrEnum):
+    ALIVE = "alive"  # beating
+    DEAD = "dead"  # its heartbeat lapsed: another replica took its unfinished turns over
+    STOPPED = "stopped"  # shut down; what it left unfinished is taken over at once
+
+
+class Replica(EngineBase):
+    """One serving process's heartbeat (engine/store/replicas.py): a new row each time it starts, or
+    comes back after it was declared dead."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    beats: Mapped[int] = mapped_column(Integer)  # what the others watch: it grows while alive
+    state: Mapped[str] = mapped_column(String(16), index=True)  # a ReplicaState value
+    ended_at: Mapped[datetime | None]  # declared dead, or stopped
+    ended_by: Mapped[str | None] = mapped_column(String(64))  # the replica that declared it
 
 
 class Feedback(EngineBase):

@@ -23,7 +23,7 @@ from engine.store.tables import (
 
 class Upkeep:
     """Composed into `ConversationStore` as `store.upkeep`; `jobs/retention.py` and
-    `bot/recovery.py` are its callers."""
+    `jobs/recovery.py` are its callers."""
 
     def __init__(self, database: Database) -> None:
         self._db = database

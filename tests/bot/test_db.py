@@ -40,6 +40,7 @@ TABLES = {
     "handoffs",
     "faq_candidates",
     "thread_attachments",
+    "replicas",
     "console_agents",
     "console_sessions",
     "web_chat_owners",
@@ -70,7 +71,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0012"
+    assert head() == "0013"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:
