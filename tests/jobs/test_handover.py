@@ -13,7 +13,7 @@ from engine.store import ConversationStore
 from engine.store.replicas import still_ours
 from jobs.handover import Handover
 from jobs.recovery import APOLOGY, apologise_event
-from tests.engine.test_recovery import PushingAdapter
+from tests.jobs.test_recovery import PushingAdapter
 
 KEY = ThreadKey("slack", "T1", "C1", "171.1")
 WEB = ThreadKey("web", "local", "chat-1", "thread-1")
