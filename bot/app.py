@@ -89,8 +89,12 @@ async def open_knowledge(settings: Settings, *, migrate: bool = True) -> Knowled
     )
 
 
-async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = True) -> App:
-    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
+async def build_app(
+    settings: Settings, *, migrate: bool = True, seed: bool = True, warm: bool = True
+) -> App:
+    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core.
+    warm=False leaves the embedding model and jieba to load at first use: a one-question `ask`
+    then pays for jieba only when the question is Chinese."""
     # Imported here so that `open_knowledge` alone does not load the model client (openai).
     from engine.conversation import Conversation
     from engine.llm import LLMClient
@@ -105,7 +109,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     if seed:
         await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None
-    await knowledge.warmup()  # load the embedding model now, not inside the first question
+    if warm:
+        await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None

@@ -94,11 +94,11 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(wrapper())
 
 
-async def _open(settings: Settings, *, seed: bool = True) -> App:
+async def _open(settings: Settings, *, seed: bool = True, warm: bool = True) -> App:
     """Build the app, turning start-up failures into one clear line and exit code 1."""
     from bot.app import build_app
 
-    return await _starting(settings, build_app(settings, seed=seed))
+    return await _starting(settings, build_app(settings, seed=seed, warm=warm))
 
 
 async def _open_knowledge(settings: Settings) -> KnowledgeBase:
@@ -176,7 +176,7 @@ def ask(
     _tidy_warnings(settings)
 
     async def main() -> None:
-        app = await _open(settings)
+        app = await _open(settings, warm=False)  # one question: load only what it needs
         try:
             started = time.monotonic()
             reply = ConsoleReplyChannel(console, started=started)
