@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 class _State:
     config: Path | None = None
+    own_process = False  # set by `main`: the command is the whole process, not a caller's part
 
 
 ConfigOption = Annotated[
@@ -92,7 +93,10 @@ def _tidy_warnings(settings: Settings) -> None:
 def _one_shot() -> None:
     """A process that answers once and exits: no cyclic garbage collection (it would walk the
     ~1 million objects the imports make, again and again while they load and once more at
-    exit: a fifth of a cold `ask`'s CPU), memory being given back at exit anyway."""
+    exit: a fifth of a cold `ask`'s CPU), memory being given back at exit anyway. Only when
+    the command is the process (`main`): a caller running it in its own process keeps its GC."""
+    if not _State.own_process:
+        return
     gc.disable()
     atexit.register(gc.freeze)  # the interpreter's final collection skips frozen objects
 
@@ -658,6 +662,7 @@ def _redact_url(url: str) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    _State.own_process = True
     try:
         cli()
     except Exception as error:
