@@ -117,13 +117,20 @@ class Sessions:
 
     async def claim(self, chat_id: str, session: Session) -> bool:
         """Make `chat_id` the session's when nobody owns it; whether it is the session's now."""
+        owner = await self.owner(chat_id)  # a chat's later messages: this one read only
+        if owner is not None:
+            return owner == session.hash
         database = self._db()
         row = {"chat_id": chat_id, "session_hash": session.hash, "created_at": utcnow()}
-        if self._take is None:  # built once, run with parameters: every message comes here
-            self._take = database.insert(_OWNERS).on_conflict_do_nothing()
+        if self._take is None:  # built once, run with parameters: every new chat comes here
+            self._take = (
+                database.insert(_OWNERS).on_conflict_do_nothing().returning(_OWNERS.c.session_hash)
+            )
         async with database.engine.begin() as conn:
-            await conn.execute(self._take, row)
-        return await self.owner(chat_id) == session.hash
+            taken = await conn.scalar(self._take, row)
+        if taken is not None:
+            return bool(taken == session.hash)
+        return await self.owner(chat_id) == session.hash  # another request took it first
 
     async def owner(self, chat_id: str) -> str | None:
         """The hash of the session that owns `chat_id`; None when nobody has written to it."""
