@@ -385,9 +385,9 @@ class ConversationStore:
         CONFLICT), built once; the values come as parameters."""
         if self._claim is None:
             self._claim = (
-                self._insert(ProcessedEvent.__table__)
+                self._insert(_EVENTS)
                 .on_conflict_do_nothing(index_elements=["platform", "message_id"])
-                .returning(ProcessedEvent.__table__.c.id)
+                .returning(_EVENTS.c.id)
             )
         return self._claim
 
