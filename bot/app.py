@@ -94,9 +94,12 @@ async def build_app(
     *,
     migrate: bool = True,
     seed: bool = True,
+    warm: bool = True,
     documents: Sequence[Documents] | None = None,
 ) -> App:
-    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core."""
+    """Migrate the database, open the knowledge base (seeding the sample if empty), wire the core.
+    warm=False leaves the embedding model and jieba to load at first use: a one-question `ask`
+    then pays for jieba only when the question is Chinese."""
     # Imported here so that `open_knowledge` alone does not load the model client (openai).
     from engine.conversation import Conversation
     from engine.llm import LLMClient
@@ -111,7 +114,8 @@ async def build_app(
     if seed:
         await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None
-    await knowledge.warmup()  # load the embedding model now, not inside the first question
+    if warm:
+        await knowledge.warmup()  # load the embedding model now, not inside the first question
     if seeded is not None:
         log.info("indexed the bundled sample handbook: %d chunks", seeded.chunks)
     llm = LLMClient(settings.llm) if settings.llm.enabled else None
@@ -145,9 +149,9 @@ class Application:
         self._documents = documents  # the platforms' document kinds, one set per process
         self._app: App | None = None
 
-    async def open(self, *, migrate: bool = True, seed: bool = True) -> App:
+    async def open(self, *, migrate: bool = True, seed: bool = True, warm: bool = True) -> App:
         self._app = await build_app(
-            self.settings, migrate=migrate, seed=seed, documents=self._documents
+            self.settings, migrate=migrate, seed=seed, warm=warm, documents=self._documents
         )
         return self._app
 

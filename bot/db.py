@@ -4,29 +4,37 @@
 `upgrade` and `current` are synchronous and run their own event loop (the async Alembic
 environment calls `asyncio.run`), so they must not be called on a thread whose event loop is
 running. From async code use `await upgrade_async(url)` (runs `upgrade` on a worker thread) and
-`await current_async(url)`.
+`await current_async(url)`. Alembic itself is imported only when a migration may be due:
+`upgrade_async` first compares the database's version row with the newest script (read as
+text), which spares every start of an up-to-date database the ~0.1 s of CPU Alembic costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_REVISION = re.compile(r"^revision\s*(?::[^=\n]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=\n]*)?=(.*)$", re.MULTILINE)
 
 
 def alembic_config(url: str, *, connect_args: Mapping[str, Any] | None = None) -> Config:
     """An Alembic Config for `url` without any alembic.ini (connect_args go to the DB driver)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
@@ -38,6 +46,8 @@ def alembic_config(url: str, *, connect_args: Mapping[str, Any] | None = None) -
 
 def head() -> str:
     """The newest revision shipped with this version of teambot."""
+    from alembic.script import ScriptDirectory
+
     cfg = alembic_config("sqlite://")
     revision = ScriptDirectory.from_config(cfg).get_current_head()
     assert revision is not None, f"no migrations found under {MIGRATIONS}"
@@ -51,6 +61,8 @@ def upgrade(
 
     Synchronous, with its own event loop: from async code use `upgrade_async`.
     """
+    from alembic import command
+
     _refuse_inside_loop("upgrade", "upgrade_async")
     _prepare_sqlite(url)
     command.upgrade(alembic_config(url, connect_args=connect_args), revision)
@@ -68,8 +80,46 @@ def current(url: str, *, connect_args: Mapping[str, Any] | None = None) -> str |
 async def upgrade_async(
     url: str, revision: str = "head", *, connect_args: Mapping[str, Any] | None = None
 ) -> None:
-    """`upgrade` on a worker thread, for callers inside an event loop."""
+    """`upgrade` on a worker thread, for callers inside an event loop; nothing (and no Alembic)
+    when the database is already at the newest script."""
+    if revision == "head" and await _at_head(url, connect_args):
+        return
     await asyncio.to_thread(upgrade, url, revision, connect_args=connect_args)
+
+
+async def _at_head(url: str, connect_args: Mapping[str, Any] | None) -> bool:
+    """Whether the database's version row names the newest script; False when unsure (no
+    database yet, no version table, scripts whose head cannot be read as text): then Alembic
+    decides."""
+    shipped = shipped_head()
+    if shipped is None:
+        return False
+    _prepare_sqlite(url)
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=dict(connect_args or {}))
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    except DBAPIError:  # no version table: a new database
+        return False
+    finally:
+        await engine.dispose()
+    return [row[0] for row in rows] == [shipped]
+
+
+def shipped_head() -> str | None:
+    """The newest revision, read from the scripts' `revision` and `down_revision` lines without
+    importing Alembic; None unless exactly one revision is nobody's parent."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        source = script.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
 
 
 async def current_async(url: str, *, connect_args: Mapping[str, Any] | None = None) -> str | None:
@@ -78,6 +128,8 @@ async def current_async(url: str, *, connect_args: Mapping[str, Any] | None = No
 
 
 async def _current(url: str, connect_args: Mapping[str, Any] | None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     _prepare_sqlite(url)
     engine = create_async_engine(url, poolclass=NullPool, connect_args=dict(connect_args or {}))
     try:

@@ -126,9 +126,10 @@ class Runtime:
 
     # -- the core alone: ask, chat, doctor ------------------------------------------------
 
-    async def open(self, *, migrate: bool = True, seed: bool = True) -> App:
-        """Migrate, open the knowledge base and the model client, wire the core."""
-        return await self.core.open(migrate=migrate, seed=seed)
+    async def open(self, *, migrate: bool = True, seed: bool = True, warm: bool = True) -> App:
+        """Migrate, open the knowledge base and the model client, wire the core (warm=False:
+        the embedding model and jieba load at first use, for a one-question `ask`)."""
+        return await self.core.open(migrate=migrate, seed=seed, warm=warm)
 
     async def close(self) -> None:
         await self.core.close()

@@ -31,6 +31,8 @@ import threading
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,12 +71,30 @@ def _segmenter() -> object:
 
 
 def stopwords() -> frozenset[str]:
+    """bm25s's English and Chinese stopword lists."""
     global _stopwords
     if _stopwords is None:
-        from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
-
-        _stopwords = frozenset(STOPWORDS_EN) | frozenset(STOPWORDS_CHINESE)
+        words = _bm25s_stopwords()
+        _stopwords = frozenset(words.STOPWORDS_EN) | frozenset(words.STOPWORDS_CHINESE)
     return _stopwords
+
+
+def _bm25s_stopwords() -> Any:
+    """bm25s/stopwords.py (plain tuples) run alone: importing it through its package would
+    import bm25s itself and scipy.sparse with it, ~0.3 s of CPU for two word lists."""
+    import importlib.util
+
+    package = importlib.util.find_spec("bm25s")
+    if package is None or package.origin is None:
+        raise ModuleNotFoundError("bm25s is not installed: pip install bm25s")
+    spec = importlib.util.spec_from_file_location(
+        "_teambot_bm25s_stopwords", Path(package.origin).with_name("stopwords.py")
+    )
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError("bm25s has no stopwords.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def warmup() -> None:

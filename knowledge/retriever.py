@@ -205,6 +205,8 @@ class Retriever:
         # Filter in chromadb only when the chat sees part of the store: unfiltered HNSW is faster.
         scope = None if snapshot.collections <= set(allowed) else list(allowed)
         found = await _visible_nearest(store, vector, wanted + 8, scope, snapshot, admitted)
+        if readable == 1.0:  # the common case: every wordpiece known, scores stand as they are
+            return found, readable
         return [replace(p, score=p.score * readable) for p in found], readable
 
     async def _lexical(

@@ -52,7 +52,9 @@ class VectorStore:
 
     @classmethod
     def _open_sync(cls, name: str, persist_dir: Path | None, chroma_url: str) -> VectorStore:
-        import chromadb
+        from knowledge.chroma import load
+
+        chromadb = load()
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False)

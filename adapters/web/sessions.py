@@ -22,9 +22,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from fastapi import HTTPException
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +35,9 @@ from adapters.web.tables import ChatOwner, SigningKey
 from engine.policy import Buckets, MemoryBuckets
 from engine.store.database import Database
 from knowledge.timestamps import utcnow
+
+_OWNERS = cast(Table, ChatOwner.__table__)
+_OWNER = select(_OWNERS.c.session_hash).where(_OWNERS.c.chat_id == bindparam("o_chat"))
 
 COOKIE = "teambot_chat"
 _KEY_NAME = "session"
@@ -70,6 +74,7 @@ class Sessions:
         self.settings = settings
         self._engine = engine
         self._database: Database | None = None
+        self._take: Any = None
         self._key: bytes | None = None
         if settings.session_secret is not None and settings.session_secret.get_secret_value():
             secret = settings.session_secret.get_secret_value().encode()
@@ -112,19 +117,25 @@ class Sessions:
 
     async def claim(self, chat_id: str, session: Session) -> bool:
         """Make `chat_id` the session's when nobody owns it; whether it is the session's now."""
+        owner = await self.owner(chat_id)  # a chat's later messages: this one read only
+        if owner is not None:
+            return owner == session.hash
         database = self._db()
         row = {"chat_id": chat_id, "session_hash": session.hash, "created_at": utcnow()}
-        statement = database.insert(ChatOwner).values(row).on_conflict_do_nothing()
-        async with database.sessions.begin() as db:
-            await db.execute(statement)
-        return await self.owner(chat_id) == session.hash
+        if self._take is None:  # built once, run with parameters: every new chat comes here
+            self._take = (
+                database.insert(_OWNERS).on_conflict_do_nothing().returning(_OWNERS.c.session_hash)
+            )
+        async with database.engine.begin() as conn:
+            taken = await conn.scalar(self._take, row)
+        if taken is not None:
+            return bool(taken == session.hash)
+        return await self.owner(chat_id) == session.hash  # another request took it first
 
     async def owner(self, chat_id: str) -> str | None:
         """The hash of the session that owns `chat_id`; None when nobody has written to it."""
-        async with self._db().sessions() as db:
-            found = await db.scalar(
-                select(ChatOwner.session_hash).where(ChatOwner.chat_id == chat_id)
-            )
+        async with self._db().engine.connect() as conn:
+            found = await conn.scalar(_OWNER, {"o_chat": chat_id})
         return None if found is None else str(found)
 
     async def owns(self, chat_id: str, session: Session) -> bool:

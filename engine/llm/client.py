@@ -10,13 +10,9 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionMessage
-from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 import engine.llm.errors as errors
@@ -45,6 +41,11 @@ from engine.llm.probe import (
 from engine.llm.sse import Delta
 from engine.llm.think import CLOSE, OPEN, ThinkSplitter
 from engine.messages import Usage
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletion
+    from openai.types.completion_usage import CompletionUsage
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,8 @@ class LLMClient:
         self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=limits)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-        # openai 1.x runs on httpx; 3.x on httpx2 but still accepts an httpx client.
-        client: Any = self._http
-        self._openai = AsyncOpenAI(
-            base_url=self.base_url, api_key=key or "EMPTY", max_retries=0, http_client=client
-        )
+        self._key = key
+        self._openai: AsyncOpenAI | None = None  # built at the first one-shot call (_sdk)
         self._reader = sse.Reader(self._http, self._headers, settings, self.base_url)
         self._sem = _Slots(settings.max_concurrency or DEFAULT_CONCURRENCY)
         self._breaker = Breaker(settings.breaker_failures, settings.breaker_reset, clock=clock)
@@ -335,7 +333,7 @@ class LLMClient:
         try:
             async with asyncio.timeout(self.settings.first_token_timeout):
                 result = self._checked(
-                    await self._openai.chat.completions.create(
+                    await self._sdk.chat.completions.create(
                         model=model,
                         max_tokens=64,
                         messages=[{"role": "user", "content": "Say OK."}],
@@ -346,7 +344,7 @@ class LLMClient:
         except ValueError as exc:  # a body that is not JSON
             malformed = errors.malformed(self.base_url, exc)
             return replace(report, error=f"a test chat request failed: {malformed}")
-        except (TimeoutError, openai.APIError, httpx.HTTPError) as exc:
+        except errors.transport_errors(TimeoutError) as exc:
             return replace(report, error=f"a test chat request failed: {exc!r}")
         message = result.choices[0].message if result.choices else None
         content = (message.content or "") if message else ""
@@ -357,9 +355,28 @@ class LLMClient:
 
     # -- internals -------------------------------------------------------------------------------
 
+    @property
+    def _sdk(self) -> AsyncOpenAI:
+        """openai's client, built at the first one-shot call: importing openai costs ~0.6 s of
+        CPU that a streamed answer (read with httpx-sse) or a retrieval-only one never needs."""
+        if self._openai is None:
+            from openai import AsyncOpenAI
+
+            # openai 1.x runs on httpx; 3.x on httpx2 but still accepts an httpx client.
+            client: Any = self._http
+            self._openai = AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._key or "EMPTY",
+                max_retries=0,
+                http_client=client,
+            )
+        return self._openai
+
     def _checked(self, result: object) -> ChatCompletion:
         """`result` if it is a chat completion with messages; the openai SDK hands back a 200's
         HTML or SSE body as a str, and JSON of another shape as a hollow model."""
+        from openai.types.chat import ChatCompletion, ChatCompletionMessage
+
         choices = getattr(result, "choices", None)
         if (
             isinstance(result, ChatCompletion)
@@ -397,13 +414,18 @@ class LLMClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _list_models(self) -> list[str]:
+        """The served models' names, from GET /models (read with httpx, as the stream is)."""
         try:
-            models = [m async for m in self._openai.models.list()]
-        except (openai.APIError, httpx.HTTPError) as exc:
+            response = await self._http.get(f"{self.base_url}/models", headers=self._headers)
+        except httpx.HTTPError as exc:
             raise errors.api_error(self.base_url, exc) from exc
-        except (ValueError, TypeError, AttributeError) as exc:  # a body that is no model list
+        if response.status_code >= 400:
+            raise errors.status_error(self.base_url, response.status_code, response.text)
+        try:
+            models = response.json()["data"]
+            names = [m.get("id") for m in models]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # no model list
             raise errors.malformed(self.base_url, "an unreadable /models answer") from exc
-        names = [getattr(m, "id", None) for m in models]
         if not all(isinstance(name, str) for name in names):
             raise errors.malformed(self.base_url, models)
         return [str(name) for name in names]
@@ -472,14 +494,14 @@ class LLMClient:
                     "max_tokens": max_tokens,
                 }
                 result = self._checked(
-                    await self._openai.chat.completions.create(stream=False, **body)
+                    await self._sdk.chat.completions.create(stream=False, **body)
                 )
         except TimeoutError:
             which = "first_token_timeout"
             raise LLMTimeout(
                 errors.timeout_message(self.base_url, which, seconds), which=which
             ) from None
-        except (openai.APIError, httpx.HTTPError) as exc:
+        except errors.transport_errors() as exc:
             raise errors.api_error(self.base_url, exc) from exc
         except ValueError as exc:  # a body that is not JSON
             raise errors.malformed(self.base_url, exc) from exc
@@ -493,14 +515,16 @@ class LLMClient:
         try:
             model = await self._model_name()
             result = self._checked(
-                await self._openai.chat.completions.create(
+                await self._sdk.chat.completions.create(
                     model=model, stream=False, **self._request(messages, max_tokens)
                 )
             )
-        except (openai.APIError, httpx.HTTPError) as exc:
+        except errors.transport_errors() as exc:
             raise errors.api_error(self.base_url, exc) from exc
         except ValueError as exc:  # a body that is not JSON
             raise errors.malformed(self.base_url, exc) from exc
+        from openai.types.completion_usage import CompletionUsage
+
         usage = _usage(result.usage) if isinstance(result.usage, CompletionUsage) else Usage()
         choice = result.choices[0] if result.choices else None
         finish = choice.finish_reason if choice else None

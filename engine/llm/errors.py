@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
-import openai
+import httpx
 
 from engine.messages import Usage
 
@@ -125,9 +126,18 @@ def malformed(base_url: str, body: object) -> LLMUnavailable:
     )
 
 
+def transport_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What a call to the server raises when it fails on the way: httpx's errors, and openai's
+    once openai is loaded (it is imported only for one-shot calls: see LLMClient._sdk)."""
+    openai = sys.modules.get("openai")
+    loaded = (openai.APIError,) if openai is not None else ()
+    return (*more, httpx.HTTPError, *loaded)
+
+
 def api_error(base_url: str, exc: Exception) -> LLMError:
     """An openai or httpx exception as the LLMError it means."""
-    if isinstance(exc, openai.APIStatusError):
+    openai = sys.modules.get("openai")  # not loaded: `exc` cannot be one of its errors
+    if openai is not None and isinstance(exc, openai.APIStatusError):
         return status_error(base_url, exc.status_code, str(exc))
     return LLMUnavailable(
         f"cannot reach the model server at {base_url} ({exc!r}). {fix(base_url)}", retryable=True

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import openai
 from httpx_sse import EventSource, SSEError
 
 import engine.llm.errors as errors
@@ -177,7 +176,7 @@ class Reader:
                 )
         except TimeoutError:
             raise self._timeout(which, after_output=False) from None
-        except (openai.APIError, httpx.HTTPError) as exc:
+        except errors.transport_errors() as exc:
             raise errors.api_error(self.base_url, exc) from exc
         except ServerError as exc:
             if isinstance(exc, ErrorEvent) and CONTEXT_ERROR.search(exc.detail):

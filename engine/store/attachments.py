@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from engine import clean
 from engine.store.database import Database
 from engine.store.records import Read
 from engine.store.tables import ThreadAttachment, utcnow
+
+_FOR_THREAD = (
+    select(
+        ThreadAttachment.id,
+        ThreadAttachment.name,
+        ThreadAttachment.kind,
+        ThreadAttachment.mime,
+        ThreadAttachment.size,
+        ThreadAttachment.text,
+        ThreadAttachment.error,
+        ThreadAttachment.data.is_not(None).label("kept"),
+    )
+    .where(ThreadAttachment.thread_id == bindparam("f_thread"))
+    .order_by(ThreadAttachment.id.desc())
+    .limit(bindparam("f_limit"))
+)
 
 # Texts kept per thread for later turns: the newest files first.
 THREAD_FILES = 10
@@ -49,24 +65,10 @@ class AttachmentStore:
 
     async def for_thread(self, thread_id: int, *, limit: int = THREAD_FILES) -> list[Read]:
         """The thread's attachments (without their bytes), oldest first."""
-        columns = (
-            ThreadAttachment.id,
-            ThreadAttachment.name,
-            ThreadAttachment.kind,
-            ThreadAttachment.mime,
-            ThreadAttachment.size,
-            ThreadAttachment.text,
-            ThreadAttachment.error,
-            ThreadAttachment.data.is_not(None).label("kept"),
-        )
-        query = (
-            select(*columns)
-            .where(ThreadAttachment.thread_id == thread_id)
-            .order_by(ThreadAttachment.id.desc())
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        async with self._engine.connect() as conn:  # every message asks: built once
+            rows = (
+                await conn.execute(_FOR_THREAD, {"f_thread": thread_id, "f_limit": limit})
+            ).all()
         return [
             Read(r.name, r.kind, r.mime, r.size, r.text, r.error, id=r.id, kept=bool(r.kept))
             for r in reversed(rows)

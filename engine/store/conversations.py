@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -79,6 +79,8 @@ class ConversationStore:
         self.upkeep = Upkeep(self._database)
         self.attachments = AttachmentStore(self._database)
         self.replicas = Replicas(self._database)  # heartbeats, handover, the answer's fence
+        self._claim: Any = None
+        self._open_thread: Any = None
 
     @classmethod
     def from_url(
@@ -145,25 +147,20 @@ class ConversationStore:
             "asker_id": clean.ident(asker),
             "replica": self.replicas.current,  # whose turn it is, should that replica die
         }
-        claim = (
-            self._insert(ProcessedEvent)
-            .values(event)
-            .on_conflict_do_nothing(index_elements=["platform", "message_id"])
-            .returning(ProcessedEvent.id)
-        )
-        # Core statements on a plain connection: this runs for every message, and ORM sessions
-        # cost more CPU than the statements themselves
+        key = _key_params(thread_key)
+        # Core statements built once, on a plain connection: this runs for every message, and
+        # ORM sessions, or statements built and cache-keyed anew, cost more CPU than the SQL
         async with self._engine.begin() as conn:
-            if await conn.scalar(claim) is None:
+            if await conn.scalar(self._claim_statement(), event) is None:
                 return None
-            row = (await conn.execute(_thread_query(thread_key))).first()
+            row = (await conn.execute(_THREAD_BY_KEY, key)).first()
             if row is None:  # a concurrent creator may win; either way the row exists after
-                await conn.execute(self._new_thread(thread_key, now, chat_type, asker))
-                row = (await conn.execute(_thread_query(thread_key))).first()
+                await conn.execute(*self._new_thread(thread_key, now, chat_type, asker))
+                row = (await conn.execute(_THREAD_BY_KEY, key)).first()
             if row is None:  # pragma: no cover - only if the row was deleted in between
                 raise LookupError(f"thread {thread_key} vanished right after it was created")
             turns = (
-                (await conn.execute(_history_query(row.id, history_turns))).all()
+                (await conn.execute(_HISTORY, {"h_thread": row.id, "h_limit": history_turns})).all()
                 if history_turns > 0
                 else []
             )
@@ -186,7 +183,7 @@ class ConversationStore:
             return found
         # A concurrent creator may win; either way the row exists afterwards.
         async with self._sessions.begin() as session:
-            await session.execute(self._new_thread(key, utcnow()))
+            await session.execute(*self._new_thread(key, utcnow()))
         found = await self._find_thread(key)
         if found is None:  # pragma: no cover - only if the row was deleted in between
             raise LookupError(f"thread {key} vanished right after it was created")
@@ -293,7 +290,9 @@ class ConversationStore:
         if max_turns <= 0:
             return []
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_history_query(thread_id, max_turns))).all()
+            rows = (
+                await conn.execute(_HISTORY, {"h_thread": thread_id, "h_limit": max_turns})
+            ).all()
         return [turn_record(r) for r in reversed(rows)]
 
     async def add_human_reply(self, thread_id: int, text: str) -> bool:
@@ -340,12 +339,11 @@ class ConversationStore:
             "model_text": answer.model_text or None,
         }
         values = _storable(values)  # PostgreSQL refuses NUL even in what the model wrote
-        async with self._engine.begin() as conn:  # Core, like claim: once per message
-            turn_id = await conn.scalar(insert(Turn).values(values).returning(Turn.id))
-            await conn.execute(
-                update(Thread).where(Thread.id == thread_id).values(last_message_at=now)
-            )
-            await conn.execute(_answered(inbound.platform, inbound.message_id, now))
+        answered = {"a_platform": inbound.platform, "a_message": inbound.message_id, "a_when": now}
+        async with self._engine.begin() as conn:  # Core, built once, like claim: every message
+            turn_id = await conn.scalar(_INSERT_TURN, values)
+            await conn.execute(_TOUCH_THREAD, {"t_id": thread_id, "t_now": now})
+            await conn.execute(_ANSWERED, answered)
         if turn_id is None:  # pragma: no cover - INSERT … RETURNING always returns the id
             raise LookupError("the new turn's id did not come back")
         return int(turn_id)
@@ -391,8 +389,13 @@ class ConversationStore:
 
     def _new_thread(
         self, key: ThreadKey, now: datetime, chat_type: ChatType | None = None, asker: str = ""
-    ) -> Any:
-        """INSERT an open thread for `key` unless it exists."""
+    ) -> tuple[Any, dict[str, Any]]:
+        """INSERT an open thread for `key` unless it exists: the statement (built once) and its
+        parameters."""
+        if self._open_thread is None:
+            self._open_thread = self._insert(_THREADS).on_conflict_do_nothing(
+                index_elements=["platform", "tenant", "chat_id", "thread_id"]
+            )
         values = {
             "chat_type": chat_type.value if chat_type is not None else None,
             "asker_id": clean.ident(asker) or None,
@@ -405,11 +408,18 @@ class ConversationStore:
             "created_at": now,
             "last_message_at": now,
         }
-        return (
-            self._insert(Thread)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["platform", "tenant", "chat_id", "thread_id"])
-        )
+        return self._open_thread, values
+
+    def _claim_statement(self) -> Any:
+        """INSERT of a processed event unless it exists, RETURNING its id (this dialect's ON
+        CONFLICT), built once; the values come as parameters."""
+        if self._claim is None:
+            self._claim = (
+                self._insert(_EVENTS)
+                .on_conflict_do_nothing(index_elements=["platform", "message_id"])
+                .returning(_EVENTS.c.id)
+            )
+        return self._claim
 
     async def _insert_unique(
         self, model: type[Thread] | type[ProcessedEvent], values: dict[str, Any], key: list[str]
@@ -422,27 +432,48 @@ class ConversationStore:
 
     async def _find_thread(self, key: ThreadKey) -> ThreadRecord | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(_thread_query(key))).first()
+            row = (await conn.execute(_THREAD_BY_KEY, _key_params(key))).first()
         return None if row is None else thread_record(row)
 
 
-def _thread_query(key: ThreadKey) -> Any:
-    return select(Thread.__table__).where(
-        Thread.platform == key.platform,
-        Thread.tenant == key.tenant,
-        Thread.chat_id == key.chat_id,
-        Thread.thread_id == key.thread_id,
+# The hot path's statements, built once and run with parameters (see `claim`, `add_turn`).
+_THREADS, _TURNS, _EVENTS = (cast(Table, m.__table__) for m in (Thread, Turn, ProcessedEvent))
+_THREAD_BY_KEY = select(_THREADS).where(
+    _THREADS.c.platform == bindparam("k_platform"),
+    _THREADS.c.tenant == bindparam("k_tenant"),
+    _THREADS.c.chat_id == bindparam("k_chat"),
+    _THREADS.c.thread_id == bindparam("k_thread"),
+)
+_HISTORY = (
+    select(_TURNS)
+    .where(_TURNS.c.thread_id == bindparam("h_thread"))
+    .order_by(_TURNS.c.created_at.desc(), _TURNS.c.id.desc())
+    .limit(bindparam("h_limit"))
+)
+_INSERT_TURN = insert(_TURNS).returning(_TURNS.c.id)
+_TOUCH_THREAD = (
+    update(_THREADS)
+    .where(_THREADS.c.id == bindparam("t_id"))
+    .values(last_message_at=bindparam("t_now"))
+)
+_ANSWERED = (
+    update(_EVENTS)
+    .where(
+        _EVENTS.c.platform == bindparam("a_platform"),
+        _EVENTS.c.message_id == bindparam("a_message"),
+        _EVENTS.c.answered_at.is_(None),
     )
+    .values(answered_at=bindparam("a_when"))
+)
 
 
-def _history_query(thread_id: int, max_turns: int) -> Any:
-    """A thread's last `max_turns` turns, newest first."""
-    return (
-        select(Turn.__table__)
-        .where(Turn.thread_id == thread_id)
-        .order_by(Turn.created_at.desc(), Turn.id.desc())
-        .limit(max_turns)
-    )
+def _key_params(key: ThreadKey) -> dict[str, str]:
+    return {
+        "k_platform": key.platform,
+        "k_tenant": key.tenant,
+        "k_chat": key.chat_id,
+        "k_thread": key.thread_id,
+    }
 
 
 def _answered(platform: str, message_id: str, when: datetime | None = None) -> Any:

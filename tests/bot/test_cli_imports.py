@@ -71,3 +71,9 @@ def test_a_retrieval_only_answer_imports_neither_torch_nor_sentence_transformers
     assert "onnxruntime" in loaded and "chromadb" in loaded  # it did embed and search
     torch = loaded & {"torch", "sentence_transformers", "transformers"}
     assert not torch, f"`teambot ask` imports {sorted(torch)}"
+    # Once the sample is indexed, nor what an English question without a reachable model never
+    # uses: openai (one-shot model calls only), scipy (through bm25s, for two stopword lists),
+    # jieba (Chinese text only).
+    again = imported_after(code, tmp_path)
+    unused = again & {"openai", "scipy", "bm25s", "jieba"}
+    assert not unused, f"a retrieval-only `teambot ask` imports {sorted(unused)}"

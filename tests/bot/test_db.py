@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from bot.db import (
     current,
     current_async,
     head,
+    shipped_head,
     upgrade,
     upgrade_async,
 )
@@ -129,6 +131,37 @@ async def test_upgrade_async_sqlite(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     await upgrade_async(url)
     assert await current_async(url) == head()
+
+
+def test_the_head_read_as_text_is_alembics() -> None:
+    assert shipped_head() == head()
+
+
+def test_an_up_to_date_database_starts_without_alembic(tmp_path: Path) -> None:
+    """Every start checks the version row first: Alembic (~0.1 s of CPU) loads only when a
+    migration may be due, and a database one revision behind is still migrated."""
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    script = (
+        "import asyncio, json, sys; from bot.db import upgrade_async; "
+        f"asyncio.run(upgrade_async({url!r})); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('alembic'))))"
+    )
+    loaded = _run_python(script)
+    assert loaded == []
+    command.downgrade(alembic_config(url), "-1")
+    assert current(url) != head()
+    assert _run_python(script)  # Alembic did run
+    assert current(url) == head()
+
+
+def _run_python(script: str) -> Any:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.postgres
