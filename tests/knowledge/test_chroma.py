@@ -29,7 +29,7 @@ def _run(code: str, cwd: Path) -> dict[str, object]:
 def test_an_embedded_store_opens_without_grpc_and_still_answers(tmp_path: Path) -> None:
     code = (
         "import asyncio, json, sys\n"
-        "from knowledge.store import VectorStore\n"
+        "from knowledge.vectors import VectorStore\n"
         "async def main():\n"
         "    store = await VectorStore.open('chunks', persist_dir=__import__('pathlib').Path('db'))\n"
         "    await store.upsert(['a', 'b'], [[1.0, 0.0], [0.0, 1.0]], ['x', 'y'], [{'s': 1}, {'s': 2}])\n"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from knowledge.store import VectorStore
+from knowledge.vectors import VectorStore
 
 
 class Restarting:
