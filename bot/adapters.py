@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Adapter, Core
 from adapters.web.adapter import WebAdapter
-from bot.settings import Settings
+from adapters.web.broadcast import make_broadcast
+from bot.settings import ConfigError, Settings
 from engine.policy import Buckets, MemoryBuckets, RedisBuckets
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,16 @@ def build_adapters(
     if settings.server.web_chat:
         policy = settings.policy
         buckets: Buckets = RedisBuckets(policy.redis_url) if policy.redis_url else MemoryBuckets()
-        adapters.append(WebAdapter(core, settings.webchat, engine=engine, buckets=buckets))
+        try:
+            broadcast = make_broadcast(
+                settings.webchat.events, settings.storage.url, policy.redis_url, engine
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        web = WebAdapter(
+            core, settings.webchat, engine=engine, buckets=buckets, broadcast=broadcast
+        )
+        adapters.append(web)
         warn_if_web_chat_not_allowed(settings)
     if settings.slack.enabled:
         from adapters.slack.adapter import SlackAdapter
