@@ -85,7 +85,10 @@ async def open_knowledge(settings: Settings, *, migrate: bool = True) -> Knowled
     if migrate:
         await upgrade_async(settings.storage.url)
     return await KnowledgeBase.open(
-        settings.knowledge, database_url=settings.storage.url, kinds=source_kinds(settings)
+        settings.knowledge,
+        database_url=settings.storage.url,
+        kinds=source_kinds(settings),
+        files=settings.files,
     )
 
 
@@ -97,8 +100,14 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     from engine.policy import Policy
     from engine.store import ConversationStore
     from engine.web import build_lookup
+    from knowledge.files import FileStoreError
+    from knowledge.uploads import adopt_folder
 
     knowledge = await open_knowledge(settings, migrate=migrate)
+    try:
+        await adopt_folder(knowledge)  # uploads an older version kept on this replica's disk
+    except FileStoreError as error:  # the store is down: uploads fail until it is back
+        log.warning("uploads on this replica's disk not moved into the file store: %s", error)
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )

@@ -26,6 +26,7 @@ from adapters.web.tables import WebChatBase
 from bot.console.tables import ConsoleBase
 from engine.tables import EngineBase
 from knowledge.catalog import CatalogBase
+from knowledge.files.database import FilesBase
 
 # Every package that owns tables adds its metadata here (one line); migrations/env.py and the
 # schema drift test both read this list.
@@ -34,6 +35,7 @@ TARGET_METADATA: list[MetaData] = [
     CatalogBase.metadata,
     ConsoleBase.metadata,
     WebChatBase.metadata,
+    FilesBase.metadata,
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

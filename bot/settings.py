@@ -37,6 +37,7 @@ from engine.config import (
 from engine.escalation import EscalationSettings
 from engine.web.config import WebSettings
 from knowledge.config import KnowledgeSettings
+from knowledge.files.config import FileSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    files: FileSettings = FileSettings()
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
     attachments: AttachmentSettings = AttachmentSettings()

@@ -183,3 +183,46 @@ async def test_redis_carries_a_reply_and_resubscribes_after_a_restart(
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=10)
+
+
+class _SlowCore:
+    """Answers once `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def handle(self, inbound: Any, reply: Any) -> Answer:
+        await reply.open("en")
+        await self.release.wait()
+        answer = Answer(text="Badges are at the front desk.", outcome=Outcome.ANSWERED)
+        await reply.finish(answer)
+        return answer
+
+
+async def test_an_answer_whose_page_went_away_reaches_the_threads_open_pages() -> None:
+    from adapters.web.convert import ChatRequest, to_inbound
+
+    core = _SlowCore()
+    adapter = WebAdapter(core)  # type: ignore[arg-type]
+    request = ChatRequest(chat_id="chat1", thread_id="thread1", message_id="m1", text="badge?")
+    page = adapter.pages.listen(KEY)
+
+    async def nothing() -> None:
+        return None
+
+    stream = adapter._stream(to_inbound(request, ()), nothing)
+    assert '"open"' in await stream.__anext__()
+    await stream.aclose()  # the browser went away before the answer ended
+    core.release.set()
+    late = await _heard(page)
+    assert late["type"] == "bot" and late["late"] is True
+    assert late["answer"]["text"] == "Badges are at the front desk."
+
+    # a page that read its answer to the end gets it once, in its own stream only
+    core.release = asyncio.Event()
+    core.release.set()
+    request = ChatRequest(chat_id="chat1", thread_id="thread1", message_id="m2", text="again?")
+    events = [e async for e in adapter._stream(to_inbound(request, ()), nothing)]
+    assert any('"final"' in e for e in events)
+    await asyncio.sleep(0.2)
+    assert page.empty()

@@ -44,6 +44,7 @@ TABLES = {
     "console_sessions",
     "web_chat_owners",
     "web_chat_keys",
+    "stored_files",
     "alembic_version",
 }
 
@@ -70,7 +71,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0011"
+    assert head() == "0014"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:

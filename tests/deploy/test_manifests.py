@@ -326,7 +326,9 @@ def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["target"]: m for m in service.get("volumes", [])}
 
 
-@pytest.mark.parametrize("profiles", [(), ("gpu",), ("tls",), ("gpu", "tls"), ("redis",)], ids=str)
+@pytest.mark.parametrize(
+    "profiles", [(), ("gpu",), ("tls",), ("gpu", "tls"), ("redis",), ("s3",)], ids=str
+)
 def test_compose_config_validates(profiles: tuple[str, ...]) -> None:
     result = run_compose("config", "--quiet", env=COMPOSE_ENV, profiles=profiles)
     assert result.returncode == 0, result.stderr
@@ -341,6 +343,22 @@ def test_compose_redis_profile_shares_rate_limits_between_replicas() -> None:
     assert "image" in shared["services"]["redis"] and "ports" not in shared["services"]["redis"]
     env = shared["services"]["teambot"]["environment"]
     assert env["TEAMBOT_POLICY__REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_s3_profile_keeps_uploads_in_minio() -> None:
+    """Uploads live in the database unless FILES_STORE=s3; MinIO and its bucket come with the
+    s3 profile, unpublished, and teambot gets the keys MinIO was started with."""
+    plain = rendered_compose()
+    assert "minio" not in plain["services"]
+    assert plain["services"]["teambot"]["environment"]["TEAMBOT_FILES__STORE"] == "database"
+    stored = rendered_compose(("s3",), FILES_STORE="s3", MINIO_ROOT_PASSWORD="0123456789abcdef")
+    minio = stored["services"]["minio"]
+    assert "ports" not in minio and "image" in stored["services"]["minio-bucket"]
+    env = stored["services"]["teambot"]["environment"]
+    assert env["TEAMBOT_FILES__STORE"] == "s3"
+    assert env["TEAMBOT_FILES__S3__ENDPOINT"] == "http://minio:9000"
+    assert env["TEAMBOT_S3_SECRET_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert env["TEAMBOT_S3_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_USER"]
 
 
 def test_k8s_replicas_share_rate_limits_through_redis() -> None:

@@ -1,0 +1,36 @@
+"""Files kept for every replica (console uploads' bytes): table stored_files (knowledge/files).
+
+Numbered 0014 on its branch; it follows 0011 here and is renumbered on merge if needed.
+
+Revision ID: 0014
+Revises: 0011
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | Sequence[str] | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "stored_files",
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_stored_files")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("stored_files")

@@ -1,0 +1,45 @@
+"""`[files]`: where the files teambot keeps for every replica (console uploads) are stored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class S3Settings(BaseModel):
+    """`[files.s3]`: an S3-compatible object store (MinIO, Ceph, AWS S3 …). The keys are read
+    from the environment variables named here, never from the config file."""
+
+    model_config = {"extra": "forbid"}
+
+    endpoint: str = Field(
+        default="", description="http://minio:9000 for MinIO; empty = AWS S3 for the region"
+    )
+    bucket: str = Field(default="", description="the bucket (it must exist)")
+    region: str = Field(default="us-east-1")
+    prefix: str = Field(
+        default="teambot/", max_length=200, description="every key starts with this"
+    )
+    access_key_env: str = Field(
+        default="TEAMBOT_S3_ACCESS_KEY", description="environment variable with the access key"
+    )
+    secret_key_env: str = Field(
+        default="TEAMBOT_S3_SECRET_KEY", description="environment variable with the secret key"
+    )
+    path_style: bool = Field(
+        default=True, description="bucket in the path (MinIO); false: virtual-hosted (AWS)"
+    )
+
+
+class FileSettings(BaseModel):
+    """`[files]`: the bytes of console uploads, shared by every replica."""
+
+    model_config = {"extra": "forbid"}
+
+    store: Literal["database", "s3"] = Field(
+        default="database",
+        description="database: a table in [storage] (every replica reads it); "
+        "s3: the object store of [files.s3]",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings)
