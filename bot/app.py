@@ -111,6 +111,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, seed: bool = Tr
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
+    if knowledge.files.name != "database":  # attachments' bytes go to the object store too
+        store.attachments.files = store.upkeep.files = knowledge.files
     if seed:
         await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None

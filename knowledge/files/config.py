@@ -33,7 +33,8 @@ class S3Settings(BaseModel):
 
 
 class FileSettings(BaseModel):
-    """`[files]`: the bytes of console uploads, shared by every replica."""
+    """`[files]`: the bytes of console uploads (and, in an object store, of attachments),
+    shared by every replica."""
 
     model_config = {"extra": "forbid"}
 

@@ -4,14 +4,14 @@ loopback, when moto is installed)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from knowledge.files import FileSettings, FileStore, FileStoreError, S3Settings, open_files
 from knowledge.files.database import FilesBase
+from tests.fakes.s3 import s3_files
 from tests.helpers import closed_port, pg_schema
 
 PDF = b"%PDF-1.4 " + bytes(range(256)) * 40  # binary, NUL bytes included
@@ -65,19 +65,6 @@ async def test_the_database_store_on_postgresql() -> None:
             await engine.dispose()
 
 
-@contextlib.contextmanager
-def moto_s3() -> Iterator[str]:
-    """moto's S3 server on a loopback port (skips when moto[server] is not installed)."""
-    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    port = closed_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _no_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore never asks an instance-metadata address for credentials here."""
@@ -86,21 +73,8 @@ def _no_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def s3_store(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FileStore]:
-    monkeypatch.setenv("TEST_S3_KEY", "testing")
-    monkeypatch.setenv("TEST_S3_SECRET", "testing")
-    with moto_s3() as endpoint:
-        settings = S3Settings(
-            endpoint=endpoint,
-            bucket="teambot",
-            prefix="team-a/",
-            access_key_env="TEST_S3_KEY",
-            secret_key_env="TEST_S3_SECRET",
-        )
-        files = open_files(FileSettings(store="s3", s3=settings), engine=None)  # type: ignore[arg-type]
-        s3 = await files._s3()  # type: ignore[attr-defined]
-        await s3.create_bucket(Bucket="teambot")
+    async with s3_files(monkeypatch, prefix="team-a/") as files:
         yield files
-        await files.close()
 
 
 async def test_the_s3_store(s3_store: FileStore) -> None:

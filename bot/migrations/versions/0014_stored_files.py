@@ -1,4 +1,5 @@
-"""Files kept for every replica (console uploads' bytes): table stored_files (knowledge/files).
+"""Files kept for every replica: table stored_files (console uploads' bytes, knowledge/files),
+and where an attachment's bytes are when an object store keeps them (thread_attachments.stored_key).
 
 Numbered 0014 on its branch; it follows 0011 here and is renumbered on merge if needed.
 
@@ -30,7 +31,11 @@ def upgrade() -> None:
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_stored_files")),
     )
+    with op.batch_alter_table("thread_attachments") as batch:
+        batch.add_column(sa.Column("stored_key", sa.String(length=512), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("thread_attachments") as batch:
+        batch.drop_column("stored_key")
     op.drop_table("stored_files")
