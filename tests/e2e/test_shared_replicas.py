@@ -2,14 +2,16 @@
 server. An agent's reply sent from one replica's console reaches a web-chat page whose event
 stream another replica serves (PostgreSQL LISTEN/NOTIFY), once; a file uploaded through one
 replica's console is listed, refreshed and removed from the other (the bytes are in the
-database, not on either replica's disk)."""
+database or an S3 bucket — moto's S3 server here —, never on either replica's disk)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.e2e.test_live_replicas import console_client, database, replicas, upload
+from tests.fakes.s3 import BUCKET, bucket_keys, create_bucket, moto_s3
 
 pytestmark = pytest.mark.postgres
 __all__ = ["database"]
@@ -114,11 +117,41 @@ async def _progress(console: httpx.AsyncClient, name: str) -> dict[str, Any]:
     pytest.fail(f"the refresh of {name} did not end in 60 s")
 
 
+@contextlib.contextmanager
+def file_store(kind: str) -> Iterator[dict[str, str]]:
+    """The replicas' environment for `[files] store = kind`: for "s3", moto's S3 server on
+    loopback with a fresh bucket (skipped when moto[server] is not installed)."""
+    if kind == "database":
+        yield {}
+        return
+    with moto_s3() as endpoint:
+        yield {
+            "TEAMBOT_FILES__STORE": "s3",
+            "TEAMBOT_FILES__S3__ENDPOINT": endpoint,
+            "TEAMBOT_FILES__S3__BUCKET": BUCKET,
+            "TEAMBOT_S3_ACCESS_KEY": "testing",
+            "TEAMBOT_S3_SECRET_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+@pytest.mark.parametrize("store", ["database", "s3"])
 async def test_an_upload_through_one_replica_is_listed_refreshed_and_removed_from_the_other(
-    tmp_path: Path, database: str
+    tmp_path: Path, database: str, store: str
 ) -> None:
+    with file_store(store) as extra:
+        if extra:
+            await create_bucket(extra["TEAMBOT_FILES__S3__ENDPOINT"])
+        await _upload_list_refresh_remove(tmp_path, database, extra)
+        if extra:
+            assert await bucket_keys(extra["TEAMBOT_FILES__S3__ENDPOINT"]) == []  # removed there
+    for replica in ("a", "b"):  # neither kept a copy of its own
+        assert not (tmp_path / replica / "uploads").exists()
+
+
+async def _upload_list_refresh_remove(tmp_path: Path, database: str, extra: dict[str, str]) -> None:
     uri = "uploads/canteen.md"
-    async with replicas(tmp_path, database) as (first, second):
+    async with replicas(tmp_path, database, **extra) as (first, second):
         a, csrf_a = await console_client(first)
         b, csrf_b = await console_client(second)
         try:
@@ -126,6 +159,9 @@ async def test_an_upload_through_one_replica_is_listed_refreshed_and_removed_fro
                 a, csrf_a, "canteen.md", "# Canteen\n\nLunch is served from 11:30 to 13:30.\n"
             )
             assert "已索引 / indexed" in page, page
+            if extra:  # the bytes are in the bucket
+                endpoint = extra["TEAMBOT_FILES__S3__ENDPOINT"]
+                assert await bucket_keys(endpoint) == [f"teambot/{uri}"]
             assert uri in (await b.get("/console/sources/uploads")).text  # listed on the other
 
             refreshed = await b.post("/console/sources/uploads/refresh", data={"csrf": csrf_b})
@@ -149,5 +185,3 @@ async def test_an_upload_through_one_replica_is_listed_refreshed_and_removed_fro
         finally:
             await a.aclose()
             await b.aclose()
-    for replica in ("a", "b"):  # neither kept a copy of its own
-        assert not (tmp_path / replica / "uploads").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,33 @@ def moto_s3() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def client(endpoint: str) -> AsyncIterator[Any]:
+    """A plain aiobotocore S3 client for the server at `endpoint` (moto takes any key)."""
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ) as s3:
+        yield s3
+
+
+async def create_bucket(endpoint: str, bucket: str = BUCKET) -> None:
+    async with client(endpoint) as s3:
+        await s3.create_bucket(Bucket=bucket)
+
+
+async def bucket_keys(endpoint: str, bucket: str = BUCKET) -> list[str]:
+    """Every object's key in the bucket."""
+    async with client(endpoint) as s3:
+        listed = await s3.list_objects_v2(Bucket=bucket)
+    return [str(o["Key"]) for o in listed.get("Contents", [])]
 
 
 @contextlib.asynccontextmanager
