@@ -421,6 +421,7 @@ def doctor() -> None:
     """Check the config files, database, knowledge base, model server and enabled platforms."""
     from bot.adapters import build_adapters
     from bot.settings import missing_credentials
+    from knowledge.files import probe
 
     settings = _settings()
     _logging(settings, quiet=True)
@@ -442,6 +443,7 @@ def doctor() -> None:
             row("knowledge", "ok" if chunks else "empty", detail)
             for status, detail in await _embedding_checks(app):
                 row("embeddings", status, detail)
+            row("files", *await probe(app.knowledge.files))
             for adapter in build_adapters(settings, app.conversation):
                 for check in await adapter.check():
                     row(f"{adapter.name}: {check.name}", check.status, check.detail)

@@ -282,7 +282,8 @@ class WebAdapter:
         return AdapterStatus(connected=None, mode="http", detail="built-in web chat")
 
     async def check(self) -> list[Check]:
-        return []
+        status, detail = await self.pages.broadcast.check()
+        return [Check("page events", status, detail)]
 
     async def _stream(
         self, inbound: Inbound, close_uploads: Callable[[], Awaitable[None]]

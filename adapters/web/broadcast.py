@@ -53,12 +53,19 @@ class Broadcast(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def check(self) -> tuple[str, str]:
+        """(ok | warning | error, what `teambot doctor` says)."""
+        ...
+
 
 class LocalOnly:
     """One process: its pages are all the pages there are."""
 
     async def start(self, deliver: Deliver) -> None:
         return None
+
+    async def check(self) -> tuple[str, str]:
+        return "ok", "this process only: run one replica, or use PostgreSQL or Redis"
 
     async def send(self, key: ThreadKey, event: dict[str, Any]) -> None:
         return None
@@ -189,6 +196,16 @@ class PostgresBroadcast:
         finally:
             conn.terminate()
 
+    async def check(self) -> tuple[str, str]:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=10)
+            await conn.close()
+        except Exception as error:  # the doctor reports any failure
+            return "error", f"PostgreSQL LISTEN/NOTIFY: cannot connect ({error})"
+        return "ok", f"every replica's pages, through PostgreSQL LISTEN/NOTIFY ({CHANNEL})"
+
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         found = self._wire.decode(payload)
         if found is not None:
@@ -250,6 +267,13 @@ class RedisBroadcast:
     async def send(self, key: ThreadKey, event: dict[str, Any]) -> None:
         for message in self._wire.encode(key, event):
             await self._redis.publish(CHANNEL, message)
+
+    async def check(self) -> tuple[str, str]:
+        try:
+            await self._redis.ping()
+        except Exception as error:  # the doctor reports any failure
+            return "error", f"Redis pub/sub: cannot reach [policy] redis_url ({error})"
+        return "ok", f"every replica's pages, through Redis pub/sub ({CHANNEL})"
 
     async def stop(self) -> None:
         await self._listening.stop()

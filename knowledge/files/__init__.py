@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from knowledge.files.base import FileStore, FileStoreError, StoredFile
 from knowledge.files.config import FileSettings, S3Settings
 
-__all__ = ["FileSettings", "FileStore", "FileStoreError", "S3Settings", "StoredFile", "open_files"]
+__all__ = [
+    "FileSettings",
+    "FileStore",
+    "FileStoreError",
+    "S3Settings",
+    "StoredFile",
+    "open_files",
+    "probe",
+]
 
 
 def open_files(settings: FileSettings, engine: AsyncEngine) -> FileStore:
@@ -25,3 +33,13 @@ def open_files(settings: FileSettings, engine: AsyncEngine) -> FileStore:
     from knowledge.files.database import DatabaseFiles
 
     return DatabaseFiles(engine)
+
+
+async def probe(files: FileStore) -> tuple[str, str]:
+    """(ok | error, what `teambot doctor` says about the store)."""
+    try:
+        kept = await files.list("uploads/")
+    except FileStoreError as error:
+        return "error", str(error)
+    where = "the database (table stored_files)" if files.name == "database" else "the S3 bucket"
+    return "ok", f"{len(kept)} uploaded files in {where}, shared by every replica"

@@ -226,3 +226,11 @@ async def test_an_answer_whose_page_went_away_reaches_the_threads_open_pages() -
     assert any('"final"' in e for e in events)
     await asyncio.sleep(0.2)
     assert page.empty()
+
+
+async def test_the_doctor_says_how_pages_hear_other_replicas() -> None:
+    [alone] = await WebAdapter(CORE).check()
+    assert alone.status == "ok" and "this process only" in alone.detail
+    unreachable = f"redis://127.0.0.1:{closed_port()}/0"
+    [down] = await WebAdapter(CORE, broadcast=RedisBroadcast(unreachable)).check()
+    assert down.status == "error" and "cannot reach [policy] redis_url" in down.detail
