@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 class S3Settings(BaseModel):
     """`[files.s3]`: an S3-compatible object store (MinIO, Ceph, AWS S3 …). The keys are read
-    from the environment variables named here, never from the config file."""
+    from the variables named here (the environment, then TEAMBOT_SECRETS_FILE), never from
+    the config file; unset, botocore's own chain decides (an instance role)."""
 
     model_config = {"extra": "forbid"}
 
@@ -22,10 +23,12 @@ class S3Settings(BaseModel):
         default="teambot/", max_length=200, description="every key starts with this"
     )
     access_key_env: str = Field(
-        default="TEAMBOT_S3_ACCESS_KEY", description="environment variable with the access key"
+        default="AWS_ACCESS_KEY_ID",
+        description="variable (environment or TEAMBOT_SECRETS_FILE) with the access key",
     )
     secret_key_env: str = Field(
-        default="TEAMBOT_S3_SECRET_KEY", description="environment variable with the secret key"
+        default="AWS_SECRET_ACCESS_KEY",
+        description="variable (environment or TEAMBOT_SECRETS_FILE) with the secret key",
     )
     path_style: bool = Field(
         default=True, description="bucket in the path (MinIO); false: virtual-hosted (AWS)"

@@ -1,16 +1,18 @@
 """Files in an S3-compatible object store (`[files] store = "s3"`): MinIO, Ceph, AWS S3 …,
 through aiobotocore (async botocore). Keys are `[files.s3] prefix` + the file's key; the
-access keys come from the environment variables `[files.s3]` names."""
+access keys come from the variables `[files.s3]` names (AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY by default), in the environment or the TEAMBOT_SECRETS_FILE; unset,
+botocore's own chain decides (an instance role)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from contextlib import AsyncExitStack
 from typing import Any
 
 from knowledge.files.base import FileStoreError, StoredFile
 from knowledge.files.config import S3Settings
+from knowledge.sources.secrets import secret
 from knowledge.timestamps import utcnow
 
 MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -49,8 +51,8 @@ class S3Files:
                     "s3",
                     endpoint_url=s.endpoint or None,
                     region_name=s.region,
-                    aws_access_key_id=os.environ.get(s.access_key_env) or None,
-                    aws_secret_access_key=os.environ.get(s.secret_key_env) or None,
+                    aws_access_key_id=secret(s.access_key_env) or None,
+                    aws_secret_access_key=secret(s.secret_key_env) or None,
                     config=config,
                 )
             )

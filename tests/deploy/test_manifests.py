@@ -115,6 +115,12 @@ def setting_field(var: str) -> tuple[type[BaseModel], str]:
     assert section in Settings.model_fields, f"{var}: no [{section}] section in the settings"
     model = Settings.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
+    while "__" in key:  # a table inside the section: [files.s3] is TEAMBOT_FILES__S3__BUCKET
+        table, _, key = key.partition("__")
+        assert table in model.model_fields, f"{var}: [{section}] has no table {table!r}"
+        model = model.model_fields[table].annotation
+        section = f"{section}.{table}"
+        assert isinstance(model, type) and issubclass(model, BaseModel)
     assert key in model.model_fields, f"{var}: [{section}] has no key {key!r}"
     return model, key
 
@@ -357,8 +363,8 @@ def test_compose_s3_profile_keeps_uploads_in_minio() -> None:
     env = stored["services"]["teambot"]["environment"]
     assert env["TEAMBOT_FILES__STORE"] == "s3"
     assert env["TEAMBOT_FILES__S3__ENDPOINT"] == "http://minio:9000"
-    assert env["TEAMBOT_S3_SECRET_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
-    assert env["TEAMBOT_S3_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
 
 
 def test_k8s_replicas_share_rate_limits_through_redis() -> None:

@@ -129,8 +129,8 @@ def file_store(kind: str) -> Iterator[dict[str, str]]:
             "TEAMBOT_FILES__STORE": "s3",
             "TEAMBOT_FILES__S3__ENDPOINT": endpoint,
             "TEAMBOT_FILES__S3__BUCKET": BUCKET,
-            "TEAMBOT_S3_ACCESS_KEY": "testing",
-            "TEAMBOT_S3_SECRET_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 

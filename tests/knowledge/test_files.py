@@ -89,8 +89,8 @@ async def test_the_s3_store(s3_store: FileStore) -> None:
 
 
 async def test_an_unreachable_s3_store_says_what_to_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEAMBOT_S3_ACCESS_KEY", "testing")
-    monkeypatch.setenv("TEAMBOT_S3_SECRET_KEY", "testing")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     settings = S3Settings(endpoint=f"http://127.0.0.1:{closed_port()}", bucket="teambot")
     files = open_files(FileSettings(store="s3", s3=settings), engine=None)  # type: ignore[arg-type]
     monkeypatch.setattr("knowledge.files.s3.RETRIES", 1)
