@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from knowledge.config import SourceSettings
 from knowledge.errors import LoadError
+from knowledge.files import FileStoreError
 from knowledge.loaders import KINDS, document_uri
 from knowledge.parsing import parse_bytes
 from knowledge.registry import UPLOADS_SOURCE
@@ -113,12 +114,11 @@ async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[Uplo
             results[index] = UploadResult(name, False, str(error))
             continue
         accepted.append((index, name, data, document))
+    accepted = await _keep(kb, accepted, results)
     if accepted:
         registered = {s.name: s.kind for s in kb.sources}
         if kb.origin(UPLOADS_SOURCE) != "upload" or registered.get(UPLOADS_SOURCE) != STORED:
             await kb.add_source(source, origin="upload")
-        for _, _, data, document in accepted:
-            await kb.files.put(document.uri, data)
         report = await kb.ingestor.ingest_documents(
             [doc for *_, doc in accepted],
             source=UPLOADS_SOURCE,
@@ -138,9 +138,27 @@ async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[Uplo
     return [results[i] for i in range(len(files))]
 
 
+async def _keep(
+    kb: KnowledgeBase,
+    accepted: list[tuple[int, str, bytes, Document]],
+    results: dict[int, UploadResult],
+) -> list[tuple[int, str, bytes, Document]]:
+    """Put each checked file into the file store; those it refused get their own error."""
+    kept = []
+    for index, name, data, document in accepted:
+        try:
+            await kb.files.put(document.uri, data)
+        except FileStoreError as error:
+            results[index] = UploadResult(name, False, f"无法保存 / cannot keep the file: {error}")
+            continue
+        kept.append((index, name, data, document))
+    return kept
+
+
 async def forget_file(kb: KnowledgeBase, uri: str) -> None:
     """Delete an uploaded document's file, so that a refresh does not bring it back."""
-    await kb.files.delete(uri)
+    if uri.startswith(uploads_source(kb).location + "/"):  # never another kind of file
+        await kb.files.delete(uri)
 
 
 async def forget_all(kb: KnowledgeBase) -> int:

@@ -5,12 +5,15 @@ loopback, when moto is installed)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from knowledge import KnowledgeBase
 from knowledge.files import FileSettings, FileStore, FileStoreError, S3Settings, open_files
 from knowledge.files.database import FilesBase
+from knowledge.uploads import upload
 from tests.fakes.s3 import s3_files
 from tests.helpers import closed_port, pg_schema
 
@@ -101,3 +104,18 @@ async def test_an_unreachable_s3_store_says_what_to_check(monkeypatch: pytest.Mo
         await files.close()
     with pytest.raises(FileStoreError, match=r"needs \[files\.s3\] bucket"):
         open_files(FileSettings(store="s3"), engine=None)  # type: ignore[arg-type]
+
+
+async def test_an_upload_the_store_refuses_gets_its_own_error_and_indexes_nothing(
+    kb: KnowledgeBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr("knowledge.files.s3.RETRIES", 1)
+    down = S3Settings(endpoint=f"http://127.0.0.1:{closed_port()}", bucket="teambot")
+    kb.files = open_files(FileSettings(store="s3", s3=down), engine=None)  # type: ignore[arg-type]
+    kb.settings = kb.settings.model_copy(update={"uploads_dir": tmp_path / "uploads"})
+    [result] = await upload(kb, [("gym.md", b"# Gym\n\nThe gym is in the basement of B.\n")])
+    assert not result.ok and "无法保存 / cannot keep the file" in result.message
+    assert "bucket 'teambot'" in result.message
+    assert await kb.catalog.documents("uploads") == []
