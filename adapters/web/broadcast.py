@@ -21,6 +21,7 @@ that replica's pages (the page's transcript shows it on reload).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -164,7 +165,7 @@ class PostgresBroadcast:
     """LISTEN/NOTIFY on teambot's PostgreSQL (`url` is the SQLAlchemy URL of `[storage]`)."""
 
     def __init__(self, url: str, engine: Callable[[], AsyncEngine | None]) -> None:
-        self._dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._url = url
         self._engine = engine
         self._wire = Wire()
         self._deliver: Deliver = lambda key, event: None
@@ -179,9 +180,7 @@ class PostgresBroadcast:
         self._listening.start()
 
     async def _listen(self) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self._dsn, timeout=10)
+        conn = await _connect(self._url)
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _: lost.set())
@@ -197,10 +196,8 @@ class PostgresBroadcast:
             conn.terminate()
 
     async def check(self) -> tuple[str, str]:
-        import asyncpg
-
         try:
-            conn = await asyncpg.connect(self._dsn, timeout=10)
+            conn = await _connect(self._url)
             await conn.close()
         except Exception as error:  # the doctor reports any failure
             return "error", f"PostgreSQL LISTEN/NOTIFY: cannot connect ({error})"
@@ -224,6 +221,19 @@ class PostgresBroadcast:
 
     async def stop(self) -> None:
         await self._listening.stop()
+
+
+async def _connect(url: str) -> Any:
+    """One asyncpg connection to the database of the SQLAlchemy `url` (its host, port, user,
+    password, database and driver options, as the engine's own connections get them)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    options: dict[str, Any] = parsed.translate_connect_args(username="user")
+    accepted = inspect.signature(asyncpg.connect).parameters
+    options |= {k: v for k, v in parsed.query.items() if k in accepted}  # ssl=…, not SQLAlchemy's
+    return await asyncpg.connect(**options, timeout=10)
 
 
 class RedisBroadcast:
