@@ -18,6 +18,7 @@ from knowledge.types import Document
 __all__ = ["STORED", "StoredReader", "stored_kind"]
 
 STORED = "stored"
+PRIVATE = {"attachments"}  # the threads' attachments (engine/attachment_files.py): never indexed
 
 
 def prefix_of(source: SourceSettings) -> str:
@@ -33,6 +34,12 @@ class StoredReader:
 
     async def documents(self) -> AsyncIterator[DocumentRef]:
         prefix = prefix_of(self._source) + "/"
+        if prefix == "/" or prefix.split("/", 1)[0] in PRIVATE:
+            raise SourceError(
+                f"knowledge source {self._source.name!r}: {self._source.location!r} is not a "
+                "folder of the file store that sources may read (attachments stay with their "
+                "thread); use e.g. uploads"
+            )
         try:
             listed = await self._files.list(prefix)
         except FileStoreError as error:

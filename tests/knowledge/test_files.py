@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from knowledge import KnowledgeBase
+from knowledge import KnowledgeBase, SourceSettings
 from knowledge.files import FileSettings, FileStore, FileStoreError, S3Settings, open_files
 from knowledge.files.database import FilesBase
 from knowledge.uploads import upload
@@ -119,3 +119,11 @@ async def test_an_upload_the_store_refuses_gets_its_own_error_and_indexes_nothin
     assert not result.ok and "无法保存 / cannot keep the file" in result.message
     assert "bucket 'teambot'" in result.message
     assert await kb.catalog.documents("uploads") == []
+
+
+async def test_a_stored_source_never_reads_the_threads_attachments(kb: KnowledgeBase) -> None:
+    await kb.files.put("attachments/7/secret", b"# Payroll\n\nSalaries are private.\n")
+    await kb.add_source(SourceSettings(name="peek", kind="stored", location="attachments"))
+    report = await kb.refresh("peek")
+    assert "attachments stay with their thread" in report.error
+    assert await kb.catalog.documents("peek") == []
