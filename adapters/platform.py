@@ -57,6 +57,7 @@ class Wiring:
     # one holder across replicas for a connection the platform allows once (DingTalk Stream)
     leadership: Callable[[], Leadership | None] = lambda: None
     policy: PolicySettings | None = None  # rate buckets and allowlists (the web chat)
+    database_url: str = ""  # which database: the web chat's events cross replicas through it
 
 
 class Documents(Protocol):

@@ -85,7 +85,10 @@ async def open_knowledge(
         await upgrade_async(settings.storage.url)
     kinds = source_kinds(settings, documents)
     return await KnowledgeBase.open(
-        settings.knowledge, database_url=settings.storage.url, kinds=kinds
+        settings.knowledge,
+        database_url=settings.storage.url,
+        kinds=kinds,
+        files=settings.files,
     )
 
 
@@ -106,11 +109,19 @@ async def build_app(
     from engine.policy import Policy
     from engine.store.conversations import ConversationStore
     from engine.weblookup import build_lookup
+    from knowledge.files import FileStoreError
+    from knowledge.uploads import adopt_folder
 
     knowledge = await open_knowledge(settings, migrate=migrate, documents=documents)
+    try:
+        await adopt_folder(knowledge)  # uploads an older version kept on this replica's disk
+    except FileStoreError as error:  # the store is down: uploads fail until it is back
+        log.warning("uploads on this replica's disk not moved into the file store: %s", error)
     store = ConversationStore.from_url(
         settings.storage.url, echo=settings.storage.echo, pool_size=settings.storage.pool_size
     )
+    if knowledge.files.name != "database":  # attachments' bytes go to the object store too
+        store.attachments.files = store.upkeep.files = knowledge.files
     if seed:
         await knowledge.settle_sample()  # seed_sample off or real sources: the sample leaves
     seeded = await knowledge.ensure_sample() if seed else None

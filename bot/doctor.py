@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.app import App
 from bot.runtime import Runtime
+from knowledge.files import probe
 
 if TYPE_CHECKING:
     from engine.llm import LLMClient
@@ -25,6 +26,7 @@ async def diagnose(runtime: Runtime, app: App) -> list[Row]:
     detail = f"{chunks} chunks in collection {settings.knowledge.collection!r}"
     rows.append(("knowledge", "ok" if chunks else "empty", detail))
     rows += [("embeddings", status, detail) for status, detail in await embedding_checks(app)]
+    rows.append(("files", *await probe(app.knowledge.files)))
     for adapter in runtime.adapters:
         for check in await adapter.check():
             rows.append((f"{adapter.name}: {check.name}", check.status, check.detail))

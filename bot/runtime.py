@@ -30,7 +30,7 @@ from bot import platforms
 from bot.app import App, Application
 from bot.health import health_router
 from bot.knowledge_ops.admin import Holder, admin_router
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -71,6 +71,7 @@ class Runtime:
             running=self.core.running,
             leadership=self._leadership,
             policy=settings.policy,
+            database_url=settings.storage.url,
         )
         self._extra = extra
         self._holder: Holder | None = None
@@ -84,7 +85,10 @@ class Runtime:
     @cached_property
     def adapters(self) -> list[Adapter]:
         """The enabled platforms' adapters, then the extra ones (built once, on first use)."""
-        built = [p.build(p.of(self.settings), self.wiring) for p in self.platforms]
+        try:
+            built = [p.build(p.of(self.settings), self.wiring) for p in self.platforms]
+        except ValueError as error:  # settings that only meet at build (the web chat's events)
+            raise ConfigError(str(error)) from error
         return built + [make(self.wiring) for make in self._extra]
 
     def routers(self) -> list[APIRouter]:

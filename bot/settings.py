@@ -35,6 +35,7 @@ from engine.config import (
 from engine.threads.escalation import EscalationSettings
 from engine.weblookup.config import WebSettings
 from knowledge.config import KnowledgeSettings
+from knowledge.files.config import FileSettings
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class CoreSettings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    files: FileSettings = FileSettings()
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
     attachments: AttachmentSettings = AttachmentSettings()

@@ -18,6 +18,8 @@ from knowledge.catalog import Catalog, CatalogBase, Registered, SourceBusyError
 from knowledge.config import KnowledgeSettings, SourceSettings
 from knowledge.embedding import Embedder, EmbeddingModelError, make_embedder
 from knowledge.families import unread_share
+from knowledge.files import FileSettings, FileStore, open_files
+from knowledge.files.database import FilesBase
 from knowledge.reembed import ModelStore, Reembedder, open_serving, reembed
 from knowledge.registry import (
     ORIGINS,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 # The catalog's tables, for the migrations (bot/migrations)
 METADATA = CatalogBase.metadata
+FILES_METADATA = FilesBase.metadata  # the shared file store's table (knowledge/files/database.py)
 
 # Loaded on first use (numpy, jieba, httpx behind them): `teambot sources` and the settings
 # import this package without retrieving or ingesting anything.
@@ -68,6 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FILES_METADATA",
     "METADATA",
     "ORIGINS",
     "SAMPLE_SOURCE",
@@ -128,9 +132,12 @@ class KnowledgeBase:
         *,
         owns_embedder: bool = True,
         kinds: SourceKinds | None = None,
+        files: FileStore | None = None,
     ) -> None:
+        from knowledge.files.database import DatabaseFiles
         from knowledge.ingest import Ingestor
         from knowledge.retriever import Retriever
+        from knowledge.sources.stored import STORED, stored_kind
 
         self.settings = settings
         self._owns_embedder = owns_embedder
@@ -145,6 +152,10 @@ class KnowledgeBase:
         )
         self.retriever = Retriever(embedder, store, settings, live, self.reranker)
         self.kinds = kinds or builtin_kinds(settings.persist_dir.parent)
+        # uploads' bytes, shared by every replica (knowledge/files): the `stored` kind reads them
+        self.files: FileStore = files or DatabaseFiles(catalog.engine)
+        if STORED not in self.kinds:
+            self.kinds.register(stored_kind(self.files))
         self.ingestor = Ingestor(embedder, store, settings, catalog, live, self.kinds)
         self._generation = -1
         self._registered: list[Registered] = []
@@ -160,6 +171,7 @@ class KnowledgeBase:
         embedder: Embedder | None = None,
         database_url: str | None = None,
         kinds: SourceKinds | None = None,
+        files: FileSettings | None = None,
     ) -> KnowledgeBase:
         """Open the vector store and the catalog, and load the live index; the model loads lazily.
 
@@ -189,6 +201,7 @@ class KnowledgeBase:
             LiveIndex(),
             owns_embedder=owns,
             kinds=kinds,
+            files=open_files(files or FileSettings(), catalog.engine),
         )
         kb.pending = serving.pending
         if serving.embedder is not model:  # the old model serves until the re-embed completes
@@ -236,10 +249,11 @@ class KnowledgeBase:
     async def refresh(
         self, name: str, progress: Progress | None = None, *, wait: bool = False
     ) -> RefreshReport:
-        """Refresh one source now (see `knowledge.ingest`). Uploads are never pruned: a replica
-        without the uploaded file must not remove it for everyone."""
+        """Refresh one source now (see `knowledge.ingest`). Uploads kept in one replica's folder
+        (an older version's) are never pruned: a replica without the file must not remove it
+        for everyone; in the shared file store (kind `stored`) every replica sees them all."""
         source = self.source(name)
-        prune = self.origin(name) != "upload"
+        prune = self.origin(name) != "upload" or source.kind == "stored"
         return await self.ingestor.refresh(source, progress=progress, prune=prune, wait=wait)
 
     async def refresh_documents(self, name: str, refs: Sequence[DocumentRef]) -> RefreshReport:
@@ -426,6 +440,7 @@ class KnowledgeBase:
         if self._spare is not None:
             await self._spare.close()
         await self.store.close()
+        await self.files.close()
         await self.catalog.close()
         if self.reranker is not None:
             await self.reranker.close()
@@ -438,4 +453,9 @@ async def open_catalog(settings: KnowledgeSettings, database_url: str | None) ->
     if database_url:
         return await Catalog.open(database_url)
     folder = await asyncio.to_thread(lambda: Path(settings.persist_dir).expanduser().resolve())
-    return await Catalog.open(f"sqlite+aiosqlite:///{folder / 'catalog.db'}", create=True)
+    catalog = await Catalog.open(f"sqlite+aiosqlite:///{folder / 'catalog.db'}", create=True)
+    from knowledge.files.database import FilesBase
+
+    async with catalog.engine.begin() as conn:
+        await conn.run_sync(FilesBase.metadata.create_all)
+    return catalog

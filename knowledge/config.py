@@ -247,7 +247,7 @@ class KnowledgeSettings(BaseModel):
     )
     uploads_dir: Path = Field(
         default=Path("./data/uploads"),
-        description="where console uploads are kept (source uploads)",
+        description="where an older version kept console uploads (moved into [files] at start)",
     )
     upload_max_mb: float = Field(default=20, gt=0, le=100, description="largest upload per file")
     parsing: ParseLimits = Field(default_factory=ParseLimits)

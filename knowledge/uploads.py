@@ -1,11 +1,13 @@
-"""Files an operator uploads (the console): checked one by one, kept in a folder, indexed as the
-source "uploads".
+"""Files an operator uploads (the console): checked one by one, kept in the shared file store,
+indexed as the source "uploads".
 
 Each file is checked before anything changes: a supported type, under the size limit, and it
-parses. A file that fails gets its own error and changes nothing; the others are written to
-`knowledge.uploads_dir` and indexed in one run of the source (which waits for any other change
-to it). The folder is the source's truth, so `teambot refresh uploads` re-reads it; it is never
-pruned, so a replica without the folder cannot remove what another replica's upload added.
+parses. A file that fails gets its own error and changes nothing; the others are kept in the
+file store (knowledge/files: the database by default, or an S3-compatible object store) under
+"uploads/" and indexed in one run of the source (which waits for any other change to it). The
+store is the source's truth (kind `stored`), the same for every replica: any replica can list,
+refresh (`teambot refresh uploads`) or remove them. Files an older version kept in
+`knowledge.uploads_dir` are moved into the store at start (`adopt_folder`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import TYPE_CHECKING
 
 from knowledge.config import SourceSettings
 from knowledge.errors import LoadError
+from knowledge.files import FileStoreError
 from knowledge.loaders import KINDS, document_uri
 from knowledge.parsing import parse_bytes
 from knowledge.registry import UPLOADS_SOURCE
+from knowledge.sources.stored import STORED
 from knowledge.types import Document
 
 if TYPE_CHECKING:
@@ -43,12 +47,16 @@ class UploadResult:
     uri: str = ""
 
 
+def uploads_folder(kb: KnowledgeBase) -> Path:
+    """Where an older version kept uploads; its name is still the prefix of their keys and uris."""
+    return Path(kb.settings.uploads_dir).expanduser().resolve()
+
+
 def uploads_source(kb: KnowledgeBase) -> SourceSettings:
-    folder = Path(kb.settings.uploads_dir).expanduser().resolve()
     return SourceSettings(
         name=UPLOADS_SOURCE,
-        kind="directory",
-        location=str(folder),
+        kind=STORED,
+        location=uploads_folder(kb).name or UPLOADS_SOURCE,
         collection=kb.settings.default_collection,
     )
 
@@ -91,7 +99,7 @@ async def check(name: str, data: bytes, root: Path, max_bytes: int) -> Document:
 async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[UploadResult]:
     """Check, keep and index uploaded files; one result per file, in order."""
     source = uploads_source(kb)
-    root = Path(source.location)
+    root = uploads_folder(kb)  # only for the uris: "<folder name>/<file name>"
     limit = int(kb.settings.upload_max_mb * 1_048_576)
     results: dict[int, UploadResult] = {}
     accepted: list[tuple[int, str, bytes, Document]] = []
@@ -106,12 +114,11 @@ async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[Uplo
             results[index] = UploadResult(name, False, str(error))
             continue
         accepted.append((index, name, data, document))
+    accepted = await _keep(kb, accepted, results)
     if accepted:
-        if kb.origin(UPLOADS_SOURCE) != "upload" or UPLOADS_SOURCE not in {
-            s.name for s in kb.sources
-        }:
+        registered = {s.name: s.kind for s in kb.sources}
+        if kb.origin(UPLOADS_SOURCE) != "upload" or registered.get(UPLOADS_SOURCE) != STORED:
             await kb.add_source(source, origin="upload")
-        await asyncio.to_thread(_keep, root, [(n, d) for _, n, d, _ in accepted])
         report = await kb.ingestor.ingest_documents(
             [doc for *_, doc in accepted],
             source=UPLOADS_SOURCE,
@@ -131,12 +138,61 @@ async def upload(kb: KnowledgeBase, files: list[tuple[str, bytes]]) -> list[Uplo
     return [results[i] for i in range(len(files))]
 
 
+async def _keep(
+    kb: KnowledgeBase,
+    accepted: list[tuple[int, str, bytes, Document]],
+    results: dict[int, UploadResult],
+) -> list[tuple[int, str, bytes, Document]]:
+    """Put each checked file into the file store; those it refused get their own error."""
+    kept = []
+    for index, name, data, document in accepted:
+        try:
+            await kb.files.put(document.uri, data)
+        except FileStoreError as error:
+            results[index] = UploadResult(name, False, f"无法保存 / cannot keep the file: {error}")
+            continue
+        kept.append((index, name, data, document))
+    return kept
+
+
 async def forget_file(kb: KnowledgeBase, uri: str) -> None:
     """Delete an uploaded document's file, so that a refresh does not bring it back."""
-    root = Path(uploads_source(kb).location)
-    name = clean_name(uri.split("/", 1)[-1])
-    if name:
-        await asyncio.to_thread(lambda: (root / name).unlink(missing_ok=True))
+    if uri.startswith(uploads_source(kb).location + "/"):  # never another kind of file
+        await kb.files.delete(uri)
+
+
+async def forget_all(kb: KnowledgeBase) -> int:
+    """Delete every uploaded file (the source was removed); how many there were."""
+    prefix = uploads_source(kb).location + "/"
+    removed = 0
+    for kept in await kb.files.list(prefix):
+        removed += await kb.files.delete(kept.key)
+    return removed
+
+
+async def adopt_folder(kb: KnowledgeBase) -> int:
+    """Move what an older version kept in this replica's uploads folder into the file store
+    (a file already there is left as it is) and switch the source to the store; how many
+    files were moved. The folder itself is left alone: remove it once every replica moved
+    its files."""
+    folder = uploads_folder(kb)
+    names = await asyncio.to_thread(_files_in, folder)
+    source = uploads_source(kb)
+    kept = {f.key for f in await kb.files.list(source.location + "/")}
+    moved = 0
+    for name in names:
+        key = f"{source.location}/{name}"
+        if key not in kept:
+            await kb.files.put(key, await asyncio.to_thread((folder / name).read_bytes))
+            moved += 1
+    registered = {s.name: s.kind for s in kb.sources}
+    if registered.get(UPLOADS_SOURCE, STORED) != STORED and kb.origin(UPLOADS_SOURCE) == "upload":
+        await kb.add_source(source, origin="upload")
+    if moved:
+        log.info(
+            "moved %d uploaded files from %s into the %s file store", moved, folder, kb.files.name
+        )
+    return moved
 
 
 def _size(count: int) -> str:
@@ -145,9 +201,12 @@ def _size(count: int) -> str:
     return f"{count / 1024:.1f} KB"
 
 
-def _keep(root: Path, files: list[tuple[str, bytes]]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, data in files:
-        partial = root / f".{name}.part"
-        partial.write_bytes(data)
-        partial.replace(root / name)
+def _files_in(folder: Path) -> list[str]:
+    """The uploads an older version kept: supported files directly in the folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in KINDS
+    )

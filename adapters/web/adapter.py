@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +26,7 @@ from adapters.base import AdapterStatus, Check, Core
 from adapters.markdown import to_html
 from adapters.streaming import Coalescer
 from adapters.web import body
+from adapters.web.broadcast import Broadcast, LocalOnly
 from adapters.web.config import WebChatSettings
 from adapters.web.convert import (
     BAD_ID,
@@ -41,6 +43,7 @@ from adapters.web.convert import (
     to_inbound,
     valid_id,
 )
+from adapters.web.late import answer_late, page_event
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
 from engine.catalog import phrase
@@ -100,10 +103,12 @@ class WebReplyChannel:
 
 
 class Pages:
-    """The web threads' open pages in this process: a console reply reaches each at once."""
+    """The web threads' open pages in this process: a console reply reaches each at once, and
+    through `broadcast` (adapters/web/broadcast.py) the pages other replicas hold."""
 
-    def __init__(self) -> None:
+    def __init__(self, broadcast: Broadcast | None = None) -> None:
         self._listeners: dict[ThreadKey, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.broadcast: Broadcast = broadcast or LocalOnly()
 
     def listen(self, key: ThreadKey) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -123,6 +128,15 @@ class Pages:
             queue.put_nowait(event)
         return len(listeners)
 
+    async def send(self, key: ThreadKey, event: dict[str, Any]) -> int:
+        """`publish` here and on every other replica; how many open pages this one had."""
+        shown = self.publish(key, event)
+        try:
+            await self.broadcast.send(key, event)
+        except Exception:  # the reply is stored: a page elsewhere shows it on reload
+            log.exception("web thread %s: the other replicas' pages were not told", key)
+        return shown
+
 
 class PageChannel:
     """Posts into a web thread unprompted (an agent's console reply): to its open pages."""
@@ -139,9 +153,8 @@ class PageChannel:
     async def update(self, text: str) -> None: ...
 
     async def finish(self, answer: Answer) -> None:
-        event = {"type": "agent", "text": answer.text, "html": to_html(answer.text)}
-        shown = self._pages.publish(self._key, event)
-        log.info("web thread %s: a person's reply reached %d open page(s)", self._key, shown)
+        shown = await self._pages.send(self._key, page_event(answer))
+        log.info("web thread %s: a message reached %d open page(s) here", self._key, shown)
 
     async def post_escalation(self, notice: EscalationNotice) -> None:
         log.warning("escalation from the web chat: %s (%s)", notice.thread, notice.trigger)
@@ -164,12 +177,13 @@ class WebAdapter:
         *,
         engine: Callable[[], AsyncEngine | None] = lambda: None,
         buckets: Buckets | None = None,
+        broadcast: Broadcast | None = None,
     ) -> None:
         self._core = core
         self.settings = settings or WebChatSettings()
         self.sessions = Sessions(self.settings, engine, buckets)
         self._tasks: set[asyncio.Task[Answer | None]] = set()
-        self.pages = Pages()
+        self.pages = Pages(broadcast)
         self._closing = asyncio.Event()
 
     def router(self) -> APIRouter:
@@ -249,7 +263,9 @@ class WebAdapter:
         return JSONResponse({"escalated": False, "text": text, "html": to_html(text)})
 
     async def start(self) -> None:
-        """Nothing to connect: the web chat rides on teambot's own HTTP server."""
+        """The web chat rides on teambot's own HTTP server; it listens for the page events of
+        other replicas (adapters/web/broadcast.py)."""
+        await self.pages.broadcast.start(self.pages.publish)
 
     async def stop(self) -> None:
         self._closing.set()  # open pages' event streams end; their browsers reconnect elsewhere
@@ -260,6 +276,7 @@ class WebAdapter:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.sessions.buckets.close()
+        await self.pages.broadcast.stop()
 
     def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
         return PageChannel(self.pages, key)
@@ -268,7 +285,8 @@ class WebAdapter:
         return AdapterStatus(connected=None, mode="http", detail="built-in web chat")
 
     async def check(self) -> list[Check]:
-        return []
+        status, detail = await self.pages.broadcast.check()
+        return [Check("page events", status, detail)]
 
     async def _stream(
         self, inbound: Inbound, close_uploads: Callable[[], Awaitable[None]]
@@ -286,6 +304,19 @@ class WebAdapter:
         task = asyncio.create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        ended = False
+        try:
+            async with aclosing(self._events(task, channel)) as events:
+                async for event in events:
+                    yield _sse(event)
+                    ended = event["type"] in ("final", "error", "duplicate")
+        finally:
+            if not ended:  # the page went away first: its answer goes to the thread's pages
+                answer_late(self.pages.send, inbound.thread_key, task, channel)
+
+    async def _events(
+        self, task: asyncio.Task[Answer | None], channel: WebReplyChannel
+    ) -> AsyncGenerator[dict[str, Any]]:
         while True:
             getter = asyncio.ensure_future(channel.events.get())
             done, _ = await asyncio.wait(
@@ -293,11 +324,11 @@ class WebAdapter:
             )
             if not done:  # the model is still thinking: say so, and keep proxies from cutting us
                 getter.cancel()
-                yield _sse({"type": "thinking"})
+                yield {"type": "thinking"}
                 continue
             if getter in done:
                 event = getter.result()
-                yield _sse(event)
+                yield event
                 if event["type"] == "final":
                     await asyncio.wait({task})
                     return
@@ -305,21 +336,19 @@ class WebAdapter:
             getter.cancel()
             while not channel.events.empty():
                 event = channel.events.get_nowait()
-                yield _sse(event)
+                yield event
                 if event["type"] == "final":
                     return
             error = task.exception()
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
                 # never the error itself: it can carry SQL, parameters and paths
-                yield _sse(
-                    {
-                        "type": "error",
-                        "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
-                    }
-                )
+                yield {
+                    "type": "error",
+                    "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
+                }
             elif task.result() is None:
-                yield _sse({"type": "duplicate"})
+                yield {"type": "duplicate"}
             return
 
     async def _listen(self, key: ThreadKey) -> AsyncIterator[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 
@@ -31,4 +33,10 @@ class WebChatSettings(BaseModel):
     )
     max_json_depth: int = Field(
         default=16, ge=2, le=200, description="JSON nested deeper than this gets 400"
+    )
+    events: Literal["auto", "postgres", "redis", "local"] = Field(
+        default="auto",
+        description="how an agent's reply, an apology or a late answer reaches a thread's pages "
+        "open on other replicas: auto = Redis when [policy] redis_url is set, else PostgreSQL "
+        "LISTEN/NOTIFY when [storage] is PostgreSQL, else this process only",
     )

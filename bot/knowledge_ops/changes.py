@@ -190,11 +190,11 @@ async def remove_source(kb: KnowledgeBase, name: str, *, emit: Emit) -> None:
         raise OperatorError(str(error), 409) from error
     except SourceBusyError as error:
         raise OperatorError(str(error), 409) from error
-    if name == UPLOADS_SOURCE:  # its folder is the source's truth: empty it too
-        from knowledge.uploads import uploads_source
+    if name == UPLOADS_SOURCE:  # the file store is the source's truth: empty it too
+        from knowledge.uploads import forget_all, uploads_folder
 
-        folder = Path(uploads_source(kb).location)
-        await asyncio.to_thread(_empty, folder)
+        await forget_all(kb)
+        await asyncio.to_thread(_empty, uploads_folder(kb))  # an older version's copies
     emit({"removed": [documents, chunks]})
     emit(
         {

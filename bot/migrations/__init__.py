@@ -11,11 +11,13 @@ from sqlalchemy import MetaData
 from bot.console import METADATA as CONSOLE
 from bot.platforms import PLATFORMS
 from engine import METADATA as ENGINE
+from knowledge import FILES_METADATA as KNOWLEDGE_FILES
 from knowledge import METADATA as KNOWLEDGE
 
 TARGET_METADATA: list[MetaData] = [
     ENGINE,
     KNOWLEDGE,
+    KNOWLEDGE_FILES,
     CONSOLE,
     *(platform.metadata for platform in PLATFORMS if platform.metadata is not None),
 ]

@@ -1,16 +1,22 @@
 """The attachments read in a thread (`store.attachments`): saved with the thread they came in,
-read back only for that thread — never another thread or chat — and purged with it."""
+read back only for that thread — never another thread or chat — and purged with it.
+
+The bytes kept for the console are a column of the row (the shared database), or, when an
+object store keeps teambot's files (`[files] store = "s3"`, `files` set at wiring), an object
+under "attachments/<thread id>/" whose key the row holds (engine/attachment_files.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, or_, select
 
 from engine import clean
+from engine.store.attachment_files import get_bytes, put_bytes
 from engine.store.database import Database
 from engine.store.records import Read
 from engine.store.tables import ThreadAttachment, utcnow
+from knowledge.files import FileStore
 
 _FOR_THREAD = (
     select(
@@ -21,7 +27,9 @@ _FOR_THREAD = (
         ThreadAttachment.size,
         ThreadAttachment.text,
         ThreadAttachment.error,
-        ThreadAttachment.data.is_not(None).label("kept"),
+        or_(ThreadAttachment.data.is_not(None), ThreadAttachment.stored_key.is_not(None)).label(
+            "kept"
+        ),
     )
     .where(ThreadAttachment.thread_id == bindparam("f_thread"))
     .order_by(ThreadAttachment.id.desc())
@@ -37,13 +45,15 @@ class AttachmentStore:
 
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
+        self.files: FileStore | None = None  # an object store for the bytes, else the row
 
     async def add(self, thread_id: int, message_id: str, reads: Sequence[Read]) -> list[Read]:
         """Store each attachment of one message; the reads with their row ids."""
         stored: list[Read] = []
         now = utcnow()
+        keys = await put_bytes(self.files, thread_id, reads)
         async with self._engine.begin() as conn:
-            for read in reads:
+            for read, key in zip(reads, keys, strict=True):
                 values = {
                     "thread_id": thread_id,
                     "message_id": message_id,
@@ -54,7 +64,8 @@ class AttachmentStore:
                     # PostgreSQL refuses NUL in text: OCR and PDFs can produce it
                     "text": clean.text(read.text, len(read.text) + 1),
                     "error": clean.text(read.error, len(read.error) + 1),
-                    "data": read.data,
+                    "data": read.data if key is None else None,
+                    "stored_key": key,
                     "created_at": now,
                 }
                 row_id = await conn.scalar(
@@ -81,9 +92,8 @@ class AttachmentStore:
             a = (await conn.execute(select(table).where(table.c.id == attachment_id))).first()
         if a is None:
             return None
-        read = Read(
-            a.name, a.kind, a.mime, a.size, text=a.text, error=a.error, data=a.data, id=a.id
-        )
+        data = a.data if a.stored_key is None else await get_bytes(self.files, a.stored_key)
+        read = Read(a.name, a.kind, a.mime, a.size, text=a.text, error=a.error, data=data, id=a.id)
         return int(a.thread_id), read
 
 

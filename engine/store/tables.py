@@ -223,4 +223,6 @@ class ThreadAttachment(EngineBase):
     text: Mapped[str] = mapped_column(Text)  # what was read ("" when it could not be)
     error: Mapped[str] = mapped_column(Text)  # why it could not be read ("" when it was)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept for the console, when small
+    # kept in the object store instead of `data` ([files] store = "s3"): its key there
+    stored_key: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(index=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 
+from engine.store.attachment_files import delete_bytes
 from engine.store.database import Database
 from engine.store.records import UnansweredEvent, decode_key
 from engine.store.tables import (
@@ -19,6 +20,7 @@ from engine.store.tables import (
     ThreadAttachment,
     Turn,
 )
+from knowledge.files import FileStore
 
 
 class Upkeep:
@@ -27,6 +29,7 @@ class Upkeep:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.files: FileStore | None = None  # where attachments' bytes are, if not in their rows
 
     async def purge(self, before: datetime) -> dict[str, int]:
         """Delete what the retention policy no longer keeps: threads quiet since before `before`
@@ -45,15 +48,20 @@ class Upkeep:
             turns = await session.execute(delete(Turn).where(Turn.id.in_(old_turns)))
             await session.execute(delete(FaqCandidate).where(FaqCandidate.thread_id.in_(quiet)))
             await session.execute(delete(Handoff).where(Handoff.thread_id.in_(quiet)))
-            attachments = await session.execute(
-                delete(ThreadAttachment).where(
-                    or_(ThreadAttachment.created_at < before, ThreadAttachment.thread_id.in_(quiet))
+            old = or_(ThreadAttachment.created_at < before, ThreadAttachment.thread_id.in_(quiet))
+            objects = (
+                await session.scalars(
+                    select(ThreadAttachment.stored_key).where(
+                        old, ThreadAttachment.stored_key.is_not(None)
+                    )
                 )
-            )
+            ).all()
+            attachments = await session.execute(delete(ThreadAttachment).where(old))
             threads = await session.execute(delete(Thread).where(Thread.last_message_at < before))
             events = await session.execute(
                 delete(ProcessedEvent).where(ProcessedEvent.received_at < before)
             )
+        await delete_bytes(self.files, [k for k in objects if k])  # after the rows are gone
         return {
             "threads": _count(threads),
             "turns": _count(turns),

@@ -74,6 +74,8 @@ def test_doctor_reports_the_model_server(env: dict[str, str], fake_sglang: FakeS
     code, output = run(env, "doctor")
     assert code == 0, output
     assert "DeepSeek-R1-Distill" in output and "reasoning separated" in output
+    assert "0 uploaded files in the database" in output  # [files]: shared by every replica
+    assert "page events" in output and "this process only" in output  # SQLite: one process
     fake_sglang.behave(reasoning="inline")
     code, output = run(env, "doctor")
     assert "<think> is stripped" in output

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.console import agents_cli
 from bot.console.accounts import AccountError, Accounts, Role
@@ -179,4 +181,9 @@ async def test_an_upload_with_a_control_character_in_a_name_keeps_the_other_file
             assert page.status_code == 200, page.text[:300]
             assert page.text.count("control or invisible characters") == 2
             assert "canteen.md" in page.text and "indexed" in page.text
-    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["canteen.md"]
+    engine = create_async_engine(settings.storage.url)
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT key FROM stored_files"))).scalars().all()
+    await engine.dispose()
+    assert kept == ["uploads/canteen.md"]  # in the shared file store, not on this disk
+    assert not (tmp_path / "uploads").exists()

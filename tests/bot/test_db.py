@@ -47,6 +47,7 @@ TABLES = {
     "console_sessions",
     "web_chat_owners",
     "web_chat_keys",
+    "stored_files",
     "alembic_version",
 }
 
@@ -73,7 +74,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == Path(__file__).resolve().parents[2] / "bot"
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0013"
+    assert head() == "0014"
 
 
 def test_upgrade_sqlite_fresh_file(tmp_path: Path) -> None:

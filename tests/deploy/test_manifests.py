@@ -115,6 +115,12 @@ def setting_field(var: str) -> tuple[type[BaseModel], str]:
     assert section in Settings.model_fields, f"{var}: no [{section}] section in the settings"
     model = Settings.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
+    while "__" in key:  # a table inside the section: [files.s3] is TEAMBOT_FILES__S3__BUCKET
+        table, _, key = key.partition("__")
+        assert table in model.model_fields, f"{var}: [{section}] has no table {table!r}"
+        model = model.model_fields[table].annotation
+        section = f"{section}.{table}"
+        assert isinstance(model, type) and issubclass(model, BaseModel)
     assert key in model.model_fields, f"{var}: [{section}] has no key {key!r}"
     return model, key
 
@@ -326,7 +332,9 @@ def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["target"]: m for m in service.get("volumes", [])}
 
 
-@pytest.mark.parametrize("profiles", [(), ("gpu",), ("tls",), ("gpu", "tls"), ("redis",)], ids=str)
+@pytest.mark.parametrize(
+    "profiles", [(), ("gpu",), ("tls",), ("gpu", "tls"), ("redis",), ("s3",)], ids=str
+)
 def test_compose_config_validates(profiles: tuple[str, ...]) -> None:
     result = run_compose("config", "--quiet", env=COMPOSE_ENV, profiles=profiles)
     assert result.returncode == 0, result.stderr
@@ -341,6 +349,22 @@ def test_compose_redis_profile_shares_rate_limits_between_replicas() -> None:
     assert "image" in shared["services"]["redis"] and "ports" not in shared["services"]["redis"]
     env = shared["services"]["teambot"]["environment"]
     assert env["TEAMBOT_POLICY__REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_s3_profile_keeps_uploads_in_minio() -> None:
+    """Uploads live in the database unless FILES_STORE=s3; MinIO and its bucket come with the
+    s3 profile, unpublished, and teambot gets the keys MinIO was started with."""
+    plain = rendered_compose()
+    assert "minio" not in plain["services"]
+    assert plain["services"]["teambot"]["environment"]["TEAMBOT_FILES__STORE"] == "database"
+    stored = rendered_compose(("s3",), FILES_STORE="s3", MINIO_ROOT_PASSWORD="0123456789abcdef")
+    minio = stored["services"]["minio"]
+    assert "ports" not in minio and "image" in stored["services"]["minio-bucket"]
+    env = stored["services"]["teambot"]["environment"]
+    assert env["TEAMBOT_FILES__STORE"] == "s3"
+    assert env["TEAMBOT_FILES__S3__ENDPOINT"] == "http://minio:9000"
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
 
 
 def test_k8s_replicas_share_rate_limits_through_redis() -> None:

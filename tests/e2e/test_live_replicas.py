@@ -93,10 +93,11 @@ def start(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], 
 
 
 @contextlib.asynccontextmanager
-async def replicas(root: Path, database: str) -> AsyncIterator[tuple[str, str]]:
-    """A Chroma server and two replicas (the first migrates alone); yields their URLs."""
+async def replicas(root: Path, database: str, **extra: str) -> AsyncIterator[tuple[str, str]]:
+    """A Chroma server and two replicas (the first migrates alone), `extra` in their
+    environment; yields their URLs."""
     with chroma_server(root) as chroma:
-        env = replica_env(database, chroma)
+        env = {**replica_env(database, chroma), **extra}
         first, first_url = start(root / "a", env)
         second: subprocess.Popen[bytes] | None = None
         try:

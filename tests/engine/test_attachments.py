@@ -9,11 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from engine.answer.attachments import AttachmentReader, Read, passages, search_text
 from engine.config import AttachmentSettings
 from engine.messages import Attachment, DownloadError, ThreadKey
 from engine.store.tables import utcnow
+from tests.fakes.s3 import s3_files
 from tests.helpers import Core
 from tests.knowledge import bombs, files
 
@@ -117,3 +119,31 @@ async def test_attachments_stay_with_their_thread_and_go_with_the_retention_purg
     purged = await core.store.upkeep.purge(utcnow() + timedelta(days=1))
     assert purged["attachments"] == 1
     assert await core.store.attachments.for_thread(thread.id) == []
+
+
+async def test_with_an_object_store_the_bytes_go_there_and_leave_with_the_purge(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[files] store = "s3"`: an attachment's bytes are an object (not a column), the console
+    reads them back from any replica, and the retention purge deletes the object too."""
+    doc = files.docx("Falcon", [("Owner", "Li Wei owns Falcon.")])
+    async with s3_files(monkeypatch) as store:
+        core.store.attachments.files = core.store.upkeep.files = store
+        await core.ask(
+            "Who owns Falcon?",
+            thread="t-s3",
+            attachments=(Attachment("file", "plan.docx", fetch=Held(doc)),),
+        )
+        thread = await core.store.thread(ThreadKey("web", "local", "c1", "t-s3"))
+        [kept] = await core.store.attachments.for_thread(thread.id)
+        assert kept.kept
+        [obj] = await store.list(f"attachments/{thread.id}/")
+        assert obj.size == len(doc)
+        async with core.store.engine.connect() as conn:
+            column = await conn.scalar(text("SELECT data FROM thread_attachments"))
+        assert column is None  # not in the database
+        stored = await core.store.attachments.file(kept.id or 0)
+        assert stored is not None and stored[1].data == doc
+        purged = await core.store.upkeep.purge(utcnow() + timedelta(days=1))
+        assert purged["attachments"] == 1
+        assert await store.list("attachments/") == []

@@ -17,7 +17,7 @@ from knowledge import (
     SourceSettings,
     UnknownSourceError,
 )
-from knowledge.uploads import upload
+from knowledge.uploads import adopt_folder, forget_file, upload
 from tests.helpers import kb_settings
 
 
@@ -134,6 +134,7 @@ async def test_bad_uploads_get_their_own_error_and_change_nothing(
     assert results[4].name == "passwd.md"  # folders from the browser are dropped
     assert await kb.catalog.generation() == before  # nothing else changed
     assert await kb.statuses() == []
+    assert await kb.files.list("") == []
     assert not Path(kb.settings.uploads_dir).exists()
 
 
@@ -146,8 +147,41 @@ async def test_good_and_bad_uploads_together(kb: KnowledgeBase, tmp_path: Path) 
     assert results[0].ok and results[0].chunks >= 1 and not results[1].ok
     found = await kb.retriever.retrieve("Where is the gym?")
     assert found and found[0].source == "uploads"
-    assert (Path(kb.settings.uploads_dir) / "faq.csv").exists()
-    assert not (Path(kb.settings.uploads_dir) / "notes.bin").exists()
+    # kept in the shared file store (every replica reads it), not on this machine's disk
+    assert [f.key for f in await kb.files.list("")] == ["uploads/faq.csv"]
+    assert not Path(kb.settings.uploads_dir).exists()
+
+
+async def test_uploads_an_older_version_kept_on_disk_move_into_the_file_store(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """An older version kept uploads in a folder, as a `directory` source: at start they move
+    into the store, the source reads the store, and nothing is indexed twice."""
+    legacy = folder(tmp_path, "uploads", {"gym.md": "# Gym\n\nThe gym is in the basement of B.\n"})
+    kb.settings = kb.settings.model_copy(update={"uploads_dir": legacy})
+    await kb.add_source(
+        SourceSettings(name="uploads", kind="directory", location=str(legacy)), origin="upload"
+    )
+    await kb.refresh("uploads")
+    before = await kb.catalog.documents("uploads")
+    assert [d.uri for d in before] == ["uploads/gym.md"]
+
+    assert await adopt_folder(kb) == 1
+    assert await adopt_folder(kb) == 0  # once
+    assert kb.source("uploads").kind == "stored"
+    assert await kb.files.get("uploads/gym.md") == (legacy / "gym.md").read_bytes()
+    (legacy / "gym.md").unlink()  # the folder no longer matters
+    report = await kb.refresh("uploads")
+    assert report.result == "ok" and report.added == 0 and report.removed == 0
+    assert [d.uri for d in await kb.catalog.documents("uploads")] == ["uploads/gym.md"]
+    found = await kb.retriever.retrieve("Where is the gym?")
+    assert found and found[0].location == "uploads/gym.md"
+
+    # removed through any replica: gone from the store, and a refresh does not bring it back
+    await kb.ingestor.delete_document("uploads/gym.md", source="uploads")
+    await forget_file(kb, "uploads/gym.md")
+    await kb.refresh("uploads")
+    assert await kb.catalog.documents("uploads") == []
 
 
 async def test_remove_while_refreshing_cancels_it_cleanly(
