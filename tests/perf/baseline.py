@@ -13,7 +13,7 @@ from knowledge.types import Passage
 
 async def chunks(kb: KnowledgeBase) -> list[Passage]:
     """Every indexed chunk of the knowledge base."""
-    ids = [i for _, _, chunk_ids in await kb.catalog.chunk_map() for i in chunk_ids]
+    ids = [i for entry in await kb.catalog.chunk_map() for i in entry.chunk_ids]
     found = await kb.store.get(ids)
     return [found[i] for i in ids if i in found]
 
