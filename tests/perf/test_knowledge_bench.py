@@ -123,7 +123,7 @@ async def _quality(kb: KnowledgeBase, label: str) -> dict[str, dict[str, Scores]
     variants: list[dict[str, Any]] = [
         {"fusion": "rank", "fusion_k": 5, "dense_weight": 2.0},
         {"fusion": "rank", "fusion_k": 60, "dense_weight": 1.0},
-        *({"fusion": "score", "lexical_weight": w} for w in (0.2, 0.3, 0.4, 0.5, 0.6, 1.0)),
+        *({"fusion": "score", "lexical_weight": w} for w in (0.3, 0.4, 0.5, 0.6, 0.7, 1.0)),
     ]
     for update in variants:
         retriever = Retriever(kb.embedder, kb.store, kb.settings.model_copy(update=update), kb.live)

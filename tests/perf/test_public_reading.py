@@ -4,7 +4,7 @@ What a user of the web chat gets, measured from outside: every paragraph of the 
 file of a `directory` source (its article's title as heading), `teambot knowledge refresh` builds
 the index, `teambot serve` runs with the model off (retrieval-only answers quote and cite their
 passages in rank order; `top_k = 5`), and each question is POSTed to /api/chat on a thread of its
-own. MRR@5 is read from the cited sources of the final answer (distinct documents, first five):
+own. MRR@5 is read from the cited sources of the final answer (the first five, in order):
 the paragraph the question was written from is the right one. Beside it, on the same paragraphs:
 plain BM25 (bm25s, lower-cased words, no stemming) and, with the server stopped, teambot's
 dense, lexical and hybrid modes on the index the server used.
@@ -164,9 +164,9 @@ def _cited(client: httpx.Client, url: str, text: str, n: int) -> list[str]:
 
 
 def reciprocal_rank(locations: Sequence[str], file: str) -> float:
-    """1/rank of the expected file among the first DEPTH distinct documents (0: not there)."""
-    documents = list(dict.fromkeys(locations))[:DEPTH]
-    for rank, location in enumerate(documents, start=1):
+    """1/position of the expected file among the first DEPTH cited passages (0: not there), as
+    `knowledge.eval` and the BM25 baseline count."""
+    for rank, location in enumerate(locations[:DEPTH], start=1):
         if re.search(rf"(^|/){re.escape(file)}$", location):
             return 1 / rank
     return 0.0
