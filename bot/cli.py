@@ -408,7 +408,6 @@ def doctor() -> None:
     from bot.doctor import diagnose
     from bot.runtime import Runtime
     from bot.settings import missing_credentials
-    from knowledge.files import probe
 
     settings = _settings()
     _logging(settings, quiet=True)

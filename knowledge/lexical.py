@@ -47,6 +47,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 # and telling, its parts are common).
 _COMPOUND = re.compile(r"[a-z0-9]+(?:[.\-_/@][a-z0-9]+)+")
 _STEMMABLE = re.compile(r"^[a-z]{3,}$")
+_LETTER = re.compile(r"^[a-z]$")
 _TERM_CACHE = 500_000  # distinct tokens remembered (a large knowledge base has ~200,000)
 _jieba_lock = threading.Lock()
 _jieba: object | None = None
@@ -138,8 +139,10 @@ def term(token: str) -> str:
 
 
 def terms(tokens: Iterable[str]) -> list[str]:
-    """`term` of each token: what the index holds and what a query looks up."""
-    return [term(t) for t in tokens]
+    """`term` of each token: what the index holds and what a query looks up. A single letter
+    is no term: the "t" of "don't" and the "s" of "company's" are rare in passages, so their
+    idf is high and they pulled unrelated chunks up (measured: docs/retrieval.md)."""
+    return [term(t) for t in tokens if not _LETTER.match(t)]
 
 
 def tokenize(text: str) -> list[str]:

@@ -26,15 +26,16 @@ METADATA = WebChatBase.metadata
 
 def build(settings: WebChatSettings, wiring: Wiring) -> Adapter:
     from adapters.web.adapter import WebAdapter
+    from adapters.web.broadcast import make_broadcast
     from engine.config import PolicySettings
     from engine.policy import Buckets, MemoryBuckets, RedisBuckets
-
-    from adapters.web.broadcast import make_broadcast
 
     policy = wiring.policy or PolicySettings()
     buckets: Buckets = RedisBuckets(policy.redis_url) if policy.redis_url else MemoryBuckets()
     # pages on every replica hear a thread's events: PostgreSQL or Redis, else this process
-    broadcast = make_broadcast(settings.events, wiring.database_url, policy.redis_url, wiring.database)
+    broadcast = make_broadcast(
+        settings.events, wiring.database_url, policy.redis_url, wiring.database
+    )
     warn_if_not_allowed(policy)
     return WebAdapter(
         wiring.core, settings, engine=wiring.database, buckets=buckets, broadcast=broadcast

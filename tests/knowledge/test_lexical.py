@@ -115,3 +115,19 @@ def test_stored_tokens_are_words_and_the_index_stems_them() -> None:
         "报销",
         "vpn",
     ]
+
+
+def test_a_lone_letter_of_an_apostrophe_matches_nothing() -> None:
+    # "doesn't" and "company's" leave a "t" and an "s": rare in passages, so their idf is high,
+    # and a passage full of "isn't" and "can't" used to outrank the one the question is about.
+    index = _index(
+        {
+            "notes": "It isn't late and wasn't early; it won't move and can't stop.",
+            "projector": "The projector in room 4 needs the remote control.",
+            "leave": "Annual leave requests go to your manager two weeks ahead.",
+        }
+    )
+    question = tokenize("Why doesn't the projector turn on?")
+    assert "t" in question  # stored and asked as before; only the index leaves it out
+    assert [chunk_id for chunk_id, _, _ in index.search(question, 3)] == ["projector"]
+    assert terms(["t", "s", "b2b", "x11"]) == ["b2b", "x11"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from knowledge.vectors import VectorStore
 
 
