@@ -9,12 +9,11 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from engine.catalog import both
+
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = (
-    "服务暂时无法访问数据库，请稍后再试。/ "
-    "The service cannot reach its database right now; please try again in a moment."
-)
+UNAVAILABLE = both("database_unavailable")
 RETRY_AFTER_SECONDS = 5
 
 

@@ -188,6 +188,44 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Sorry — I had to restart while answering your question. Please ask it again.",
         "zh": "抱歉，我在回答您的问题时重启了，请再问一次。",
     },
+    "apology_restarted": {
+        "en": "Sorry — I restarted while answering your question. Please ask it again.",
+        "zh": "抱歉，我在回答您的问题时重启了，请再问一次。",
+    },
+    # -- what the web chat's page is told when a request is refused (adapters/web/, bot/) --
+    "web_bad_id": {"en": "Not a valid conversation id", "zh": "无效的对话编号"},
+    "web_not_yours": {
+        "en": "This conversation belongs to another browser session: start a new one.",
+        "zh": "这个对话属于另一个浏览器会话，请开始新对话。",
+    },
+    "web_no_turn": {"en": "No such answer in your conversations", "zh": "没有这条回答"},
+    "web_nothing_asked": {
+        "en": "Ask a question first: a person needs something to answer.",
+        "zh": "请先提一个问题，再转人工。",
+    },
+    "web_too_many_escalations": {
+        "en": "Too many requests for a person: try again later.",
+        "zh": "转人工请求过于频繁，请稍后再试。",
+    },
+    "web_starting": {"en": "teambot is starting: try again shortly", "zh": "正在启动，请稍候"},
+    "web_json_only": {"en": "send the body as application/json", "zh": "请以 JSON 发送"},
+    "web_json_too_deep": {
+        "en": "JSON nested deeper than {depth} levels: not a chat message",
+        "zh": "JSON 嵌套过深（超过 {depth} 层）",
+    },
+    "web_json_invalid": {"en": "the body is not valid JSON", "zh": "请求不是有效的 JSON"},
+    "web_too_large": {
+        "en": "request larger than {size} bytes ([webchat] max_body_bytes)",
+        "zh": "请求过大（超过 {size} 字节）",
+    },
+    "web_failed": {
+        "en": "Something went wrong; please ask again.",
+        "zh": "出错了，请再问一次。",
+    },
+    "database_unavailable": {
+        "en": "The service cannot reach its database right now; please try again in a moment.",
+        "zh": "服务暂时无法访问数据库，请稍后再试。",
+    },
     # -- escalation triggers, where a person reads them (notices, the console) --
     "trigger_asked_for_human": {"en": "asked for a person", "zh": "提问人要求转人工"},
     "trigger_no_grounding": {"en": "nothing in the knowledge base", "zh": "知识库中没有相关内容"},
@@ -229,3 +267,9 @@ def phrase(key: str, language: str, **values: object) -> str:
 def both(key: str, **values: object) -> str:
     """The phrase in both languages, Chinese first: "需要人工 / A person is needed"."""
     return f"{phrase(key, 'zh', **values)} / {phrase(key, 'en', **values)}"
+
+
+def lines(key: str, **values: object) -> str:
+    """The phrase in both languages on two lines, Chinese first: what a message posted to an
+    asker whose language is unknown says (an apology after a crash)."""
+    return f"{phrase(key, 'zh', **values)}\n{phrase(key, 'en', **values)}"

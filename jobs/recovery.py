@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from engine.catalog import lines
 from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
 from engine.store import ConversationStore
 from engine.store.records import UnansweredEvent
@@ -35,10 +36,7 @@ from jobs.lock import job_lock
 
 log = logging.getLogger(__name__)
 
-APOLOGY = (
-    "抱歉，我在回答您的问题时重启了，请再问一次。\n"
-    "Sorry — I restarted while answering your question. Please ask it again."
-)
+APOLOGY = lines("apology_restarted")  # the asker's language is not kept with the event
 JOB = "recovery:sweep"
 
 

@@ -12,6 +12,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.text import Text
 
+from engine.catalog import phrase
 from engine.messages import Answer, EscalationNotice, Outcome
 from engine.ports import ChannelLimits
 
@@ -116,7 +117,7 @@ class ConsoleReplyChannel:
             self.first_visible = time.monotonic() - self._started
         self._console.print(Markdown(answer.text))
         if answer.citations:
-            title = "来源" if answer.language == "zh" else "Sources"
+            title = phrase("sources", answer.language)
             self._console.print(f"\n[bold]{title}[/bold]")
             for citation in answer.citations:
                 section = f" — {citation.section}" if citation.section else ""

@@ -46,7 +46,7 @@ from adapters.web.convert import (
 from adapters.web.late import answer_late, page_event
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
-from engine.catalog import phrase
+from engine.catalog import both, phrase
 from engine.messages import Answer, Click, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
@@ -343,10 +343,7 @@ class WebAdapter:
             if error is not None:
                 log.error("web chat message failed", exc_info=error)
                 # never the error itself: it can carry SQL, parameters and paths
-                yield {
-                    "type": "error",
-                    "message": "出错了，请再问一次。/ Something went wrong; please ask again.",
-                }
+                yield {"type": "error", "message": both("web_failed")}
             elif task.result() is None:
                 yield {"type": "duplicate"}
             return

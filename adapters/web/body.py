@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from engine import clean
+from engine.catalog import both
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -44,7 +45,7 @@ async def read(request: Request, model: type[Model], *, max_bytes: int, max_dept
             raise too_large(max_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
-        raise HTTPException(415, "请以 JSON 发送 / send the body as application/json")
+        raise HTTPException(415, both("web_json_only"))
     return await decode_async(bytes(received), model, max_depth=max_depth)
 
 
@@ -62,22 +63,18 @@ def decode(body: bytes, model: type[Model], *, max_depth: int) -> Model:
 
 def _model(body: bytes, deep: int, model: type[Model], max_depth: int) -> Model:
     if deep > max_depth:
-        raise HTTPException(
-            400, f"JSON 嵌套过深 / JSON nested deeper than {max_depth} levels: not a chat message"
-        )
+        raise HTTPException(400, both("web_json_too_deep", depth=max_depth))
     try:
         data = json.loads(body)
         return model.model_validate(data)
     except (ValueError, RecursionError) as error:  # ValidationError and JSONDecodeError are both
         if isinstance(error, ValidationError):
             raise HTTPException(422, _problems(error)) from None
-        raise HTTPException(400, "请求不是有效的 JSON / the body is not valid JSON") from None
+        raise HTTPException(400, both("web_json_invalid")) from None
 
 
 def too_large(max_bytes: int) -> HTTPException:
-    return HTTPException(
-        413, f"请求过大 / request larger than {max_bytes} bytes ([webchat] max_body_bytes)"
-    )
+    return HTTPException(413, both("web_too_large", size=max_bytes))
 
 
 def _problems(error: ValidationError) -> list[dict[str, object]]:

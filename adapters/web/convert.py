@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from adapters.markdown import to_html
+from engine.catalog import both
 from engine.messages import Answer, Attachment, ChatType, Inbound, Sender, ThreadKey
 
 PLATFORM = "web"
@@ -17,18 +18,11 @@ ID = r"^[A-Za-z0-9_.:-]+$"  # ASCII: the page's ids are hex; nothing that looks 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 # What a browser is told when it is refused (the page shows it; the status says which)
-BAD_ID = "无效的对话编号 / Not a valid conversation id"
-NOT_YOURS = (
-    "这个对话属于另一个浏览器会话，请开始新对话。 / This conversation belongs to another browser "
-    "session: start a new one."
-)
-NO_TURN = "没有这条回答 / No such answer in your conversations"
-NOTHING_ASKED = (
-    "请先提一个问题，再转人工。 / Ask a question first: a person needs something to answer."
-)
-TOO_MANY_ESCALATIONS = (
-    "转人工请求过于频繁，请稍后再试。 / Too many requests for a person: try again later."
-)
+BAD_ID = both("web_bad_id")
+NOT_YOURS = both("web_not_yours")
+NO_TURN = both("web_no_turn")
+NOTHING_ASKED = both("web_nothing_asked")
+TOO_MANY_ESCALATIONS = both("web_too_many_escalations")
 
 
 class ChatRequest(BaseModel):

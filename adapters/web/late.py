@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from adapters.markdown import to_html
 from adapters.web.convert import answer_to_json
 from engine.messages import Answer, Outcome, ThreadKey
 
-if TYPE_CHECKING:
-    from adapters.web.adapter import WebReplyChannel
+
+class Answering(Protocol):
+    """The channel of a page's own request (adapters/web/adapter.py's `WebReplyChannel`): its
+    final answer once the core finished it."""
+
+    @property
+    def final(self) -> Answer | None: ...
+
 
 Send = Callable[[ThreadKey, dict[str, Any]], Awaitable[int]]
 _SENDING: set[asyncio.Future[int]] = set()
@@ -27,7 +33,7 @@ def page_event(answer: Answer) -> dict[str, Any]:
 
 
 def answer_late(
-    send: Send, key: ThreadKey, task: asyncio.Task[Answer | None], channel: WebReplyChannel
+    send: Send, key: ThreadKey, task: asyncio.Task[Answer | None], channel: Answering
 ) -> None:
     """The page that asked went away before its answer ended (a reload, a dropped connection,
     a proxy that cut the stream): when the answer ends, it goes to the thread's open pages on

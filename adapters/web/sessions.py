@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from adapters.web.config import WebChatSettings
 from adapters.web.tables import ChatOwner, SigningKey
+from engine.catalog import both
 from engine.policy import Buckets, MemoryBuckets
 from engine.store.database import Database
 from knowledge.timestamps import utcnow
@@ -153,9 +154,7 @@ class Sessions:
         if self._database is None:
             engine = self._engine()
             if engine is None:
-                raise HTTPException(
-                    503, "正在启动，请稍候 / teambot is starting: try again shortly"
-                )
+                raise HTTPException(503, both("web_starting"))
             self._database = Database(engine)
         return self._database
 
