@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter
 
-from engine.messages import ThreadKey
+from engine.messages import ChatType, ThreadKey
 from engine.ports import Core, ReplyChannel
 
 __all__ = ["Adapter", "AdapterStatus", "Check", "Core", "InFlight", "Leadership", "Lease"]
@@ -32,9 +32,13 @@ class Adapter(Protocol):
     async def stop(self) -> None:
         """Stop intake, let answers in flight finish, close connections."""
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> ReplyChannel | None:
         """A channel that posts into an existing thread unprompted (console replies, apologies
-        after a crash, reminders); None where the platform cannot do that."""
+        after a crash, reminders); None where the platform cannot do that. `chat_type` is the
+        thread's as the store keeps it (None: unknown), for platforms whose reply differs by
+        it and whose own memory a restart empties (DingTalk)."""
 
     def status(self) -> AdapterStatus:
         """Connection state for /readyz and `teambot doctor`."""

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine import metrics
 from engine.conversation import Conversation
-from engine.messages import EscalationNotice, ThreadKey
+from engine.messages import ChatType, EscalationNotice, ThreadKey
 from engine.ports import ReplyChannel
 from engine.store.conversations import ConversationStore, HandoffStore
 from engine.store.handoff_records import Figures, HandoffRecord
@@ -42,7 +42,9 @@ class Reachable(Protocol):
 
     name: str
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None: ...
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> ReplyChannel | None: ...
 
 
 def reminder_text(level: int, waited_minutes: float, sla_minutes: float) -> str:
@@ -100,7 +102,9 @@ async def _post_reminder(
     sla: float,
 ) -> bool:
     adapter = adapters.get(handoff.key.platform)
-    channel = adapter.reply_channel(handoff.key) if adapter is not None else None
+    thread = await store.thread_by_id(handoff.thread_id) if adapter is not None else None
+    chat_type = thread.chat_type if thread is not None else None
+    channel = adapter.reply_channel(handoff.key, chat_type) if adapter is not None else None
     if channel is None:
         log.warning(
             "escalation of %s unanswered for %.0f min; %s cannot post a reminder",

@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from engine.catalog import lines
-from engine.messages import Answer, ChatType, Inbound, Outcome, Sender
+from engine.messages import Answer, ChatType, Inbound, Outcome, Sender, ThreadKey
 from engine.store import ConversationStore
 from engine.store.records import UnansweredEvent
 from jobs.handoff import Reachable
@@ -86,7 +86,11 @@ async def apologise_event(
     if not await store.mark_answered(event.platform, event.message_id):
         return None  # another replica took it
     adapter = by_platform.get(event.platform)
-    channel = adapter.reply_channel(event.thread_key) if adapter else None
+    channel = (
+        adapter.reply_channel(event.thread_key, await chat_type(store, event.thread_key))
+        if adapter
+        else None
+    )
     told = False
     if channel is None:
         log.warning(
@@ -103,6 +107,17 @@ async def apologise_event(
             log.exception("could not apologise for %s/%s", event.platform, event.message_id)
     await _audit(store, event)
     return told
+
+
+async def chat_type(store: ConversationStore, key: ThreadKey) -> ChatType | None:
+    """The thread's chat type as the store keeps it (None: unknown, or the store failed), so a
+    platform that replies differently to a group and one to one picks right after a restart."""
+    try:
+        found = await store.find_thread(key)
+    except Exception as error:  # the apology matters more than where exactly it goes
+        log.warning("chat type of %s not read: %s", key, error)
+        return None
+    return found.chat_type if found is not None else None
 
 
 async def _audit(store: ConversationStore, event: UnansweredEvent) -> None:

@@ -189,19 +189,15 @@ class DingTalkAdapter:
         """Wait for the answers and clicks in flight (used at shutdown and by tests)."""
         await self._in_flight.drain()
 
-    def reply_channel(self, key: ThreadKey) -> DingTalkReplyChannel | None:
-        """Through the robot OpenAPI: the group (the asker @mentioned), or the asker one to one.
-
-        A conversation not seen since the start is taken for a group."""
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> DingTalkReplyChannel | None:
+        """Through the robot OpenAPI: the group (the asker @mentioned), or the asker one to one,
+        as the store keeps the thread's chat type; a thread from before it was stored, seen
+        since the start or else taken for a group."""
         if key.platform != self.name or self._missing_credentials():
             return None
-        asker = key.thread_id.rsplit("@", 1)[0]
-        target = ReplyTarget(
-            conversation_id=key.chat_id,
-            group=key.chat_id not in self._direct,
-            staff_id=asker,
-            nick="",
-        )
+        target = self._target(key, chat_type)
         return DingTalkReplyChannel(self._settings, self, target, "zh")
 
     def status(self) -> AdapterStatus:
@@ -371,12 +367,17 @@ class DingTalkAdapter:
     def _reply_for(self, key: ThreadKey, chat_type: ChatType | None) -> DingTalkReplyChannel:
         """A channel into a thread the core found from a clicked card's turn: the chat type
         stored on the thread says group or one to one."""
+        return self._reply(self._target(key, chat_type))
+
+    def _target(self, key: ThreadKey, chat_type: ChatType | None) -> ReplyTarget:
+        """Where a reply into `key` goes: the group, or the asker one to one — as the store
+        keeps the thread's chat type; for a thread from before it was stored, as seen since
+        the start, else a group."""
         asker = key.thread_id.rsplit("@", 1)[0]
         group = chat_type is ChatType.GROUP or (
             chat_type is None and key.chat_id not in self._direct
         )
-        target = ReplyTarget(conversation_id=key.chat_id, group=group, staff_id=asker, nick="")
-        return self._reply(target)
+        return ReplyTarget(conversation_id=key.chat_id, group=group, staff_id=asker, nick="")
 
     def _missing_credentials(self) -> str:
         if not self._settings.client_id:

@@ -40,8 +40,8 @@ from adapters.feishu.names import FeishuDirectory
 from adapters.feishu.reply import FeishuReplyChannel, ReplyOptions
 from adapters.streaming import Recent
 from engine.catalog import both
+from engine.messages import ChatType, ThreadKey
 from engine.messages import Click as CoreClick
-from engine.messages import ThreadKey
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,9 @@ class FeishuAdapter:
         else:
             await self._in_flight.stop(deadline)
 
-    def reply_channel(self, key: ThreadKey) -> FeishuReplyChannel | None:
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> FeishuReplyChannel | None:
         """Replies to the thread's root message; None for topic threads (omt_…), which the reply
         API cannot address without a message id."""
         if key.platform != self.name or not key.thread_id.startswith("om_"):

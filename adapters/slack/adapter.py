@@ -27,7 +27,7 @@ from adapters.slack.config import SlackSettings
 from adapters.slack.files import SlackFiles
 from adapters.slack.names import SlackDirectory
 from adapters.slack.reply import SLACK_ERRORS, SlackReplyChannel
-from engine.messages import Click, ThreadKey, ThreadMessage
+from engine.messages import ChatType, Click, ThreadKey, ThreadMessage
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,9 @@ class SlackAdapter:
         """Wait until every answer in flight is done (tests, shutdown)."""
         await self._in_flight.drain()
 
-    def reply_channel(self, key: ThreadKey) -> SlackReplyChannel | None:
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> SlackReplyChannel | None:
         """Posts into the thread (a DM's top level for DM threads) with chat.postMessage."""
         if key.platform != self.name or not key.chat_id or self._problem:
             return None

@@ -47,7 +47,7 @@ from adapters.web.late import answer_late, page_event
 from adapters.web.sessions import Sessions
 from adapters.web.upload import chat_message
 from engine.catalog import both, phrase
-from engine.messages import Answer, Click, EscalationNotice, Inbound, ThreadKey
+from engine.messages import Answer, ChatType, Click, EscalationNotice, Inbound, ThreadKey
 from engine.policy import Buckets
 from engine.ports import ChannelLimits, ReplyChannel
 from engine.threads.escalation import BUTTON
@@ -278,7 +278,9 @@ class WebAdapter:
         await self.sessions.buckets.close()
         await self.pages.broadcast.stop()
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(
+        self, key: ThreadKey, chat_type: ChatType | None = None
+    ) -> ReplyChannel | None:
         return PageChannel(self.pages, key)
 
     def status(self) -> AdapterStatus:

@@ -104,7 +104,7 @@ async def reply(thread_id: int, post: Posted, console: ConsoleDep, core: Running
     if thread is None:
         return back(where, error=f"no thread {thread_id}")
     adapter = console.adapters.get(thread.key.platform)
-    channel = adapter.reply_channel(thread.key) if adapter is not None else None
+    channel = adapter.reply_channel(thread.key, thread.chat_type) if adapter else None
     if channel is None:
         return back(
             where,

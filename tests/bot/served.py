@@ -80,7 +80,7 @@ class FakeChatAdapter:
 
     async def stop(self) -> None: ...
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(self, key: ThreadKey, chat_type: object = None) -> ReplyChannel | None:
         return FakeChannel(self, key)
 
     def status(self) -> AdapterStatus:

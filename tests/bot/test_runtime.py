@@ -44,7 +44,7 @@ class Recording:
     async def stop(self) -> None:
         self.stopped = True
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(self, key: ThreadKey, chat_type: object = None) -> ReplyChannel | None:
         return None
 
     def status(self) -> AdapterStatus:

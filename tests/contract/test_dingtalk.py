@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.config import DingTalkSettings
+from engine.messages import Answer, ChatType, Outcome
 from engine.store.tables import ThreadState
 from knowledge import Embedder
 from tests.fakes.dingtalk import CARD_TOPIC, FakeDingTalk, bot_message
@@ -482,3 +483,31 @@ async def test_a_click_without_its_turn_on_an_unknown_card_is_dropped(
             fake, adapter, await fake.push(card_click("unknown", "human"), topic=CARD_TOPIC)
         )
     assert fake.sent(GROUP_SEND) == [] and fake.sent(WEBHOOK) == []
+
+
+async def test_a_reply_into_a_one_to_one_thread_after_a_restart_goes_one_to_one(
+    fake: FakeDingTalk, core: Core, restart: Restart
+) -> None:
+    """Console replies, reminders and apologies post unprompted: after a restart the adapter
+    has seen no message of the chat, and the chat type the store keeps says where to post."""
+    async with running(fake, core) as adapter:
+        asked = bot_message(
+            "How many days of annual leave do I get?", group=False, webhook=fake.webhook()
+        )
+        await settle(fake, adapter, await fake.push(asked))
+    restarted = await restart()
+    [thread] = [
+        t
+        for t, _ in await restarted.store.waiting_threads(
+            "dingtalk", "ding-corp", asked["conversationId"], states=(ThreadState.OPEN,)
+        )
+    ]
+    assert thread.chat_type is ChatType.DIRECT
+    async with running(fake, restarted) as adapter:
+        blind = adapter.reply_channel(thread.key)  # what an older caller, without it, got
+        told = adapter.reply_channel(thread.key, thread.chat_type)
+        assert blind is not None and told is not None
+        await told.finish(Answer(text="A colleague answers: 15 days.", outcome=Outcome.HANDED_OFF))
+    [direct] = fake.sent(DIRECT_SEND)
+    assert "15 days" in markdown(direct) and direct.body["userIds"] == ["staff-ada"]
+    assert fake.sent(GROUP_SEND) == []

@@ -55,7 +55,7 @@ class FakeAdapter:
     def __init__(self) -> None:
         self.posted: list[Any] = []
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(self, key: ThreadKey, chat_type: object = None) -> ReplyChannel | None:
         return Channel(self.posted)
 
 
@@ -116,7 +116,7 @@ async def test_unreachable_platform_claims_the_level_and_posts_nothing(
     store: ConversationStore,
 ) -> None:
     class Mute(FakeAdapter):
-        def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+        def reply_channel(self, key: ThreadKey, chat_type: object = None) -> ReplyChannel | None:
             return None
 
     await escalate(store, KEY, T0, "q")

@@ -20,7 +20,7 @@ class PushingAdapter:
         self.name, self.can_push = name, can_push
         self.posted: list[tuple[ThreadKey, str]] = []
 
-    def reply_channel(self, key: ThreadKey) -> ReplyChannel | None:
+    def reply_channel(self, key: ThreadKey, chat_type: object = None) -> ReplyChannel | None:
         if not self.can_push:
             return None
         adapter = self
