@@ -198,7 +198,7 @@ class KnowledgeSettings(BaseModel):
         "embeddings; rank: the older weighted reciprocal rank fusion (fusion_k, dense_weight)",
     )
     lexical_weight: float = Field(
-        default=0.5,
+        default=0.4,
         ge=0.0,
         le=10.0,
         description="score fusion: the weight of BM25's coverage² beside the calibrated cosine "
