@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from pathlib import PurePath
 
 from knowledge.config import ParseLimits
-from knowledge.loaders import parse
+from knowledge.loaders import KINDS, parse
 from knowledge.sandbox import Sandbox
 from knowledge.types import Document
 
@@ -78,4 +79,15 @@ async def parse_bytes(
         modified_at=modified_at,
         url=url,
         limits=box.limits,
+    )
+
+
+async def parse_file(
+    data: bytes, path: PurePath, *, uri: str, modified_at: datetime | None
+) -> Document:
+    """A file's bytes read as its suffix's kind (`knowledge.loaders.KINDS`), named by its stem:
+    what a directory and the shared file store read alike."""
+    suffix = path.suffix.lower()
+    return await parse_bytes(
+        data, KINDS[suffix], uri=uri, name=path.stem, suffix=suffix, modified_at=modified_at
     )

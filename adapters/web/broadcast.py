@@ -161,15 +161,14 @@ class Listening:
             self._task = None
 
 
-class PostgresBroadcast:
-    """LISTEN/NOTIFY on teambot's PostgreSQL (`url` is the SQLAlchemy URL of `[storage]`)."""
+class _Listened:
+    """What the PostgreSQL and Redis broadcasts share: a `Wire` for their messages and a
+    `Listening` task that runs the subclass's `_listen` and hands what arrives to `deliver`."""
 
-    def __init__(self, url: str, engine: Callable[[], AsyncEngine | None]) -> None:
-        self._url = url
-        self._engine = engine
-        self._wire = Wire()
+    def __init__(self, what: str, wire: Wire) -> None:
+        self._wire = wire
         self._deliver: Deliver = lambda key, event: None
-        self._listening = Listening("web page events (PostgreSQL)", self._listen)
+        self._listening = Listening(what, self._listen)
 
     @property
     def listener(self) -> Listening:
@@ -178,6 +177,18 @@ class PostgresBroadcast:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._listening.start()
+
+    async def _listen(self) -> None:
+        raise NotImplementedError
+
+
+class PostgresBroadcast(_Listened):
+    """LISTEN/NOTIFY on teambot's PostgreSQL (`url` is the SQLAlchemy URL of `[storage]`)."""
+
+    def __init__(self, url: str, engine: Callable[[], AsyncEngine | None]) -> None:
+        super().__init__("web page events (PostgreSQL)", Wire())
+        self._url = url
+        self._engine = engine
 
     async def _listen(self) -> None:
         conn = await _connect(self._url)
@@ -236,24 +247,15 @@ async def _connect(url: str) -> Any:
     return await asyncpg.connect(**options, timeout=10)
 
 
-class RedisBroadcast:
+class RedisBroadcast(_Listened):
     """Redis pub/sub (`url`: redis://host:6379/0)."""
 
     def __init__(self, url: str) -> None:
         from redis.asyncio import Redis
 
+        # Redis takes up to 512 MB a message: never chunked
+        super().__init__("web page events (Redis)", Wire(size=10**9))
         self._redis = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
-        self._wire = Wire(size=10**9)  # Redis takes up to 512 MB a message: never chunked
-        self._deliver: Deliver = lambda key, event: None
-        self._listening = Listening("web page events (Redis)", self._listen)
-
-    @property
-    def listener(self) -> Listening:
-        return self._listening
-
-    async def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
-        self._listening.start()
 
     async def _listen(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from knowledge.config import SourceSettings
 from knowledge.errors import LoadError, SourceError
-from knowledge.loaders import KINDS, document_uri, list_files
-from knowledge.parsing import parse_bytes
+from knowledge.loaders import document_uri, list_files
+from knowledge.parsing import parse_file
 from knowledge.sources.base import DocumentRef, NoOptions, SourceKind
 from knowledge.types import Document
 
@@ -45,15 +45,7 @@ class DirectoryReader:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             raise LoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        suffix = path.suffix.lower()
-        return await parse_bytes(
-            data,
-            KINDS[suffix],
-            uri=ref.uri,
-            name=path.stem,
-            suffix=suffix,
-            modified_at=ref.modified_at,
-        )
+        return await parse_file(data, path, uri=ref.uri, modified_at=ref.modified_at)
 
     async def aclose(self) -> None:
         return None

@@ -11,7 +11,7 @@ from knowledge.config import SourceSettings
 from knowledge.errors import LoadError, SourceError
 from knowledge.files.base import FileStore, FileStoreError
 from knowledge.loaders import KINDS
-from knowledge.parsing import parse_bytes
+from knowledge.parsing import parse_file
 from knowledge.sources.base import DocumentRef, NoOptions, SourceKind
 from knowledge.types import Document
 
@@ -62,15 +62,8 @@ class StoredReader:
             raise LoadError(str(error)) from error
         if data is None:
             raise LoadError(f"{ref.uri} is no longer in the file store")
-        path = PurePosixPath(ref.uri)
-        suffix = path.suffix.lower()
-        return await parse_bytes(
-            data,
-            KINDS[suffix],
-            uri=ref.uri,
-            name=path.stem,
-            suffix=suffix,
-            modified_at=ref.modified_at,
+        return await parse_file(
+            data, PurePosixPath(ref.uri), uri=ref.uri, modified_at=ref.modified_at
         )
 
     async def aclose(self) -> None:
