@@ -50,7 +50,7 @@ REQUEST_WINDOW = 300  # seconds: a signed request older or newer than this is re
 HANDLED = {
     "im.message.receive_v1",
     "card.action.trigger",
-    # document changes for the Feishu knowledge sources (bot/document_events.py)
+    # document changes for the Feishu knowledge sources (adapters/feishu/documents/events.py)
     "drive.file.edit_v1",
     "drive.file.title_updated_v1",
     "drive.file.permission_member_added_v1",

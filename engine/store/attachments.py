@@ -3,7 +3,7 @@ read back only for that thread — never another thread or chat — and purged w
 
 The bytes kept for the console are a column of the row (the shared database), or, when an
 object store keeps teambot's files (`[files] store = "s3"`, `files` set at wiring), an object
-under "attachments/<thread id>/" whose key the row holds (engine/attachment_files.py)."""
+under "attachments/<thread id>/" whose key the row holds (engine/store/attachment_files.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from knowledge.types import Document
 __all__ = ["STORED", "StoredReader", "stored_kind"]
 
 STORED = "stored"
-PRIVATE = {"attachments"}  # the threads' attachments (engine/attachment_files.py): never indexed
+# the threads' attachments (engine/store/attachment_files.py): never indexed
+PRIVATE = {"attachments"}
 
 
 def prefix_of(source: SourceSettings) -> str:
