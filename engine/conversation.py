@@ -244,8 +244,10 @@ class Conversation:
         history = trim_history(_history(records), settings.history_tokens)
         question = turn.question or phrase("attachment_question", language)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
-        rewriter = self._llm if settings.rewrite_followups else None
-        query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
+        query = Query((question,), "bare")  # a thread's first question: nothing to lean on
+        if earlier:
+            rewriter = self._llm if settings.rewrite_followups else None
+            query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
         search = search_text(attached.new) if attached.new else ""
         if search:  # an error code in a screenshot is searched
             query = replace(query, texts=(*query.texts, search))
