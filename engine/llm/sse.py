@@ -87,15 +87,13 @@ def reasoning_in(delta: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def has_text(chunk: Chunk) -> bool:
-    return any(
-        (c.get("delta") or {}).get("content") or reasoning_in(c.get("delta") or {})
-        for c in choices(chunk)
-    )
-
-
-def finishes(chunk: Chunk) -> bool:
-    return any(c.get("finish_reason") for c in choices(chunk))
+def begins(chunk: Chunk) -> bool:
+    """Whether the answer has begun with `chunk`: it carries text (or thinking) or finishes."""
+    for choice in choices(chunk):
+        delta = choice.get("delta") or {}
+        if delta.get("content") or reasoning_in(delta) or choice.get("finish_reason"):
+            return True
+    return False
 
 
 def usage_of(raw: object) -> Usage | None:
@@ -161,7 +159,7 @@ class Reader:
                 try:
                     while True:
                         opened.first.append(chunk := await anext(opened.chunks))
-                        if has_text(chunk) or finishes(chunk):
+                        if begins(chunk):
                             return opened
                 except StopAsyncIteration:
                     pass
