@@ -129,7 +129,7 @@ class Conversation:
             return None
         language = inbound.language_hint or detect(inbound.text)
         inbound = with_thread_context(inbound, answered_before=bool(claim.history))
-        turn = Turn(inbound, reply, claim.thread, claim.history, language, started)
+        turn = Turn(inbound, reply, claim.thread, claim.history, language, started, claim.new)
         if resolves(inbound.text):
             return await self._resolved_by_asker(turn)
         if turn.thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
@@ -202,7 +202,7 @@ class Conversation:
         """Read this message's attachments and keep them with the thread; with the thread's
         earlier ones (engine/answer/attachments.py)."""
         inbound, thread_id = turn.inbound, turn.thread.id
-        earlier = await self._store.attachments.for_thread(thread_id)
+        earlier = [] if turn.new_thread else await self._store.attachments.for_thread(thread_id)
         if not inbound.attachments:
             return Attached(earlier=tuple(earlier))
         reads = await self._reader.read_all(inbound.attachments, turn.language)
