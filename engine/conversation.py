@@ -129,7 +129,7 @@ class Conversation:
             return None
         language = inbound.language_hint or detect(inbound.text)
         inbound = with_thread_context(inbound, answered_before=bool(claim.history))
-        turn = Turn(inbound, reply, claim.thread, claim.history, language, started)
+        turn = Turn(inbound, reply, claim.thread, claim.history, language, started, claim.new)
         if resolves(inbound.text):
             return await self._resolved_by_asker(turn)
         if turn.thread.state in (ThreadState.ESCALATED, ThreadState.HUMAN):
@@ -202,7 +202,7 @@ class Conversation:
         """Read this message's attachments and keep them with the thread; with the thread's
         earlier ones (engine/answer/attachments.py)."""
         inbound, thread_id = turn.inbound, turn.thread.id
-        earlier = await self._store.attachments.for_thread(thread_id)
+        earlier = [] if turn.new_thread else await self._store.attachments.for_thread(thread_id)
         if not inbound.attachments:
             return Attached(earlier=tuple(earlier))
         reads = await self._reader.read_all(inbound.attachments, turn.language)
@@ -244,8 +244,10 @@ class Conversation:
         history = trim_history(_history(records), settings.history_tokens)
         question = turn.question or phrase("attachment_question", language)
         earlier = [(r.question.strip(), r.model_text) for r in records if r.model_text]
-        rewriter = self._llm if settings.rewrite_followups else None
-        query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
+        query = Query((question,), "bare")  # a thread's first question: nothing to lean on
+        if earlier:
+            rewriter = self._llm if settings.rewrite_followups else None
+            query = await standalone(question, earlier, rewriter, seconds=settings.rewrite_timeout)
         search = search_text(attached.new) if attached.new else ""
         if search:  # an error code in a screenshot is searched
             query = replace(query, texts=(*query.texts, search))

@@ -24,6 +24,7 @@ floor the same way as a cosine similarity.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -51,9 +52,7 @@ _LETTER = re.compile(r"^[a-z]$")
 _TERM_CACHE = 500_000  # distinct tokens remembered (a large knowledge base has ~200,000)
 _jieba_lock = threading.Lock()
 _jieba: object | None = None
-_stopwords: frozenset[str] | None = None
 _stem_lock = threading.Lock()
-_snowball: object | None = None
 _terms: dict[str, str] = {}
 
 
@@ -71,13 +70,11 @@ def _segmenter() -> object:
         return _jieba
 
 
+@functools.cache  # read once, on first use (or at `warmup`)
 def stopwords() -> frozenset[str]:
     """bm25s's English and Chinese stopword lists."""
-    global _stopwords
-    if _stopwords is None:
-        words = _bm25s_stopwords()
-        _stopwords = frozenset(words.STOPWORDS_EN) | frozenset(words.STOPWORDS_CHINESE)
-    return _stopwords
+    words = _bm25s_stopwords()
+    return frozenset(words.STOPWORDS_EN) | frozenset(words.STOPWORDS_CHINESE)
 
 
 def _bm25s_stopwords() -> Any:
@@ -112,14 +109,11 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.cache  # built once, on first use; stemWord calls hold _stem_lock
 def _stemmer() -> object:
-    global _snowball
-    with _stem_lock:
-        if _snowball is None:
-            import Stemmer
+    import Stemmer
 
-            _snowball = Stemmer.Stemmer("english")
-        return _snowball
+    return Stemmer.Stemmer("english")
 
 
 def term(token: str) -> str:

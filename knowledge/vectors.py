@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -168,7 +169,7 @@ class VectorStore:
                 ids, documents, metadatas, distances, strict=True
             )
         ]
-        passages.sort(key=lambda p: p.score, reverse=True)
+        passages.sort(key=attrgetter("score"), reverse=True)
         return passages
 
     async def get(self, ids: Sequence[str]) -> dict[str, Passage]:

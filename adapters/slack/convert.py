@@ -262,10 +262,9 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def markdown_to_mrkdwn(text: str, *, partial: bool = False) -> str:
-    """The model's Markdown as Slack mrkdwn (adapters/markdown.py); `partial` for a streamed
-    prefix, which holds back markup that is not closed yet."""
-    return to_mrkdwn(text, partial=partial)
+# The model's Markdown as Slack mrkdwn (adapters/markdown.py); `partial=True` for a streamed
+# prefix, which holds back markup that is not closed yet.
+markdown_to_mrkdwn = to_mrkdwn
 
 
 # -- Answer -> Block Kit ------------------------------------------------------------------------
@@ -346,15 +345,22 @@ def _button(text: str, action_id: str, value: str, style: str = "") -> dict[str,
     return button
 
 
-def labels(language: str) -> Mapping[str, str]:
-    """What the Slack reply shows in `language`, from the catalog: the placeholder, the
-    answer's button labels and the thanks for a click."""
+def _labels(language: str) -> Mapping[str, str]:
     return {
         "thinking": phrase("thinking", language),
         "helpful": f"👍 {phrase('button_helpful', language)}",
         "person": phrase("button_person", language),
         "thanks": phrase("thanks_feedback", language),
     }
+
+
+_LABELS = {language: _labels(language) for language in ("en", "zh")}  # known once, not per reply
+
+
+def labels(language: str) -> Mapping[str, str]:
+    """What the Slack reply shows in `language` (anything but 'zh' is English), from the
+    catalog: the placeholder, the answer's button labels and the thanks for a click."""
+    return _LABELS.get(language, _LABELS["en"])
 
 
 def mention_text(targets: Sequence[str]) -> str:

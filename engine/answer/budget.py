@@ -9,6 +9,7 @@ turn; a question that does not fit with its best passage is refused with its own
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from engine.answer.prompt import HistoryTurn, build_messages
 from engine.answer.turn import Grounds
@@ -54,16 +55,16 @@ async def fit(
     )
     turns, found, sources = list(history), list(passages), list(web)
 
-    def render() -> list[dict[str, str]]:
-        return build_messages(
-            question,
-            found,
-            turns,
-            language=language,
-            instructions_as=instructions_as,  # type: ignore[arg-type]
-            passage_chars=passage_chars,
-            web=sources,
-        )
+    render = partial(  # the lists shrink in place below; each render sees what is left
+        build_messages,
+        question,
+        found,
+        turns,
+        language=language,
+        instructions_as=instructions_as,  # type: ignore[arg-type]
+        passage_chars=passage_chars,
+        web=sources,
+    )
 
     while True:
         messages = render()

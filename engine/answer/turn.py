@@ -24,6 +24,7 @@ class Turn:
     history: tuple[TurnRecord, ...]  # the thread's earlier turns, oldest first
     language: str  # "zh" | "en": the asker's, which every reply follows
     started: float  # time.monotonic() when the core took the message
+    new_thread: bool = False  # this message opened the thread: nothing of it is stored yet
     question: str = field(init=False)  # the message's text, stripped
 
     def __post_init__(self) -> None:

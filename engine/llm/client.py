@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -72,7 +73,8 @@ class _Slots:
 
     async def __aenter__(self) -> None:
         async with self._free:
-            await self._free.wait_for(lambda: self._busy < self.limit)
+            while self._busy >= self.limit:
+                await self._free.wait()
             self._busy += 1
 
     async def __aexit__(self, *exc: object) -> None:
@@ -117,7 +119,8 @@ class LLMClient:
         self._info: ServerInfo | None = None
         self._info_failed_at: float | None = None
         self._info_lock = asyncio.Lock()
-        self._counter = TokenCounter()
+        # counts prompt tokens: the server's tokenizer once it offered one, else an estimate
+        self.counter = TokenCounter()
         self._learned_context: int | None = None
 
     async def server_info(self) -> ServerInfo:
@@ -149,7 +152,11 @@ class LLMClient:
         if not self.settings.max_concurrency and info.slots:
             self._sem.limit = info.slots
         if info.tokenize:
-            self._counter = TokenCounter(self._count_remote)
+            seconds = self.settings.connect_timeout + 3
+            remote = partial(
+                count_tokens, self._http, self.root_url, self._headers, seconds=seconds
+            )
+            self.counter = TokenCounter(remote)
         if self._open_think is None and info.opens_think is not None:
             self._open_think = info.opens_think
         log.info(
@@ -158,16 +165,6 @@ class LLMClient:
             "remote" if info.tokenize else "estimated",
             reasoning_rule(self.settings.reasoning, info),
         )  # fmt: skip
-
-    async def _count_remote(self, text: str) -> int:
-        return await count_tokens(
-            self._http, self.root_url, self._headers, text, self.settings.connect_timeout + 3
-        )
-
-    @property
-    def counter(self) -> TokenCounter:
-        """Counts prompt tokens: the server's tokenizer once it offered one, else an estimate."""
-        return self._counter
 
     @property
     def concurrency(self) -> int:
@@ -398,9 +395,6 @@ class LLMClient:
             )
         return trial
 
-    def _hold(self) -> bool:
-        return bool(self._open_think)
-
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_retries + 1),
@@ -458,9 +452,13 @@ class LLMClient:
         total_deadline = sse.loop_time() + self.settings.total_timeout
         body = self._request(messages, max_tokens)
         opened = await self._retrying(
-            lambda: self._reader.open(body, self._model_name, total_deadline)
+            partial(self._reader.open, body, self._model_name, total_deadline)
         )
-        splitter = ThinkSplitter(hold=self._hold())
+        # a server with a reasoning parser sends the thinking apart: no tags to look for
+        separated = self.settings.reasoning == "auto" and bool(
+            self._info and self._info.reasoning_parser
+        )
+        splitter = None if separated else ThinkSplitter(hold=bool(self._open_think))
         deltas = self._reader.deltas(opened, splitter, total_deadline, self._orphan_close)
         async with aclosing(deltas):
             async for delta in deltas:
@@ -533,7 +531,7 @@ class LLMClient:
         if reasoning:
             splitter.separate()
         content, more = splitter.feed((choice.message.content or "") if choice else "")
-        rest, unclosed = splitter.finish(truncated=finish == "length" and self._hold())
+        rest, unclosed = splitter.finish(truncated=finish == "length" and bool(self._open_think))
         content, reasoning = content + rest, (reasoning or "") + more + unclosed
         if not content.strip():
             raise LLMEmptyAnswer(

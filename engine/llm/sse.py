@@ -87,15 +87,13 @@ def reasoning_in(delta: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def has_text(chunk: Chunk) -> bool:
-    return any(
-        (c.get("delta") or {}).get("content") or reasoning_in(c.get("delta") or {})
-        for c in choices(chunk)
-    )
-
-
-def finishes(chunk: Chunk) -> bool:
-    return any(c.get("finish_reason") for c in choices(chunk))
+def begins(chunk: Chunk) -> bool:
+    """Whether the answer has begun with `chunk`: it carries text (or thinking) or finishes."""
+    for choice in choices(chunk):
+        delta = choice.get("delta") or {}
+        if delta.get("content") or reasoning_in(delta) or choice.get("finish_reason"):
+            return True
+    return False
 
 
 def usage_of(raw: object) -> Usage | None:
@@ -161,7 +159,7 @@ class Reader:
                 try:
                     while True:
                         opened.first.append(chunk := await anext(opened.chunks))
-                        if has_text(chunk) or finishes(chunk):
+                        if begins(chunk):
                             return opened
                 except StopAsyncIteration:
                     pass
@@ -190,13 +188,13 @@ class Reader:
     async def deltas(
         self,
         opened: Opened,
-        splitter: ThinkSplitter,
+        splitter: ThinkSplitter | None,
         total_deadline: float,
         orphan_close: Callable[[str], None],
     ) -> AsyncGenerator[Delta, None]:
         """The answer's Deltas, the last with usage and finish_reason; LLMEmptyAnswer after it
         when there was no answer text. `orphan_close(model)`: the model closed an unopened
-        </think>."""
+        </think>. No `splitter`: the server separates the thinking (its reasoning parser)."""
         usage: Usage | None = None
         finish: str | None = None
         answer, reasoning_all, pending = "", "", list(opened.first)
@@ -211,6 +209,8 @@ class Reader:
                     break
                 usage = usage_of(chunk.get("usage")) or usage
                 content, reasoning, finish = _read_chunk(chunk, splitter, finish)
+                if not answer:
+                    content = content.lstrip()  # as the splitter does: no leading whitespace
                 if content or reasoning:
                     answer, reasoning_all = answer + content, reasoning_all + reasoning
                     yield Delta(content, reasoning)
@@ -221,9 +221,11 @@ class Reader:
                 f"the stream from {self.base_url} ended without a finish reason.",
                 after_output=bool(answer or reasoning_all),
             )
-        content, reasoning = splitter.finish(truncated=finish == "length")
-        if splitter.orphan_close:
-            orphan_close(opened.model)
+        content = reasoning = ""
+        if splitter is not None:
+            content, reasoning = splitter.finish(truncated=finish == "length")
+            if splitter.orphan_close:
+                orphan_close(opened.model)
         if not (answer + content).strip():
             yield Delta(reasoning=reasoning, usage=usage, finish_reason=finish)
             raise LLMEmptyAnswer(
@@ -278,17 +280,20 @@ def loop_time() -> float:
 
 
 def _read_chunk(
-    chunk: Chunk, splitter: ThinkSplitter, finish: str | None
+    chunk: Chunk, splitter: ThinkSplitter | None, finish: str | None
 ) -> tuple[str, str, str | None]:
     """One chunk's answer text and thinking (the splitter takes `<think>` out of the content
     where the server does not separate it) and the finish reason so far."""
     content = reasoning = ""
     for choice in choices(chunk)[:1]:
         delta = choice.get("delta") or {}
+        content = delta.get("content") or ""
         if separate := reasoning_in(delta):
-            splitter.separate()
             reasoning = separate
-        content, more = splitter.feed(delta.get("content") or "")
-        reasoning += more
+            if splitter is not None:
+                splitter.separate()
+        if splitter is not None:
+            content, more = splitter.feed(content)
+            reasoning += more
         finish = choice.get("finish_reason") or finish
     return content, reasoning, finish

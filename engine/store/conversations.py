@@ -154,6 +154,7 @@ class ConversationStore:
             if await conn.scalar(self._claim_statement(), event) is None:
                 return None
             row = (await conn.execute(_THREAD_BY_KEY, key)).first()
+            new = row is None
             if row is None:  # a concurrent creator may win; either way the row exists after
                 await conn.execute(*self._new_thread(thread_key, now, chat_type, asker))
                 row = (await conn.execute(_THREAD_BY_KEY, key)).first()
@@ -164,7 +165,8 @@ class ConversationStore:
                 if history_turns > 0
                 else []
             )
-            return Claim(thread_record(row), tuple(turn_record(t) for t in reversed(turns)))
+            history = tuple(turn_record(t) for t in reversed(turns))
+            return Claim(thread_record(row), history, new=new and not history)
 
     async def mark_answered(self, platform: str, message_id: str) -> bool:
         """Set answered_at on a claimed event (add_turn does this itself for the turn's message).

@@ -51,10 +51,12 @@ class TurnRecord:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A newly claimed message's thread and the thread's last turns (oldest first)."""
+    """A newly claimed message's thread and the thread's last turns (oldest first); `new`: this
+    claim created the thread (so nothing of it is stored yet: no turns, no attachments)."""
 
     thread: ThreadRecord
     history: tuple[TurnRecord, ...]
+    new: bool = False
 
 
 @dataclass(frozen=True, slots=True)

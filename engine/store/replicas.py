@@ -21,10 +21,10 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from engine.store.database import Database
 from engine.store.records import UnansweredEvent, decode_key
@@ -150,23 +150,11 @@ class Replicas:
     async def fence(self, platform: str, message_id: str) -> bool:
         """Take the right to post the final message of a claimed event: True when nobody else
         has (or there is no such event); False when another replica took the turn over."""
-        mark = (
-            update(ProcessedEvent)
-            .where(
-                ProcessedEvent.platform == platform,
-                ProcessedEvent.message_id == message_id,
-                ProcessedEvent.answered_at.is_(None),
-            )
-            .values(answered_at=utcnow())
-        )
+        event = {"f_platform": platform, "f_message": message_id, "f_when": utcnow()}
         async with self._db.engine.begin() as conn:
-            if _count(await conn.execute(mark)) == 1:
+            if _count(await conn.execute(_FENCE, event)) == 1:
                 return True
-            found = await conn.scalar(
-                select(ProcessedEvent.id).where(
-                    ProcessedEvent.platform == platform, ProcessedEvent.message_id == message_id
-                )
-            )
+            found = await conn.scalar(_EVENT_ID, event)
         return found is None
 
     async def forget(self, before: datetime) -> int:
@@ -176,6 +164,20 @@ class Replicas:
         )
         async with self._db.engine.begin() as conn:
             return _count(await conn.execute(stmt))
+
+
+# The fence's statements, built once (it runs for every answer): the values come as parameters
+_EVENTS = cast(Table, ProcessedEvent.__table__)
+_EVENT = (
+    _EVENTS.c.platform == bindparam("f_platform"),
+    _EVENTS.c.message_id == bindparam("f_message"),
+)
+_FENCE = (
+    update(_EVENTS)
+    .where(*_EVENT, _EVENTS.c.answered_at.is_(None))
+    .values(answered_at=bindparam("f_when"))
+)
+_EVENT_ID = select(_EVENTS.c.id).where(*_EVENT)
 
 
 async def still_ours(replicas: Replicas, platform: str, message_id: str) -> bool:

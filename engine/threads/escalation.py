@@ -127,12 +127,18 @@ class EscalationSettings(BaseModel):
         return value
 
     def for_chat(self, platform: str, chat_id: str) -> EscalationSettings:
-        """These settings with the chat's (or its platform's) overrides applied."""
+        """These settings with the chat's (or its platform's) overrides applied; these settings
+        themselves for a chat without any (no copy, no validation again per message)."""
+        overrides = [
+            found
+            for key in (f"{platform}:*", f"{platform}:{chat_id}")
+            if (found := self.channels.get(key)) is not None
+        ]
+        if not overrides:
+            return self
         merged = self.model_dump(exclude={"channels"})
-        for key in (f"{platform}:*", f"{platform}:{chat_id}"):
-            override = self.channels.get(key)
-            if override is not None:
-                merged.update(override.model_dump(exclude_none=True))
+        for override in overrides:
+            merged.update(override.model_dump(exclude_none=True))
         return EscalationSettings(**merged)
 
     def enabled(self, trigger: str) -> bool:

@@ -84,7 +84,7 @@ class Embedder(ABC):
         self.profile: Profile = profile(
             model, query_prefix=query_prefix, passage_prefix=passage_prefix, languages=languages
         )
-        self._batch_size = batch_size
+        self.batch_size = batch_size
         # one worker thread for `run` (chunking and token counts beside the model's work)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teambot-embed")
         self._recent: OrderedDict[str, Query] = OrderedDict()
@@ -108,10 +108,6 @@ class Embedder(ABC):
         if parts == (LOCAL_VECTORS, BUNDLED_NAME, "", ""):
             return ""
         return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:10]
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on the embedder's worker thread (where `count_tokens` is safe to call)."""

@@ -94,8 +94,8 @@ class HttpEmbedder(Embedder):
         """Unit-length embeddings for passages, in order, in batches of `batch_size`."""
         prefix = self.profile.passage_prefix
         vectors: list[list[float]] = []
-        for start in range(0, len(texts), self._batch_size):
-            batch = [prefix + t for t in texts[start : start + self._batch_size]]
+        for start in range(0, len(texts), self.batch_size):
+            batch = [prefix + t for t in texts[start : start + self.batch_size]]
             vectors.extend(await self._request(batch, "passage"))
         return vectors
 

@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,14 @@ class OnnxEmbedder(LocalEmbedder):
         if model.lower:
             texts = [t.lower() for t in texts]
         encodings = model.tokenizer.encode_batch([t.strip() for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        batches = _batches(order, [len(e.ids) for e in encodings], self._batch_size)
-
-        def run(batch: list[int]) -> Any:
-            return self._run(model, [encodings[i] for i in batch])
-
+        lengths = [len(e.ids) for e in encodings]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        batches = _batches(order, lengths, self.batch_size)
+        inputs = [[encodings[i] for i in batch] for batch in batches]
         if len(batches) > 1 and self._pool is not None:
-            results = list(self._pool.map(run, batches))
+            results = list(self._pool.map(self._run, repeat(model), inputs))
         else:
-            results = [run(batch) for batch in batches]
+            results = [self._run(model, batch) for batch in inputs]
         vectors: list[list[float]] = [[] for _ in texts]
         for batch, result in zip(batches, results, strict=True):
             for i, row in zip(batch, result.tolist(), strict=True):

@@ -87,7 +87,7 @@ class TorchEmbedder(LocalEmbedder):
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._load().encode(
             texts,
-            batch_size=self._batch_size,
+            batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
