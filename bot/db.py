@@ -12,7 +12,9 @@ text), which spares every start of an up-to-date database the ~0.1 s of CPU Alem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,10 +144,16 @@ async def _current(url: str, connect_args: Mapping[str, Any] | None) -> str | No
 
 
 def _prepare_sqlite(url: str) -> None:
-    """SQLite creates the file but not its directory: make `./data/` on first start."""
+    """SQLite creates the file but not its directory: make `./data/` on first start. Then put
+    the file in WAL mode once, before anything else opens it (the mode is kept in the file):
+    switching a file that another connection is writing fails at once with "database is
+    locked", whatever the busy timeout, and the start's catch-up refresh writes early."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def _refuse_inside_loop(name: str, async_name: str) -> None:

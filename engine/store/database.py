@@ -85,10 +85,13 @@ def create_engine(
     @event.listens_for(eng.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        # WAL: readers never block the writer; busy_timeout: writers queue instead of failing
-        # with "database is locked".
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout first: every later statement waits for a writer instead of failing with
+        # "database is locked"; WAL (readers never block the writer) is set only when the file
+        # is not in it yet: switching while another connection writes fails at once.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":  # bot/db.py sets it before the start
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
