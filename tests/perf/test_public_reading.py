@@ -17,7 +17,9 @@ file anywhere and name it,
 Without it the project's own reading set (tests/perf/eval_articles.txt, written for the project)
 goes through the same path, so the harness itself is checked on every run. TEAMBOT_SQUAD_QUESTIONS
 (default 300) answerable questions are drawn with a fixed seed; v2.0's unanswerable ones are
-left out. Prints the figures; asserts only that every question got an answer.
+left out. Prints the figures. With the public set it asserts the issue's bar (MRR@5 >= 0.85
+and >= plain BM25); without it, after checking the harness, it fails with NotImplementedError:
+the public figure is still owed and a passing run must not hide that.
 """
 
 from __future__ import annotations
@@ -208,18 +210,31 @@ def test_reading_set_through_the_web_chat(
         f"  web chat (hybrid, the default): hit@1 {hit1:.3f} hit@5 {hit5:.3f} "
         f"MRR@5 {sum(ranks) / len(ranks):.3f}  ({seconds / len(ranks) * 1000:.0f} ms a question)"
     )
-    _report_offline(tmp_path, paragraphs, questions)
+    plain = _report_offline(tmp_path, paragraphs, questions)
+    mrr = sum(ranks) / len(ranks)
+    if not os.environ.get("TEAMBOT_SQUAD_JSON"):
+        raise NotImplementedError(
+            "the public English reading set (issue #30's done-when) is not measured: no copy of "
+            "SQuAD reaches this machine; the figures above check the harness on the project's "
+            "own reading set. Set TEAMBOT_SQUAD_JSON to dev-v1.1.json (or v2.0) to measure it."
+        )
+    assert mrr >= 0.85 and mrr >= plain, f"MRR@5 {mrr:.3f}, plain BM25 {plain:.3f}"
 
 
-def _report_offline(tmp_path: Path, paragraphs: list[Paragraph], questions: list[Question]) -> None:
-    """Plain BM25 on the same paragraphs, and teambot's modes on the index the server used."""
+def _report_offline(
+    tmp_path: Path, paragraphs: list[Paragraph], questions: list[Question]
+) -> float:
+    """Plain BM25 on the same paragraphs, and teambot's modes on the index the server used;
+    returns plain BM25's MRR@5 (lower-cased words, no stop words, no stemming)."""
     import asyncio
 
     cases = [EvalCase(q.text, (q.file,)) for q in questions]
     passages = [Passage(p.text, p.title, SOURCE, p.file, "", 0.0, p.file) for p in paragraphs]
+    plain = 0.0
     for stopwords, stem in ((False, False), (True, True)):
         mrr = baseline.bm25_mrr(passages, cases, stopwords=stopwords, stem=stem)
         print(f"  plain BM25 (bm25s, stopwords {stopwords}, stemmer {stem}): MRR@5 {mrr:.3f}")
+        plain = plain or mrr  # the first: plain BM25 as issue #30 names it
 
     async def modes() -> None:
         settings = KnowledgeSettings(
@@ -241,3 +256,4 @@ def _report_offline(tmp_path: Path, paragraphs: list[Paragraph], questions: list
             await kb.close()
 
     asyncio.run(modes())
+    return plain
