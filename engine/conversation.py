@@ -35,7 +35,7 @@ from engine.messages import (
 from engine.policy import Policy
 from engine.ports import ReplyChannel, ReplyFor
 from engine.store.conversations import Claim, ConversationStore, ThreadRecord, TurnRecord
-from engine.store.replicas import still_ours
+from engine.store.replicas import TakenOver, fenced_out
 from engine.store.tables import ThreadState
 from engine.text import detect
 from engine.threads.context import with_thread_context
@@ -469,10 +469,11 @@ class Conversation:
         inbound, reply = turn.inbound, turn.reply
         # what the model wrote may hold NULs or broken surrogates too: not for a platform or a DB
         answer = replace(answer, text=clean.text(answer.text, len(answer.text) + 1))
-        if not await still_ours(self._store.replicas, inbound.platform, inbound.message_id):
+        try:  # stored only while the turn is still ours (the fence, in the same transaction)
+            stored = await self._persist(turn, answer, fence=True)
+        except TakenOver:
+            fenced_out(inbound.platform, inbound.message_id)
             return answer  # taken over by another replica, which told the asker (jobs/handover)
-        try:
-            stored = await self._persist(turn, answer)
         except Exception:
             # the answer is written: the asker gets it (without buttons) even if it cannot be
             # stored; the error still ends in the log and the error metric
@@ -488,7 +489,7 @@ class Conversation:
             self._repeats.observe(inbound.text, stored.text)
         return stored
 
-    async def _persist(self, turn: Turn, answer: Answer) -> Answer:
+    async def _persist(self, turn: Turn, answer: Answer, *, fence: bool = False) -> Answer:
         # add_turn also marks the event answered, in the same transaction
-        turn_id = await self._store.add_turn(turn.thread.id, turn.inbound, answer)
+        turn_id = await self._store.add_turn(turn.thread.id, turn.inbound, answer, fence=fence)
         return replace(answer, turn_id=turn_id)

@@ -34,7 +34,7 @@ from engine.store.records import (
     thread_record,
     turn_record,
 )
-from engine.store.replicas import Replicas
+from engine.store.replicas import Replicas, TakenOver, fence_on
 from engine.store.tables import (
     Feedback,
     FeedbackValue,
@@ -154,9 +154,11 @@ class ConversationStore:
             if await conn.scalar(self._claim_statement(), event) is None:
                 return None
             row = (await conn.execute(_THREAD_BY_KEY, key)).first()
-            new = row is None
-            if row is None:  # a concurrent creator may win; either way the row exists after
-                await conn.execute(*self._new_thread(thread_key, now, chat_type, asker))
+            if row is None:  # the new row comes back from its INSERT: it has no turns to read
+                made = await conn.execute(*self._new_thread(thread_key, now, chat_type, asker))
+                if (row := made.first()) is not None:
+                    return Claim(thread_record(row), (), new=True)
+                # a concurrent creator won: its thread, and whatever it holds already
                 row = (await conn.execute(_THREAD_BY_KEY, key)).first()
             if row is None:  # pragma: no cover - only if the row was deleted in between
                 raise LookupError(f"thread {thread_key} vanished right after it was created")
@@ -166,7 +168,7 @@ class ConversationStore:
                 else []
             )
             history = tuple(turn_record(t) for t in reversed(turns))
-            return Claim(thread_record(row), history, new=new and not history)
+            return Claim(thread_record(row), history, new=False)
 
     async def mark_answered(self, platform: str, message_id: str) -> bool:
         """Set answered_at on a claimed event (add_turn does this itself for the turn's message).
@@ -315,8 +317,14 @@ class ConversationStore:
             await conn.execute(update(Turn).where(Turn.id == row.id).values(model_text=said))
         return True
 
-    async def add_turn(self, thread_id: int, inbound: Inbound, answer: Answer) -> int:
-        """Persist a question and its answer and mark the inbound event answered; the turn id."""
+    async def add_turn(
+        self, thread_id: int, inbound: Inbound, answer: Answer, *, fence: bool = False
+    ) -> int:
+        """Persist a question and its answer and mark the inbound event answered; the turn id.
+
+        With `fence`, in the same transaction, the event must still be this replica's to
+        answer (`Replicas.fence`): `TakenOver`, and nothing stored, when another replica took
+        the turn over (this one was counted dead meanwhile)."""
         now = utcnow()
         values = {
             "thread_id": thread_id,
@@ -343,9 +351,12 @@ class ConversationStore:
         values = _storable(values)  # PostgreSQL refuses NUL even in what the model wrote
         answered = {"a_platform": inbound.platform, "a_message": inbound.message_id, "a_when": now}
         async with self._engine.begin() as conn:  # Core, built once, like claim: every message
+            if fence and not await fence_on(conn, inbound.platform, inbound.message_id, now):
+                raise TakenOver(f"{inbound.platform}/{inbound.message_id}")
             turn_id = await conn.scalar(_INSERT_TURN, values)
             await conn.execute(_TOUCH_THREAD, {"t_id": thread_id, "t_now": now})
-            await conn.execute(_ANSWERED, answered)
+            if not fence:  # the fence marked it answered already
+                await conn.execute(_ANSWERED, answered)
         if turn_id is None:  # pragma: no cover - INSERT … RETURNING always returns the id
             raise LookupError("the new turn's id did not come back")
         return int(turn_id)
@@ -395,8 +406,12 @@ class ConversationStore:
         """INSERT an open thread for `key` unless it exists: the statement (built once) and its
         parameters."""
         if self._open_thread is None:
-            self._open_thread = self._insert(_THREADS).on_conflict_do_nothing(
-                index_elements=["platform", "tenant", "chat_id", "thread_id"]
+            self._open_thread = (
+                self._insert(_THREADS)
+                .on_conflict_do_nothing(
+                    index_elements=["platform", "tenant", "chat_id", "thread_id"]
+                )
+                .returning(*_THREADS.c)
             )
         values = {
             "chat_type": chat_type.value if chat_type is not None else None,

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from prometheus_client import Counter
 from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.database import Database
 from engine.store.records import UnansweredEvent, decode_key
@@ -38,6 +39,10 @@ FENCED = Counter(
     "dead while it was still answering)",
     ["platform"],
 )
+
+
+class TakenOver(Exception):
+    """The turn was taken over by another replica: its answer is not ours to store or post."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +155,8 @@ class Replicas:
     async def fence(self, platform: str, message_id: str) -> bool:
         """Take the right to post the final message of a claimed event: True when nobody else
         has (or there is no such event); False when another replica took the turn over."""
-        event = {"f_platform": platform, "f_message": message_id, "f_when": utcnow()}
         async with self._db.engine.begin() as conn:
-            if _count(await conn.execute(_FENCE, event)) == 1:
-                return True
-            found = await conn.scalar(_EVENT_ID, event)
-        return found is None
+            return await fence_on(conn, platform, message_id, utcnow())
 
     async def forget(self, before: datetime) -> int:
         """Delete the rows of replicas that ended before `before`; how many went."""
@@ -180,6 +181,26 @@ _FENCE = (
 _EVENT_ID = select(_EVENTS.c.id).where(*_EVENT)
 
 
+async def fence_on(conn: AsyncConnection, platform: str, message_id: str, when: datetime) -> bool:
+    """`Replicas.fence` inside the caller's transaction (the turn is stored in the same one:
+    `ConversationStore.add_turn(fence=True)`); sets the event's answered_at when it wins."""
+    event = {"f_platform": platform, "f_message": message_id, "f_when": when}
+    if _count(await conn.execute(_FENCE, event)) == 1:
+        return True
+    return await conn.scalar(_EVENT_ID, event) is None
+
+
+def fenced_out(platform: str, message_id: str) -> None:
+    """Count and log a final message not posted because the turn was taken over."""
+    FENCED.labels(platform).inc()
+    log.warning(
+        "answer to %s/%s not posted: another replica took the turn over while this one "
+        "was counted dead",
+        platform,
+        message_id,
+    )
+
+
 async def still_ours(replicas: Replicas, platform: str, message_id: str) -> bool:
     """The fence before a final message: False when the turn was taken over (the asker was
     told by the replica that took it). When the database cannot say, the answer goes out: a
@@ -190,13 +211,7 @@ async def still_ours(replicas: Replicas, platform: str, message_id: str) -> bool
         log.warning("fence for %s/%s not checked (%s): answering", platform, message_id, error)
         return True
     if not ours:
-        FENCED.labels(platform).inc()
-        log.warning(
-            "answer to %s/%s not posted: another replica took the turn over while this one "
-            "was counted dead",
-            platform,
-            message_id,
-        )
+        fenced_out(platform, message_id)
     return ours
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from engine.messages import ThreadKey
+import pytest
+
+from engine.messages import Answer, ChatType, Inbound, Outcome, Sender, ThreadKey
 from engine.store import ConversationStore
-from engine.store.replicas import still_ours
+from engine.store.replicas import TakenOver, still_ours
 
 KEY = ThreadKey("slack", "T1", "C1", "171.1")
 EARLIER = datetime.now(UTC) - timedelta(hours=1)
@@ -99,3 +101,39 @@ async def test_what_a_dead_replica_claims_before_it_notices_stays_its_own(
     await claim(store, "m-after")  # a zombie's claim, still under its old id: it answers it
     assert [e.message_id for e in await other.replicas.orphans(EARLIER)] == ["m-before"]
     assert await still_ours(store.replicas, "slack", "m-after")
+
+
+async def test_a_turn_taken_over_is_not_stored_and_its_own_is_stored_once(
+    store: ConversationStore,
+) -> None:
+    await store.replicas.register()
+    await claim(store, "m-ours")
+    await claim(store, "m-taken")
+    thread = await store.thread(KEY)
+    assert await store.mark_answered("slack", "m-taken")  # another replica apologised for it
+    with pytest.raises(TakenOver):
+        await store.add_turn(
+            thread.id, _asked("m-taken"), Answer("late", Outcome.ANSWERED), fence=True
+        )
+    assert await store.add_turn(
+        thread.id, _asked("m-ours"), Answer("VPN", Outcome.ANSWERED), fence=True
+    )
+    with pytest.raises(TakenOver):  # a second final message for the same event
+        await store.add_turn(
+            thread.id, _asked("m-ours"), Answer("again", Outcome.ANSWERED), fence=True
+        )
+    assert [t.answer for t in await store.history(thread.id, 5)] == ["VPN"]
+    assert not await still_ours(store.replicas, "slack", "m-ours")  # the fence was taken
+
+
+def _asked(message_id: str) -> Inbound:
+    return Inbound(
+        platform="slack",
+        tenant="T1",
+        chat_id="C1",
+        chat_type=ChatType.GROUP,
+        thread_id="171.1",
+        message_id=message_id,
+        sender=Sender(id="U1", display_name="Ann"),
+        text="VPN?",
+    )
