@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from knowledge import KnowledgeBase
+from knowledge.retriever import DUPLICATE_JACCARD, _collapse
+from knowledge.types import Passage
 
 
 @pytest.mark.parametrize(
@@ -191,3 +195,25 @@ async def test_several_texts_of_one_question_merge_by_best_score(sample_kb: Know
     assert {p.location for p in merged} >= {"sample/vpn.md"}
     one = await retriever.search(texts[:1])
     assert one == [p for p in alone[0] if p.score >= retriever.min_score]
+
+
+def _passage(text: str, n: int) -> Passage:
+    return Passage(text, f"doc {n}", "handbook", f"doc{n}.md", "", 1.0 - n / 1000, f"c{n}")
+
+
+def test_near_duplicates_collapse_exactly_as_their_jaccard_says() -> None:
+    """The same page in two sources is shown once; a chunk that merely shares words is kept.
+    Checked against the plain Jaccard over many random pairs (the prefix filter may only
+    skip work, never change a verdict)."""
+    rng = random.Random(7)
+    vocabulary = [f"w{i}" for i in range(400)] + ["VPN", "密码", "报销"]
+    for _ in range(400):
+        base = rng.sample(vocabulary, rng.randint(1, 120))
+        other = base[: rng.randint(0, len(base))] + rng.sample(vocabulary, rng.randint(0, 30))
+        a, b = frozenset(w.lower() for w in base), frozenset(w.lower() for w in other)
+        jaccard = len(a & b) / len(a | b) if a | b else 1.0
+        kept = _collapse([_passage(" ".join(base), 0), _passage(" ".join(other), 1)], 2)
+        assert len(kept) == (1 if jaccard >= DUPLICATE_JACCARD else 2), (len(a), len(b), jaccard)
+    page = "Reset your VPN password in the self-service portal, then reconnect. " * 3
+    copies = [_passage(page, 0), _passage(page + " Updated.", 1), _passage("Leave policy.", 2)]
+    assert [p.chunk_id for p in _collapse(copies, 3)] == ["c0", "c2"]
