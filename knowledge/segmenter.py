@@ -98,7 +98,8 @@ def write(path: Path, freq: Mapping[str, int], total: int) -> None:
             db.execute(
                 "CREATE TABLE words (word TEXT PRIMARY KEY, freq INTEGER NOT NULL) WITHOUT ROWID"
             )
-            db.executemany("INSERT INTO words VALUES (?, ?)", sorted(freq.items()))
+            words = ((word, freq[word]) for word in sorted(freq))  # no second copy of the pairs
+            db.executemany("INSERT INTO words VALUES (?, ?)", words)
             meta = {"format": FORMAT, "key": path.stem, "total": total, "entries": len(freq)}
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
             db.commit()
