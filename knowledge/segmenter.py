@@ -238,4 +238,9 @@ class Segmenter:
         try:
             write(self._file(), tokenizer.FREQ, tokenizer.total)
         except (OSError, sqlite3.Error) as error:  # jieba's own keeps cutting, only slower
-            log.warning("could not write jieba's dictionary file: %s", error)
+            log.warning(
+                "could not write jieba's dictionary file (%s): a short Chinese text loads "
+                "jieba's whole dictionary instead (~0.5 s); make the folder writable or point "
+                "XDG_CACHE_HOME at one",
+                error,
+            )
