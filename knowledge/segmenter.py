@@ -7,15 +7,15 @@ frequencies) as one marshalled dict that it loads whole before the first cut: ~0
 entries in one indexed SQLite table — cuts exactly alike, a question in a few dozen lookups.
 
 The file is written from jieba's own loaded dictionary whenever a process has loaded it and the
-file is missing or fails its check: a refresh or a serving process's warm-up, or else the first
-cold question, which then pays for both once. It lives in teambot's cache (`cache_root()/jieba`),
+file is missing or fails its check: an ingestion (past SWITCH_AT), a serving process's warm-up,
+or else the first cold question, which then pays for both once. It lives in teambot's cache (`cache_root()/jieba`),
 named by a format version, jieba's version and a hash of jieba's dictionary file, and is
 replaced atomically; a sidecar holds the SHA-256 of its bytes, checked at open (a few ms). A
 file that is missing, fails the check or raises an SQLite error during a cut is never used: the
 text is cut with jieba's own dictionary instead, and the file written again.
 
 Once a process has cut SWITCH_AT characters it loads jieba's dictionary after all (a long text
-cuts faster from memory); `load` does so at once (warm-up, ingestion).
+cuts faster from memory); `load` does so at once (`lexical.warmup`, a serving process's start).
 """
 
 from __future__ import annotations
