@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,13 @@ from knowledge.types import Audience
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00 in knowledge.timezone
+
+
+def cache_root() -> Path:
+    """teambot's cache of files built once (embedding graphs, jieba's dictionary):
+    $XDG_CACHE_HOME/teambot or ~/.cache/teambot."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "teambot"
 
 
 class SourceSettings(BaseModel):

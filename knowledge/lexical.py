@@ -33,9 +33,12 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from knowledge.segmenter import Segmenter
 
 K1 = 1.5
 B = 0.75
@@ -50,24 +53,21 @@ _COMPOUND = re.compile(r"[a-z0-9]+(?:[.\-_/@][a-z0-9]+)+")
 _STEMMABLE = re.compile(r"^[a-z]{3,}$")
 _LETTER = re.compile(r"^[a-z]$")
 _TERM_CACHE = 500_000  # distinct tokens remembered (a large knowledge base has ~200,000)
-_jieba_lock = threading.Lock()
-_jieba: object | None = None
+_segmenter_lock = threading.Lock()
+_segmenter_made: Segmenter | None = None
 _stem_lock = threading.Lock()
 _terms: dict[str, str] = {}
 
 
-def _segmenter() -> object:
-    global _jieba
-    with _jieba_lock:
-        if _jieba is None:
-            import logging
+def _segmenter() -> Segmenter:
+    """The process's one segmenter: jieba's dictionary from disk, then in memory."""
+    global _segmenter_made
+    with _segmenter_lock:
+        if _segmenter_made is None:
+            from knowledge.segmenter import Segmenter
 
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)
-            jieba.initialize()  # builds the prefix dictionary (~1 s, cached on disk after)
-            _jieba = jieba
-        return _jieba
+            _segmenter_made = Segmenter()
+        return _segmenter_made
 
 
 @functools.cache  # read once, on first use (or at `warmup`)
@@ -97,7 +97,7 @@ def _bm25s_stopwords() -> Any:
 
 def warmup() -> None:
     """Load jieba's dictionary and the stopword lists now (blocking, about a second)."""
-    _segmenter()
+    _segmenter().load()
     stopwords()
 
 
@@ -145,11 +145,9 @@ def tokenize(text: str) -> list[str]:
     stop = stopwords()
     tokens: list[str] = []
     position = 0
-    jieba = None
     for match in _CJK_RUN.finditer(lowered):
         tokens.extend(_words(lowered[position : match.start()]))
-        jieba = jieba or _segmenter()
-        tokens.extend(jieba.lcut_for_search(match.group()))  # type: ignore[attr-defined]
+        tokens.extend(_segmenter().cut_for_search(match.group()))
         position = match.end()
     tokens.extend(_words(lowered[position:]))
     return [t for t in tokens if t not in stop and t.strip()]

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from knowledge.config import cache_root
 from knowledge.embedding.base import (
     BYTE_PIECE,
     EmbeddingModelError,
@@ -49,8 +50,7 @@ TOKENS_PER_BATCH = 2048  # padded tokens a batch: ~30 MB of activations for all-
 
 def default_cache_dir() -> Path:
     """Where built graphs are kept: $XDG_CACHE_HOME/teambot/models or ~/.cache/teambot/models."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "teambot" / "models"
+    return cache_root() / "models"
 
 
 @dataclass(frozen=True)
