@@ -22,10 +22,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from fastapi import HTTPException
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -127,16 +128,14 @@ class Sessions:
             self._take = (
                 database.insert(_OWNERS).on_conflict_do_nothing().returning(_OWNERS.c.session_hash)
             )
-        async with database.engine.begin() as conn:
-            taken = await conn.scalar(self._take, row)
+        taken = await database.unit(partial(_scalar, self._take, row))
         if taken is not None:
             return bool(taken == session.hash)
         return await self.owner(chat_id) == session.hash  # another request took it first
 
     async def owner(self, chat_id: str) -> str | None:
         """The hash of the session that owns `chat_id`; None when nobody has written to it."""
-        async with self._db().engine.connect() as conn:
-            found = await conn.scalar(_OWNER, {"o_chat": chat_id})
+        found = await self._db().unit(partial(_scalar, _OWNER, {"o_chat": chat_id}))
         return None if found is None else str(found)
 
     async def owns(self, chat_id: str, session: Session) -> bool:
@@ -180,3 +179,8 @@ class Sessions:
 def _sign(key: bytes, signed: str) -> str:
     digest = hmac.new(key, _PURPOSE + signed.encode(), "sha256").digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _scalar(statement: Any, parameters: dict[str, Any], conn: Connection) -> Any:
+    """One statement's first column (`Database.unit` work: every chat request asks)."""
+    return conn.scalar(statement, parameters)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -147,28 +148,13 @@ class ConversationStore:
             "asker_id": clean.ident(asker),
             "replica": self.replicas.current,  # whose turn it is, should that replica die
         }
-        key = _key_params(thread_key)
-        # Core statements built once, on a plain connection: this runs for every message, and
-        # ORM sessions, or statements built and cache-keyed anew, cost more CPU than the SQL
-        async with self._engine.begin() as conn:
-            if await conn.scalar(self._claim_statement(), event) is None:
-                return None
-            row = (await conn.execute(_THREAD_BY_KEY, key)).first()
-            if row is None:  # the new row comes back from its INSERT: it has no turns to read
-                made = await conn.execute(*self._new_thread(thread_key, now, chat_type, asker))
-                if (row := made.first()) is not None:
-                    return Claim(thread_record(row), (), new=True)
-                # a concurrent creator won: its thread, and whatever it holds already
-                row = (await conn.execute(_THREAD_BY_KEY, key)).first()
-            if row is None:  # pragma: no cover - only if the row was deleted in between
-                raise LookupError(f"thread {thread_key} vanished right after it was created")
-            turns = (
-                (await conn.execute(_HISTORY, {"h_thread": row.id, "h_limit": history_turns})).all()
-                if history_turns > 0
-                else []
-            )
-            history = tuple(turn_record(t) for t in reversed(turns))
-            return Claim(thread_record(row), history, new=False)
+        new_thread = self._new_thread(thread_key, now, chat_type, asker)
+        # Core statements built once, in one unit on a plain connection (`Database.unit`): this
+        # runs for every message, and ORM sessions, statements built and cache-keyed anew, or a
+        # thread hop per statement cost more CPU than the SQL
+        return await self._database.unit(
+            partial(_claim, self._claim_statement(), event, new_thread, thread_key, history_turns)
+        )
 
     async def mark_answered(self, platform: str, message_id: str) -> bool:
         """Set answered_at on a claimed event (add_turn does this itself for the turn's message).
@@ -350,16 +336,11 @@ class ConversationStore:
         }
         values = _storable(values)  # PostgreSQL refuses NUL even in what the model wrote
         answered = {"a_platform": inbound.platform, "a_message": inbound.message_id, "a_when": now}
-        async with self._engine.begin() as conn:  # Core, built once, like claim: every message
-            if fence and not await fence_on(conn, inbound.platform, inbound.message_id, now):
-                raise TakenOver(f"{inbound.platform}/{inbound.message_id}")
-            turn_id = await conn.scalar(_INSERT_TURN, values)
-            await conn.execute(_TOUCH_THREAD, {"t_id": thread_id, "t_now": now})
-            if not fence:  # the fence marked it answered already
-                await conn.execute(_ANSWERED, answered)
+        work = partial(_add_turn, thread_id, values, answered, fence)
+        turn_id = await self._database.unit(work)  # Core, built once, like claim: every message
         if turn_id is None:  # pragma: no cover - INSERT … RETURNING always returns the id
             raise LookupError("the new turn's id did not come back")
-        return int(turn_id)
+        return turn_id
 
     async def turn(self, turn_id: int) -> TurnRecord | None:
         async with self._sessions() as session:
@@ -451,6 +432,47 @@ class ConversationStore:
         async with self._engine.connect() as conn:
             row = (await conn.execute(_THREAD_BY_KEY, _key_params(key))).first()
         return None if row is None else thread_record(row)
+
+
+def _claim(
+    claim: Any,
+    event: dict[str, Any],
+    new_thread: tuple[Any, dict[str, Any]],
+    thread_key: ThreadKey,
+    history_turns: int,
+    conn: Connection,
+) -> Claim | None:
+    """`ConversationStore.claim`'s transaction."""
+    if conn.scalar(claim, event) is None:
+        return None
+    key = _key_params(thread_key)
+    row = conn.execute(_THREAD_BY_KEY, key).first()
+    if row is None:  # the new row comes back from its INSERT: it has no turns to read
+        if (row := conn.execute(*new_thread).first()) is not None:
+            return Claim(thread_record(row), (), new=True)
+        row = conn.execute(_THREAD_BY_KEY, key).first()  # a concurrent creator won: its thread
+    if row is None:  # pragma: no cover - only if the row was deleted in between
+        raise LookupError(f"thread {thread_key} vanished right after it was created")
+    turns = (
+        conn.execute(_HISTORY, {"h_thread": row.id, "h_limit": history_turns}).all()
+        if history_turns > 0
+        else []
+    )
+    return Claim(thread_record(row), tuple(turn_record(t) for t in reversed(turns)), new=False)
+
+
+def _add_turn(
+    thread_id: int, values: dict[str, Any], answered: dict[str, Any], fence: bool, conn: Connection
+) -> int | None:
+    """`ConversationStore.add_turn`'s transaction."""
+    now = answered["a_when"]
+    if fence and not fence_on(conn, answered["a_platform"], answered["a_message"], now):
+        raise TakenOver(f"{answered['a_platform']}/{answered['a_message']}")
+    turn_id = conn.scalar(_INSERT_TURN, values)
+    conn.execute(_TOUCH_THREAD, {"t_id": thread_id, "t_now": now})
+    if not fence:  # the fence marked it answered already
+        conn.execute(_ANSWERED, answered)
+    return None if turn_id is None else int(turn_id)
 
 
 # The hot path's statements, built once and run with parameters (see `claim`, `add_turn`).

@@ -21,11 +21,11 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from prometheus_client import Counter
-from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from engine.store.database import Database
 from engine.store.records import UnansweredEvent, decode_key
@@ -155,8 +155,9 @@ class Replicas:
     async def fence(self, platform: str, message_id: str) -> bool:
         """Take the right to post the final message of a claimed event: True when nobody else
         has (or there is no such event); False when another replica took the turn over."""
-        async with self._db.engine.begin() as conn:
-            return await fence_on(conn, platform, message_id, utcnow())
+        return await self._db.unit(
+            partial(fence_on, platform=platform, message_id=message_id, when=utcnow())
+        )
 
     async def forget(self, before: datetime) -> int:
         """Delete the rows of replicas that ended before `before`; how many went."""
@@ -181,13 +182,13 @@ _FENCE = (
 _EVENT_ID = select(_EVENTS.c.id).where(*_EVENT)
 
 
-async def fence_on(conn: AsyncConnection, platform: str, message_id: str, when: datetime) -> bool:
+def fence_on(conn: Connection, platform: str, message_id: str, when: datetime) -> bool:
     """`Replicas.fence` inside the caller's transaction (the turn is stored in the same one:
     `ConversationStore.add_turn(fence=True)`); sets the event's answered_at when it wins."""
     event = {"f_platform": platform, "f_message": message_id, "f_when": when}
-    if _count(await conn.execute(_FENCE, event)) == 1:
+    if _count(conn.execute(_FENCE, event)) == 1:
         return True
-    return await conn.scalar(_EVENT_ID, event) is None
+    return conn.scalar(_EVENT_ID, event) is None
 
 
 def fenced_out(platform: str, message_id: str) -> None:
