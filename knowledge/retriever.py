@@ -326,23 +326,34 @@ def _alike(a: _Words, b: _Words) -> bool:
     """Jaccard similarity of the two word sets at least DUPLICATE_JACCARD (or both equal)."""
     if a.words == b.words:
         return True
-    small, large = sorted((len(a.words), len(b.words)))
-    if not small or small < DUPLICATE_JACCARD * large or a.prefix.isdisjoint(b.prefix):
+    na, nb = len(a.words), len(b.words)
+    if min(na, nb) < DUPLICATE_JACCARD * max(na, nb):
         return False
     shared = len(a.words & b.words)
-    return shared / (len(a.words) + len(b.words) - shared) >= DUPLICATE_JACCARD
+    return shared / (na + nb - shared) >= DUPLICATE_JACCARD
 
 
 def _collapse(passages: list[Passage], limit: int) -> list[Passage]:
     """The first `limit` passages not nearly identical to a better-ranked one (same page in two
-    sources, …)."""
+    sources, …). Only kept passages sharing a prefix word (`_Words`) can be alike: an index of
+    those words finds them, so a passage is compared with a few, not with every kept one."""
     kept: list[tuple[Passage, _Words]] = []
+    by_prefix: dict[str, list[int]] = {}
+    empty_kept = False  # texts without words are all alike
     for passage in passages:
         if len(kept) >= limit:
             break
         words = _shingles(passage.text)
-        if not any(_alike(words, other) for _, other in kept):
-            kept.append((passage, words))
+        if not words.words:
+            if empty_kept:
+                continue
+            empty_kept = True
+        near = {i for word in words.prefix for i in by_prefix.get(word, ())}
+        if any(_alike(words, kept[i][1]) for i in near):
+            continue
+        for word in words.prefix:
+            by_prefix.setdefault(word, []).append(len(kept))
+        kept.append((passage, words))
     return [p for p, _ in kept]
 
 

@@ -217,3 +217,37 @@ def test_near_duplicates_collapse_exactly_as_their_jaccard_says() -> None:
     page = "Reset your VPN password in the self-service portal, then reconnect. " * 3
     copies = [_passage(page, 0), _passage(page + " Updated.", 1), _passage("Leave policy.", 2)]
     assert [p.chunk_id for p in _collapse(copies, 3)] == ["c0", "c2"]
+
+
+def test_collapse_keeps_what_comparing_every_pair_keeps() -> None:
+    """Many passages at once (some copies, some edited copies, some empty): the same passages
+    survive as when each is compared with every better-ranked one kept before it."""
+    rng = random.Random(11)
+    vocabulary = [f"w{i}" for i in range(300)]
+
+    def plain(passages: list[Passage], limit: int) -> list[str]:
+        kept: list[tuple[str, frozenset[str]]] = []
+        for p in passages:
+            words = frozenset(p.text.lower().split())
+            if len(kept) < limit and not any(
+                words == w or (words and w and len(words & w) / len(words | w) >= DUPLICATE_JACCARD)
+                for _, w in kept
+            ):
+                kept.append((p.chunk_id, words))
+        return [chunk_id for chunk_id, _ in kept]
+
+    for _ in range(60):
+        texts: list[str] = []
+        for _ in range(30):
+            roll = rng.random()
+            if texts and roll < 0.3:  # an edited copy of an earlier passage
+                words = rng.choice(texts).split()
+                cut = rng.randint(0, max(len(words) // 8, 1))
+                texts.append(" ".join(words[cut:] + rng.sample(vocabulary, rng.randint(0, 3))))
+            elif roll < 0.35:
+                texts.append("")
+            else:
+                texts.append(" ".join(rng.sample(vocabulary, rng.randint(1, 80))))
+        passages = [_passage(t, n) for n, t in enumerate(texts)]
+        for limit in (5, 30):
+            assert [p.chunk_id for p in _collapse(passages, limit)] == plain(passages, limit)
