@@ -9,7 +9,7 @@ it ships one, else, for a BERT model, written once from its weights (`graph.py`)
 cache (`knowledge.embedding_cache_dir`); other models need an ONNX export or the torch backend.
 With `int8`, the matrix products run in 8 bits (ONNX Runtime's dynamic quantization, on its
 VNNI/AMX kernels) except each layer's feed-forward output, whose input (after GELU) has
-outliers 10-17x its median that one 8-bit scale for the whole tensor cannot hold: ~1.8x the
+outliers 10-17x its median that one 8-bit scale for the whole tensor cannot hold: ~1.7x the
 fp32 speed, vectors at cosine ~0.997 to fp32. They differ, so it is another model (another
 collection, re-embedded in the background); it is not the default because the project's
 evaluation sets move by about one question (docs/performance.md).
