@@ -7,13 +7,16 @@ tokenizer from `tokenizer.json` truncated at `max_seq_length`, the pooling of `1
 (mean, CLS or max), unit-length vectors. The graph is the folder's own `onnx/model.onnx` when
 it ships one, else, for a BERT model, written once from its weights (`graph.py`) into the model
 cache (`knowledge.embedding_cache_dir`); other models need an ONNX export or the torch backend.
-With `int8`, the weights are quantized to 8 bits (ONNX Runtime's dynamic quantization): a
-quarter of the memory and faster, but the vectors differ slightly, so it is another model
-(another collection, re-embedded in the background).
+With `int8`, the matrix products run in 8 bits (ONNX Runtime's dynamic quantization, on its
+VNNI/AMX kernels) except each layer's feed-forward output, whose input (after GELU) has
+outliers 10-17x its median that one 8-bit scale for the whole tensor cannot hold: ~1.7x the
+fp32 speed, vectors at cosine ~0.997 to fp32. They differ, so it is another model (another
+collection, re-embedded in the background); it is not the default because the project's
+evaluation sets move by about one question (docs/performance.md).
 
 Passages are tokenized together, sorted by length and cut into batches of about
-TOKENS_PER_BATCH tokens (little padding, bounded memory), which run on `threads` threads, one
-ONNX Runtime thread each.
+TOKENS_PER_BATCH tokens (little padding; small enough that a batch's activations stay in the
+CPU's cache), which run on `threads` threads, one ONNX Runtime thread each.
 """
 
 from __future__ import annotations
@@ -44,8 +47,15 @@ from knowledge.families import AUTO, language_of
 
 log = logging.getLogger(__name__)
 
-INT8_VERSION = 2  # bump when _quantize changes: cached int8 graphs are rebuilt
-TOKENS_PER_BATCH = 2048  # padded tokens a batch: ~30 MB of activations for all-MiniLM
+INT8_VERSION = 3  # bump when _quantize changes: cached int8 graphs are rebuilt
+# padded tokens a batch: ~3 MB of activations for all-MiniLM, within the cache; 2048 was 25 %
+# slower on fp32 and 55 % on int8 (tests/perf/test_knowledge_onnx.py, docs/performance.md)
+TOKENS_PER_BATCH = 512
+# the int8 graph runs faster without this fusion: ONNX Runtime's fused residual + LayerNorm
+# kernel cost 19 % of an int8 run, its separate Add and LayerNormalization a fraction of that
+INT8_DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
+# graphs are written under one process's name (graph.save): one thread of it at a time
+_WRITING = threading.Lock()
 
 
 def default_cache_dir() -> Path:
@@ -140,7 +150,9 @@ class OnnxEmbedder(LocalEmbedder):
         encodings = model.tokenizer.encode_batch([t.strip() for t in texts])
         lengths = [len(e.ids) for e in encodings]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
-        batches = _batches(order, lengths, self.batch_size)
+        # int8: one text a run, since dynamic quantization takes one scale for the whole input,
+        # a batched text's vector would depend on its neighbours (cosine down to 0.98)
+        batches = _batches(order, lengths, 1 if self._int8 else self.batch_size)
         inputs = [[encodings[i] for i in batch] for batch in batches]
         if len(batches) > 1 and self._pool is not None:
             results = list(self._pool.map(self._run, repeat(model), inputs))
@@ -188,7 +200,10 @@ class OnnxEmbedder(LocalEmbedder):
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
             session = onnxruntime.InferenceSession(
-                str(self._graph(folder)), options, providers=["CPUExecutionProvider"]
+                str(self._graph(folder)),
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=INT8_DISABLED_OPTIMIZERS if self._int8 else None,
             )
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -263,12 +278,13 @@ class OnnxEmbedder(LocalEmbedder):
         fp32 = shipped if shipped.is_file() else self._cache_dir / digest / "model.onnx"
         int8 = self._cache_dir / f"{digest}-int8-v{INT8_VERSION}.onnx"
         try:
-            if not fp32.is_file():
-                log.info("writing the ONNX graph of %s to %s (once)", folder, fp32.parent)
-                save(build_bert(folder), fp32.parent)
-            if self._int8 and not int8.is_file():
-                log.info("quantizing %s to int8 into %s (once)", folder, int8)
-                _quantize(fp32, int8)
+            with _WRITING:  # a serving model and the one being re-embedded to may both start
+                if not fp32.is_file():
+                    log.info("writing the ONNX graph of %s to %s (once)", folder, fp32.parent)
+                    save(build_bert(folder), fp32.parent)
+                if self._int8 and not int8.is_file():
+                    log.info("quantizing %s to int8 into %s (once)", folder, int8)
+                    _quantize(fp32, int8)
         except OSError as exc:
             raise EmbeddingModelError(
                 f"cannot write the ONNX graph of {folder} to {self._cache_dir} ({exc}): set "
@@ -342,17 +358,35 @@ def _pooling(folder: Path) -> str:
 
 
 def _quantize(source: Path, target: Path) -> None:
-    """int8 weights for the matrix products, one scale per output channel; the embedding
-    tables stay fp32 (quantized too, a passage's vector moved by up to 0.16 in cosine)."""
+    """int8 weights for the matrix products, one scale per output channel, except each
+    layer's feed-forward output (see the module docstring); the embedding tables stay fp32
+    (quantized too, a passage's vector moved by up to 0.16 in cosine)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    model = onnx.load(str(source))
+    excluded = _feed_forward_outputs(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
     quantize_dynamic(
-        str(source),
+        model,
         str(partial),
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=excluded,
     )
     os.replace(partial, target)
+
+
+def _feed_forward_outputs(model: Any) -> list[str]:
+    """The names of the matrix products that narrow (more rows than columns: a transformer
+    layer's feed-forward output), naming the graph's unnamed nodes on the way."""
+    shapes = {w.name: tuple(w.dims) for w in model.graph.initializer}
+    found = []
+    for index, node in enumerate(model.graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"
+        dims = shapes.get(node.input[1], ()) if node.op_type == "MatMul" else ()
+        if len(dims) == 2 and dims[0] > dims[1]:
+            found.append(node.name)
+    return found

@@ -129,7 +129,7 @@ async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
 ) -> None:
     """The default moved from torch to onnx: an existing index stays the collection that
     answers (the same vectors), and when the model really changes (int8) the old index is served
-    by onnx, not torch, while the new one fills."""
+    by onnx, not torch, while the new one fills, and answers on int8 once it is complete."""
     from knowledge.embedding.torch import TorchEmbedder
 
     settings = KnowledgeSettings(persist_dir=tmp_path / "chroma", collection="torch-kb")
@@ -157,5 +157,13 @@ async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
     try:
         assert kb.pending is not None and kb.pending.embedder.model_name.endswith("(int8)")
         assert kb.embedder.backend_name == "onnx" and not kb.embedder.model_name.endswith("(int8)")
+        task = kb.start_reembed()
+        found = await kb.retriever.retrieve("How do I reset my VPN?")  # served meanwhile
+        assert found[0].location == "handbook/vpn.md"
+        assert task is not None
+        await asyncio.wait_for(task, 120)
+        assert kb.embedder.model_name.endswith("(int8)") and await kb.store.count() == chunks
+        found = await kb.retriever.retrieve("How do I reset my VPN?")
+        assert found[0].location == "handbook/vpn.md"
     finally:
         await kb.close()
