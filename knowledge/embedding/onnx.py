@@ -47,7 +47,7 @@ from knowledge.families import AUTO, language_of
 
 log = logging.getLogger(__name__)
 
-INT8_VERSION = 3  # bump when _quantize changes: cached int8 graphs are rebuilt
+INT8_VERSION = 4  # bump when _quantize changes: cached int8 graphs are rebuilt
 # padded tokens a batch: ~3 MB of activations for all-MiniLM, within the cache; 2048 was 25 %
 # slower on fp32 and 55 % on int8 (tests/perf/test_knowledge_onnx.py, docs/performance.md)
 TOKENS_PER_BATCH = 512
@@ -276,7 +276,7 @@ class OnnxEmbedder(LocalEmbedder):
         key = f"{GRAPH_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         fp32 = shipped if shipped.is_file() else self._cache_dir / digest / "model.onnx"
-        int8 = self._cache_dir / f"{digest}-int8-v{INT8_VERSION}.onnx"
+        int8 = self._cache_dir / f"{digest}-int8-v{INT8_VERSION}" / "model.onnx"
         try:
             with _WRITING:  # a serving model and the one being re-embedded to may both start
                 if not fp32.is_file():
@@ -284,7 +284,7 @@ class OnnxEmbedder(LocalEmbedder):
                     save(build_bert(folder), fp32.parent)
                 if self._int8 and not int8.is_file():
                     log.info("quantizing %s to int8 into %s (once)", folder, int8)
-                    _quantize(fp32, int8)
+                    _quantize(fp32, int8.parent)
         except OSError as exc:
             raise EmbeddingModelError(
                 f"cannot write the ONNX graph of {folder} to {self._cache_dir} ({exc}): set "
@@ -360,23 +360,42 @@ def _pooling(folder: Path) -> str:
 def _quantize(source: Path, target: Path) -> None:
     """int8 weights for the matrix products, one scale per output channel, except each
     layer's feed-forward output (see the module docstring); the embedding tables stay fp32
-    (quantized too, a passage's vector moved by up to 0.16 in cosine)."""
+    (quantized too, a passage's vector moved by up to 0.16 in cosine). `target`: the folder to
+    write (model.onnx and its weights file)."""
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from knowledge.embedding.graph import save
 
     model = onnx.load(str(source))
     excluded = _feed_forward_outputs(model)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.partial")
-    quantize_dynamic(
-        model,
-        str(partial),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=excluded,
-    )
-    os.replace(partial, target)
+    scratch = tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantizing-")
+    partial = Path(scratch.name) / "model.onnx"
+    quiet = _QuantizerAdvice()  # it tells the root logger to pre-process the graph: a warning
+    logging.getLogger().addFilter(quiet)  # an operator could do nothing about, at first start
+    try:
+        quantize_dynamic(
+            model,
+            str(partial),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=excluded,
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    with scratch:  # written again as a graph and a weights file ONNX Runtime maps, like fp32's
+        save(onnx.load(str(partial)), target)
+
+
+class _QuantizerAdvice(logging.Filter):
+    """Drops ONNX Runtime's quantizer's advice to run its pre-processing (the graph is ours)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 def _feed_forward_outputs(model: Any) -> list[str]:

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.settings import Settings, _secret_paths, load_settings
+from knowledge.config import KnowledgeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -195,8 +196,12 @@ def test_dockerfile_installs_no_torch_and_ships_the_graph() -> None:
     runs = " ".join(rest for word, rest in instructions if word == "RUN")
     assert "torch==" not in runs and "teambot[torch]" not in runs
     assert "find_spec('torch') is None" in runs
-    graphs = re.search(r"OnnxEmbedder\(cache_dir=Path\('([^']+)'\)\)\._load\(\)", runs)
+    graphs = re.search(
+        r"OnnxEmbedder\(cache_dir=Path\('([^']+)'\), int8=(True|False)\)\._load\(\)", runs
+    )
     assert graphs, "the image no longer writes the ONNX graph at build time"
+    # the default's graph: the image's model folder is read-only at run time
+    assert graphs.group(2) == str(KnowledgeSettings().embedding_int8)
     env = " ".join(rest for word, rest in instructions if word == "ENV")
     assert f"TEAMBOT_KNOWLEDGE__EMBEDDING_CACHE_DIR={graphs.group(1)}" in env
 

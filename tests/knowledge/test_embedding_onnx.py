@@ -96,7 +96,8 @@ async def test_int8_is_another_model_close_to_the_original(
         await int8.close()
     assert int8.model_name.endswith("(int8)") and int8.fingerprint not in ("", None)
     (graph,) = [p for p in tmp_path.iterdir() if "int8" in p.name]  # beside the fp32 graph
-    model = onnx.load(str(graph), load_external_data=False)
+    assert (graph / "model.onnx.data").is_file()  # weights ONNX Runtime maps, as for fp32
+    model = onnx.load(str(graph / "model.onnx"), load_external_data=False)
     weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
     full = [
         weights[n.input[1]]

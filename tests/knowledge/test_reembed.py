@@ -127,12 +127,14 @@ async def test_an_interrupted_copy_never_serves(
 async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
     tmp_path: Path, handbook: Path
 ) -> None:
-    """The default moved from torch to onnx: an existing index stays the collection that
-    answers (the same vectors), and when the model really changes (int8) the old index is served
-    by onnx, not torch, while the new one fills, and answers on int8 once it is complete."""
+    """onnx in full precision serves torch's index as it is (the same vectors); the default
+    (int8, another model) re-embeds it: the old index is served by onnx, not torch, while the
+    new one fills, and answers on int8 once it is complete — what an upgrade does."""
     from knowledge.embedding.torch import TorchEmbedder
 
-    settings = KnowledgeSettings(persist_dir=tmp_path / "chroma", collection="torch-kb")
+    settings = KnowledgeSettings(
+        persist_dir=tmp_path / "chroma", collection="torch-kb", embedding_int8=False
+    )
     built = await KnowledgeBase.open(
         settings.model_copy(update={"embedding_backend": "torch"}), embedder=TorchEmbedder()
     )
@@ -141,7 +143,7 @@ async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
     chunks = await built.store.count()
     await built.close()
 
-    kb = await KnowledgeBase.open(settings)  # the default: onnx
+    kb = await KnowledgeBase.open(settings)  # onnx, full precision
     try:
         assert kb.pending is None and kb.embedder.backend_name == "onnx"
         assert await kb.store.count() == chunks
@@ -150,10 +152,11 @@ async def test_an_index_built_with_torch_serves_on_onnx_without_a_re_embed(
     finally:
         await kb.close()
 
-    int8 = settings.model_copy(
-        update={"embedding_int8": True, "embedding_cache_dir": str(tmp_path / "models")}
+    upgraded = KnowledgeSettings(  # the defaults
+        persist_dir=tmp_path / "chroma", collection="torch-kb", embedding_cache_dir=str(tmp_path)
     )
-    kb = await KnowledgeBase.open(int8)
+    assert upgraded.embedding_int8
+    kb = await KnowledgeBase.open(upgraded)
     try:
         assert kb.pending is not None and kb.pending.embedder.model_name.endswith("(int8)")
         assert kb.embedder.backend_name == "onnx" and not kb.embedder.model_name.endswith("(int8)")

@@ -184,8 +184,9 @@ async def _every_set(root: Path, embedder: OnnxEmbedder) -> dict[str, float]:
 
 
 async def test_int8_retrieval_quality(tmp_path: Path) -> None:
-    """fp32 against int8, hybrid MRR@5 on every set. int8 may be the default only within 0.005
-    of fp32 on each (issue #27); opted into, it must stay within 0.03 (about one question of the
+    """fp32 against int8, hybrid MRR@5 on every set. As the default, int8 may rank no set more
+    than 0.005 lower than fp32 (issue #27: retrieval unchanged; a set ranking higher is
+    printed, not refused); opted into, it must stay within 0.03 (about one question of the
     smallest group, the 20 follow-ups)."""
     scores = {}
     for name, int8 in (("fp32", False), ("int8", True)):
@@ -198,6 +199,7 @@ async def test_int8_retrieval_quality(tmp_path: Path) -> None:
     for group, mrr in scores["fp32"].items():
         change = scores["int8"][group] - mrr
         print(f"  {group:<32} {mrr:.3f} -> {scores['int8'][group]:.3f}  ({change:+.3f})")
-    bar = 0.005 if KnowledgeSettings().embedding_int8 else 0.03
+    default = KnowledgeSettings().embedding_int8
     for group, mrr in scores["fp32"].items():
-        assert abs(scores["int8"][group] - mrr) <= bar, group
+        change = scores["int8"][group] - mrr
+        assert change >= -0.005 if default else abs(change) <= 0.03, group
