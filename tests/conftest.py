@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from knowledge import Embedder, KnowledgeBase
+from knowledge.config import KnowledgeSettings
 from knowledge.embedding.onnx import OnnxEmbedder
 from tests.fakes.sglang import FakeSGLang
 from tests.helpers import Core, kb_settings, make_core
@@ -38,8 +39,10 @@ def fake_sglang() -> Iterator[FakeSGLang]:
 
 @pytest.fixture(scope="session")
 def embedder() -> Iterator[Embedder]:
-    """The real bundled all-MiniLM-L6-v2 on the default (onnx) backend, loaded once per session."""
-    model = OnnxEmbedder()
+    """The real bundled all-MiniLM-L6-v2 as a default install runs it (onnx, int8 unless the
+    default changes), loaded once per session: indexes built with it are what a server started
+    with the default settings serves, without a re-embed."""
+    model = OnnxEmbedder(int8=KnowledgeSettings().embedding_int8)
     model.count_tokens("warm up")  # loads the model here, outside any test's timing
     yield model
     asyncio.run(model.close())
