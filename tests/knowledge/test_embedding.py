@@ -133,7 +133,7 @@ def test_configured_prefixes_and_languages_override_the_family() -> None:
 
 async def test_prefixes_reach_the_model(embedder: Embedder) -> None:
     assert isinstance(embedder, OnnxEmbedder)
-    prefixed = OnnxEmbedder(query_prefix="query: ", passage_prefix="passage: ")
+    prefixed = OnnxEmbedder(query_prefix="query: ", passage_prefix="passage: ", int8=embedder._int8)
     prefixed._model = embedder._load()  # the same loaded model, other prefixes
     try:
         (passage,) = await prefixed.embed(["reset the VPN"])
@@ -144,7 +144,7 @@ async def test_prefixes_reach_the_model(embedder: Embedder) -> None:
         await prefixed.close()
     assert passage == pytest.approx(raw, abs=1e-5)
     assert question == pytest.approx(raw_question, abs=1e-5)
-    assert prefixed.fingerprint != embedder.fingerprint == ""
+    assert prefixed.fingerprint != embedder.fingerprint
 
 
 async def test_readable_counts_unknown_wordpieces_and_declared_languages(
