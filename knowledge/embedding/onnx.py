@@ -11,8 +11,9 @@ With `int8`, the matrix products run in 8 bits (ONNX Runtime's dynamic quantizat
 VNNI/AMX kernels) except each layer's feed-forward output, whose input (after GELU) has
 outliers 10-17x its median that one 8-bit scale for the whole tensor cannot hold: ~1.7x the
 fp32 speed, vectors at cosine ~0.997 to fp32. They differ, so it is another model (another
-collection, re-embedded in the background); it is not the default because the project's
-evaluation sets move by about one question (docs/performance.md).
+collection, re-embedded in the background). It is the default (`embedding_int8`): no
+evaluation set of the project ranks lower with it, and `int8=False`, full precision, gives
+sentence-transformers' own vectors (docs/performance.md, "int8 as the default?").
 
 Passages are tokenized together, sorted by length and cut into batches of about
 TOKENS_PER_BATCH tokens (little padding; small enough that a batch's activations stay in the

@@ -22,13 +22,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_serve import free_port
 from tests.perf.knowledge_eval import QUESTIONS
+from tests.perf.serving import teambot_serve
 from tests.perf.test_load import cpu_seconds
 
 MESSAGES = int(os.environ.get("TEAMBOT_PERF_MESSAGES", "1000"))
@@ -112,38 +111,16 @@ def _memory(pid: int) -> dict[str, float]:
 def _serve(tmp_path: Path, backend: str) -> None:
     workdir = tmp_path / f"serve-{backend}"
     workdir.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (workdir / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-            cwd=workdir,
-            env=_env(backend),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None, (workdir / "serve.log").read_text()[-2000:]
-                time.sleep(0.5)
-            with httpx.Client() as client:
-                for n in range(20):  # warm-up: the sample indexed, the model loaded
-                    _chat(client, url, QUESTIONS[n][0], -n - 1)
-                ready = _memory(process.pid)
-                started = cpu_seconds(process.pid)
-                for n in range(MESSAGES):
-                    _chat(client, url, QUESTIONS[n % len(QUESTIONS)][0], n)
-                used = cpu_seconds(process.pid) - started
-            after = _memory(process.pid)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with teambot_serve(workdir, _env(backend), within=300) as (url, process):
+        with httpx.Client() as client:
+            for n in range(20):  # warm-up: the sample indexed, the model loaded
+                _chat(client, url, QUESTIONS[n][0], -n - 1)
+            ready = _memory(process.pid)
+            started = cpu_seconds(process.pid)
+            for n in range(MESSAGES):
+                _chat(client, url, QUESTIONS[n % len(QUESTIONS)][0], n)
+            used = cpu_seconds(process.pid) - started
+        after = _memory(process.pid)
     print(
         f"  {backend:<6} ready {ready['VmRSS']:4.0f} MB  after {MESSAGES} messages "
         f"{after['VmRSS']:4.0f} MB (peak {after['VmHWM']:4.0f} MB)  "

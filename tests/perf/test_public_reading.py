@@ -41,9 +41,9 @@ import pytest
 from knowledge import KnowledgeBase, KnowledgeSettings, SourceSettings
 from knowledge.eval import DEPTH, EvalCase, evaluate
 from knowledge.types import Passage
-from tests.e2e.test_serve import free_port
 from tests.perf import baseline
 from tests.perf import eval_reading as reading
+from tests.perf.serving import teambot_serve
 
 QUESTIONS = int(os.environ.get("TEAMBOT_SQUAD_QUESTIONS", "300"))
 SEED = 30
@@ -121,30 +121,8 @@ def served_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     started = time.perf_counter()
     _teambot(tmp_path, env, "refresh", SOURCE)
     print(f"\nindexed by `teambot refresh` in {time.perf_counter() - started:.0f} s")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-                time.sleep(0.5)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with teambot_serve(tmp_path, env, within=600) as (url, _):
+        yield url
 
 
 def _cited(client: httpx.Client, url: str, text: str, n: int) -> list[str]:
